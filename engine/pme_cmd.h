@@ -1,0 +1,29 @@
+/*
+ * pme_cmd.h - the subcommands of the pmingest program and its exit statuses.
+ *
+ * Each subcommand is a function taking its own argv (argv[0] is the subcommand name) and
+ * returning one of the PME_EXIT_* statuses below, which pmingest passes to exit(). They are
+ * documented in `pmingest --help` and in the README; keep the three in step.
+ */
+#ifndef PME_CMD_H
+#define PME_CMD_H
+
+enum {
+	PME_EXIT_OK = 0,       /* success */
+	PME_EXIT_NOTFOUND = 1, /* a query found nothing (like grep): get of a missing key */
+	PME_EXIT_USAGE = 2,    /* bad command line or configuration */
+	PME_EXIT_INPUT = 3,    /* an input cannot be read: missing, not HDF5, wrong dataset, field
+				  or type, corrupt or foreign KB file */
+	PME_EXIT_OUTPUT = 4,   /* an output cannot be written: permission, disk full, I/O error */
+	PME_EXIT_DATA = 5,     /* the input was read but its content is refused (duplicate key
+				  under --on-duplicate error, numeric policy on text values) */
+	PME_EXIT_NOMEM = 6,    /* out of memory */
+	PME_EXIT_INTERRUPTED = 130, /* stopped by SIGINT or SIGTERM; no partial output left */
+};
+
+typedef int (*pme_cmd_fn)(int argc, char **argv);
+
+int pme_cmd_gen(int argc, char **argv);
+int pme_cmd_demo(int argc, char **argv);
+
+#endif /* PME_CMD_H */

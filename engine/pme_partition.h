@@ -1,0 +1,46 @@
+/*
+ * pme_partition.h - partition schemes: which partition a user key belongs to, and the path
+ * prefix that partition owns in the shared PathMap.
+ *
+ * hash scheme: partition(key) = XXH3_64bits(key, len) % P, P a power of two in [1, 65536].
+ *   partition_path(id) = the two bytes (id >> 8, id & 0xff): a fixed-width big-endian id.
+ *   Internal path of a record = partition_path(partition(key)) ++ key.
+ *
+ *   Disjointness proof: every partition path has exactly two bytes. A string can only be a
+ *   prefix of another string of the same length by being equal to it, and the encoding is
+ *   injective on [0, 65536) (it is the base-256 representation of id, zero-padded to two
+ *   digits). So for ids a != b, neither path is a prefix of the other, and neither are the
+ *   subtries below them: exclusive write zippers at these paths touch disjoint memory.
+ *
+ * prefix scheme: internal path = the user key itself (no added bytes); partitions are P
+ *   disjoint key ranges chosen from a sample (see the engine's planner).
+ */
+#ifndef PME_PARTITION_H
+#define PME_PARTITION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <xxhash.h>
+
+#define PME_PART_PATH_LEN 2 /* bytes of partition_path() in the hash scheme */
+#define PME_MAX_PARTITIONS 65536u
+
+enum pme_scheme {
+	PME_SCHEME_HASH = 0,   /* hash(key) % P, two-byte partition prefix */
+	PME_SCHEME_PREFIX = 1, /* natural key paths cut into P key ranges */
+};
+
+/* The partition of key in the hash scheme. nparts is a power of two. */
+static inline uint32_t pme_hash_partition(const void *key, size_t len, uint32_t nparts)
+{
+	return (uint32_t)(XXH3_64bits(key, len) & (uint64_t)(nparts - 1));
+}
+
+/* Writes partition_path(id) (PME_PART_PATH_LEN bytes) to out. id < PME_MAX_PARTITIONS. */
+static inline void pme_partition_path(uint32_t id, uint8_t out[PME_PART_PATH_LEN])
+{
+	out[0] = (uint8_t)(id >> 8);
+	out[1] = (uint8_t)id;
+}
+
+#endif /* PME_PARTITION_H */

@@ -1,0 +1,59 @@
+/*
+ * pmingest.c - the command-line program: dispatches to one subcommand.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "pme_cmd.h"
+
+struct command {
+	const char *name;    /* as typed after pmingest */
+	pme_cmd_fn fn;	     /* runs it */
+	const char *summary; /* one line for --help */
+};
+
+static const struct command commands[] = {
+    {"demo", pme_cmd_demo, "build a PathMap from generated keys and print what it holds"},
+    {"gen", pme_cmd_gen, "write a synthetic key/value HDF5 dataset (seeded, deterministic)"},
+};
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f,
+		"usage: pmingest COMMAND [ARGS...]   (pmingest COMMAND --help for its options)\n\n"
+		"commands:\n");
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nexit status:\n"
+		   "  0  success\n"
+		   "  1  a query found nothing (get of a missing key)\n"
+		   "  2  bad command line or configuration\n"
+		   "  3  an input cannot be read (missing, not HDF5, wrong dataset/field/type, "
+		   "corrupt KB)\n"
+		   "  4  an output cannot be written (permission, disk full, I/O error)\n"
+		   "  5  the input's content is refused (duplicate key under --on-duplicate error, "
+		   "...)\n"
+		   "  6  out of memory\n"
+		   "  130 interrupted by SIGINT or SIGTERM (no partial output is left)\n");
+}
+
+int main(int argc, char **argv)
+{
+	size_t i;
+
+	if (argc < 2) {
+		usage(stderr);
+		return PME_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return PME_EXIT_OK;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "pmingest: unknown command '%s' (see pmingest --help)\n", argv[1]);
+	return PME_EXIT_USAGE;
+}

@@ -1,0 +1,243 @@
+/*
+ * pm_internal.h - node layout and internal primitives of the pathmap library.
+ *
+ * Not part of the API: only pathmap/src/ includes this file.
+ *
+ * A trie node stands for a path position and everything below it. Its compressed path
+ * ("prefix") is consumed first; its value, if any, sits at the end of the prefix; its children
+ * continue from there, one per next byte. Every node is one block from the allocator hook:
+ *
+ *   +-------+------+-------+------+---------+   header, 16 bytes
+ *   | refs  | kind | flags | plen | val     |
+ *   |  u32  |  u8  |  u8   | u16  | u64     |
+ *   +-------+------+-------+------+---------+
+ *   | [u32 long plen] prefix bytes ...      |   plen bytes (the u32 only with PM_F_LONGP)
+ *   +---------------------------------------+
+ *   | pad to 8 | body (by kind)             |   LEAF: no padding, no body
+ *   +---------------------------------------+
+ *
+ *   SMALL body: | n u8 | cap u8 | key[6] u8 | child[cap] ptr |     sorted child bytes
+ *   DENSE body: | n u16 | cap u16 | pad u32 | mask[4] u64 | child[cap] ptr |
+ *               children packed in byte order; index of byte b = popcount(mask below b)
+ *
+ *   A LEAF holds a unique key suffix and its value in one block: 16 + plen bytes, which is
+ *   what keeps long unique suffixes cheap (a 16-byte random key costs about 32 bytes of leaf).
+ *
+ * Invariants (checked by pm_map_check):
+ *   - a node has a value or at least one child; a node without a value has at least two
+ *     children (so every single-branch run of bytes is a prefix, never a chain of nodes);
+ *   - SMALL: n <= cap <= PM_SMALL_MAX, keys strictly ascending; DENSE: popcount(mask) == n,
+ *     n <= cap <= 256; children are never NULL;
+ *   - refs >= 1. A node reachable from a shared node (refs > 1) is never written in place:
+ *     writers copy each node on their path whose count is above one, top down (COW).
+ */
+#ifndef PM_INTERNAL_H
+#define PM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "pathmap.h"
+
+#define PM_SMALL_MAX 6	      /* children a SMALL node holds before it becomes DENSE */
+#define PM_PLEN_SHORT 0xffffu /* prefixes up to this length live in the header's plen */
+#define PM_DEPTH_INLINE 64    /* path stack entries kept inline in a walker */
+
+enum { PM_LEAF = 0, PM_SMALL = 1, PM_DENSE = 2 };
+
+enum {
+	PM_F_VAL = 1,	/* the node has a value at the end of its prefix */
+	PM_F_LONGP = 2, /* prefix length is the u32 before the prefix bytes */
+};
+
+typedef struct pm_node {
+	_Atomic uint32_t refs; /* owners of this node (parents, map roots, zippers) */
+	uint8_t kind;	       /* PM_LEAF, PM_SMALL or PM_DENSE */
+	uint8_t flags;	       /* PM_F_* */
+	uint16_t plen;	       /* prefix length, when not PM_F_LONGP */
+	uint64_t val;	       /* value word when PM_F_VAL; free list link while being freed */
+} pm_node;
+
+struct pm_small {
+	uint8_t n;		   /* children in use */
+	uint8_t cap;		   /* child slots allocated, <= PM_SMALL_MAX */
+	uint8_t key[PM_SMALL_MAX]; /* child bytes, ascending */
+	pm_node *child[];	   /* child[i] follows key[i] */
+};
+
+struct pm_dense {
+	uint16_t n;	  /* children in use */
+	uint16_t cap;	  /* child slots allocated */
+	uint32_t pad;	  /* keeps mask 8-byte aligned */
+	uint64_t mask[4]; /* bit b set when byte b has a child */
+	pm_node *child[]; /* packed in byte order */
+};
+
+/* The allocator a map and everything derived from it use. */
+typedef struct pm_ctx {
+	pm_alloc_fn alloc; /* realloc-shaped hook */
+	void *ud;	   /* its argument */
+} pm_ctx;
+
+struct pm_map {
+	pm_ctx ctx;    /* allocator */
+	pm_node *root; /* NULL when empty; one counted reference */
+	size_t count;  /* number of values */
+};
+
+/* A position in a trie: inside node n, off bytes into its prefix (off <= plen). n == NULL is
+ * the empty trie. */
+typedef struct pm_pos {
+	pm_node *n;
+	size_t off;
+} pm_pos;
+
+/* ---- node accessors ---- */
+
+static inline size_t node_plen(const pm_node *n)
+{
+	uint32_t l;
+
+	if (!(n->flags & PM_F_LONGP))
+		return n->plen;
+	memcpy(&l, n + 1, sizeof(l));
+	return l;
+}
+
+static inline uint8_t *node_prefix(pm_node *n)
+{
+	return (uint8_t *)(n + 1) + ((n->flags & PM_F_LONGP) ? 4 : 0);
+}
+
+static inline size_t pm_align8(size_t x)
+{
+	return (x + 7) & ~(size_t)7;
+}
+
+/* Offset of the body from the node's start. */
+static inline size_t node_body_off(const pm_node *n)
+{
+	return pm_align8(sizeof(pm_node) + ((n->flags & PM_F_LONGP) ? 4 : 0) + node_plen(n));
+}
+
+static inline struct pm_small *node_small(pm_node *n)
+{
+	return (struct pm_small *)((uint8_t *)n + node_body_off(n));
+}
+
+static inline struct pm_dense *node_dense(pm_node *n)
+{
+	return (struct pm_dense *)((uint8_t *)n + node_body_off(n));
+}
+
+static inline bool node_has_val(const pm_node *n)
+{
+	return n->flags & PM_F_VAL;
+}
+
+static inline unsigned node_nchild(pm_node *n)
+{
+	if (n->kind == PM_SMALL)
+		return node_small(n)->n;
+	if (n->kind == PM_DENSE)
+		return node_dense(n)->n;
+	return 0;
+}
+
+static inline unsigned dense_index(const struct pm_dense *d, unsigned b)
+{
+	unsigned w = b >> 6, i, idx = 0;
+
+	for (i = 0; i < w; i++)
+		idx += (unsigned)__builtin_popcountll(d->mask[i]);
+	return idx + (unsigned)__builtin_popcountll(d->mask[w] & ((UINT64_C(1) << (b & 63)) - 1));
+}
+
+static inline bool dense_has(const struct pm_dense *d, unsigned b)
+{
+	return (d->mask[b >> 6] >> (b & 63)) & 1;
+}
+
+/* The slot of the child under byte b, or NULL. */
+static inline pm_node **node_child(pm_node *n, uint8_t b)
+{
+	if (n->kind == PM_SMALL) {
+		struct pm_small *s = node_small(n);
+		unsigned i;
+
+		for (i = 0; i < s->n; i++)
+			if (s->key[i] == b)
+				return &s->child[i];
+		return NULL;
+	}
+	if (n->kind == PM_DENSE) {
+		struct pm_dense *d = node_dense(n);
+
+		if (!dense_has(d, b))
+			return NULL;
+		return &d->child[dense_index(d, b)];
+	}
+	return NULL;
+}
+
+/* The i-th child (i < nchild) in byte order; its byte goes to *b. */
+pm_node *node_child_at(pm_node *n, unsigned i, uint8_t *b);
+/* The first child with byte > b (after == -1: the first child), or NULL. */
+pm_node *node_child_after(pm_node *n, int after, uint8_t *b);
+/* The last child with byte < b (before == 256: the last child), or NULL. */
+pm_node *node_child_before(pm_node *n, int before, uint8_t *b);
+
+static inline pm_node *node_ref(pm_node *n)
+{
+	if (n)
+		atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+	return n;
+}
+
+static inline bool node_shared(pm_node *n)
+{
+	return atomic_load_explicit(&n->refs, memory_order_acquire) > 1;
+}
+
+/* ---- node.c ---- */
+void *pm_xalloc(const pm_ctx *c, void *p, size_t osize, size_t nsize);
+size_t node_size(pm_node *n);
+void node_free_block(const pm_ctx *c, pm_node *n);
+void node_unref(const pm_ctx *c, pm_node *n);
+pm_node *node_new(const pm_ctx *c, int kind, size_t plen, unsigned cap);
+pm_node *node_make_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val);
+pm_node *node_copy(const pm_ctx *c, pm_node *n);
+pm_node *node_cow(const pm_ctx *c, pm_node **slot);
+pm_node *node_add_child(const pm_ctx *c, pm_node *n, uint8_t b, pm_node *child);
+void node_del_child(pm_node *n, uint8_t b);
+pm_node *node_reprefix(const pm_ctx *c, pm_node *n, const uint8_t *a, size_t la, const uint8_t *b,
+		       size_t lb, size_t cut);
+pm_node *node_build(const pm_ctx *c, const uint8_t *pre, size_t plen, bool has_val, uint64_t val,
+		    unsigned nchild);
+void node_build_push(pm_node *n, uint8_t b, pm_node *child);
+pm_node *node_build_finish(const pm_ctx *c, pm_node *n, int *rc);
+size_t node_count(pm_node *n);
+pm_node *node_shrink(const pm_ctx *c, pm_node *n);
+
+/* ---- map.c: tries addressed by root slots ---- */
+int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t val,
+	   uint64_t *old);
+bool tr_get(pm_node *root, const uint8_t *key, size_t len, uint64_t *val);
+int tr_remove(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t *old);
+int tr_take(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, pm_node **out);
+int tr_graft(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, pm_node *sub);
+bool tr_find(pm_node *root, const uint8_t *key, size_t len, pm_pos *out);
+int tr_subtrie(const pm_ctx *c, pm_pos p, pm_node **out);
+int pm_map_wrap(const pm_ctx *c, pm_node *root, size_t count, pm_map **out);
+
+/* ---- algebra.c ---- */
+int alg_join(const pm_ctx *c, pm_pos a, pm_pos b, pm_merge_fn merge, void *arg, pm_node **out);
+int alg_meet(const pm_ctx *c, pm_pos a, pm_pos b, pm_node **out);
+int alg_subtract(const pm_ctx *c, pm_pos a, pm_pos b, pm_node **out);
+int alg_restrict(const pm_ctx *c, pm_pos a, pm_pos b, pm_node **out);
+bool alg_equal(pm_pos a, pm_pos b);
+
+#endif /* PM_INTERNAL_H */

@@ -1,0 +1,539 @@
+/*
+ * test_map.c - unit tests of the pathmap API: maps, iteration, zippers, algebra, clones.
+ */
+#include <CUnit/Basic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "pathmap.h"
+
+#define K(s) (const uint8_t *)(s), (sizeof(s) - 1)
+
+static void assert_valid(const pm_map *m)
+{
+	char msg[256] = "";
+	int rc = pm_map_check(m, msg, sizeof(msg));
+
+	if (rc)
+		fprintf(stderr, "pm_map_check: %s\n", msg);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+}
+
+static pm_map *new_map(void)
+{
+	pm_map *m = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(pm_map_create(&m, NULL, NULL), 0);
+	return m;
+}
+
+static void test_basic_set_get(void)
+{
+	pm_map *m = new_map();
+	uint64_t v = 0, old = 0;
+
+	CU_ASSERT_EQUAL(pm_map_count(m), 0);
+	CU_ASSERT_FALSE(pm_map_get(m, K("a"), &v));
+	CU_ASSERT_EQUAL(pm_map_set(m, K("abc"), 1, NULL), 1);
+	CU_ASSERT_EQUAL(pm_map_set(m, K("abd"), 2, NULL), 1);
+	CU_ASSERT_EQUAL(pm_map_set(m, K("ab"), 3, NULL), 1);
+	CU_ASSERT_EQUAL(pm_map_set(m, K("abc"), 4, &old), 0);
+	CU_ASSERT_EQUAL(old, 1);
+	CU_ASSERT_EQUAL(pm_map_count(m), 3);
+	CU_ASSERT_TRUE(pm_map_get(m, K("abc"), &v));
+	CU_ASSERT_EQUAL(v, 4);
+	CU_ASSERT_TRUE(pm_map_get(m, K("ab"), &v));
+	CU_ASSERT_EQUAL(v, 3);
+	CU_ASSERT_FALSE(pm_map_contains(m, K("a")));
+	CU_ASSERT_FALSE(pm_map_contains(m, K("abcd")));
+	CU_ASSERT_FALSE(pm_map_contains(m, K("abe")));
+	CU_ASSERT_EQUAL(pm_map_count_prefix(m, K("ab")), 3);
+	CU_ASSERT_EQUAL(pm_map_count_prefix(m, K("abc")), 1);
+	CU_ASSERT_EQUAL(pm_map_count_prefix(m, K("x")), 0);
+	assert_valid(m);
+	CU_ASSERT_EQUAL(pm_map_remove(m, K("ab"), &old), 0);
+	CU_ASSERT_EQUAL(old, 3);
+	CU_ASSERT_EQUAL(pm_map_remove(m, K("ab"), NULL), PM_ENOTFOUND);
+	CU_ASSERT_EQUAL(pm_map_remove(m, K("zz"), NULL), PM_ENOTFOUND);
+	assert_valid(m);
+	CU_ASSERT_EQUAL(pm_map_remove(m, K("abc"), NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_remove(m, K("abd"), NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_count(m), 0);
+	assert_valid(m);
+	pm_map_destroy(m);
+	pm_map_destroy(NULL);
+}
+
+static void test_empty_and_nul_keys(void)
+{
+	pm_map *m = new_map();
+	const uint8_t nul1[] = {0}, nul2[] = {0, 0}, mix[] = {'a', 0, 'b'};
+	uint64_t v;
+
+	CU_ASSERT_EQUAL(pm_map_set(m, NULL, 0, 7, NULL), 1);
+	CU_ASSERT_EQUAL(pm_map_set(m, nul1, 1, 8, NULL), 1);
+	CU_ASSERT_EQUAL(pm_map_set(m, nul2, 2, 9, NULL), 1);
+	CU_ASSERT_EQUAL(pm_map_set(m, mix, 3, 10, NULL), 1);
+	CU_ASSERT_TRUE(pm_map_get(m, NULL, 0, &v));
+	CU_ASSERT_EQUAL(v, 7);
+	CU_ASSERT_TRUE(pm_map_get(m, nul2, 2, &v));
+	CU_ASSERT_EQUAL(v, 9);
+	CU_ASSERT_TRUE(pm_map_get(m, mix, 3, &v));
+	CU_ASSERT_EQUAL(v, 10);
+	CU_ASSERT_FALSE(pm_map_contains(m, mix, 2));
+	CU_ASSERT_EQUAL(pm_map_count(m), 4);
+	assert_valid(m);
+	CU_ASSERT_EQUAL(pm_map_remove(m, NULL, 0, NULL), 0);
+	CU_ASSERT_FALSE(pm_map_contains(m, NULL, 0));
+	CU_ASSERT_TRUE(pm_map_contains(m, nul1, 1));
+	CU_ASSERT_EQUAL(pm_map_set(m, NULL, 1, 0, NULL), PM_EINVAL);
+	assert_valid(m);
+	pm_map_destroy(m);
+}
+
+static void test_long_keys(void)
+{
+	size_t lens[] = {65535, 65536, 70000, 200000}, i, j;
+	pm_map *m = new_map();
+	uint8_t *k = malloc(200001);
+	uint64_t v;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+	for (j = 0; j < 200001; j++)
+		k[j] = (uint8_t)(j * 7);
+	for (i = 0; i < 4; i++)
+		CU_ASSERT_EQUAL(pm_map_set(m, k, lens[i], lens[i], NULL), 1);
+	k[100000] ^= 1;
+	CU_ASSERT_EQUAL(pm_map_set(m, k, 150000, 1, NULL), 1);
+	k[100000] ^= 1;
+	assert_valid(m);
+	for (i = 0; i < 4; i++) {
+		CU_ASSERT_TRUE(pm_map_get(m, k, lens[i], &v));
+		CU_ASSERT_EQUAL(v, lens[i]);
+	}
+	CU_ASSERT_FALSE(pm_map_contains(m, k, 150000));
+	CU_ASSERT_FALSE(pm_map_contains(m, k, 65534));
+	CU_ASSERT_EQUAL(pm_map_count_prefix(m, k, 65536), 4);
+	CU_ASSERT_EQUAL(pm_map_remove(m, k, 65536, NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_remove(m, k, 70000, NULL), 0);
+	assert_valid(m);
+	CU_ASSERT_TRUE(pm_map_get(m, k, 200000, &v));
+	CU_ASSERT_EQUAL(v, 200000);
+	pm_map_destroy(m);
+	free(k);
+}
+
+struct collect {
+	struct model got;  /* keys seen, in order of the calls */
+	size_t stop_after; /* stop after this many (0: never) */
+};
+
+static int collect_fn(const uint8_t *k, size_t len, uint64_t v, void *arg)
+{
+	struct collect *c = arg;
+
+	if (c->got.n &&
+	    model_cmp(c->got.e[c->got.n - 1].key, c->got.e[c->got.n - 1].len, k, len) >= 0)
+		return -100; /* out of order */
+	model_set(&c->got, k, len, v, NULL);
+	return c->stop_after && c->got.n == c->stop_after ? 42 : 0;
+}
+
+static void test_foreach_order_prefix_from(void)
+{
+	const char *keys[] = {"", "a", "ab", "abc", "abd", "b", "ba", "c\xff", "c\x00z", "cc"};
+	size_t lens[] = {0, 1, 2, 3, 3, 1, 2, 2, 3, 2}, i;
+	pm_map *m = new_map();
+	struct model ref;
+	struct collect c;
+
+	model_init(&ref);
+	for (i = 0; i < 10; i++) {
+		pm_map_set(m, (const uint8_t *)keys[i], lens[i], i, NULL);
+		model_set(&ref, (const uint8_t *)keys[i], lens[i], i, NULL);
+	}
+	CU_ASSERT_TRUE(model_matches(&ref, m));
+	/* prefix "ab", from "abc" */
+	model_init(&c.got);
+	c.stop_after = 0;
+	CU_ASSERT_EQUAL(pm_map_foreach(m, K("ab"), K("abc"), collect_fn, &c), 0);
+	CU_ASSERT_EQUAL(c.got.n, 2);
+	CU_ASSERT_TRUE(c.got.n == 2 && c.got.e[0].len == 3 && !memcmp(c.got.e[0].key, "abc", 3));
+	model_free(&c.got);
+	/* from below the prefix: all of it; from above: nothing */
+	model_init(&c.got);
+	CU_ASSERT_EQUAL(pm_map_foreach(m, K("b"), K("a"), collect_fn, &c), 0);
+	CU_ASSERT_EQUAL(c.got.n, 2);
+	model_free(&c.got);
+	model_init(&c.got);
+	CU_ASSERT_EQUAL(pm_map_foreach(m, K("b"), K("bb"), collect_fn, &c), 0);
+	CU_ASSERT_EQUAL(c.got.n, 0);
+	model_free(&c.got);
+	/* from a key that is absent lands on the next one */
+	model_init(&c.got);
+	CU_ASSERT_EQUAL(pm_map_foreach(m, NULL, 0, K("abcc"), collect_fn, &c), 0);
+	CU_ASSERT_EQUAL(c.got.n, 6);
+	CU_ASSERT_TRUE(c.got.n && c.got.e[0].len == 3 && !memcmp(c.got.e[0].key, "abd", 3));
+	model_free(&c.got);
+	/* stop early: the callback's value comes back */
+	model_init(&c.got);
+	c.stop_after = 3;
+	CU_ASSERT_EQUAL(pm_map_foreach(m, NULL, 0, NULL, 0, collect_fn, &c), 42);
+	CU_ASSERT_EQUAL(c.got.n, 3);
+	model_free(&c.got);
+	model_free(&ref);
+	pm_map_destroy(m);
+}
+
+static void test_read_zipper(void)
+{
+	pm_map *m = new_map();
+	pm_rz *z, *f;
+	uint8_t bytes[256];
+	const uint8_t *p;
+	size_t len;
+	uint64_t v;
+
+	pm_map_set(m, K("hello"), 1, NULL);
+	pm_map_set(m, K("help"), 2, NULL);
+	pm_map_set(m, K("he"), 3, NULL);
+	pm_map_set(m, K("world"), 4, NULL);
+	CU_ASSERT_EQUAL_FATAL(pm_rz_create(m, &z), 0);
+	CU_ASSERT_TRUE(pm_rz_exists(z));
+	CU_ASSERT_EQUAL(pm_rz_child_bytes(z, bytes), 2);
+	CU_ASSERT_EQUAL(bytes[0], 'h');
+	CU_ASSERT_EQUAL(bytes[1], 'w');
+	CU_ASSERT_EQUAL(pm_rz_descend_byte(z, 'h'), 0);
+	CU_ASSERT_EQUAL(pm_rz_child_count(z), 1);
+	CU_ASSERT_FALSE(pm_rz_value(z, &v));
+	pm_rz_descend_byte(z, 'e');
+	CU_ASSERT_TRUE(pm_rz_value(z, &v));
+	CU_ASSERT_EQUAL(v, 3);
+	CU_ASSERT_EQUAL(pm_rz_count(z), 3);
+	pm_rz_descend(z, K("lx"));
+	CU_ASSERT_FALSE(pm_rz_exists(z));
+	CU_ASSERT_EQUAL(pm_rz_child_count(z), 0);
+	CU_ASSERT_EQUAL(pm_rz_ascend(z, 1), 1);
+	CU_ASSERT_TRUE(pm_rz_exists(z));
+	CU_ASSERT_EQUAL(pm_rz_child_bytes(z, bytes), 2);
+	CU_ASSERT_EQUAL(bytes[0], 'l');
+	CU_ASSERT_EQUAL(bytes[1], 'p');
+	p = pm_rz_path(z, &len);
+	CU_ASSERT_TRUE(len == 3 && !memcmp(p, "hel", 3));
+	/* next/prev walk the values in order */
+	pm_rz_reset(z);
+	CU_ASSERT_EQUAL(pm_rz_next_value(z), 1);
+	p = pm_rz_path(z, &len);
+	CU_ASSERT_TRUE(len == 2 && !memcmp(p, "he", 2));
+	CU_ASSERT_EQUAL(pm_rz_next_value(z), 1);
+	p = pm_rz_path(z, &len);
+	CU_ASSERT_TRUE(len == 5 && !memcmp(p, "hello", 5));
+	CU_ASSERT_EQUAL(pm_rz_next_value(z), 1);
+	CU_ASSERT_EQUAL(pm_rz_next_value(z), 1);
+	p = pm_rz_path(z, &len);
+	CU_ASSERT_TRUE(len == 5 && !memcmp(p, "world", 5));
+	CU_ASSERT_EQUAL(pm_rz_next_value(z), 0);
+	p = pm_rz_path(z, &len);
+	CU_ASSERT_TRUE(len == 5 && !memcmp(p, "world", 5));
+	CU_ASSERT_EQUAL(pm_rz_prev_value(z), 1);
+	p = pm_rz_path(z, &len);
+	CU_ASSERT_TRUE(len == 4 && !memcmp(p, "help", 4));
+	CU_ASSERT_EQUAL(pm_rz_prev_value(z), 1);
+	CU_ASSERT_EQUAL(pm_rz_prev_value(z), 1);
+	CU_ASSERT_EQUAL(pm_rz_prev_value(z), 0);
+	/* seek */
+	CU_ASSERT_EQUAL(pm_rz_seek(z, K("hellp")), 1);
+	p = pm_rz_path(z, &len);
+	CU_ASSERT_TRUE(len == 4 && !memcmp(p, "help", 4));
+	CU_ASSERT_EQUAL(pm_rz_seek(z, K("x")), 0);
+	/* fork: a zipper rooted at the focus */
+	pm_rz_reset(z);
+	pm_rz_descend(z, K("hel"));
+	CU_ASSERT_EQUAL_FATAL(pm_rz_fork(z, &f), 0);
+	CU_ASSERT_EQUAL(pm_rz_count(f), 2);
+	CU_ASSERT_EQUAL(pm_rz_next_value(f), 1);
+	p = pm_rz_path(f, &len);
+	CU_ASSERT_TRUE(len == 2 && !memcmp(p, "lo", 2));
+	CU_ASSERT_EQUAL(pm_rz_ascend(f, 10), 2);
+	/* a reader sees a snapshot: later writes do not show */
+	pm_map_set(m, K("help"), 99, NULL);
+	pm_map_remove(m, K("hello"), NULL);
+	pm_rz_descend(f, K("lo"));
+	CU_ASSERT_TRUE(pm_rz_value(f, &v));
+	CU_ASSERT_EQUAL(v, 1);
+	pm_rz_destroy(f);
+	pm_rz_destroy(z);
+	pm_map_destroy(m);
+}
+
+static void test_write_zipper(void)
+{
+	pm_map *m = new_map(), *src = new_map(), *taken = NULL;
+	pm_wz *w;
+	uint64_t v;
+
+	pm_map_set(m, K("a/x"), 1, NULL);
+	pm_map_set(m, K("a/y"), 2, NULL);
+	pm_map_set(m, K("b"), 3, NULL);
+	pm_map_set(src, K(""), 10, NULL);
+	pm_map_set(src, K("1"), 11, NULL);
+	pm_map_set(src, K("2"), 12, NULL);
+	CU_ASSERT_EQUAL_FATAL(pm_wz_create(m, K("a"), &w), 0);
+	CU_ASSERT_EQUAL(pm_wz_count(w), 2);
+	CU_ASSERT_EQUAL(pm_wz_set_at(w, K("/z"), 5, NULL), 1);
+	CU_ASSERT_TRUE(pm_map_get(m, K("a/z"), &v));
+	CU_ASSERT_EQUAL(v, 5);
+	CU_ASSERT_TRUE(pm_wz_get_at(w, K("/x"), &v));
+	CU_ASSERT_EQUAL(v, 1);
+	pm_wz_descend(w, K("/q"));
+	CU_ASSERT_FALSE(pm_wz_exists(w));
+	CU_ASSERT_EQUAL(pm_wz_set_value(w, 6, NULL), 1);
+	CU_ASSERT_TRUE(pm_wz_exists(w));
+	CU_ASSERT_TRUE(pm_wz_value(w, &v));
+	CU_ASSERT_EQUAL(v, 6);
+	CU_ASSERT_EQUAL(pm_map_count(m), 5);
+	assert_valid(m);
+	CU_ASSERT_EQUAL(pm_wz_graft(w, src), 0);
+	CU_ASSERT_TRUE(pm_map_get(m, K("a/q"), &v));
+	CU_ASSERT_EQUAL(v, 10);
+	CU_ASSERT_TRUE(pm_map_get(m, K("a/q2"), &v));
+	CU_ASSERT_EQUAL(v, 12);
+	CU_ASSERT_EQUAL(pm_map_count(m), 7);
+	assert_valid(m);
+	CU_ASSERT_EQUAL(pm_wz_remove_branches(w), 0);
+	CU_ASSERT_FALSE(pm_map_contains(m, K("a/q1")));
+	CU_ASSERT_TRUE(pm_map_contains(m, K("a/q")));
+	CU_ASSERT_EQUAL(pm_wz_remove_value(w, &v), 0);
+	CU_ASSERT_EQUAL(v, 10);
+	CU_ASSERT_EQUAL(pm_wz_remove_value(w, NULL), PM_ENOTFOUND);
+	CU_ASSERT_EQUAL(pm_map_count(m), 4);
+	assert_valid(m);
+	pm_wz_ascend(w, 2);
+	CU_ASSERT_EQUAL(pm_wz_take(w, &taken), 0);
+	CU_ASSERT_EQUAL(pm_map_count(taken), 3);
+	CU_ASSERT_TRUE(pm_map_get(taken, K("/y"), &v));
+	CU_ASSERT_EQUAL(v, 2);
+	CU_ASSERT_EQUAL(pm_map_count(m), 1);
+	CU_ASSERT_EQUAL(pm_wz_count_delta(w), -2);
+	assert_valid(m);
+	assert_valid(taken);
+	/* join / meet / subtract at the focus */
+	CU_ASSERT_EQUAL(pm_wz_join(w, src, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_count(m), 4);
+	CU_ASSERT_TRUE(pm_map_get(m, K("a1"), &v));
+	pm_map_set(src, K("3"), 13, NULL);
+	pm_map_remove(src, K("1"), NULL);
+	CU_ASSERT_EQUAL(pm_wz_meet(w, src), 0);
+	CU_ASSERT_FALSE(pm_map_contains(m, K("a1")));
+	CU_ASSERT_TRUE(pm_map_contains(m, K("a2")));
+	CU_ASSERT_EQUAL(pm_wz_subtract(w, src), 0);
+	CU_ASSERT_EQUAL(pm_map_count(m), 1);
+	CU_ASSERT_TRUE(pm_map_contains(m, K("b")));
+	assert_valid(m);
+	pm_wz_destroy(w);
+	pm_map_destroy(taken);
+	pm_map_destroy(src);
+	pm_map_destroy(m);
+}
+
+static int add_values(uint64_t a, uint64_t b, uint64_t *out, void *arg)
+{
+	(void)arg;
+	*out = a + b;
+	return 0;
+}
+
+static int refuse(uint64_t a, uint64_t b, uint64_t *out, void *arg)
+{
+	(void)a;
+	(void)b;
+	(void)out;
+	(void)arg;
+	return 1;
+}
+
+static void test_algebra(void)
+{
+	pm_map *a = new_map(), *b = new_map(), *p = new_map(), *r = NULL;
+	uint64_t v;
+
+	pm_map_set(a, K("apple"), 1, NULL);
+	pm_map_set(a, K("apply"), 2, NULL);
+	pm_map_set(a, K("banana"), 3, NULL);
+	pm_map_set(b, K("apply"), 20, NULL);
+	pm_map_set(b, K("cherry"), 30, NULL);
+	pm_map_set(b, K("app"), 40, NULL);
+	CU_ASSERT_EQUAL_FATAL(pm_map_join(a, b, NULL, NULL, &r), 0);
+	CU_ASSERT_EQUAL(pm_map_count(r), 5);
+	CU_ASSERT_TRUE(pm_map_get(r, K("apply"), &v));
+	CU_ASSERT_EQUAL(v, 2);
+	assert_valid(r);
+	pm_map_destroy(r);
+	CU_ASSERT_EQUAL_FATAL(pm_map_join(a, b, add_values, NULL, &r), 0);
+	CU_ASSERT_TRUE(pm_map_get(r, K("apply"), &v));
+	CU_ASSERT_EQUAL(v, 22);
+	pm_map_destroy(r);
+	r = NULL;
+	CU_ASSERT_EQUAL(pm_map_join(a, b, refuse, NULL, &r), PM_EMERGE);
+	CU_ASSERT_PTR_NULL(r);
+	CU_ASSERT_EQUAL_FATAL(pm_map_meet(a, b, &r), 0);
+	CU_ASSERT_EQUAL(pm_map_count(r), 1);
+	CU_ASSERT_TRUE(pm_map_get(r, K("apply"), &v));
+	CU_ASSERT_EQUAL(v, 2);
+	assert_valid(r);
+	pm_map_destroy(r);
+	CU_ASSERT_EQUAL_FATAL(pm_map_subtract(a, b, &r), 0);
+	CU_ASSERT_EQUAL(pm_map_count(r), 2);
+	CU_ASSERT_FALSE(pm_map_contains(r, K("apply")));
+	assert_valid(r);
+	pm_map_destroy(r);
+	pm_map_set(p, K("ap"), 0, NULL);
+	pm_map_set(p, K("cherry!"), 0, NULL);
+	CU_ASSERT_EQUAL_FATAL(pm_map_restrict(a, p, &r), 0);
+	CU_ASSERT_EQUAL(pm_map_count(r), 2);
+	assert_valid(r);
+	pm_map_destroy(r);
+	/* operands unchanged */
+	CU_ASSERT_EQUAL(pm_map_count(a), 3);
+	CU_ASSERT_EQUAL(pm_map_count(b), 3);
+	assert_valid(a);
+	assert_valid(b);
+	/* join with self: shared nodes taken whole */
+	CU_ASSERT_EQUAL_FATAL(pm_map_join(a, a, NULL, NULL, &r), 0);
+	CU_ASSERT_TRUE(pm_map_equal(r, a));
+	pm_map_destroy(r);
+	CU_ASSERT_EQUAL_FATAL(pm_map_subtract(a, a, &r), 0);
+	CU_ASSERT_EQUAL(pm_map_count(r), 0);
+	pm_map_destroy(r);
+	pm_map_destroy(a);
+	pm_map_destroy(b);
+	pm_map_destroy(p);
+}
+
+static void test_clone_isolation(void)
+{
+	pm_map *a = new_map(), *b = NULL, *c = NULL;
+	char key[32];
+	size_t i;
+	uint64_t v;
+
+	for (i = 0; i < 2000; i++) {
+		int n = snprintf(key, sizeof(key), "k/%zu/%zu", i % 37, i);
+
+		pm_map_set(a, (const uint8_t *)key, (size_t)n, i, NULL);
+	}
+	CU_ASSERT_EQUAL_FATAL(pm_map_clone(a, &b), 0);
+	CU_ASSERT_TRUE(pm_map_equal(a, b));
+	CU_ASSERT_EQUAL_FATAL(pm_map_clone(b, &c), 0);
+	for (i = 0; i < 2000; i += 3) {
+		int n = snprintf(key, sizeof(key), "k/%zu/%zu", i % 37, i);
+
+		pm_map_set(b, (const uint8_t *)key, (size_t)n, 1000000 + i, NULL);
+		pm_map_remove(c, (const uint8_t *)key, (size_t)n, NULL);
+	}
+	pm_map_set(b, K("k/new"), 1, NULL);
+	for (i = 0; i < 2000; i++) {
+		int n = snprintf(key, sizeof(key), "k/%zu/%zu", i % 37, i);
+
+		CU_ASSERT_TRUE(pm_map_get(a, (const uint8_t *)key, (size_t)n, &v));
+		CU_ASSERT_EQUAL(v, i);
+		CU_ASSERT_TRUE(pm_map_get(b, (const uint8_t *)key, (size_t)n, &v));
+		CU_ASSERT_EQUAL(v, i % 3 ? i : 1000000 + i);
+		CU_ASSERT_EQUAL(pm_map_contains(c, (const uint8_t *)key, (size_t)n), i % 3 != 0);
+	}
+	CU_ASSERT_FALSE(pm_map_contains(a, K("k/new")));
+	CU_ASSERT_EQUAL(pm_map_count(a), 2000);
+	CU_ASSERT_FALSE(pm_map_equal(a, b));
+	assert_valid(a);
+	assert_valid(b);
+	assert_valid(c);
+	pm_map_destroy(b);
+	assert_valid(a);
+	pm_map_destroy(a);
+	assert_valid(c);
+	CU_ASSERT_EQUAL(pm_map_count(c), 2000 - 667);
+	pm_map_destroy(c);
+}
+
+static void test_head_conflicts(void)
+{
+	pm_map *m = new_map();
+	pm_head *h;
+	pm_wz *w1, *w2, *w3;
+	pm_rz *r;
+	uint64_t v;
+
+	pm_map_set(m, K("p1/a"), 1, NULL);
+	pm_map_set(m, K("p2/b"), 2, NULL);
+	pm_map_set(m, K("q"), 3, NULL);
+	CU_ASSERT_EQUAL_FATAL(pm_head_create(m, &h), 0);
+	CU_ASSERT_EQUAL_FATAL(pm_head_write_zipper(h, K("p1/"), &w1), 0);
+	CU_ASSERT_EQUAL(pm_head_write_zipper(h, K("p1/"), &w2), PM_ECONFLICT);
+	CU_ASSERT_EQUAL(pm_head_write_zipper(h, K("p1"), &w2), PM_ECONFLICT);
+	CU_ASSERT_EQUAL(pm_head_write_zipper(h, K("p1/a"), &w2), PM_ECONFLICT);
+	CU_ASSERT_EQUAL(pm_head_write_zipper(h, K(""), &w2), PM_ECONFLICT);
+	CU_ASSERT_EQUAL(pm_head_read_zipper(h, K("p1/a"), &r), PM_ECONFLICT);
+	CU_ASSERT_EQUAL_FATAL(pm_head_write_zipper(h, K("p2/"), &w2), 0);
+	CU_ASSERT_EQUAL_FATAL(pm_head_read_zipper(h, K("q"), &r), 0);
+	CU_ASSERT_EQUAL(pm_head_write_zipper(h, K("q"), &w3), PM_ECONFLICT);
+	CU_ASSERT_EQUAL(pm_head_live(h), 3);
+	CU_ASSERT_TRUE(pm_rz_value(r, &v));
+	CU_ASSERT_EQUAL(v, 3);
+	CU_ASSERT_EQUAL(pm_wz_count(w1), 1);
+	CU_ASSERT_EQUAL(pm_wz_set_at(w1, K("z"), 10, NULL), 1);
+	CU_ASSERT_EQUAL(pm_wz_set_at(w2, K("z"), 20, NULL), 1);
+	CU_ASSERT_EQUAL(pm_head_release(h, w1), 0);
+	CU_ASSERT_EQUAL_FATAL(pm_head_write_zipper(h, K("p1/a"), &w3), 0);
+	CU_ASSERT_EQUAL(pm_wz_remove_value(w3, &v), 0);
+	CU_ASSERT_EQUAL(v, 1);
+	pm_head_release_reader(h, r);
+	pm_head_destroy(h);
+	CU_ASSERT_EQUAL(pm_map_count(m), 4);
+	CU_ASSERT_TRUE(pm_map_get(m, K("p1/z"), &v));
+	CU_ASSERT_EQUAL(v, 10);
+	CU_ASSERT_TRUE(pm_map_get(m, K("p2/z"), &v));
+	CU_ASSERT_EQUAL(v, 20);
+	CU_ASSERT_FALSE(pm_map_contains(m, K("p1/a")));
+	assert_valid(m);
+	pm_map_destroy(m);
+}
+
+static void test_strerror(void)
+{
+	int codes[] = {PM_OK,	     PM_ENOMEM,	   PM_EINVAL, PM_ENOTFOUND,
+		       PM_ECONFLICT, PM_EOVERFLOW, PM_EMERGE};
+	size_t i, j;
+
+	for (i = 0; i < 7; i++)
+		for (j = 0; j < i; j++)
+			CU_ASSERT_STRING_NOT_EQUAL(pm_strerror(codes[i]), pm_strerror(codes[j]));
+	CU_ASSERT_STRING_EQUAL(pm_strerror(12345), "unknown error");
+}
+
+int main(void)
+{
+	CU_pSuite s;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("pathmap", NULL, NULL);
+	CU_add_test(s, "set/get/remove", test_basic_set_get);
+	CU_add_test(s, "empty and NUL keys", test_empty_and_nul_keys);
+	CU_add_test(s, "keys of 64 KiB and more", test_long_keys);
+	CU_add_test(s, "ordered iteration with prefix and from", test_foreach_order_prefix_from);
+	CU_add_test(s, "read zipper", test_read_zipper);
+	CU_add_test(s, "write zipper", test_write_zipper);
+	CU_add_test(s, "algebra", test_algebra);
+	CU_add_test(s, "clone isolation", test_clone_isolation);
+	CU_add_test(s, "zipper head conflicts", test_head_conflicts);
+	CU_add_test(s, "strerror", test_strerror);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	{
+		int failed = CU_get_number_of_failures() != 0;
+
+		CU_cleanup_registry();
+		return failed;
+	}
+}

@@ -1,0 +1,391 @@
+/*
+ * test_random.c - randomized differential test: a million mixed operations on a few maps
+ * (set, remove, clone, zipper moves, graft, take, join, meet, subtract, restrict, zipper
+ * algebra), each compared with the sorted-array model, pm_map_check() after every change.
+ *
+ * PM_TEST_SEED and PM_TEST_OPS override the seed and the operation count; the seed is
+ * printed, and a failure names the operation number to replay.
+ */
+#include <CUnit/Basic.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "pathmap.h"
+
+#define NMAPS 4
+#define MAX_KEYS 300
+
+static uint64_t rng_state;
+static uint64_t op_no;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+static unsigned below(unsigned n)
+{
+	return (unsigned)(rnd() % n);
+}
+
+/* Keys from a small alphabet so that they share prefixes, with NUL and 0xff, sometimes long. */
+static size_t rand_key(uint8_t *k, size_t max)
+{
+	static const uint8_t alpha[] = {0x00, 0x01, 'a', 'b', 'c', 0x7f, 0xfe, 0xff};
+	size_t len = below(7), i;
+
+	if (below(50) == 0)
+		len = 20 + below(60);
+	if (len > max)
+		len = max;
+	for (i = 0; i < len; i++)
+		k[i] = below(16) ? alpha[below(4) + (i & 1) * below(5)] : (uint8_t)rnd();
+	return len;
+}
+
+struct slot {
+	pm_map *m;	/* map under test */
+	struct model r; /* its reference */
+};
+
+static struct slot S[NMAPS];
+static int failures_reported;
+
+/* Evaluates cond once (it may have side effects), records it, reports the first failures. */
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		bool ok_ = (cond);                                                                 \
+		CU_assertImplementation(ok_, __LINE__, #cond, __FILE__, "", CU_FALSE);             \
+		if (!ok_ && failures_reported++ < 5)                                               \
+			fprintf(stderr, "seed %" PRIu64 " op %" PRIu64 ": %s (line %d)\n", seed0,  \
+				op_no, #cond, __LINE__);                                           \
+	} while (0)
+
+static uint64_t seed0;
+
+static void check_map(int i)
+{
+	char msg[256] = "";
+	int rc = pm_map_check(S[i].m, msg, sizeof(msg));
+
+	if (rc)
+		fprintf(stderr, "seed %" PRIu64 " op %" PRIu64 ": map %d: %s\n", seed0, op_no, i,
+			msg);
+	CHECK(rc == 0);
+}
+
+static void replace(int i, pm_map *m, struct model *r)
+{
+	pm_map_destroy(S[i].m);
+	model_free(&S[i].r);
+	S[i].m = m;
+	S[i].r = *r;
+}
+
+/* Expected exists / children / count at a path, from the model. */
+static void expect_at(const struct model *r, const uint8_t *p, size_t len, bool *exists,
+		      unsigned *nchild, uint8_t *bytes, size_t *count)
+{
+	size_t i = model_lower(r, p, len);
+	int last = -1;
+
+	*exists = false;
+	*nchild = 0;
+	*count = 0;
+	for (; i < r->n && r->e[i].len >= len && !memcmp(r->e[i].key, p, len); i++) {
+		*exists = true;
+		(*count)++;
+		if (r->e[i].len > len && (int)r->e[i].key[len] != last) {
+			last = r->e[i].key[len];
+			bytes[(*nchild)++] = (uint8_t)last;
+		}
+	}
+}
+
+static void zipper_walk(int i)
+{
+	struct model *r = &S[i].r;
+	pm_rz *z;
+	uint8_t bytes[256], want[256];
+	unsigned steps = 1 + below(12), s, nc;
+	bool ex;
+	size_t cnt, len, idx;
+	const uint8_t *p;
+	uint64_t v, mv;
+
+	if (pm_rz_create(S[i].m, &z))
+		return;
+	for (s = 0; s < steps; s++) {
+		unsigned what = below(10);
+
+		if (what < 4) {
+			nc = pm_rz_child_bytes(z, bytes);
+			pm_rz_descend_byte(z, nc && below(4) ? bytes[below(nc)] : (uint8_t)rnd());
+		} else if (what < 5) {
+			pm_rz_ascend(z, below(3));
+		} else if (what < 6) {
+			uint8_t k[8];
+
+			pm_rz_reset(z);
+			pm_rz_descend(z, k, rand_key(k, sizeof(k)));
+		} else if (what < 8) {
+			int rc;
+
+			p = pm_rz_path(z, &len);
+			idx = model_lower(r, p, len);
+			if (idx < r->n && !model_cmp(r->e[idx].key, r->e[idx].len, p, len))
+				idx++;
+			rc = pm_rz_next_value(z);
+			CHECK(rc == (idx < r->n));
+			if (rc == 1) {
+				p = pm_rz_path(z, &len);
+				CHECK(!model_cmp(r->e[idx].key, r->e[idx].len, p, len));
+			}
+		} else if (what < 9) {
+			int rc;
+
+			p = pm_rz_path(z, &len);
+			idx = model_lower(r, p, len);
+			rc = pm_rz_prev_value(z);
+			CHECK(rc == (idx > 0));
+			if (rc == 1) {
+				p = pm_rz_path(z, &len);
+				CHECK(!model_cmp(r->e[idx - 1].key, r->e[idx - 1].len, p, len));
+			}
+		} else {
+			uint8_t k[8];
+			size_t kl = rand_key(k, sizeof(k));
+			int rc = pm_rz_seek(z, k, kl);
+
+			idx = model_lower(r, k, kl);
+			CHECK(rc == (idx < r->n));
+			if (rc == 1) {
+				p = pm_rz_path(z, &len);
+				CHECK(!model_cmp(r->e[idx].key, r->e[idx].len, p, len));
+			}
+		}
+		p = pm_rz_path(z, &len);
+		expect_at(r, p, len, &ex, &nc, want, &cnt);
+		CHECK(pm_rz_exists(z) == ex);
+		CHECK(pm_rz_child_bytes(z, bytes) == nc);
+		CHECK(!memcmp(bytes, want, nc));
+		CHECK(pm_rz_count(z) == cnt);
+		CHECK(pm_rz_value(z, &v) == model_get(r, p, len, &mv));
+		if (model_get(r, p, len, &mv) && pm_rz_value(z, &v))
+			CHECK(v == mv);
+	}
+	pm_rz_destroy(z);
+}
+
+static int sum_rule(uint64_t a, uint64_t b, uint64_t *out, void *arg)
+{
+	(void)arg;
+	*out = a + b;
+	return 0;
+}
+
+static void one_op(void)
+{
+	int i = (int)below(NMAPS), j = (int)below(NMAPS), k = (int)below(NMAPS);
+	unsigned what = below(100);
+	uint8_t key[96];
+	size_t len = rand_key(key, sizeof(key));
+	uint64_t v = rnd(), old = 0, mold = 0, got;
+	struct model nr;
+	pm_map *nm = NULL;
+	int rc, mrc;
+
+	if (what < 35) {
+		rc = pm_map_set(S[i].m, key, len, v, &old);
+		mrc = model_set(&S[i].r, key, len, v, &mold);
+		CHECK(rc == mrc);
+		if (rc == 0)
+			CHECK(old == mold);
+	} else if (what < 50) {
+		bool present = model_remove(&S[i].r, key, len, &mold);
+
+		rc = pm_map_remove(S[i].m, key, len, &old);
+		CHECK(rc == (present ? 0 : PM_ENOTFOUND));
+		if (present && rc == 0)
+			CHECK(old == mold);
+	} else if (what < 58) {
+		bool present = model_get(&S[i].r, key, len, &mold);
+
+		CHECK(pm_map_get(S[i].m, key, len, &got) == present);
+		if (present)
+			CHECK(got == mold);
+		CHECK(pm_map_count_prefix(S[i].m, key, len) ==
+		      model_count_prefix(&S[i].r, key, len));
+		return;
+	} else if (what < 60) {
+		if (i == j)
+			return;
+		CHECK(pm_map_clone(S[i].m, &nm) == 0);
+		model_copy(&nr, &S[i].r);
+		replace(j, nm, &nr);
+		i = j;
+	} else if (what < 68) {
+		zipper_walk(i);
+		return;
+	} else if (what < 72) {
+		pm_wz *w;
+
+		if (pm_wz_create(S[i].m, key, len, &w))
+			return;
+		CHECK(pm_wz_graft(w, S[j].m) == 0);
+		model_copy(&nr, &S[j].r);
+		model_graft(&S[i].r, key, len, &nr);
+		CHECK(pm_wz_count(w) == nr.n);
+		model_free(&nr);
+		pm_wz_destroy(w);
+		check_map(j);
+	} else if (what < 76) {
+		pm_wz *w;
+
+		if (i == j || pm_wz_create(S[i].m, key, len, &w))
+			return;
+		CHECK(pm_wz_take(w, &nm) == 0);
+		pm_wz_destroy(w);
+		model_take(&S[i].r, key, len, &nr);
+		replace(j, nm, &nr);
+		check_map(j);
+	} else if (what < 86) {
+		unsigned op = below(5);
+
+		if (op == 0)
+			rc = pm_map_join(S[i].m, S[j].m, NULL, NULL, &nm);
+		else if (op == 1)
+			rc = pm_map_join(S[i].m, S[j].m, sum_rule, NULL, &nm);
+		else if (op == 2)
+			rc = pm_map_meet(S[i].m, S[j].m, &nm);
+		else if (op == 3)
+			rc = pm_map_subtract(S[i].m, S[j].m, &nm);
+		else
+			rc = pm_map_restrict(S[i].m, S[j].m, &nm);
+		CHECK(rc == 0);
+		if (rc)
+			return;
+		if (op <= 1)
+			model_join(&nr, &S[i].r, &S[j].r, op == 1);
+		else if (op == 2)
+			model_meet(&nr, &S[i].r, &S[j].r);
+		else if (op == 3)
+			model_subtract(&nr, &S[i].r, &S[j].r);
+		else
+			model_restrict(&nr, &S[i].r, &S[j].r);
+		check_map(i);
+		check_map(j);
+		CHECK(model_matches(&S[i].r, S[i].m));
+		CHECK(model_matches(&S[j].r, S[j].m));
+		replace(k, nm, &nr);
+		i = k;
+	} else if (what < 92) {
+		pm_wz *w;
+		struct model sub, res;
+		unsigned op = below(3);
+
+		if (i == j || pm_wz_create(S[i].m, key, len, &w))
+			return;
+		if (op == 0)
+			rc = pm_wz_join(w, S[j].m, sum_rule, NULL);
+		else if (op == 1)
+			rc = pm_wz_meet(w, S[j].m);
+		else
+			rc = pm_wz_subtract(w, S[j].m);
+		CHECK(rc == 0);
+		pm_wz_destroy(w);
+		model_take(&S[i].r, key, len, &sub);
+		if (op == 0)
+			model_join(&res, &sub, &S[j].r, 1);
+		else if (op == 1)
+			model_meet(&res, &sub, &S[j].r);
+		else
+			model_subtract(&res, &sub, &S[j].r);
+		model_graft(&S[i].r, key, len, &res);
+		model_free(&sub);
+		model_free(&res);
+	} else {
+		pm_wz *w;
+		uint8_t suf[8];
+		size_t sl = rand_key(suf, sizeof(suf));
+		uint8_t full[104];
+		bool present;
+
+		if (pm_wz_create(S[i].m, key, len, &w))
+			return;
+		memcpy(full, key, len);
+		memcpy(full + len, suf, sl);
+		if (below(2)) {
+			rc = pm_wz_set_at(w, suf, sl, v, NULL);
+			CHECK(rc == model_set(&S[i].r, full, len + sl, v, NULL));
+		} else {
+			pm_wz_descend(w, suf, sl);
+			present = model_remove(&S[i].r, full, len + sl, NULL);
+			CHECK(pm_wz_remove_value(w, NULL) == (present ? 0 : PM_ENOTFOUND));
+			CHECK(!pm_wz_value(w, NULL));
+		}
+		pm_wz_destroy(w);
+	}
+	check_map(i);
+	if (S[i].r.n > MAX_KEYS) {
+		/* keep maps small: cut a random first byte's subtrie out */
+		uint8_t b = S[i].r.e[below((unsigned)S[i].r.n)].key[0];
+		pm_wz *w;
+
+		if (pm_wz_create(S[i].m, &b, 1, &w) == 0) {
+			CHECK(pm_wz_remove_branches(w) == 0);
+			CHECK(pm_wz_remove_value(w, NULL) != PM_ENOMEM);
+			pm_wz_destroy(w);
+			model_take(&S[i].r, &b, 1, NULL);
+			check_map(i);
+		}
+	}
+	if ((op_no & 63) == 0)
+		CHECK(model_matches(&S[i].r, S[i].m));
+}
+
+static void test_random_ops(void)
+{
+	const char *es = getenv("PM_TEST_SEED"), *eo = getenv("PM_TEST_OPS");
+	uint64_t nops = eo ? strtoull(eo, NULL, 10) : 1000000;
+	int i;
+
+	seed0 = es ? strtoull(es, NULL, 10) : 20261126;
+	rng_state = seed0;
+	printf("\n  seed %" PRIu64 ", %" PRIu64 " operations\n", seed0, nops);
+	for (i = 0; i < NMAPS; i++) {
+		CU_ASSERT_EQUAL_FATAL(pm_map_create(&S[i].m, NULL, NULL), 0);
+		model_init(&S[i].r);
+	}
+	for (op_no = 1; op_no <= nops && failures_reported < 5; op_no++)
+		one_op();
+	for (i = 0; i < NMAPS; i++) {
+		check_map(i);
+		CHECK(model_matches(&S[i].r, S[i].m));
+		pm_map_destroy(S[i].m);
+		model_free(&S[i].r);
+	}
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	int failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("pathmap randomized differential", NULL, NULL);
+	CU_add_test(s, "mixed operations against the model", test_random_ops);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() != 0;
+	CU_cleanup_registry();
+	return failed;
+}
