@@ -73,6 +73,7 @@ int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uin
 	pm_node **slot = rootp, *n, *t, **cs;
 	size_t i = 0, plen, m;
 
+	key = PM_KEY(key);
 	for (;;) {
 		n = *slot;
 		if (!n) {
@@ -142,9 +143,10 @@ bool tr_get(pm_node *n, const uint8_t *key, size_t len, uint64_t *val)
 	size_t i = 0, plen;
 	pm_node **cs;
 
+	key = PM_KEY(key);
 	while (n) {
 		plen = node_plen(n);
-		if (len - i < plen || memcmp(node_prefix(n), key + i, plen) != 0)
+		if (len - i < plen || (plen && memcmp(node_prefix(n), key + i, plen) != 0))
 			return false;
 		i += plen;
 		if (i == len) {
@@ -165,6 +167,7 @@ bool tr_find(pm_node *n, const uint8_t *key, size_t len, pm_pos *out)
 	size_t i = 0, plen, m;
 	pm_node **cs;
 
+	key = PM_KEY(key);
 	while (n) {
 		plen = node_plen(n);
 		m = common_len(node_prefix(n), plen, key + i, len - i);
@@ -235,6 +238,7 @@ int tr_remove(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 	uint8_t pb = 0, b;
 	int rc;
 
+	key = PM_KEY(key);
 	if (!tr_get(*rootp, key, len, &v))
 		return PM_ENOTFOUND;
 	for (;;) {
@@ -283,6 +287,7 @@ int tr_take(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, pm
 	uint8_t pb = 0;
 	int rc;
 
+	key = PM_KEY(key);
 	*out = NULL;
 	for (;;) {
 		n = *slot;
@@ -352,6 +357,7 @@ int tr_graft(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, p
 	size_t i = 0, plen, m;
 	int rc;
 
+	key = PM_KEY(key);
 	if (!sub) {
 		rc = tr_take(c, rootp, key, len, &t);
 		if (!rc)

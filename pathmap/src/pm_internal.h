@@ -95,6 +95,9 @@ typedef struct pm_pos {
 	size_t off;
 } pm_pos;
 
+/* A key pointer that is never NULL: the empty key may come as (NULL, 0). */
+#define PM_KEY(k) ((k) ? (k) : (const uint8_t *)"")
+
 /* ---- node accessors ---- */
 
 static inline size_t node_plen(const pm_node *n)

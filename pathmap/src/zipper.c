@@ -870,20 +870,22 @@ int pm_wz_take(pm_wz *w, pm_map **out)
 {
 	size_t n = wz_focus_count(w);
 	pm_node *sub;
+	pm_map *m;
 	int rc;
 
-	rc = pm_map_wrap(&w->z.ctx, NULL, 0, out);
+	rc = pm_map_wrap(&w->z.ctx, NULL, 0, &m);
 	if (rc)
 		return rc;
 	rc = tr_take(&w->z.ctx, w->z.rootp, w->z.path, w->z.len, &sub);
 	w->z.stale = true;
 	if (rc) {
-		pm_map_destroy(*out);
+		pm_map_destroy(m);
 		return rc;
 	}
-	(*out)->root = sub;
-	(*out)->count = n;
+	m->root = sub;
+	m->count = n;
 	wz_account(w, -(int64_t)n);
+	*out = m;
 	return 0;
 }
 
@@ -949,6 +951,7 @@ static bool overlaps(pm_node *n, const uint8_t *key, size_t len)
 	size_t i = 0, plen, m;
 	pm_node **cs;
 
+	key = PM_KEY(key);
 	while (n) {
 		plen = node_plen(n);
 		for (m = 0; m < plen && i + m < len && node_prefix(n)[m] == key[i + m]; m++)

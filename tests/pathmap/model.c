@@ -145,7 +145,8 @@ void model_take(struct model *m, const uint8_t *p, size_t len, struct model *tak
 		free(m->e[j].key);
 		j++;
 	}
-	memmove(&m->e[i], &m->e[j], (m->n - j) * sizeof(m->e[0]));
+	if (j < m->n)
+		memmove(&m->e[i], &m->e[j], (m->n - j) * sizeof(m->e[0]));
 	m->n -= j - i;
 }
 

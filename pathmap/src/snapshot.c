@@ -1,0 +1,1298 @@
+/*
+ * snapshot.c - canonical snapshot images of a pathmap: builder, in-place reader, verifier.
+ *
+ * The format is specified in pathmap/FORMAT.md; in short, an image is
+ *
+ *   +----------------------------------------+ 0
+ *   | nodes, post-order (children first)     |
+ *   +----------------------------------------+ node_bytes
+ *   | zero padding to a multiple of 8        |
+ *   +----------------------------------------+ len - 64
+ *   | footer: magic, version, flags, root,   |
+ *   | count, node_bytes, max_key, checksums  |
+ *   +----------------------------------------+ len
+ *
+ * and one node is
+ *
+ *   | tag u8 | plen varint | prefix | value 0/1/2/4/8 LE |            leaf (no children)
+ *   | ... as above ...  | count varint | n-1 u8 | n bytes | refs |    list (1..32 children)
+ *   | ... as above ...  | count varint | mask 32 bytes    | refs |    dense (33..256 children)
+ *
+ *   tag: bits 0-1 kind (0 leaf, 1 list, 2 dense), bits 2-4 value width code (0 none, 1, 2, 3,
+ *   4 for 1, 2, 4, 8 bytes), bits 5-7 ref width - 1. refs: n little-endian distances (node
+ *   offset - child offset), each ref-width bytes, in child-byte order.
+ *
+ * Every read of the reader goes through decode(), which checks each field against the node
+ * area before touching it; child offsets must be strictly below their parent's, so any walk
+ * ends. The builder keeps the path of the last key as a stack of open frames and emits a node
+ * when the next key leaves it, so it needs no memory beyond one path.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t's size, to allocate it through the hook */
+#include <xxhash.h>
+
+#include "pm_snap.h"
+
+#define LIST_MAX 32	  /* most children of a list node; more make a dense node */
+#define OUTBUF (1u << 16) /* builder's output buffer */
+#define FOOTER_SUM_AT 56  /* footer bytes covered by the footer checksum */
+
+static const uint8_t snap_magic[8] = {'P', 'M', 'S', 'N', 'A', 'P', 0x1a, '\n'};
+
+enum { K_LEAF = 0, K_LIST = 1, K_DENSE = 2 };
+
+static const unsigned vwidth[5] = {0, 1, 2, 4, 8}; /* value bytes by value width code */
+
+const char *pm_snap_strerror(int rc)
+{
+	switch (rc) {
+	case PM_SNAP_ECORRUPT:
+		return "snapshot is corrupt (a structural rule is broken)";
+	case PM_SNAP_EFOREIGN:
+		return "not a pathmap snapshot (wrong magic: foreign or truncated data)";
+	case PM_SNAP_EVERSION:
+		return "snapshot of a newer format version (or unknown flags)";
+	case PM_SNAP_ETRUNC:
+		return "snapshot is truncated";
+	case PM_SNAP_ECHECKSUM:
+		return "snapshot checksum mismatch (corrupt)";
+	case PM_SNAP_EORDER:
+		return "keys given to the snapshot builder are not strictly increasing";
+	case PM_SNAP_ESINK:
+		return "the snapshot output failed";
+	default:
+		return pm_strerror(rc);
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Little-endian helpers */
+
+static uint64_t get_le(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return get_le(p, 8);
+}
+
+/* Bytes needed to hold v (at least 1). */
+static unsigned width_of(uint64_t v)
+{
+	unsigned n = 1;
+
+	while (n < 8 && (v >> (8 * n)) != 0)
+		n++;
+	return n;
+}
+
+static unsigned vcode_of(uint64_t v)
+{
+	unsigned w = width_of(v);
+
+	return w == 1 ? 1 : w == 2 ? 2 : w <= 4 ? 3 : 4;
+}
+
+static unsigned varint_put(uint8_t *p, uint64_t v)
+{
+	unsigned n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static unsigned varint_len(uint64_t v)
+{
+	unsigned n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* Reads a varint at *p, below lim. Returns false when it runs past lim or overflows 64 bits. */
+static bool varint_get(const uint8_t *b, uint64_t *p, uint64_t lim, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+
+	while (*p < lim) {
+		uint8_t c = b[(*p)++];
+
+		if (shift == 63 && c > 1)
+			return false;
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80)) {
+			*out = v;
+			return true;
+		}
+		shift += 7;
+		if (shift > 63)
+			return false;
+	}
+	return false;
+}
+
+static unsigned popcount8(uint8_t x)
+{
+	return (unsigned)__builtin_popcount(x);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Node decoding: the only code that reads node bytes. */
+
+struct nd {
+	uint64_t off;	       /* first byte of the node */
+	uint64_t end;	       /* one past its last byte */
+	const uint8_t *prefix; /* compressed path, plen bytes */
+	uint64_t plen;	       /* prefix length */
+	uint64_t val;	       /* value word, when has_val */
+	uint64_t count;	       /* values in the subtree, the node's own included */
+	const uint8_t *keys;   /* list: n child bytes, ascending */
+	const uint8_t *mask;   /* dense: 32-byte child mask, bit b = byte b>>3, bit b&7 */
+	const uint8_t *refs;   /* n distances of rw bytes */
+	unsigned n;	       /* children */
+	unsigned rw;	       /* bytes per distance */
+	unsigned kind;	       /* K_LEAF, K_LIST or K_DENSE */
+	unsigned vcode;	       /* value width code */
+	bool has_val;	       /* the node has a value */
+};
+
+/* Decodes the node at off. Returns 0 or PM_SNAP_ECORRUPT; never reads outside the node
+ * area. Also refuses nodes that carry nothing (no value and fewer than two children). */
+static int decode(const pm_snap *s, uint64_t off, struct nd *d)
+{
+	const uint8_t *b = s->base;
+	uint64_t lim = s->node_bytes, p = off;
+	unsigned tag, i;
+
+	if (p >= lim)
+		return PM_SNAP_ECORRUPT;
+	tag = b[p++];
+	d->off = off;
+	d->kind = tag & 3;
+	d->vcode = (tag >> 2) & 7;
+	d->rw = (tag >> 5) + 1;
+	if (d->kind > K_DENSE || d->vcode > 4 || (d->kind == K_LEAF && d->rw != 1))
+		return PM_SNAP_ECORRUPT;
+	if (!varint_get(b, &p, lim, &d->plen) || d->plen > lim - p)
+		return PM_SNAP_ECORRUPT;
+	d->prefix = b + p;
+	p += d->plen;
+	if (vwidth[d->vcode] > lim - p)
+		return PM_SNAP_ECORRUPT;
+	d->has_val = d->vcode != 0;
+	d->val = get_le(b + p, vwidth[d->vcode]);
+	p += vwidth[d->vcode];
+	d->keys = NULL;
+	d->mask = NULL;
+	if (d->kind == K_LEAF) {
+		if (!d->has_val)
+			return PM_SNAP_ECORRUPT;
+		d->n = 0;
+		d->count = 1;
+		d->refs = b + p;
+		d->end = p;
+		return 0;
+	}
+	if (!varint_get(b, &p, lim, &d->count))
+		return PM_SNAP_ECORRUPT;
+	if (d->kind == K_LIST) {
+		if (p >= lim)
+			return PM_SNAP_ECORRUPT;
+		d->n = (unsigned)b[p++] + 1;
+		if (d->n > LIST_MAX || d->n > lim - p)
+			return PM_SNAP_ECORRUPT;
+		d->keys = b + p;
+		p += d->n;
+	} else {
+		if (32 > lim - p)
+			return PM_SNAP_ECORRUPT;
+		d->mask = b + p;
+		d->n = 0;
+		for (i = 0; i < 32; i++)
+			d->n += popcount8(d->mask[i]);
+		p += 32;
+		if (d->n <= LIST_MAX)
+			return PM_SNAP_ECORRUPT;
+	}
+	if (!d->has_val && d->n < 2)
+		return PM_SNAP_ECORRUPT;
+	if ((uint64_t)d->n * d->rw > lim - p)
+		return PM_SNAP_ECORRUPT;
+	d->refs = b + p;
+	d->end = p + (uint64_t)d->n * d->rw;
+	return 0;
+}
+
+/* Offset of child i of d; PM_SNAP_ECORRUPT unless it lies strictly below d. */
+static int child_off(const struct nd *d, unsigned i, uint64_t *off)
+{
+	uint64_t dist = get_le(d->refs + (size_t)i * d->rw, d->rw);
+
+	if (dist == 0 || dist > d->off)
+		return PM_SNAP_ECORRUPT;
+	*off = d->off - dist;
+	return 0;
+}
+
+static bool mask_has(const uint8_t *mask, unsigned b)
+{
+	return (mask[b >> 3] >> (b & 7)) & 1;
+}
+
+/* Number of set bits below bit b. */
+static unsigned mask_rank(const uint8_t *mask, unsigned b)
+{
+	unsigned r = 0, i;
+
+	for (i = 0; i < (b >> 3); i++)
+		r += popcount8(mask[i]);
+	return r + popcount8((uint8_t)(mask[b >> 3] & ((1u << (b & 7)) - 1)));
+}
+
+/* Index of the first child whose byte is >= c (d->n when none); *exact tells equality. */
+static unsigned child_lower(const struct nd *d, unsigned c, bool *exact)
+{
+	unsigned i;
+
+	if (d->kind == K_LIST) {
+		for (i = 0; i < d->n && d->keys[i] < c; i++)
+			;
+		*exact = i < d->n && d->keys[i] == c;
+		return i;
+	}
+	*exact = mask_has(d->mask, c);
+	return mask_rank(d->mask, c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Builder */
+
+struct frame {
+	uint64_t start;	   /* depth (in the last key) of the node's first prefix byte */
+	uint64_t end;	   /* depth of its branch point: prefix = last[start..end) */
+	uint64_t val;	   /* value at depth end, when has_val */
+	size_t child_base; /* its finished children are ch[child_base..nch) */
+	bool has_val;	   /* last[0..end) has a value */
+};
+
+struct child {
+	uint64_t off;	/* node offset of the finished child */
+	uint64_t count; /* values in its subtree */
+	uint8_t byte;	/* branch byte leading to it */
+};
+
+struct pm_snap_builder {
+	pm_alloc_fn alloc;    /* allocation hook */
+	void *ud;	      /* its argument */
+	pm_snap_sink_fn sink; /* output */
+	void *sink_ud;	      /* its argument */
+	int sink_rc;	      /* the sink's error, once it failed */
+	int broken;	      /* a failed call left the builder unusable */
+	uint8_t *last;	      /* the last key added */
+	size_t last_len;      /* its length */
+	size_t last_cap;      /* bytes allocated for last */
+	struct frame *fr;     /* open frames, root first */
+	size_t nfr;	      /* frames in use */
+	size_t cap_fr;	      /* frames allocated */
+	struct child *ch;     /* finished children of the open frames */
+	size_t nch;	      /* children in use */
+	size_t cap_ch;	      /* children allocated */
+	uint64_t pos;	      /* bytes emitted so far */
+	uint64_t count;	      /* keys added */
+	uint64_t max_key;     /* longest key added */
+	void *xs_raw;	      /* block holding the hash state */
+	XXH3_state_t *xs;     /* hash of the bytes emitted, 64-byte aligned inside xs_raw */
+	size_t blen;	      /* bytes waiting in buf */
+	uint8_t buf[OUTBUF];  /* output buffer */
+};
+
+static int grow(pm_alloc_fn alloc, void *ud, void **p, size_t *cap, size_t need, size_t elt)
+{
+	size_t ncap = *cap ? *cap : 16;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2)
+			return PM_EOVERFLOW;
+		ncap *= 2;
+	}
+	if (ncap > SIZE_MAX / elt)
+		return PM_EOVERFLOW;
+	np = alloc(ud, *p, *p ? *cap * elt : 0, ncap * elt);
+	if (!np)
+		return PM_ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+static int flush(pm_snap_builder *b)
+{
+	int rc;
+
+	if (!b->blen)
+		return 0;
+	XXH3_64bits_update(b->xs, b->buf, b->blen);
+	rc = b->sink(b->sink_ud, b->buf, b->blen);
+	b->blen = 0;
+	if (rc) {
+		b->sink_rc = rc;
+		return PM_SNAP_ESINK;
+	}
+	return 0;
+}
+
+static int out(pm_snap_builder *b, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	int rc;
+
+	b->pos += len;
+	while (len) {
+		size_t k = OUTBUF - b->blen;
+
+		if (k > len)
+			k = len;
+		memcpy(b->buf + b->blen, p, k);
+		b->blen += k;
+		p += k;
+		len -= k;
+		if (b->blen == OUTBUF) {
+			rc = flush(b);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int pm_snap_builder_create(pm_alloc_fn alloc, void *ud, pm_snap_sink_fn sink, void *sink_ud,
+			   pm_snap_builder **out_b)
+{
+	pm_snap_builder *b;
+	uintptr_t a;
+
+	if (!sink || !out_b)
+		return PM_EINVAL;
+	if (!alloc)
+		alloc = pm_default_alloc;
+	b = alloc(ud, NULL, 0, sizeof(*b));
+	if (!b)
+		return PM_ENOMEM;
+	memset(b, 0, offsetof(pm_snap_builder, buf));
+	b->alloc = alloc;
+	b->ud = ud;
+	b->sink = sink;
+	b->sink_ud = sink_ud;
+	b->xs_raw = alloc(ud, NULL, 0, sizeof(XXH3_state_t) + 64);
+	if (!b->xs_raw) {
+		alloc(ud, b, sizeof(*b), 0);
+		return PM_ENOMEM;
+	}
+	a = ((uintptr_t)b->xs_raw + 63) & ~(uintptr_t)63;
+	b->xs = (XXH3_state_t *)a;
+	XXH3_64bits_reset(b->xs);
+	*out_b = b;
+	return 0;
+}
+
+void pm_snap_builder_destroy(pm_snap_builder *b)
+{
+	if (!b)
+		return;
+	if (b->last)
+		b->alloc(b->ud, b->last, b->last_cap, 0);
+	if (b->fr)
+		b->alloc(b->ud, b->fr, b->cap_fr * sizeof(struct frame), 0);
+	if (b->ch)
+		b->alloc(b->ud, b->ch, b->cap_ch * sizeof(struct child), 0);
+	b->alloc(b->ud, b->xs_raw, sizeof(XXH3_state_t) + 64, 0);
+	b->alloc(b->ud, b, sizeof(*b), 0);
+}
+
+int pm_snap_builder_sink_error(const pm_snap_builder *b)
+{
+	return b->sink_rc;
+}
+
+uint64_t pm_snap_builder_count(const pm_snap_builder *b)
+{
+	return b->count;
+}
+
+/*
+ * Emits the node of frame f, whose prefix is prefix[0..plen) and whose children are
+ * ch[f->child_base..nch); pops those children. *off and *count receive the node's offset and
+ * subtree count.
+ */
+static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix, uint64_t plen,
+		uint64_t *off, uint64_t *count)
+{
+	uint8_t hdr[32], mask[32];
+	uint8_t refs[8 * 64];
+	size_t n = b->nch - f->child_base, i, k;
+	const struct child *c = b->ch + f->child_base;
+	unsigned kind, vcode = 0, rw = 1, h = 0;
+	uint64_t cnt = f->has_val ? 1 : 0;
+	int rc;
+
+	*off = b->pos;
+	kind = n == 0 ? K_LEAF : n <= LIST_MAX ? K_LIST : K_DENSE;
+	if (f->has_val)
+		vcode = vcode_of(f->val);
+	if (n)
+		rw = width_of(*off - c[0].off);
+	for (i = 0; i < n; i++)
+		cnt += c[i].count;
+	hdr[h++] = (uint8_t)(kind | vcode << 2 | (rw - 1) << 5);
+	h += varint_put(hdr + h, plen);
+	rc = out(b, hdr, h);
+	if (!rc && plen)
+		rc = out(b, prefix, (size_t)plen);
+	h = 0;
+	if (vcode) {
+		put_le(hdr, f->val, vwidth[vcode]);
+		h = vwidth[vcode];
+	}
+	if (n) {
+		h += varint_put(hdr + h, cnt);
+		if (kind == K_LIST)
+			hdr[h++] = (uint8_t)(n - 1);
+	}
+	if (!rc && h)
+		rc = out(b, hdr, h);
+	if (!rc && kind == K_LIST) {
+		for (i = 0; i < n; i++)
+			mask[i] = c[i].byte;
+		rc = out(b, mask, n);
+	} else if (!rc && kind == K_DENSE) {
+		memset(mask, 0, sizeof(mask));
+		for (i = 0; i < n; i++)
+			mask[c[i].byte >> 3] |= (uint8_t)(1u << (c[i].byte & 7));
+		rc = out(b, mask, sizeof(mask));
+	}
+	for (i = 0; !rc && i < n; i += k) {
+		size_t j;
+
+		k = n - i < 64 ? n - i : 64;
+		for (j = 0; j < k; j++)
+			put_le(refs + j * rw, *off - c[i + j].off, rw);
+		rc = out(b, refs, k * rw);
+	}
+	if (rc)
+		return rc;
+	b->nch = f->child_base;
+	*count = cnt;
+	return 0;
+}
+
+/* Emits the top frame and records it as a child of the frame below. */
+static int pop_frame(pm_snap_builder *b)
+{
+	struct frame *f = &b->fr[b->nfr - 1];
+	uint64_t off, cnt;
+	uint8_t byte = b->last[f->start - 1];
+	int rc;
+
+	rc = emit(b, f, b->last + f->start, f->end - f->start, &off, &cnt);
+	if (rc)
+		return rc;
+	b->nfr--;
+	/* emit() freed at least f's own slot range; the child array has room. */
+	b->ch[b->nch].off = off;
+	b->ch[b->nch].count = cnt;
+	b->ch[b->nch].byte = byte;
+	b->nch++;
+	return 0;
+}
+
+static int push_frame(pm_snap_builder *b, uint64_t start, uint64_t end, uint64_t val)
+{
+	int rc =
+	    grow(b->alloc, b->ud, (void **)&b->fr, &b->cap_fr, b->nfr + 1, sizeof(struct frame));
+
+	if (rc)
+		return rc;
+	b->fr[b->nfr].start = start;
+	b->fr[b->nfr].end = end;
+	b->fr[b->nfr].val = val;
+	b->fr[b->nfr].has_val = true;
+	b->fr[b->nfr].child_base = b->nch;
+	b->nfr++;
+	return 0;
+}
+
+int pm_snap_builder_add(pm_snap_builder *b, const uint8_t *key, size_t len, uint64_t val)
+{
+	size_t l = 0, m;
+	struct frame *t;
+	int rc;
+
+	if (!b || (!key && len))
+		return PM_EINVAL;
+	if (b->broken)
+		return b->broken;
+	if (b->count) {
+		m = len < b->last_len ? len : b->last_len;
+		while (l < m && key[l] == b->last[l])
+			l++;
+		if (l == len || (l < b->last_len && key[l] < b->last[l]))
+			return PM_SNAP_EORDER;
+	}
+	/* Room first, so that nothing below fails half-way for want of memory: one more frame,
+	 * and a child slot for every frame that may be popped plus the split. */
+	rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, len ? len : 1, 1);
+	if (!rc)
+		rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + b->nfr + 2,
+			  sizeof(struct child));
+	if (!rc)
+		rc = grow(b->alloc, b->ud, (void **)&b->fr, &b->cap_fr, b->nfr + 2,
+			  sizeof(struct frame));
+	if (rc)
+		return rc;
+	if (!b->count) {
+		if (len)
+			memcpy(b->last, key, len);
+		b->last_len = len;
+		rc = push_frame(b, 0, len, val);
+		goto out_added;
+	}
+	while (b->fr[b->nfr - 1].start > l) {
+		rc = pop_frame(b);
+		if (rc)
+			goto out_broken;
+	}
+	t = &b->fr[b->nfr - 1];
+	if (l < t->end) {
+		/* The new key leaves t inside its prefix: t becomes the child (byte last[l]) of a
+		 * new valueless node covering last[t->start..l). */
+		struct frame tail = *t;
+		uint64_t off, cnt;
+
+		tail.start = l + 1;
+		rc = emit(b, &tail, b->last + l + 1, t->end - l - 1, &off, &cnt);
+		if (rc)
+			goto out_broken;
+		t->end = l;
+		t->has_val = false;
+		t->val = 0;
+		b->ch[b->nch].off = off;
+		b->ch[b->nch].count = cnt;
+		b->ch[b->nch].byte = b->last[l];
+		b->nch++;
+	}
+	if (len > l)
+		memcpy(b->last + l, key + l, len - l);
+	b->last_len = len;
+	rc = push_frame(b, l + 1, len, val);
+out_added:
+	if (rc)
+		goto out_broken;
+	b->count++;
+	if (len > b->max_key)
+		b->max_key = len;
+	return 0;
+out_broken:
+	b->broken = rc;
+	return rc;
+}
+
+int pm_snap_builder_finish(pm_snap_builder *b, uint64_t *image_len)
+{
+	uint8_t foot[PM_SNAP_FOOTER_SIZE], pad[8] = {0};
+	uint64_t root = 0, cnt = 0, node_bytes;
+	int rc = 0;
+
+	if (!b)
+		return PM_EINVAL;
+	if (b->broken)
+		return b->broken;
+	if (b->count) {
+		rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + 1,
+			  sizeof(struct child));
+		while (!rc && b->nfr > 1)
+			rc = pop_frame(b);
+		if (!rc)
+			rc = emit(b, &b->fr[0], b->last, b->fr[0].end, &root, &cnt);
+		if (rc)
+			goto out_broken;
+		b->nfr = 0;
+	}
+	node_bytes = b->pos;
+	if (node_bytes % 8)
+		rc = out(b, pad, 8 - node_bytes % 8);
+	if (!rc)
+		rc = flush(b);
+	if (rc)
+		goto out_broken;
+	memset(foot, 0, sizeof(foot));
+	memcpy(foot, snap_magic, 8);
+	put_le(foot + 8, PM_SNAP_VERSION, 4);
+	put_le(foot + 12, 0, 4);
+	put_le(foot + 16, root, 8);
+	put_le(foot + 24, b->count, 8);
+	put_le(foot + 32, node_bytes, 8);
+	put_le(foot + 40, b->max_key, 8);
+	put_le(foot + 48, XXH3_64bits_digest(b->xs), 8);
+	put_le(foot + FOOTER_SUM_AT, XXH3_64bits(foot, FOOTER_SUM_AT), 8);
+	b->pos += sizeof(foot);
+	rc = b->sink(b->sink_ud, foot, sizeof(foot));
+	if (rc) {
+		b->sink_rc = rc;
+		rc = PM_SNAP_ESINK;
+		goto out_broken;
+	}
+	if (image_len)
+		*image_len = b->pos;
+	b->broken = PM_EINVAL; /* finished: only destroy is left */
+	return 0;
+out_broken:
+	b->broken = rc;
+	return rc;
+}
+
+struct write_map_ctx {
+	pm_snap_builder *b; /* the builder fed */
+	int rc;		    /* its first error */
+};
+
+static int write_map_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
+{
+	struct write_map_ctx *c = arg;
+
+	c->rc = pm_snap_builder_add(c->b, key, len, val);
+	return c->rc ? 1 : 0;
+}
+
+int pm_snap_write_map(const pm_map *m, pm_snap_sink_fn sink, void *sink_ud, uint64_t *image_len,
+		      int *sink_rc)
+{
+	struct write_map_ctx c = {NULL, 0};
+	int rc;
+
+	rc = pm_snap_builder_create(NULL, NULL, sink, sink_ud, &c.b);
+	if (rc)
+		return rc;
+	rc = pm_map_foreach(m, NULL, 0, NULL, 0, write_map_visit, &c);
+	if (rc == 1)
+		rc = c.rc;
+	if (!rc)
+		rc = pm_snap_builder_finish(c.b, image_len);
+	if (rc == PM_SNAP_ESINK && sink_rc)
+		*sink_rc = pm_snap_builder_sink_error(c.b);
+	pm_snap_builder_destroy(c.b);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Opening and point queries */
+
+int pm_snap_open(pm_snap *s, const void *data, size_t len, unsigned flags)
+{
+	const uint8_t *f;
+	uint64_t version, fflags, node_bytes, body;
+	pm_snap t;
+	uint64_t i;
+
+	if (!s || (!data && len))
+		return PM_EINVAL;
+	if (len < PM_SNAP_FOOTER_SIZE)
+		return len == 0 ? PM_SNAP_ETRUNC : PM_SNAP_EFOREIGN;
+	f = (const uint8_t *)data + len - PM_SNAP_FOOTER_SIZE;
+	if (memcmp(f, snap_magic, 8))
+		return PM_SNAP_EFOREIGN;
+	version = get_le(f + 8, 4);
+	fflags = get_le(f + 12, 4);
+	if (XXH3_64bits(f, FOOTER_SUM_AT) != get64(f + FOOTER_SUM_AT))
+		return version > PM_SNAP_VERSION ? PM_SNAP_EVERSION : PM_SNAP_ECHECKSUM;
+	if (version != PM_SNAP_VERSION || fflags != 0)
+		return PM_SNAP_EVERSION;
+	t.base = data;
+	t.len = len;
+	t.root = get64(f + 16);
+	t.count = get64(f + 24);
+	node_bytes = get64(f + 32);
+	t.max_key = get64(f + 40);
+	t.checksum = get64(f + 48);
+	body = len - PM_SNAP_FOOTER_SIZE;
+	if (node_bytes > body)
+		return PM_SNAP_ETRUNC;
+	if ((node_bytes + 7) / 8 * 8 != body)
+		return PM_SNAP_ECORRUPT;
+	for (i = node_bytes; i < body; i++)
+		if (t.base[i])
+			return PM_SNAP_ECORRUPT;
+	t.node_bytes = node_bytes;
+	if (t.count == 0 ? (node_bytes != 0 || t.root != 0 || t.max_key != 0)
+			 : (t.root >= node_bytes || t.count > node_bytes || t.max_key > node_bytes))
+		return PM_SNAP_ECORRUPT;
+	if ((flags & PM_SNAP_OPEN_CHECKSUM) && XXH3_64bits(data, body) != t.checksum)
+		return PM_SNAP_ECHECKSUM;
+	*s = t;
+	return 0;
+}
+
+/* Descends along key[0..len). Returns 0 with *d the node where the key ends and *inside the
+ * bytes of d's prefix it covers when it ends inside the prefix (else UINT64_MAX: it ends at
+ * d's branch point); PM_ENOTFOUND when the path leaves the trie; PM_SNAP_ECORRUPT. */
+static int descend(const pm_snap *s, const uint8_t *key, size_t len, struct nd *d, uint64_t *inside)
+{
+	uint64_t off = s->root, pos = 0, depth = 0;
+	int rc;
+
+	if (s->count == 0)
+		return PM_ENOTFOUND;
+	for (;;) {
+		bool exact;
+		unsigned i;
+
+		rc = decode(s, off, d);
+		if (rc)
+			return rc;
+		if (len - pos <= d->plen) {
+			if (memcmp(d->prefix, key + pos, len - pos))
+				return PM_ENOTFOUND;
+			*inside = len - pos < d->plen ? len - pos : UINT64_MAX;
+			return 0;
+		}
+		if (memcmp(d->prefix, key + pos, (size_t)d->plen))
+			return PM_ENOTFOUND;
+		pos += d->plen;
+		if (d->kind == K_LEAF)
+			return PM_ENOTFOUND;
+		i = child_lower(d, key[pos], &exact);
+		if (!exact)
+			return PM_ENOTFOUND;
+		pos++;
+		rc = child_off(d, i, &off);
+		if (rc)
+			return rc;
+		if (++depth > s->node_bytes)
+			return PM_SNAP_ECORRUPT;
+	}
+}
+
+int pm_snap_get(const pm_snap *s, const uint8_t *key, size_t len, uint64_t *val)
+{
+	struct nd d;
+	uint64_t inside;
+	int rc;
+
+	if (!s || (!key && len))
+		return PM_EINVAL;
+	rc = descend(s, key, len, &d, &inside);
+	if (rc)
+		return rc;
+	if (inside != UINT64_MAX || !d.has_val)
+		return PM_ENOTFOUND;
+	if (val)
+		*val = d.val;
+	return 0;
+}
+
+int pm_snap_count_prefix(const pm_snap *s, const uint8_t *prefix, size_t len, uint64_t *count)
+{
+	struct nd d;
+	uint64_t inside;
+	int rc;
+
+	if (!s || (!prefix && len) || !count)
+		return PM_EINVAL;
+	rc = descend(s, prefix, len, &d, &inside);
+	if (rc == PM_ENOTFOUND) {
+		*count = 0;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	*count = d.count;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Iteration */
+
+struct it_frame {
+	struct nd d;	 /* the node */
+	uint64_t keyend; /* key length at the node's branch point */
+	unsigned idx;	 /* next child to visit */
+	unsigned nextb;	 /* dense: the smallest byte the next child may have */
+	bool val_done;	 /* the node's own value was returned or skipped */
+};
+
+struct pm_snap_iter {
+	const pm_snap *s;    /* the image */
+	pm_alloc_fn alloc;   /* hook */
+	void *ud;	     /* its argument */
+	uint8_t *key;	     /* current key, max_key bytes (at least 1) */
+	size_t key_cap;	     /* bytes allocated for key */
+	uint8_t *pfx;	     /* prefix constraint of the last seek */
+	size_t pfx_len;	     /* its length */
+	size_t pfx_cap;	     /* bytes allocated for pfx */
+	struct it_frame *fr; /* path from the root, root first */
+	size_t nfr;	     /* frames in use */
+	size_t cap_fr;	     /* frames allocated */
+	uint64_t budget;     /* nodes and values the walk may still visit (bounds damaged
+				images that share subtrees) */
+};
+
+int pm_snap_iter_create(const pm_snap *s, pm_alloc_fn alloc, void *ud, pm_snap_iter **out_it)
+{
+	pm_snap_iter *it;
+	int rc;
+
+	if (!s || !out_it)
+		return PM_EINVAL;
+	if (!alloc)
+		alloc = pm_default_alloc;
+	it = alloc(ud, NULL, 0, sizeof(*it));
+	if (!it)
+		return PM_ENOMEM;
+	memset(it, 0, sizeof(*it));
+	it->s = s;
+	it->alloc = alloc;
+	it->ud = ud;
+	if (s->max_key + 1 > SIZE_MAX) {
+		rc = PM_EOVERFLOW;
+		goto out_free;
+	}
+	rc = grow(alloc, ud, (void **)&it->key, &it->key_cap, (size_t)s->max_key + 1, 1);
+	if (rc)
+		goto out_free;
+	rc = pm_snap_iter_seek(it, NULL, 0, NULL, 0);
+	if (rc)
+		goto out_free;
+	*out_it = it;
+	return 0;
+out_free:
+	pm_snap_iter_destroy(it);
+	return rc;
+}
+
+void pm_snap_iter_destroy(pm_snap_iter *it)
+{
+	if (!it)
+		return;
+	if (it->key)
+		it->alloc(it->ud, it->key, it->key_cap, 0);
+	if (it->pfx)
+		it->alloc(it->ud, it->pfx, it->pfx_cap, 0);
+	if (it->fr)
+		it->alloc(it->ud, it->fr, it->cap_fr * sizeof(struct it_frame), 0);
+	it->alloc(it->ud, it, sizeof(*it), 0);
+}
+
+/* Pushes the node at off, reached by byte `byte` from the top frame (or the root when the
+ * stack is empty). */
+static int it_push(pm_snap_iter *it, uint64_t off, int byte)
+{
+	struct it_frame *f;
+	uint64_t keyend = 0;
+	int rc;
+
+	if (it->budget == 0)
+		return PM_SNAP_ECORRUPT;
+	it->budget--;
+	rc = grow(it->alloc, it->ud, (void **)&it->fr, &it->cap_fr, it->nfr + 1,
+		  sizeof(struct it_frame));
+	if (rc)
+		return rc;
+	f = &it->fr[it->nfr];
+	rc = decode(it->s, off, &f->d);
+	if (rc)
+		return rc;
+	if (it->nfr) {
+		keyend = it->fr[it->nfr - 1].keyend;
+		if (keyend >= it->s->max_key)
+			return PM_SNAP_ECORRUPT;
+		it->key[keyend++] = (uint8_t)byte;
+	}
+	if (f->d.plen > it->s->max_key - keyend)
+		return PM_SNAP_ECORRUPT;
+	memcpy(it->key + keyend, f->d.prefix, (size_t)f->d.plen);
+	f->keyend = keyend + f->d.plen;
+	f->idx = 0;
+	f->nextb = 0;
+	f->val_done = false;
+	it->nfr++;
+	return 0;
+}
+
+/* Byte of child f->idx, advancing the dense cursor. */
+static unsigned it_child_byte(struct it_frame *f)
+{
+	unsigned c;
+
+	if (f->d.kind == K_LIST)
+		return f->d.keys[f->idx];
+	for (c = f->nextb; c < 256 && !mask_has(f->d.mask, c); c++)
+		;
+	f->nextb = c + 1;
+	return c;
+}
+
+int pm_snap_iter_seek(pm_snap_iter *it, const uint8_t *prefix, size_t plen, const uint8_t *from,
+		      size_t flen)
+{
+	const uint8_t *t;
+	size_t tlen, pos = 0;
+	int rc;
+
+	if (!it || (!prefix && plen) || (!from && flen))
+		return PM_EINVAL;
+	rc = grow(it->alloc, it->ud, (void **)&it->pfx, &it->pfx_cap, plen ? plen : 1, 1);
+	if (rc)
+		return rc;
+	if (plen)
+		memcpy(it->pfx, prefix, plen);
+	it->pfx_len = plen;
+	it->nfr = 0;
+	it->budget = 3 * it->s->count + 3; /* nodes (< 2 count) and values */
+	if (it->s->count == 0)
+		return 0;
+	/* Target: the larger of prefix and from. */
+	t = it->pfx;
+	tlen = plen;
+	if (from) {
+		size_t m = flen < plen ? flen : plen;
+		int c = memcmp(from, it->pfx, m);
+
+		if (c > 0 || (c == 0 && flen > plen)) {
+			t = from;
+			tlen = flen;
+		}
+	}
+	rc = it_push(it, it->s->root, 0);
+	while (!rc) {
+		struct it_frame *f = &it->fr[it->nfr - 1];
+		size_t m = tlen - pos < f->d.plen ? tlen - pos : (size_t)f->d.plen;
+		int c = memcmp(f->d.prefix, t + pos, m);
+		unsigned i;
+		bool exact;
+
+		if (c < 0) { /* the whole subtree sorts before t */
+			it->nfr--;
+			return 0;
+		}
+		if (c > 0 || tlen - pos <= f->d.plen) /* the whole subtree is >= t */
+			return 0;
+		pos += f->d.plen;
+		f->val_done = true; /* its key is a proper prefix of t */
+		if (f->d.kind == K_LEAF) {
+			it->nfr--;
+			return 0;
+		}
+		i = child_lower(&f->d, t[pos], &exact);
+		f->idx = i;
+		if (f->d.kind == K_DENSE)
+			f->nextb = t[pos];
+		if (!exact)
+			return 0;
+		{
+			uint64_t off;
+			unsigned byte = it_child_byte(f);
+
+			rc = child_off(&f->d, f->idx, &off);
+			if (rc)
+				break;
+			f->idx++;
+			pos++;
+			rc = it_push(it, off, (int)byte);
+		}
+	}
+	it->nfr = 0;
+	return rc;
+}
+
+int pm_snap_iter_next(pm_snap_iter *it, const uint8_t **key, size_t *len, uint64_t *val)
+{
+	int rc;
+
+	while (it->nfr) {
+		struct it_frame *f = &it->fr[it->nfr - 1];
+
+		if (!f->val_done) {
+			f->val_done = true;
+			if (f->d.has_val) {
+				if (it->budget == 0)
+					return PM_SNAP_ECORRUPT;
+				it->budget--;
+				if (f->keyend < it->pfx_len ||
+				    memcmp(it->key, it->pfx, it->pfx_len)) {
+					it->nfr = 0;
+					return 0;
+				}
+				*key = it->key;
+				*len = (size_t)f->keyend;
+				*val = f->d.val;
+				return 1;
+			}
+		}
+		if (f->idx < f->d.n) {
+			uint64_t off;
+			unsigned byte = it_child_byte(f);
+
+			rc = child_off(&f->d, f->idx, &off);
+			if (rc)
+				return rc;
+			f->idx++;
+			rc = it_push(it, off, (int)byte);
+			if (rc)
+				return rc;
+			continue;
+		}
+		it->nfr--;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Verification */
+
+struct v_frame {
+	struct nd d;	 /* the node */
+	uint64_t keyend; /* key length at its branch point */
+	uint64_t cur;	 /* where the next child's subtree must start */
+	uint64_t sum;	 /* counts of the children verified so far */
+	unsigned idx;	 /* next child */
+	unsigned nextb;	 /* dense: smallest byte of the next child */
+};
+
+static void fail_msg(char *msg, size_t msglen, const char *what, uint64_t off)
+{
+	if (msg && msglen)
+		snprintf(msg, msglen, "%s (node at byte %llu of the trie)", what,
+			 (unsigned long long)off);
+}
+
+/* Canonical encoded size of d, or 0 when its tag is not canonical. */
+static uint64_t canonical_size(const struct nd *d, uint64_t maxdist)
+{
+	unsigned kind = d->n == 0 ? K_LEAF : d->n <= LIST_MAX ? K_LIST : K_DENSE;
+	uint64_t sz;
+
+	if (kind != d->kind || (d->has_val && d->vcode != vcode_of(d->val)))
+		return 0;
+	if (d->n && d->rw != width_of(maxdist))
+		return 0;
+	sz = 1 + varint_len(d->plen) + d->plen + vwidth[d->vcode];
+	if (d->n)
+		sz += varint_len(d->count) + (kind == K_LIST ? 1 + d->n : 32) +
+		      (uint64_t)d->n * d->rw;
+	return sz;
+}
+
+int pm_snap_verify(const pm_snap *s, bool skip_checksum, pm_alloc_fn alloc, void *ud,
+		   pm_snap_stats *st, char *msg, size_t msglen)
+{
+	struct v_frame *fr = NULL;
+	size_t nfr = 0, cap = 0;
+	pm_snap_stats sum;
+	uint64_t done_end = 0, done_count = 0;
+	int rc = 0;
+
+	if (!s)
+		return PM_EINVAL;
+	if (!alloc)
+		alloc = pm_default_alloc;
+	memset(&sum, 0, sizeof(sum));
+	sum.node_bytes = s->node_bytes;
+	if (!skip_checksum && XXH3_64bits(s->base, s->len - PM_SNAP_FOOTER_SIZE) != s->checksum) {
+		if (msg && msglen)
+			snprintf(msg, msglen, "trie checksum mismatch");
+		return PM_SNAP_ECHECKSUM;
+	}
+	if (s->count == 0)
+		goto out_ok;
+	/* Push the root; its subtree must start at 0. */
+	rc = grow(alloc, ud, (void **)&fr, &cap, 1, sizeof(*fr));
+	if (rc)
+		goto out_free;
+	rc = decode(s, s->root, &fr[0].d);
+	if (rc) {
+		fail_msg(msg, msglen, "undecodable root node", s->root);
+		goto out_free;
+	}
+	if (fr[0].d.plen > s->max_key) {
+		rc = PM_SNAP_ECORRUPT;
+		fail_msg(msg, msglen, "key longer than the recorded maximum", s->root);
+		goto out_free;
+	}
+	fr[0].keyend = fr[0].d.plen;
+	fr[0].cur = 0;
+	fr[0].sum = 0;
+	fr[0].idx = 0;
+	fr[0].nextb = 0;
+	nfr = 1;
+	for (;;) {
+		struct v_frame *f = &fr[nfr - 1];
+		uint64_t maxdist, off;
+		unsigned byte;
+
+		if (f->idx < f->d.n) {
+			struct v_frame *c;
+
+			byte = f->d.kind == K_LIST ? f->d.keys[f->idx] : 0;
+			if (f->d.kind == K_LIST && f->idx > 0 && f->d.keys[f->idx - 1] >= byte) {
+				rc = PM_SNAP_ECORRUPT;
+				fail_msg(msg, msglen, "child bytes not ascending", f->d.off);
+				goto out_free;
+			}
+			if (f->d.kind == K_DENSE) {
+				for (byte = f->nextb; !mask_has(f->d.mask, byte); byte++)
+					;
+				f->nextb = byte + 1;
+			}
+			/* Each child's subtree must start where the previous one ended (cur);
+			 * the child node itself ends its subtree, checked when it completes. */
+			rc = child_off(&f->d, f->idx, &off);
+			if (rc) {
+				fail_msg(msg, msglen, "child reference out of range", f->d.off);
+				goto out_free;
+			}
+			f->idx++;
+			rc = grow(alloc, ud, (void **)&fr, &cap, nfr + 1, sizeof(*fr));
+			if (rc)
+				goto out_free;
+			f = &fr[nfr - 1];
+			c = &fr[nfr];
+			rc = decode(s, off, &c->d);
+			if (rc) {
+				fail_msg(msg, msglen, "undecodable node", off);
+				goto out_free;
+			}
+			if (c->d.plen > s->max_key || f->keyend + 1 > s->max_key - c->d.plen) {
+				rc = PM_SNAP_ECORRUPT;
+				fail_msg(msg, msglen, "key longer than the recorded maximum", off);
+				goto out_free;
+			}
+			if (c->d.off < f->cur) {
+				rc = PM_SNAP_ECORRUPT;
+				fail_msg(msg, msglen, "subtrees overlap", off);
+				goto out_free;
+			}
+			c->keyend = f->keyend + 1 + c->d.plen;
+			c->cur = f->cur;
+			c->sum = 0;
+			c->idx = 0;
+			c->nextb = 0;
+			nfr++;
+			continue;
+		}
+		/* All children verified: check the node itself. */
+		maxdist = 0;
+		if (f->d.n) {
+			rc = child_off(&f->d, 0, &off);
+			if (rc)
+				goto out_free;
+			maxdist = f->d.off - off;
+		}
+		if (f->cur != f->d.off) {
+			rc = PM_SNAP_ECORRUPT;
+			fail_msg(msg, msglen, "node is not right after its subtree", f->d.off);
+			goto out_free;
+		}
+		if (canonical_size(&f->d, maxdist) != f->d.end - f->d.off) {
+			rc = PM_SNAP_ECORRUPT;
+			fail_msg(msg, msglen, "node encoding is not canonical", f->d.off);
+			goto out_free;
+		}
+		if (f->d.count != f->sum + (f->d.has_val ? 1 : 0)) {
+			rc = PM_SNAP_ECORRUPT;
+			fail_msg(msg, msglen, "subtree count does not match", f->d.off);
+			goto out_free;
+		}
+		sum.nodes++;
+		sum.prefix_bytes += f->d.plen;
+		if (f->d.kind == K_LEAF)
+			sum.leaf_nodes++;
+		else if (f->d.kind == K_LIST)
+			sum.list_nodes++;
+		else
+			sum.dense_nodes++;
+		if (f->d.has_val) {
+			sum.values++;
+			sum.key_bytes += f->keyend;
+			if (f->keyend > sum.max_key)
+				sum.max_key = f->keyend;
+		}
+		if (nfr > sum.max_depth)
+			sum.max_depth = nfr;
+		done_end = f->d.end;
+		done_count = f->d.count;
+		nfr--;
+		if (!nfr)
+			break;
+		fr[nfr - 1].cur = done_end;
+		if (fr[nfr - 1].sum > UINT64_MAX - done_count) {
+			rc = PM_SNAP_ECORRUPT;
+			fail_msg(msg, msglen, "subtree count overflows", fr[nfr - 1].d.off);
+			goto out_free;
+		}
+		fr[nfr - 1].sum += done_count;
+	}
+	if (done_end != s->node_bytes || done_count != s->count || sum.values != s->count ||
+	    sum.max_key != s->max_key) {
+		rc = PM_SNAP_ECORRUPT;
+		fail_msg(msg, msglen,
+			 "root does not end the node area or totals differ from the "
+			 "footer",
+			 s->root);
+		goto out_free;
+	}
+out_ok:
+	if (st)
+		*st = sum;
+out_free:
+	if (fr)
+		alloc(ud, fr, cap * sizeof(*fr), 0);
+	return rc;
+}
+
+int pm_snap_load(const pm_snap *s, pm_map *m)
+{
+	pm_snap_iter *it;
+	const uint8_t *k;
+	size_t len;
+	uint64_t v;
+	int rc;
+
+	rc = pm_snap_iter_create(s, NULL, NULL, &it);
+	if (rc)
+		return rc;
+	while ((rc = pm_snap_iter_next(it, &k, &len, &v)) == 1) {
+		rc = pm_map_set(m, k, len, v, NULL);
+		if (rc < 0)
+			break;
+	}
+	pm_snap_iter_destroy(it);
+	return rc;
+}
