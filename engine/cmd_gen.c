@@ -1,0 +1,258 @@
+/*
+ * cmd_gen.c - `pmingest gen`: write a synthetic key/value HDF5 dataset (see pio_generate()).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pio.h"
+#include "pme_cmd.h"
+
+static void gen_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pmingest gen --output FILE.h5 --records N [options]\n"
+		"\n"
+		"Writes N synthetic key/value records to an HDF5 file, deterministically: the\n"
+		"same options and seed give a byte-identical file. The file is written under a\n"
+		"temporary name and renamed when complete.\n"
+		"\n"
+		"options:\n"
+		"  --output FILE       file to write (required; replaced if it exists)\n"
+		"  --records N         number of records (required)\n"
+		"  --key-kind K        random: random alphanumeric fixed-length strings\n"
+		"                      u64: random unsigned 64-bit integers\n"
+		"                      path: hierarchical paths like /proj/run042/cell/00017/attr\n"
+		"                      words: words joined by '-', from /usr/share/dict/words if\n"
+		"                      present, else a built-in list (default: random)\n"
+		"  --key-len L         random: key length in bytes (default 16); path, words:\n"
+		"                      0 = variable-length strings (default), else fixed-length\n"
+		"                      strings of L bytes (longer keys cut); ignored for u64\n"
+		"  --words FILE        word list for --key-kind words, one word a line\n"
+		"  --dup-ratio R       share of records, 0..1, that repeat an earlier key\n"
+		"                      (default 0)\n"
+		"  --zipf S            repeated keys follow a Zipf law of exponent S (the first\n"
+		"                      keys are the most frequent); 0 = uniform (default 0)\n"
+		"  --value-type T      int64: record index i (default); float64: i/4;\n"
+		"                      string: \"v<i>\" as variable-length strings\n"
+		"  --layout L          compound: one dataset with fields key and value (default)\n"
+		"                      pair: a keys dataset and a values dataset\n"
+		"  --dataset NAME      compound: the dataset path (default /data); pair: the\n"
+		"                      datasets are NAME/keys and NAME/values (default /keys and\n"
+		"                      /values)\n"
+		"  --chunk N           records per chunk (default 65536)\n"
+		"  --gzip LEVEL        deflate level 1..9, 0 = none (default 0)\n"
+		"  --shuffle           add the shuffle filter\n"
+		"  --seed S            random seed (default 1)\n"
+		"  --help              this text\n"
+		"\n"
+		"exit status: 0 success, 2 bad command line, 4 output cannot be written,\n"
+		"6 out of memory\n");
+}
+
+static int parse_u64(const char *opt, const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (!s || !*s || *s == '-')
+		goto bad;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		goto bad;
+	*out = v;
+	return 0;
+bad:
+	fprintf(stderr, "pmingest gen: %s needs a non-negative integer, not '%s'\n", opt,
+		s ? s : "");
+	return -1;
+}
+
+static int parse_double(const char *opt, const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	if (!s || !*s)
+		goto bad;
+	v = strtod(s, &end);
+	if (errno || *end)
+		goto bad;
+	*out = v;
+	return 0;
+bad:
+	fprintf(stderr, "pmingest gen: %s needs a number, not '%s'\n", opt, s ? s : "");
+	return -1;
+}
+
+static int exit_status(int rc)
+{
+	switch (pio_error_class(rc)) {
+	case PIO_CLASS_OK:
+		return PME_EXIT_OK;
+	case PIO_CLASS_USAGE:
+		return PME_EXIT_USAGE;
+	case PIO_CLASS_INPUT:
+		return PME_EXIT_INPUT;
+	case PIO_CLASS_NOMEM:
+		return PME_EXIT_NOMEM;
+	default:
+		return PME_EXIT_OUTPUT;
+	}
+}
+
+int pme_cmd_gen(int argc, char **argv)
+{
+	struct pio_gen_opts o;
+	struct pio_err err = {{0}};
+	const char *dataset = NULL;
+	char kpath[1024], vpath[1024];
+	bool have_records = false;
+	uint64_t u;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.seed = 1;
+	o.out.layout = PIO_LAYOUT_COMPOUND;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		bool takes = true;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			gen_usage(stdout);
+			return PME_EXIT_OK;
+		} else if (!strcmp(a, "--shuffle")) {
+			o.out.shuffle = true;
+			takes = false;
+		} else if (!v) {
+			fprintf(stderr, "pmingest gen: %s needs a value (see --help)\n", a);
+			return PME_EXIT_USAGE;
+		} else if (!strcmp(a, "--output")) {
+			o.out.file = v;
+		} else if (!strcmp(a, "--records")) {
+			if (parse_u64(a, v, &o.records))
+				return PME_EXIT_USAGE;
+			have_records = true;
+		} else if (!strcmp(a, "--key-kind")) {
+			if (!strcmp(v, "random"))
+				o.key_kind = PIO_GEN_RANDOM;
+			else if (!strcmp(v, "u64"))
+				o.key_kind = PIO_GEN_U64;
+			else if (!strcmp(v, "path"))
+				o.key_kind = PIO_GEN_PATH;
+			else if (!strcmp(v, "words"))
+				o.key_kind = PIO_GEN_WORDS;
+			else {
+				fprintf(stderr,
+					"pmingest gen: --key-kind must be random, u64, path "
+					"or words, not '%s'\n",
+					v);
+				return PME_EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--key-len")) {
+			if (parse_u64(a, v, &u))
+				return PME_EXIT_USAGE;
+			if (u > 512) {
+				fprintf(stderr, "pmingest gen: --key-len is at most 512\n");
+				return PME_EXIT_USAGE;
+			}
+			o.key_len = (uint32_t)u;
+		} else if (!strcmp(a, "--words")) {
+			o.words_file = v;
+		} else if (!strcmp(a, "--dup-ratio")) {
+			if (parse_double(a, v, &o.dup_ratio))
+				return PME_EXIT_USAGE;
+			if (!(o.dup_ratio >= 0 && o.dup_ratio <= 1)) {
+				fprintf(stderr, "pmingest gen: --dup-ratio must be in 0..1\n");
+				return PME_EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--zipf")) {
+			if (parse_double(a, v, &o.zipf))
+				return PME_EXIT_USAGE;
+			if (!(o.zipf >= 0 && o.zipf <= 100)) {
+				fprintf(stderr, "pmingest gen: --zipf must be in 0..100\n");
+				return PME_EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--value-type")) {
+			if (!strcmp(v, "int64"))
+				o.value_kind = PIO_GEN_INT64;
+			else if (!strcmp(v, "float64"))
+				o.value_kind = PIO_GEN_FLOAT64;
+			else if (!strcmp(v, "string"))
+				o.value_kind = PIO_GEN_STRING;
+			else {
+				fprintf(stderr,
+					"pmingest gen: --value-type must be int64, float64 or "
+					"string, not '%s'\n",
+					v);
+				return PME_EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--layout")) {
+			if (!strcmp(v, "compound"))
+				o.out.layout = PIO_LAYOUT_COMPOUND;
+			else if (!strcmp(v, "pair"))
+				o.out.layout = PIO_LAYOUT_PAIR;
+			else {
+				fprintf(stderr,
+					"pmingest gen: --layout must be compound or pair, not "
+					"'%s'\n",
+					v);
+				return PME_EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--dataset")) {
+			if (v[0] != '/' || strlen(v) > 1000) {
+				fprintf(stderr,
+					"pmingest gen: --dataset must be an absolute path like "
+					"/group/data\n");
+				return PME_EXIT_USAGE;
+			}
+			dataset = v;
+		} else if (!strcmp(a, "--chunk")) {
+			if (parse_u64(a, v, &o.out.chunk_records))
+				return PME_EXIT_USAGE;
+			if (o.out.chunk_records == 0) {
+				fprintf(stderr, "pmingest gen: --chunk must be at least 1\n");
+				return PME_EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--gzip")) {
+			if (parse_u64(a, v, &u))
+				return PME_EXIT_USAGE;
+			if (u > 9) {
+				fprintf(stderr, "pmingest gen: --gzip level must be 0..9\n");
+				return PME_EXIT_USAGE;
+			}
+			o.out.gzip = (int)u;
+		} else if (!strcmp(a, "--seed")) {
+			if (parse_u64(a, v, &o.seed))
+				return PME_EXIT_USAGE;
+		} else {
+			fprintf(stderr, "pmingest gen: unknown option '%s' (see --help)\n", a);
+			return PME_EXIT_USAGE;
+		}
+		if (takes)
+			i++;
+	}
+	if (!o.out.file || !have_records) {
+		fprintf(stderr, "pmingest gen: --output and --records are required (see "
+				"--help)\n");
+		return PME_EXIT_USAGE;
+	}
+	if (dataset && o.out.layout == PIO_LAYOUT_COMPOUND) {
+		o.out.dataset = dataset;
+	} else if (dataset) {
+		snprintf(kpath, sizeof(kpath), "%s/keys", dataset);
+		snprintf(vpath, sizeof(vpath), "%s/values", dataset);
+		o.out.keys = kpath;
+		o.out.values = vpath;
+	}
+	rc = pio_generate(&o, &err);
+	if (rc) {
+		fprintf(stderr, "pmingest gen: %s\n", err.msg);
+		return exit_status(rc);
+	}
+	return PME_EXIT_OK;
+}

@@ -1,0 +1,133 @@
+/*
+ * err.c - error codes, messages, and folding HDF5's error stack into them.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pio_internal.h"
+
+const char *pio_strerror(int rc)
+{
+	switch (rc) {
+	case 0:
+		return "success";
+	case PIO_ENOMEM:
+		return "out of memory";
+	case PIO_EINVAL:
+		return "invalid argument";
+	case PIO_ENOENT:
+		return "file not found or not readable";
+	case PIO_ENOTHDF5:
+		return "not an HDF5 file";
+	case PIO_ECORRUPT:
+		return "HDF5 file truncated or damaged";
+	case PIO_ENODATASET:
+		return "dataset not found";
+	case PIO_ENOFIELD:
+		return "compound field not found";
+	case PIO_ETYPE:
+		return "unsupported key or value type";
+	case PIO_ESHAPE:
+		return "dataset has the wrong number of dimensions";
+	case PIO_ELENGTH:
+		return "keys and values datasets differ in length";
+	case PIO_ERANGE:
+		return "record range past the end of the dataset";
+	case PIO_EMIXED:
+		return "inputs of the job have different key or value types";
+	case PIO_EREAD:
+		return "HDF5 read error";
+	case PIO_EWRITE:
+		return "output cannot be written";
+	case PIO_EVALUE:
+		return "key or value does not fit the output type";
+	case PIO_ETHREAD:
+		return "cannot start the I/O thread";
+	default:
+		return "unknown pio error";
+	}
+}
+
+enum pio_errclass pio_error_class(int rc)
+{
+	switch (rc) {
+	case 0:
+		return PIO_CLASS_OK;
+	case PIO_EINVAL:
+		return PIO_CLASS_USAGE;
+	case PIO_ENOENT:
+	case PIO_ENOTHDF5:
+	case PIO_ECORRUPT:
+	case PIO_ENODATASET:
+	case PIO_ENOFIELD:
+	case PIO_ETYPE:
+	case PIO_ESHAPE:
+	case PIO_ELENGTH:
+	case PIO_ERANGE:
+	case PIO_EMIXED:
+	case PIO_EREAD:
+		return PIO_CLASS_INPUT;
+	case PIO_EWRITE:
+	case PIO_EVALUE:
+		return PIO_CLASS_OUTPUT;
+	case PIO_ENOMEM:
+		return PIO_CLASS_NOMEM;
+	default:
+		return PIO_CLASS_OTHER;
+	}
+}
+
+void pio_silence_hdf5(void)
+{
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+struct walk {
+	char desc[256]; /* the innermost description seen */
+	bool found;	/* desc holds something */
+};
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+	struct walk *w = data;
+
+	(void)n;
+	/* Walking upward, the first entry is the innermost one: the place the error arose. */
+	if (!w->found && e->desc && e->desc[0]) {
+		snprintf(w->desc, sizeof(w->desc), "%s", e->desc);
+		w->found = true;
+	}
+	return 0;
+}
+
+int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, const char *fmt,
+	       ...)
+{
+	struct walk w = {.found = false};
+	char text[512];
+	va_list ap;
+	size_t len;
+	char *p;
+
+	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
+	H5Eclear2(H5E_DEFAULT);
+	if (!err)
+		return rc;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (dset)
+		snprintf(err->msg, sizeof(err->msg), "%s: dataset %s: %s", file ? file : "?", dset,
+			 text);
+	else
+		snprintf(err->msg, sizeof(err->msg), "%s: %s", file ? file : "?", text);
+	len = strlen(err->msg);
+	if (w.found && len + 16 < sizeof(err->msg))
+		snprintf(err->msg + len, sizeof(err->msg) - len, " (HDF5: %s)", w.desc);
+	/* One line, whatever the file name or HDF5 said. */
+	for (p = err->msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	return rc;
+}

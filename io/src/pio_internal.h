@@ -1,0 +1,56 @@
+/*
+ * pio_internal.h - declarations shared by the files of io/src. Not API.
+ */
+#ifndef PIO_INTERNAL_H
+#define PIO_INTERNAL_H
+
+#include <hdf5.h>
+
+#include "pio.h"
+
+/* How one field of a read buffer record is decoded. */
+enum fkind {
+	FK_INT,	  /* native signed integer of size bytes */
+	FK_UINT,  /* native unsigned integer of size bytes */
+	FK_FLOAT, /* native float (size 4) or double (size 8) */
+	FK_FSTR,  /* fixed-length string of size bytes, padding per pad */
+	FK_VSTR,  /* char * to a NUL-terminated string (may be NULL) */
+	FK_RAW,	  /* size raw bytes (opaque, 1-byte integer rows) */
+};
+
+struct field {
+	enum fkind kind;     /* decoder */
+	size_t off;	     /* offset of the field in a buffer record */
+	size_t size;	     /* bytes of the field in memory (FK_VSTR: sizeof(char *)) */
+	uint32_t width;	     /* declared width: integer keys are encoded in this many bytes */
+	enum pio_strpad pad; /* FK_FSTR only */
+};
+
+/* Sets err to "FILE: dataset DSET: <formatted text>" (the dataset part left out when dset is
+ * NULL), with " (HDF5: innermost message)" appended when HDF5's error stack holds one, which
+ * is then cleared. Returns rc so callers write `return seterr(...)`. */
+int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, const char *fmt,
+	       ...) __attribute__((format(printf, 5, 6)));
+
+/* Turns off HDF5's automatic error printing for the calling thread. */
+void pio_silence_hdf5(void);
+
+/* Describes an HDF5 type in words ("int32", "compound", "variable-length sequence", ...). */
+void pio_h5type_desc(hid_t t, char *buf, size_t size);
+
+/* Classifies HDF5 type t (a dataset's type or a compound member's) into *pt and the decoder
+ * *f (offset left 0), and creates the native memory type to read it with in *mem (the caller
+ * closes it). rows > 0 means the dataset is 2-D with rows of that many elements (only 1-byte
+ * integers are accepted then). Returns 0 or PIO_ETYPE with the reason in why. */
+int pio_classify(hid_t t, hsize_t rows, struct pio_type *pt, struct field *f, hid_t *mem, char *why,
+		 size_t whysize);
+
+/* The HDF5 file type for *t (caller closes), or H5I_INVALID_HID. For u8rows opaque types it
+ * is the array type uint8[width] (compound member use). */
+hid_t pio_filetype(const struct pio_type *t);
+
+/* Grows a batch's arrays to hold n records, keys bytes of keys and heap bytes of heap.
+ * Returns 0 or PIO_ENOMEM (b unchanged). */
+int pio_batch_reserve(struct pio_batch *b, size_t n, size_t keys, size_t heap);
+
+#endif /* PIO_INTERNAL_H */

@@ -1,0 +1,45 @@
+# io/ (HDF5 layer) suites. Fixtures are written at test time by h5py (Debian's python3-h5py,
+# hence /usr/bin/python3) into the build tree, by the setup test io_fixtures.
+set(PIO_FIXTURE_DIR ${CMAKE_CURRENT_BINARY_DIR}/io_fixtures)
+set(PIO_PYTHON /usr/bin/python3)
+
+add_test(NAME io_fixtures
+  COMMAND ${PIO_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/make_io_fixtures.py
+          ${PIO_FIXTURE_DIR})
+set_tests_properties(io_fixtures PROPERTIES FIXTURES_SETUP io_fixtures
+  LABELS "unit;hdf5" TIMEOUT 120)
+
+pm_add_cunit(test_io_read
+  SOURCES test_io_read.c test_io_common.c
+  LIBS pmio
+  LABELS unit hdf5
+  TIMEOUT 120
+  ENV PIO_FIXTURES=${PIO_FIXTURE_DIR})
+set_tests_properties(test_io_read PROPERTIES FIXTURES_REQUIRED io_fixtures)
+
+pm_add_cunit(test_io_write
+  SOURCES test_io_write.c test_io_common.c
+  LIBS pmio
+  LABELS unit hdf5
+  TIMEOUT 120
+  ENV PIO_FIXTURES=${PIO_FIXTURE_DIR} PIO_OUT=${CMAKE_CURRENT_BINARY_DIR}/io_out)
+set_tests_properties(test_io_write PROPERTIES FIXTURES_REQUIRED io_fixtures
+  FIXTURES_SETUP io_exports)
+add_test(NAME io_out_dir COMMAND ${CMAKE_COMMAND} -E make_directory
+  ${CMAKE_CURRENT_BINARY_DIR}/io_out)
+set_tests_properties(io_out_dir PROPERTIES FIXTURES_SETUP io_fixtures LABELS "unit;hdf5")
+
+# h5py reads back what our exporter wrote: same dtypes, same records.
+add_test(NAME io_exports_h5py
+  COMMAND ${PIO_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/check_io_exports.py
+          ${PIO_FIXTURE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/io_out)
+set_tests_properties(io_exports_h5py PROPERTIES FIXTURES_REQUIRED "io_fixtures;io_exports"
+  LABELS "integration;hdf5" TIMEOUT 120)
+
+# `pmingest gen` end to end: options, determinism, exit statuses, read back by h5py.
+if(TARGET pmingest)
+  add_test(NAME io_gen_cli
+    COMMAND ${PIO_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/check_gen_cli.py
+            $<TARGET_FILE:pmingest> ${CMAKE_CURRENT_BINARY_DIR}/io_gen_cli)
+  set_tests_properties(io_gen_cli PROPERTIES LABELS "integration;hdf5" TIMEOUT 120)
+endif()

@@ -1,0 +1,409 @@
+/*
+ * test_io_read.c - the HDF5 reader against fixtures written by h5py.
+ *
+ * Every case of cases.txt is read and compared, record by record, with what the h5py script
+ * says it wrote (expect/NAME.txt); every case of bad.txt must fail with its code and a one-line
+ * message naming the file, the dataset and the problem, with nothing printed by HDF5.
+ * PIO_FIXTURES names the fixture directory.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <CUnit/Basic.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test_io_common.h"
+
+/* Reads case c with the given options and compares with its expectation file. */
+static bool check_case(const struct tcase *c, const struct pio_reader_opts *opts)
+{
+	struct pio_input in = fx_input(c);
+	struct pio_reader *r = NULL;
+	struct pio_err err = {{0}};
+	char path[1024];
+	char *got, *want;
+	size_t nb;
+	bool ok;
+	int rc;
+
+	rc = pio_reader_open(&in, 1, opts, &r, &err);
+	if (rc) {
+		fprintf(stderr, "case %s: open failed %d: %s\n", c->name, rc, err.msg);
+		return false;
+	}
+	got = fx_read_all(r, &nb);
+	pio_reader_close(r);
+	snprintf(path, sizeof(path), "%s/expect/%s.txt", fx_dir(), c->name);
+	want = fx_slurp(path);
+	ok = got && want && !strcmp(got, want);
+	if (!ok && got && want) {
+		size_t i = 0, line = 1, ls = 0;
+
+		while (got[i] && got[i] == want[i]) {
+			if (got[i] == '\n') {
+				line++;
+				ls = i + 1;
+			}
+			i++;
+		}
+		fprintf(stderr, "case %s: differs at line %zu:\n got: %.80s\nwant: %.80s\n",
+			c->name, line, got + ls, want + ls);
+	}
+	free(got);
+	free(want);
+	return ok;
+}
+
+static void test_good_cases(void)
+{
+	struct pio_reader_opts small = {.batch_records = 1};
+	struct pio_reader_opts tiny_budget = {.mem_budget = 4096};
+	struct tcase *cs;
+	int n = fx_cases("cases.txt", &cs);
+
+	CU_ASSERT_FATAL(n >= 30);
+	for (int i = 0; i < n; i++) {
+		/* Default budget (one batch per input here), one chunk per batch, and a
+		 * budget smaller than a chunk. */
+		CU_ASSERT(check_case(&cs[i], NULL));
+		CU_ASSERT(check_case(&cs[i], &small));
+		CU_ASSERT(check_case(&cs[i], &tiny_budget));
+	}
+	free(cs);
+}
+
+/* Runs f with stderr sent to a temporary file; returns what was printed (malloc'd). */
+static char *capture_stderr(int (*f)(void *), void *arg, int *rc)
+{
+	char tmpl[] = "/tmp/pio_stderr_XXXXXX";
+	int fd = mkstemp(tmpl), saved;
+	char *text;
+
+	fflush(stderr);
+	saved = dup(2);
+	dup2(fd, 2);
+	*rc = f(arg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	text = fx_slurp(tmpl);
+	unlink(tmpl);
+	return text;
+}
+
+struct open_arg {
+	const struct tcase *c;
+	struct pio_err *err;
+};
+
+static int open_case(void *p)
+{
+	struct open_arg *a = p;
+	struct pio_input in = fx_input(a->c);
+	struct pio_reader *r = (struct pio_reader *)&in; /* must stay untouched on failure */
+	int rc = pio_reader_open(&in, 1, NULL, &r, a->err);
+
+	if (rc == 0)
+		pio_reader_close(r);
+	else if (r != (struct pio_reader *)&in)
+		return 12345; /* out-parameter written on failure */
+	return rc;
+}
+
+static void test_bad_cases(void)
+{
+	struct tcase *cs;
+	int n = fx_cases("bad.txt", &cs);
+
+	CU_ASSERT_FATAL(n >= 19);
+	for (int i = 0; i < n; i++) {
+		const struct tcase *c = &cs[i];
+		const char *dset = c->dataset[0] ? c->dataset : c->keys;
+		struct pio_err err = {{0}};
+		struct open_arg a = {c, &err};
+		char *printed;
+		int rc;
+		bool ok;
+
+		printed = capture_stderr(open_case, &a, &rc);
+		ok = rc == fx_code(c->code) && strstr(err.msg, c->msg) &&
+		     !strncmp(err.msg, c->file, strlen(c->file)) && !strchr(err.msg, '\n') &&
+		     printed && printed[0] == 0;
+		/* The dataset is named: the compound one or the one at fault. */
+		ok = ok && (strstr(err.msg, dset) || strstr(err.msg, c->values));
+		if (!ok)
+			fprintf(stderr, "bad case %s: rc %d (want %s), message '%s', stderr '%s'\n",
+				c->name, rc, c->code, err.msg, printed ? printed : "?");
+		CU_ASSERT(ok);
+		CU_ASSERT(pio_error_class(rc) == PIO_CLASS_INPUT);
+		free(printed);
+	}
+	free(cs);
+}
+
+static void test_truncated_folds_hdf5_message(void)
+{
+	char file[1024];
+	struct pio_input in = {.file = file, .dataset = "/data", .count = PIO_TO_END};
+	struct pio_reader *r;
+	struct pio_err err = {{0}};
+
+	snprintf(file, sizeof(file), "%s/truncated.h5", fx_dir());
+	CU_ASSERT(pio_reader_open(&in, 1, NULL, &r, &err) == PIO_ECORRUPT);
+	CU_ASSERT(strstr(err.msg, "(HDF5: ") != NULL);
+	CU_ASSERT(strstr(err.msg, "dataset /data") != NULL);
+}
+
+static void test_damaged_chunk(void)
+{
+	char file[1024];
+	struct pio_input in = {.file = file, .dataset = "/data", .count = PIO_TO_END};
+	struct pio_reader_opts o = {.batch_records = 128};
+	struct pio_reader *r;
+	struct pio_batch b;
+	struct pio_err err = {{0}};
+	uint64_t seen = 0;
+	int rc;
+
+	snprintf(file, sizeof(file), "%s/corrupt_chunk.h5", fx_dir());
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r, &err) == 0);
+	pio_batch_init(&b);
+	while ((rc = pio_reader_next(r, &b, &err)) == 1)
+		seen += b.n;
+	/* Chunks 0..4 read fine, chunk 5 (records 640..767) is damaged. */
+	CU_ASSERT(rc == PIO_EREAD);
+	CU_ASSERT(seen == 640);
+	CU_ASSERT(strstr(err.msg, "cannot read records 640..767") != NULL);
+	CU_ASSERT(strstr(err.msg, "dataset /data") != NULL);
+	CU_ASSERT(strstr(err.msg, "(HDF5: ") != NULL);
+	pio_batch_free(&b);
+	pio_reader_close(r);
+}
+
+static void test_batches_aligned(void)
+{
+	char file[1024];
+	struct pio_input in = {.file = file, .dataset = "/data", .start = 100, .count = 1000};
+	struct pio_reader_opts o = {.batch_records = 300};
+	struct pio_source_info info;
+	struct pio_reader *r;
+	struct pio_batch b;
+	struct pio_err err = {{0}};
+	static const uint64_t firsts[] = {100, 256, 512, 768, 1024};
+	static const size_t sizes[] = {156, 256, 256, 256, 76};
+	size_t k = 0;
+
+	snprintf(file, sizeof(file), "%s/big.h5", fx_dir());
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r, &err) == 0);
+	CU_ASSERT(pio_reader_source_info(r, 0, &info) == 0);
+	CU_ASSERT(info.chunk_records == 128);
+	CU_ASSERT(info.batch_records == 256);
+	CU_ASSERT(info.dataset_records == 10000);
+	CU_ASSERT(pio_reader_total(r) == 1000);
+	CU_ASSERT(pio_reader_source_info(r, 1, &info) == PIO_EINVAL);
+	pio_batch_init(&b);
+	while (pio_reader_next(r, &b, &err) == 1) {
+		CU_ASSERT_FATAL(k < 5);
+		CU_ASSERT(b.first_record == firsts[k]);
+		CU_ASSERT(b.n == sizes[k]);
+		CU_ASSERT(b.source == 0);
+		k++;
+	}
+	CU_ASSERT(k == 5);
+	pio_reader_close(r);
+
+	/* Pair layout: chunks of 100 keys and 64 values: batches are multiples of 1600. */
+	in.dataset = NULL;
+	in.keys = "/keys";
+	in.values = "/vals";
+	in.start = 0;
+	in.count = PIO_TO_END;
+	o.batch_records = 2000;
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r, &err) == 0);
+	CU_ASSERT(pio_reader_source_info(r, 0, &info) == 0);
+	CU_ASSERT(info.chunk_records == 1600);
+	CU_ASSERT(info.batch_records == 1600);
+	while (pio_reader_next(r, &b, &err) == 1)
+		CU_ASSERT(b.first_record % 1600 == 0);
+	pio_reader_close(r);
+
+	/* A memory budget: batches shrink to fit, whole chunks still. */
+	in.dataset = "/data";
+	o.batch_records = 0;
+	o.mem_budget = 64 * 1024;
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r, &err) == 0);
+	CU_ASSERT(pio_reader_source_info(r, 0, &info) == 0);
+	CU_ASSERT(info.batch_records % 128 == 0);
+	CU_ASSERT(info.batch_records >= 128 && info.batch_records <= 1024);
+	pio_reader_close(r);
+	pio_batch_free(&b);
+}
+
+static void test_multi_input(void)
+{
+	char good[1024], multi[1024], kn[96], vn[96];
+	struct pio_input in[3] = {
+	    {.file = good, .dataset = "/c/fixed_nullpad", .start = 0, .count = 10},
+	    {.file = multi, .dataset = "/g/data", .count = PIO_TO_END},
+	    {.file = good, .dataset = "/empty/compound", .count = PIO_TO_END},
+	};
+	struct pio_type kt, vt;
+	struct pio_reader *r;
+	struct pio_batch b;
+	struct pio_err err = {{0}};
+	uint64_t per_source[3] = {0, 0, 0};
+	int last_source = 0, rc;
+
+	snprintf(good, sizeof(good), "%s/good.h5", fx_dir());
+	snprintf(multi, sizeof(multi), "%s/multi2.h5", fx_dir());
+	CU_ASSERT_FATAL(pio_reader_open(in, 3, NULL, &r, &err) == 0);
+	CU_ASSERT(pio_reader_sources(r) == 3);
+	CU_ASSERT(pio_reader_total(r) == 35);
+	pio_reader_types(r, &kt, &vt);
+	CU_ASSERT_STRING_EQUAL(pio_type_name(&kt, kn, sizeof(kn)), "string[12] nullpad ascii");
+	CU_ASSERT_STRING_EQUAL(pio_type_name(&vt, vn, sizeof(vn)), "int64");
+	pio_batch_init(&b);
+	while ((rc = pio_reader_next(r, &b, &err)) == 1) {
+		CU_ASSERT(b.source >= last_source);
+		last_source = b.source;
+		per_source[b.source] += b.n;
+		if (b.source == 1) {
+			/* multi2.h5 keys are "m2-<i>", int32 values 1000 + i. */
+			char want[16];
+			int l = snprintf(want, sizeof(want), "m2-%llu",
+					 (unsigned long long)b.first_record);
+
+			CU_ASSERT(b.key_off[1] == (size_t)l);
+			CU_ASSERT(!memcmp(b.keys, want, (size_t)l));
+			CU_ASSERT(b.vals[0] == 1000 + b.first_record);
+		}
+	}
+	CU_ASSERT(rc == 0);
+	CU_ASSERT(per_source[0] == 10 && per_source[1] == 25 && per_source[2] == 0);
+	/* After the end, the reader keeps saying so. */
+	CU_ASSERT(pio_reader_next(r, &b, &err) == 0);
+	CU_ASSERT(b.n == 0);
+	pio_reader_close(r);
+	pio_batch_free(&b);
+
+	/* Keys of different classes in one job are refused, naming the second input. */
+	in[1].dataset = NULL;
+	in[1].keys = "/ints";
+	in[1].values = "/ints_v";
+	CU_ASSERT(pio_reader_open(in, 2, NULL, &r, &err) == PIO_EMIXED);
+	CU_ASSERT(strstr(err.msg, "multi2.h5: dataset /ints: key type uint32 differs") != NULL);
+}
+
+static void test_prefetch(void)
+{
+	char file[1024];
+	struct pio_input in = {.file = file, .dataset = "/data", .count = PIO_TO_END};
+	struct pio_reader_opts o = {.batch_records = 128};
+	struct pio_reader *r1, *r2;
+	struct pio_prefetch *p;
+	struct pio_batch direct, *pb;
+	struct pio_err err = {{0}};
+	size_t batches = 0;
+	int rc;
+
+	snprintf(file, sizeof(file), "%s/big.h5", fx_dir());
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r1, &err) == 0);
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r2, &err) == 0);
+	CU_ASSERT_FATAL(pio_prefetch_start(r2, 3, &p, &err) == 0);
+	pio_batch_init(&direct);
+	/* The prefetched stream equals the direct one, batch by batch. */
+	while ((rc = pio_prefetch_next(p, &pb, &err)) == 1) {
+		CU_ASSERT_FATAL(pio_reader_next(r1, &direct, &err) == 1);
+		CU_ASSERT(pb->n == direct.n && pb->first_record == direct.first_record);
+		CU_ASSERT(!memcmp(pb->key_off, direct.key_off, (direct.n + 1) * sizeof(size_t)));
+		CU_ASSERT(!memcmp(pb->keys, direct.keys, direct.key_off[direct.n]));
+		CU_ASSERT(!memcmp(pb->vals, direct.vals, direct.n * 8));
+		batches++;
+	}
+	CU_ASSERT(rc == 0 && pb == NULL);
+	CU_ASSERT(batches == (10000 + 127) / 128);
+	CU_ASSERT(pio_reader_next(r1, &direct, &err) == 0);
+	pio_prefetch_stop(p);
+	pio_reader_close(r2);
+
+	/* Stopping early, while the thread is reading ahead, is clean. */
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r2, &err) == 0);
+	CU_ASSERT_FATAL(pio_prefetch_start(r2, 0, &p, &err) == 0);
+	CU_ASSERT(pio_prefetch_next(p, &pb, &err) == 1);
+	CU_ASSERT(pio_prefetch_next(p, &pb, &err) == 1);
+	pio_prefetch_stop(p);
+	pio_reader_close(r2);
+
+	/* An error in the I/O thread reaches the consumer in order, with its message. */
+	snprintf(file, sizeof(file), "%s/corrupt_chunk.h5", fx_dir());
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r2, &err) == 0);
+	CU_ASSERT_FATAL(pio_prefetch_start(r2, 2, &p, &err) == 0);
+	batches = 0;
+	while ((rc = pio_prefetch_next(p, &pb, &err)) == 1)
+		batches++;
+	CU_ASSERT(rc == PIO_EREAD && batches == 5);
+	CU_ASSERT(strstr(err.msg, "corrupt_chunk.h5: dataset /data") != NULL);
+	pio_prefetch_stop(p);
+	pio_reader_close(r2);
+	pio_reader_close(r1);
+	pio_batch_free(&direct);
+}
+
+static void test_api_edges(void)
+{
+	struct pio_reader *r = NULL;
+	struct pio_err err = {{0}};
+	struct pio_batch b;
+	const uint8_t *d;
+	uint32_t l;
+	static const int codes[] = {PIO_ENOMEM,	  PIO_EINVAL,	  PIO_ENOENT,	PIO_ENOTHDF5,
+				    PIO_ECORRUPT, PIO_ENODATASET, PIO_ENOFIELD, PIO_ETYPE,
+				    PIO_ESHAPE,	  PIO_ELENGTH,	  PIO_ERANGE,	PIO_EMIXED,
+				    PIO_EREAD,	  PIO_EWRITE,	  PIO_EVALUE,	PIO_ETHREAD};
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		CU_ASSERT(strcmp(pio_strerror(codes[i]), "unknown pio error") != 0);
+		CU_ASSERT(pio_error_class(codes[i]) != PIO_CLASS_OK);
+	}
+	CU_ASSERT_STRING_EQUAL(pio_strerror(-1), "unknown pio error");
+	CU_ASSERT(pio_error_class(PIO_EWRITE) == PIO_CLASS_OUTPUT);
+	CU_ASSERT(pio_error_class(PIO_ENOMEM) == PIO_CLASS_NOMEM);
+	CU_ASSERT(pio_error_class(PIO_EINVAL) == PIO_CLASS_USAGE);
+	CU_ASSERT(pio_reader_open(NULL, 0, NULL, &r, &err) == PIO_EINVAL);
+	CU_ASSERT(r == NULL);
+	CU_ASSERT(pio_reader_open(NULL, 0, NULL, &r, NULL) == PIO_EINVAL);
+	pio_reader_close(NULL);
+	pio_prefetch_stop(NULL);
+	pio_writer_abort(NULL);
+	pio_batch_free(NULL);
+	pio_batch_init(&b);
+	CU_ASSERT(pio_batch_blob(&b, 0, &d, &l) == PIO_EINVAL);
+	CU_ASSERT(pio_reader_next(NULL, &b, &err) == PIO_EINVAL);
+}
+
+int main(void)
+{
+	CU_pSuite s;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("io_read", NULL, NULL);
+	CU_add_test(s, "every type, padding and layout (h5py fixtures)", test_good_cases);
+	CU_add_test(s, "bad inputs: code, one-line message, HDF5 silent", test_bad_cases);
+	CU_add_test(s, "truncated file folds HDF5's message", test_truncated_folds_hdf5_message);
+	CU_add_test(s, "damaged chunk: read error at the right batch", test_damaged_chunk);
+	CU_add_test(s, "batches aligned to chunks and sized by budget", test_batches_aligned);
+	CU_add_test(s, "several inputs and files in one job", test_multi_input);
+	CU_add_test(s, "prefetch (double buffering) equals direct reads", test_prefetch);
+	CU_add_test(s, "API edges: codes, NULLs", test_api_edges);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	{
+		int failed = CU_get_number_of_failures() != 0;
+
+		CU_cleanup_registry();
+		return failed;
+	}
+}
