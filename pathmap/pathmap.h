@@ -101,6 +101,22 @@ int pm_map_clone(const pm_map *m, pm_map **out);
  */
 int pm_map_set(pm_map *m, const uint8_t *key, size_t len, uint64_t val, uint64_t *old);
 
+/*
+ * Update rule for pm_map_update / pm_wz_update_at: called once, with exists telling whether
+ * the key has a value (then in old). It writes the value to store into *val and returns
+ * PM_UPDATE_STORE, returns PM_UPDATE_KEEP to leave the key as it is (absent stays absent), or
+ * returns a negative number to stop: the update call then returns that number, map unchanged.
+ */
+enum { PM_UPDATE_STORE = 0, PM_UPDATE_KEEP = 1 };
+typedef int (*pm_update_fn)(bool exists, uint64_t old, uint64_t *val, void *arg);
+
+/*
+ * Reads and writes key's value in one descent, as fn decides. Returns 1 if a value was
+ * inserted, 0 if one was replaced or the rule kept the key as it was, fn's negative number,
+ * PM_ENOMEM or PM_EINVAL.
+ */
+int pm_map_update(pm_map *m, const uint8_t *key, size_t len, pm_update_fn fn, void *arg);
+
 /* Returns true and *val (if val is non-NULL) when key has a value. */
 bool pm_map_get(const pm_map *m, const uint8_t *key, size_t len, uint64_t *val);
 
@@ -276,6 +292,8 @@ int pm_wz_set_value(pm_wz *z, uint64_t val, uint64_t *old);
 /* Sets the value at focus ++ suffix without moving the focus; same returns. This is the fast
  * path for filling a zipper's subtrie. */
 int pm_wz_set_at(pm_wz *z, const uint8_t *suffix, size_t len, uint64_t val, uint64_t *old);
+/* Updates the value at focus ++ suffix by rule fn (see pm_map_update); same returns. */
+int pm_wz_update_at(pm_wz *z, const uint8_t *suffix, size_t len, pm_update_fn fn, void *arg);
 /* Looks up the value at focus ++ suffix without moving the focus. */
 bool pm_wz_get_at(const pm_wz *z, const uint8_t *suffix, size_t len, uint64_t *val);
 /* Removes the value at the focus. Returns 0 (and *old), PM_ENOTFOUND or PM_ENOMEM. */

@@ -67,16 +67,26 @@ static int split(const pm_ctx *c, pm_node **slot, size_t m, pm_node *tail, uint8
 	return 0;
 }
 
-int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t val,
-	   uint64_t *old)
+/* The value a new key gets: val, or what the update rule says (PM_UPDATE_KEEP: none). */
+static int new_value(pm_update_fn fn, void *arg, uint64_t *val)
+{
+	return fn ? fn(false, 0, val, arg) : PM_UPDATE_STORE;
+}
+
+int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t val,
+	      pm_update_fn fn, void *arg, uint64_t *old)
 {
 	pm_node **slot = rootp, *n, *t, **cs;
 	size_t i = 0, plen, m;
+	int rc;
 
 	key = PM_KEY(key);
 	for (;;) {
 		n = *slot;
 		if (!n) {
+			rc = new_value(fn, arg, &val);
+			if (rc != PM_UPDATE_STORE)
+				return rc < 0 ? rc : 0;
 			t = node_make_leaf(c, key + i, len - i, val);
 			if (!t)
 				return PM_ENOMEM;
@@ -91,8 +101,9 @@ int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uin
 		plen = node_plen(n);
 		m = common_len(node_prefix(n), plen, key + i, len - i);
 		if (m < plen) {
-			int rc;
-
+			rc = new_value(fn, arg, &val);
+			if (rc != PM_UPDATE_STORE)
+				return rc < 0 ? rc : 0;
 			if (i + m == len) {
 				rc = split(c, slot, m, NULL, 0, true, val);
 				return rc ? rc : 1;
@@ -110,11 +121,19 @@ int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uin
 		i += plen;
 		if (i == len) {
 			if (node_has_val(n)) {
+				if (fn) {
+					rc = fn(true, n->val, &val, arg);
+					if (rc != PM_UPDATE_STORE)
+						return rc < 0 ? rc : 0;
+				}
 				if (old)
 					*old = n->val;
 				n->val = val;
 				return 0;
 			}
+			rc = new_value(fn, arg, &val);
+			if (rc != PM_UPDATE_STORE)
+				return rc < 0 ? rc : 0;
 			n->flags |= PM_F_VAL;
 			n->val = val;
 			return 1;
@@ -125,6 +144,9 @@ int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uin
 			i++;
 			continue;
 		}
+		rc = new_value(fn, arg, &val);
+		if (rc != PM_UPDATE_STORE)
+			return rc < 0 ? rc : 0;
 		t = node_make_leaf(c, key + i + 1, len - i - 1, val);
 		if (!t)
 			return PM_ENOMEM;
@@ -136,6 +158,12 @@ int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uin
 		*slot = n;
 		return 1;
 	}
+}
+
+int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t val,
+	   uint64_t *old)
+{
+	return tr_upsert(c, rootp, key, len, val, NULL, NULL, old);
 }
 
 bool tr_get(pm_node *n, const uint8_t *key, size_t len, uint64_t *val)
@@ -471,6 +499,18 @@ int pm_map_set(pm_map *m, const uint8_t *key, size_t len, uint64_t val, uint64_t
 	if (!key && len)
 		return PM_EINVAL;
 	rc = tr_set(&m->ctx, &m->root, key, len, val, old);
+	if (rc == 1)
+		m->count++;
+	return rc;
+}
+
+int pm_map_update(pm_map *m, const uint8_t *key, size_t len, pm_update_fn fn, void *arg)
+{
+	int rc;
+
+	if ((!key && len) || !fn)
+		return PM_EINVAL;
+	rc = tr_upsert(&m->ctx, &m->root, key, len, 0, fn, arg, NULL);
 	if (rc == 1)
 		m->count++;
 	return rc;

@@ -228,6 +228,8 @@ pm_node *node_shrink(const pm_ctx *c, pm_node *n);
 /* ---- map.c: tries addressed by root slots ---- */
 int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t val,
 	   uint64_t *old);
+int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t val,
+	      pm_update_fn fn, void *arg, uint64_t *old);
 bool tr_get(pm_node *root, const uint8_t *key, size_t len, uint64_t *val);
 int tr_remove(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t *old);
 int tr_take(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, pm_node **out);

@@ -795,6 +795,24 @@ int pm_wz_set_at(pm_wz *w, const uint8_t *suffix, size_t len, uint64_t val, uint
 	return rc;
 }
 
+int pm_wz_update_at(pm_wz *w, const uint8_t *suffix, size_t len, pm_update_fn fn, void *arg)
+{
+	const uint8_t *k;
+	size_t kl;
+	int rc;
+
+	if ((!suffix && len) || !fn)
+		return PM_EINVAL;
+	k = wz_full(w, suffix, len, &kl, &rc);
+	if (!k && rc)
+		return rc;
+	rc = tr_upsert(&w->z.ctx, w->z.rootp, k, kl, 0, fn, arg, NULL);
+	w->z.stale = true;
+	if (rc == 1)
+		wz_account(w, 1);
+	return rc;
+}
+
 bool pm_wz_get_at(const pm_wz *z, const uint8_t *suffix, size_t len, uint64_t *val)
 {
 	pm_wz *w = (pm_wz *)z;

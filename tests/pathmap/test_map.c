@@ -65,6 +65,41 @@ static void test_basic_set_get(void)
 	pm_map_destroy(NULL);
 }
 
+static int rule_count(bool exists, uint64_t old, uint64_t *val, void *arg)
+{
+	(void)arg;
+	*val = exists ? old + 1 : 1;
+	return PM_UPDATE_STORE;
+}
+
+static int rule_refuse_new(bool exists, uint64_t old, uint64_t *val, void *arg)
+{
+	(void)old;
+	(void)val;
+	(void)arg;
+	return exists ? PM_UPDATE_KEEP : -77;
+}
+
+static void test_update(void)
+{
+	pm_map *m = new_map();
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL(pm_map_update(m, K("k"), rule_count, NULL), i == 0);
+	CU_ASSERT_TRUE(pm_map_get(m, K("k"), &v));
+	CU_ASSERT_EQUAL(v, 3);
+	CU_ASSERT_EQUAL(pm_map_update(m, K("k"), rule_refuse_new, NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_update(m, K("kk"), rule_refuse_new, NULL), -77);
+	CU_ASSERT_EQUAL(pm_map_update(m, K("x"), rule_refuse_new, NULL), -77);
+	CU_ASSERT_EQUAL(pm_map_update(m, K(""), rule_refuse_new, NULL), -77);
+	CU_ASSERT_EQUAL(pm_map_count(m), 1);
+	CU_ASSERT_EQUAL(pm_map_update(m, K("k"), NULL, NULL), PM_EINVAL);
+	assert_valid(m);
+	pm_map_destroy(m);
+}
+
 static void test_empty_and_nul_keys(void)
 {
 	pm_map *m = new_map();
@@ -519,6 +554,7 @@ int main(void)
 		return 2;
 	s = CU_add_suite("pathmap", NULL, NULL);
 	CU_add_test(s, "set/get/remove", test_basic_set_get);
+	CU_add_test(s, "update rules", test_update);
 	CU_add_test(s, "empty and NUL keys", test_empty_and_nul_keys);
 	CU_add_test(s, "keys of 64 KiB and more", test_long_keys);
 	CU_add_test(s, "ordered iteration with prefix and from", test_foreach_order_prefix_from);

@@ -191,6 +191,21 @@ static int sum_rule(uint64_t a, uint64_t b, uint64_t *out, void *arg)
 	return 0;
 }
 
+static int rule_sum(bool exists, uint64_t old, uint64_t *val, void *arg)
+{
+	*val = (exists ? old : 0) + *(const uint64_t *)arg;
+	return PM_UPDATE_STORE;
+}
+
+static int rule_first(bool exists, uint64_t old, uint64_t *val, void *arg)
+{
+	(void)old;
+	if (exists)
+		return PM_UPDATE_KEEP;
+	*val = *(const uint64_t *)arg;
+	return PM_UPDATE_STORE;
+}
+
 static void one_op(void)
 {
 	int i = (int)below(NMAPS), j = (int)below(NMAPS), k = (int)below(NMAPS);
@@ -202,7 +217,16 @@ static void one_op(void)
 	pm_map *nm = NULL;
 	int rc, mrc;
 
-	if (what < 35) {
+	if (what < 10) {
+		/* update rules: sum into the old value, or first value wins */
+		bool sum = below(2), present = model_get(&S[i].r, key, len, &mold);
+		uint64_t want = present ? (sum ? mold + v : mold) : v;
+
+		rc = pm_map_update(S[i].m, key, len, sum ? rule_sum : rule_first, &v);
+		CHECK(rc == (present ? 0 : 1));
+		model_set(&S[i].r, key, len, want, NULL);
+		CHECK(pm_map_get(S[i].m, key, len, &got) && got == want);
+	} else if (what < 35) {
 		rc = pm_map_set(S[i].m, key, len, v, &old);
 		mrc = model_set(&S[i].r, key, len, v, &mold);
 		CHECK(rc == mrc);
