@@ -30,10 +30,25 @@ const char *pm_strerror(int rc)
 }
 
 /* Length of the common prefix of a[0..la) and b[0..lb). */
-static size_t common_len(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
+static inline size_t common_len(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
 {
 	size_t lim = la < lb ? la : lb, m = 0;
 
+	/* eight bytes at a time: the first differing byte is the lowest set byte of x ^ y on a
+	 * little-endian machine, the highest on a big-endian one */
+	for (; m + 8 <= lim; m += 8) {
+		uint64_t x, y;
+
+		memcpy(&x, a + m, 8);
+		memcpy(&y, b + m, 8);
+		if (x != y) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return m + ((unsigned)__builtin_ctzll(x ^ y) >> 3);
+#else
+			return m + ((unsigned)__builtin_clzll(x ^ y) >> 3);
+#endif
+		}
+	}
 	while (m < lim && a[m] == b[m])
 		m++;
 	return m;
@@ -174,7 +189,7 @@ bool tr_get(pm_node *n, const uint8_t *key, size_t len, uint64_t *val)
 	key = PM_KEY(key);
 	while (n) {
 		plen = node_plen(n);
-		if (len - i < plen || (plen && memcmp(node_prefix(n), key + i, plen) != 0))
+		if (len - i < plen || common_len(node_prefix(n), plen, key + i, plen) != plen)
 			return false;
 		i += plen;
 		if (i == len) {

@@ -314,7 +314,7 @@ static pm_node *node_rekind(const pm_ctx *c, pm_node *n, int kind, unsigned cap)
 	m->flags = n->flags;
 	m->val = n->val;
 	for (i = 0; i < k; i++) {
-		uint8_t b;
+		uint8_t b = 0;
 		pm_node *ch = node_child_at(n, i, &b);
 
 		node_build_push(m, b, ch);

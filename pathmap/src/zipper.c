@@ -600,7 +600,7 @@ int pm_map_foreach(const pm_map *m, const uint8_t *prefix, size_t plen, const ui
 	const uint8_t *start = NULL;
 	size_t slen = 0, kl;
 	pm_rz *z;
-	uint64_t v;
+	uint64_t v = 0;
 	int rc;
 
 	if ((!prefix && plen) || (!from && flen))
