@@ -9,3 +9,18 @@ pm_add_cunit(test_pathmap_alloc SOURCES pathmap/test_alloc.c ${PM_MODEL}
 pm_add_cunit(test_pathmap_threads SOURCES pathmap/test_threads.c
   LIBS pathmap OpenMP::OpenMP_C LABELS "unit;pathmap;omp" TIMEOUT 300
   ENV OMP_NUM_THREADS=2)
+
+# The operation fuzzer (tests/fuzz/fuzz_ops.c): its corpus replayed as an ordinary test, and a
+# bounded libFuzzer run when clang is there.
+add_executable(fuzz_ops_replay fuzz/fuzz_ops.c fuzz/replay_main.c ${PM_MODEL})
+target_include_directories(fuzz_ops_replay PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/pathmap)
+target_link_libraries(fuzz_ops_replay PRIVATE pathmap pm_flags)
+add_test(NAME fuzz_ops_replay COMMAND fuzz_ops_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/ops_corpus)
+set_tests_properties(fuzz_ops_replay PROPERTIES LABELS "fuzz;pathmap" TIMEOUT 300)
+find_program(PM_CLANG clang)
+if(PM_CLANG)
+  add_test(NAME fuzz_ops_run
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzz_ops.sh ${CMAKE_SOURCE_DIR}
+            ${CMAKE_CURRENT_BINARY_DIR}/ops_fuzz 45)
+  set_tests_properties(fuzz_ops_run PROPERTIES LABELS "fuzz;fuzzrun" TIMEOUT 600)
+endif()
