@@ -25,5 +25,18 @@ typedef int (*pme_cmd_fn)(int argc, char **argv);
 
 int pme_cmd_gen(int argc, char **argv);
 int pme_cmd_demo(int argc, char **argv);
+int pme_cmd_ingest(int argc, char **argv); /* cmd_ingest.c */
+
+/* KB files (cmd_kb.c) */
+int pme_cmd_get(int argc, char **argv);
+int pme_cmd_scan(int argc, char **argv);
+int pme_cmd_count(int argc, char **argv);
+int pme_cmd_stats(int argc, char **argv);
+int pme_cmd_export(int argc, char **argv);
+int pme_cmd_merge(int argc, char **argv);
+int pme_cmd_intersect(int argc, char **argv);
+int pme_cmd_subtract(int argc, char **argv);
+int pme_cmd_verify(int argc, char **argv);
+int pme_cmd_kb_build(int argc, char **argv);
 
 #endif /* PME_CMD_H */

@@ -13,8 +13,19 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"demo", pme_cmd_demo, "build a PathMap from generated keys and print what it holds"},
+    {"ingest", pme_cmd_ingest, "fill a KB from HDF5 key/value datasets, in parallel"},
+    {"demo", pme_cmd_demo, "generate a dataset, ingest it with all cores, show stats and a query"},
     {"gen", pme_cmd_gen, "write a synthetic key/value HDF5 dataset (seeded, deterministic)"},
+    {"get", pme_cmd_get, "print the values of keys of a KB (exit 1 if one is missing)"},
+    {"scan", pme_cmd_scan, "list a KB's keys and values in key order (tsv, csv, jsonl)"},
+    {"count", pme_cmd_count, "count the keys of a KB, or those under a prefix"},
+    {"stats", pme_cmd_stats, "verify a KB and show its counts, node kinds, partitions, checksum"},
+    {"export", pme_cmd_export, "write a KB's keys and values back as HDF5, in key order"},
+    {"merge", pme_cmd_merge, "write the union of KBs (join), --on-duplicate decides values"},
+    {"intersect", pme_cmd_intersect, "write the keys present in every KB (meet)"},
+    {"subtract", pme_cmd_subtract, "write the keys of the first KB absent from the others"},
+    {"verify", pme_cmd_verify, "check a KB's header, checksums and every structural invariant"},
+    {"kb-build", pme_cmd_kb_build, "build a KB from a TSV file (for tests and demos; see ingest)"},
 };
 
 static void usage(FILE *f)

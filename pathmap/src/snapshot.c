@@ -36,6 +36,12 @@
 
 #include "pm_snap.h"
 
+#if defined(__GNUC__)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define UNLIKELY(x) (x)
+#endif
+
 #define LIST_MAX 32	  /* most children of a list node; more make a dense node */
 #define OUTBUF (1u << 16) /* builder's output buffer */
 #define FOOTER_SUM_AT 56  /* footer bytes covered by the footer checksum */
@@ -44,7 +50,22 @@ static const uint8_t snap_magic[8] = {'P', 'M', 'S', 'N', 'A', 'P', 0x1a, '\n'};
 
 enum { K_LEAF = 0, K_LIST = 1, K_DENSE = 2 };
 
-static const unsigned vwidth[5] = {0, 1, 2, 4, 8}; /* value bytes by value width code */
+/* Value bytes by value width code; codes 5-7 are invalid (0 here, like "no value"). */
+static const unsigned vwidth[8] = {0, 1, 2, 4, 8, 0, 0, 0};
+
+/* leaf_vw[tag]: the value width of a valid leaf tag (kind 0, ref width bits 0, a value),
+ * 0 for any other tag. One lookup tells the iterator's hot path "leaf, and how wide". */
+#define LVW(c) ((c) == 1 ? 1 : (c) == 2 ? 2 : (c) == 3 ? 4 : (c) == 4 ? 8 : 0)
+#define LV(t) (((t)&0xe3) == 0 ? LVW(((t) >> 2) & 7) : 0)
+#define LV4(t) LV(t), LV((t) + 1), LV((t) + 2), LV((t) + 3)
+#define LV16(t) LV4(t), LV4((t) + 4), LV4((t) + 8), LV4((t) + 12)
+#define LV64(t) LV16(t), LV16((t) + 16), LV16((t) + 32), LV16((t) + 48)
+static const uint8_t leaf_vw[256] = {LV64(0), LV64(64), LV64(128), LV64(192)};
+#undef LV64
+#undef LV16
+#undef LV4
+#undef LV
+#undef LVW
 
 const char *pm_snap_strerror(int rc)
 {
@@ -89,9 +110,42 @@ static void put_le(uint8_t *p, uint64_t v, unsigned n)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint64_t get64(const uint8_t *p)
+static inline uint64_t get64(const uint8_t *p)
 {
-	return get_le(p, 8);
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+
+/* le_mask[n]: the low n bytes of a word. */
+static const uint64_t le_mask[9] = {0,
+				    0xff,
+				    0xffff,
+				    0xffffff,
+				    0xffffffff,
+				    0xffffffffffull,
+				    0xffffffffffffull,
+				    0xffffffffffffffull,
+				    0xffffffffffffffffull};
+
+/*
+ * Reads an n-byte (1..8) little-endian field at p with one 8-byte load. Only for fields in
+ * the node area of an image: the 64-byte footer always follows that area, so the 8 bytes
+ * lie inside the image even when the field ends at its last node byte.
+ */
+static inline uint64_t load_le(const uint8_t *p, unsigned n)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v & le_mask[n];
 }
 
 /* Bytes needed to hold v (at least 1). */
@@ -135,11 +189,15 @@ static unsigned varint_len(uint64_t v)
 }
 
 /* Reads a varint at *p, below lim. Returns false when it runs past lim or overflows 64 bits. */
-static bool varint_get(const uint8_t *b, uint64_t *p, uint64_t lim, uint64_t *out)
+static inline bool varint_get(const uint8_t *b, uint64_t *p, uint64_t lim, uint64_t *out)
 {
 	uint64_t v = 0;
 	unsigned shift = 0;
 
+	if (*p < lim && b[*p] < 0x80) { /* one byte: the common case */
+		*out = b[(*p)++];
+		return true;
+	}
 	while (*p < lim) {
 		uint8_t c = b[(*p)++];
 
@@ -184,7 +242,7 @@ struct nd {
 
 /* Decodes the node at off. Returns 0 or PM_SNAP_ECORRUPT; never reads outside the node
  * area. Also refuses nodes that carry nothing (no value and fewer than two children). */
-static int decode(const pm_snap *s, uint64_t off, struct nd *d)
+static inline int decode(const pm_snap *s, uint64_t off, struct nd *d)
 {
 	const uint8_t *b = s->base;
 	uint64_t lim = s->node_bytes, p = off;
@@ -206,7 +264,7 @@ static int decode(const pm_snap *s, uint64_t off, struct nd *d)
 	if (vwidth[d->vcode] > lim - p)
 		return PM_SNAP_ECORRUPT;
 	d->has_val = d->vcode != 0;
-	d->val = get_le(b + p, vwidth[d->vcode]);
+	d->val = d->vcode ? load_le(b + p, vwidth[d->vcode]) : 0;
 	p += vwidth[d->vcode];
 	d->keys = NULL;
 	d->mask = NULL;
@@ -234,8 +292,8 @@ static int decode(const pm_snap *s, uint64_t off, struct nd *d)
 			return PM_SNAP_ECORRUPT;
 		d->mask = b + p;
 		d->n = 0;
-		for (i = 0; i < 32; i++)
-			d->n += popcount8(d->mask[i]);
+		for (i = 0; i < 4; i++)
+			d->n += (unsigned)__builtin_popcountll(get64(d->mask + 8 * i));
 		p += 32;
 		if (d->n <= LIST_MAX)
 			return PM_SNAP_ECORRUPT;
@@ -249,12 +307,64 @@ static int decode(const pm_snap *s, uint64_t off, struct nd *d)
 	return 0;
 }
 
+/*
+ * decode() for the most common interior node, a list node (iteration pushes one per
+ * branching point near the leaves): the same checks, fewer branches. Returns 1 (and
+ * touches nothing) when the node at off is not a list node.
+ */
+static inline int decode_list(const pm_snap *s, uint64_t off, struct nd *d)
+{
+	const uint8_t *b = s->base;
+	const uint64_t lim = s->node_bytes;
+	uint64_t p = off + 1, plen, count;
+	unsigned tag = b[off], vw, n, rw; /* off < node_bytes: checked by the caller's ref */
+
+	if ((tag & 3) != K_LIST)
+		return 1;
+	vw = vwidth[(tag >> 2) & 7];
+	rw = (tag >> 5) + 1;
+	if (((tag >> 2) & 7) > 4)
+		return PM_SNAP_ECORRUPT;
+	if (p < lim && b[p] < 0x80)
+		plen = b[p++];
+	else if (!varint_get(b, &p, lim, &plen))
+		return PM_SNAP_ECORRUPT;
+	if (plen > lim - p || vw > lim - p - plen)
+		return PM_SNAP_ECORRUPT;
+	d->prefix = b + p;
+	p += plen;
+	d->val = vw ? load_le(b + p, vw) : 0;
+	p += vw;
+	if (p < lim && b[p] < 0x80)
+		count = b[p++];
+	else if (!varint_get(b, &p, lim, &count))
+		return PM_SNAP_ECORRUPT;
+	if (p >= lim)
+		return PM_SNAP_ECORRUPT;
+	n = (unsigned)b[p++] + 1;
+	if (n > LIST_MAX || n > lim - p || (!vw && n < 2) || (uint64_t)n * rw > lim - p - n)
+		return PM_SNAP_ECORRUPT;
+	d->off = off;
+	d->plen = plen;
+	d->count = count;
+	d->keys = b + p;
+	d->mask = NULL;
+	d->refs = b + p + n;
+	d->end = p + n + (uint64_t)n * rw;
+	d->n = n;
+	d->rw = rw;
+	d->kind = K_LIST;
+	d->vcode = (tag >> 2) & 7;
+	d->has_val = vw != 0;
+	return 0;
+}
+
 /* Offset of child i of d; PM_SNAP_ECORRUPT unless it lies strictly below d. */
 static int child_off(const struct nd *d, unsigned i, uint64_t *off)
 {
-	uint64_t dist = get_le(d->refs + (size_t)i * d->rw, d->rw);
+	uint64_t dist = load_le(d->refs + (size_t)i * d->rw, d->rw);
 
-	if (dist == 0 || dist > d->off)
+	if (dist - 1 >= d->off) /* dist == 0 wraps around: refused too */
 		return PM_SNAP_ECORRUPT;
 	*off = d->off - dist;
 	return 0;
@@ -778,12 +888,12 @@ static int descend(const pm_snap *s, const uint8_t *key, size_t len, struct nd *
 		if (rc)
 			return rc;
 		if (len - pos <= d->plen) {
-			if (memcmp(d->prefix, key + pos, len - pos))
+			if (len > pos && memcmp(d->prefix, key + pos, len - pos))
 				return PM_ENOTFOUND;
 			*inside = len - pos < d->plen ? len - pos : UINT64_MAX;
 			return 0;
 		}
-		if (memcmp(d->prefix, key + pos, (size_t)d->plen))
+		if (d->plen && memcmp(d->prefix, key + pos, (size_t)d->plen))
 			return PM_ENOTFOUND;
 		pos += d->plen;
 		if (d->kind == K_LEAF)
@@ -844,7 +954,8 @@ struct it_frame {
 	struct nd d;	 /* the node */
 	uint64_t keyend; /* key length at the node's branch point */
 	unsigned idx;	 /* next child to visit */
-	unsigned nextb;	 /* dense: the smallest byte the next child may have */
+	uint64_t bits;	 /* dense: children not yet visited in mask word wi */
+	unsigned wi;	 /* dense: the mask word of the next child */
 	bool val_done;	 /* the node's own value was returned or skipped */
 };
 
@@ -860,8 +971,9 @@ struct pm_snap_iter {
 	struct it_frame *fr; /* path from the root, root first */
 	size_t nfr;	     /* frames in use */
 	size_t cap_fr;	     /* frames allocated */
-	uint64_t budget;     /* nodes and values the walk may still visit (bounds damaged
-				images that share subtrees) */
+	uint64_t budget;     /* frames and node values the walk may still visit: bounds
+				the work on damaged images that share subtrees (leaves need
+				no budget: at most 256 per frame) */
 };
 
 int pm_snap_iter_create(const pm_snap *s, pm_alloc_fn alloc, void *ud, pm_snap_iter **out_it)
@@ -880,11 +992,12 @@ int pm_snap_iter_create(const pm_snap *s, pm_alloc_fn alloc, void *ud, pm_snap_i
 	it->s = s;
 	it->alloc = alloc;
 	it->ud = ud;
-	if (s->max_key + 1 > SIZE_MAX) {
+	if (s->max_key > SIZE_MAX - 17) {
 		rc = PM_EOVERFLOW;
 		goto out_free;
 	}
-	rc = grow(alloc, ud, (void **)&it->key, &it->key_cap, (size_t)s->max_key + 1, 1);
+	/* 16 spare bytes: leaf prefixes are copied 16 bytes at a time. */
+	rc = grow(alloc, ud, (void **)&it->key, &it->key_cap, (size_t)s->max_key + 17, 1);
 	if (rc)
 		goto out_free;
 	rc = pm_snap_iter_seek(it, NULL, 0, NULL, 0);
@@ -910,9 +1023,23 @@ void pm_snap_iter_destroy(pm_snap_iter *it)
 	it->alloc(it->ud, it, sizeof(*it), 0);
 }
 
-/* Pushes the node at off, reached by byte `byte` from the top frame (or the root when the
- * stack is empty). */
-static int it_push(pm_snap_iter *it, uint64_t off, int byte)
+/* Dense frame f: the next child is the first with a byte >= c. */
+static void it_dense_from(struct it_frame *f, unsigned c)
+{
+	f->wi = c >> 6;
+	f->bits = get64(f->d.mask + 8 * f->wi) & (~UINT64_C(0) << (c & 63));
+}
+
+/*
+ * Pushes the node at off, reached by byte `byte` from the top frame (or the root when the
+ * stack is empty), decoding it straight into its frame. Kept out of line: the iterator's hot
+ * path (a leaf under the top frame) then needs fewer registers.
+ */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int
+it_push(pm_snap_iter *it, uint64_t off, int byte)
 {
 	struct it_frame *f;
 	uint64_t keyend = 0;
@@ -921,12 +1048,16 @@ static int it_push(pm_snap_iter *it, uint64_t off, int byte)
 	if (it->budget == 0)
 		return PM_SNAP_ECORRUPT;
 	it->budget--;
-	rc = grow(it->alloc, it->ud, (void **)&it->fr, &it->cap_fr, it->nfr + 1,
-		  sizeof(struct it_frame));
-	if (rc)
-		return rc;
+	if (it->nfr == it->cap_fr) {
+		rc = grow(it->alloc, it->ud, (void **)&it->fr, &it->cap_fr, it->nfr + 1,
+			  sizeof(struct it_frame));
+		if (rc)
+			return rc;
+	}
 	f = &it->fr[it->nfr];
-	rc = decode(it->s, off, &f->d);
+	rc = decode_list(it->s, off, &f->d);
+	if (rc > 0) /* not a list node: the general decoder */
+		rc = decode(it->s, off, &f->d);
 	if (rc)
 		return rc;
 	if (it->nfr) {
@@ -937,25 +1068,31 @@ static int it_push(pm_snap_iter *it, uint64_t off, int byte)
 	}
 	if (f->d.plen > it->s->max_key - keyend)
 		return PM_SNAP_ECORRUPT;
-	memcpy(it->key + keyend, f->d.prefix, (size_t)f->d.plen);
+	if (f->d.plen <= 16) /* 16 spare bytes in the key, 64 footer bytes in the image */
+		memcpy(it->key + keyend, f->d.prefix, 16);
+	else
+		memcpy(it->key + keyend, f->d.prefix, (size_t)f->d.plen);
 	f->keyend = keyend + f->d.plen;
 	f->idx = 0;
-	f->nextb = 0;
-	f->val_done = false;
+	if (f->d.kind == K_DENSE)
+		it_dense_from(f, 0);
+	f->val_done = !f->d.has_val; /* nothing to return before the children */
 	it->nfr++;
 	return 0;
 }
 
 /* Byte of child f->idx, advancing the dense cursor. */
-static unsigned it_child_byte(struct it_frame *f)
+static inline unsigned it_child_byte(struct it_frame *f)
 {
 	unsigned c;
 
 	if (f->d.kind == K_LIST)
 		return f->d.keys[f->idx];
-	for (c = f->nextb; c < 256 && !mask_has(f->d.mask, c); c++)
-		;
-	f->nextb = c + 1;
+	/* idx < n: a set bit remains; the bound on wi only guards a broken invariant */
+	while (!f->bits && f->wi < 3)
+		f->bits = get64(f->d.mask + 8 * ++f->wi);
+	c = f->wi * 64 + (f->bits ? (unsigned)__builtin_ctzll(f->bits) : 0);
+	f->bits &= f->bits - 1;
 	return c;
 }
 
@@ -1013,7 +1150,7 @@ int pm_snap_iter_seek(pm_snap_iter *it, const uint8_t *prefix, size_t plen, cons
 		i = child_lower(&f->d, t[pos], &exact);
 		f->idx = i;
 		if (f->d.kind == K_DENSE)
-			f->nextb = t[pos];
+			it_dense_from(f, t[pos]);
 		if (!exact)
 			return 0;
 		{
@@ -1032,6 +1169,65 @@ int pm_snap_iter_seek(pm_snap_iter *it, const uint8_t *prefix, size_t plen, cons
 	return rc;
 }
 
+/*
+ * Returns the leaf at off (vw: its value width, from its tag), reached by byte from frame f: 1 with
+ * the key, 0 when the key leaves the seek prefix (the walk ends), or PM_SNAP_ECORRUPT. Decoded here
+ * with the checks of decode(), without a frame.
+ */
+static inline int it_leaf(pm_snap_iter *it, const struct it_frame *f, uint64_t off, unsigned vw,
+			  unsigned byte, const uint8_t **key, size_t *len, uint64_t *val)
+{
+	/* Locals first: stores to the key buffer may alias anything. */
+	const uint8_t *b = it->s->base;
+	const uint64_t lim = it->s->node_bytes, maxk = it->s->max_key;
+	const uint64_t ke = f->keyend, pl = it->pfx_len;
+	uint8_t *kb = it->key;
+	uint64_t p = off + 1, plen, end;
+	/* vw: value bytes, from leaf_vw[tag] (non-zero: a valid leaf tag) */
+
+	if (p < lim && b[p] < 0x80) {
+		plen = b[p++];
+	} else if (!varint_get(b, &p, lim, &plen) || plen > lim - p || plen > maxk) {
+		return PM_SNAP_ECORRUPT;
+	}
+	/* plen is now below lim - p and maxk (both <= the image size): no sum overflows */
+	/* No budget here: leaves visited are at most 256 per frame pushed, and pushes are
+	 * budgeted, so the walk stays linear in the image size. */
+	if (UNLIKELY(plen + vw > lim - p || ke + 1 + plen > maxk))
+		return PM_SNAP_ECORRUPT;
+	kb[ke] = (uint8_t)byte;
+	if (plen <= 16) {
+		/* Fixed 16-byte copy: the image holds 64 footer bytes after the node area, the
+		 * key buffer 16 spare bytes. */
+		memcpy(kb + ke + 1, b + p, 16);
+	} else {
+		memcpy(kb + ke + 1, b + p, (size_t)plen);
+	}
+	end = ke + 1 + plen;
+	if (UNLIKELY(pl && (end < pl || memcmp(kb, it->pfx, pl)))) {
+		it->nfr = 0;
+		return 0;
+	}
+	*key = kb;
+	*len = (size_t)end;
+	*val = load_le(b + p + plen, vw);
+	return 1;
+}
+
+/* Offset of the next child of f (advancing f); PM_SNAP_ECORRUPT if it is not below f. */
+static inline int it_next_child(struct it_frame *f, unsigned *byte, uint64_t *off)
+{
+	uint64_t dist;
+
+	*byte = it_child_byte(f);
+	dist = load_le(f->d.refs + (size_t)f->idx * f->d.rw, f->d.rw);
+	if (UNLIKELY(dist - 1 >= f->d.off)) /* distance 0 or past the start */
+		return PM_SNAP_ECORRUPT;
+	*off = f->d.off - dist;
+	f->idx++;
+	return 0;
+}
+
 int pm_snap_iter_next(pm_snap_iter *it, const uint8_t **key, size_t *len, uint64_t *val)
 {
 	int rc;
@@ -1045,8 +1241,8 @@ int pm_snap_iter_next(pm_snap_iter *it, const uint8_t **key, size_t *len, uint64
 				if (it->budget == 0)
 					return PM_SNAP_ECORRUPT;
 				it->budget--;
-				if (f->keyend < it->pfx_len ||
-				    memcmp(it->key, it->pfx, it->pfx_len)) {
+				if (it->pfx_len && (f->keyend < it->pfx_len ||
+						    memcmp(it->key, it->pfx, it->pfx_len))) {
 					it->nfr = 0;
 					return 0;
 				}
@@ -1058,12 +1254,14 @@ int pm_snap_iter_next(pm_snap_iter *it, const uint8_t **key, size_t *len, uint64
 		}
 		if (f->idx < f->d.n) {
 			uint64_t off;
-			unsigned byte = it_child_byte(f);
+			unsigned byte, tag;
 
-			rc = child_off(&f->d, f->idx, &off);
+			rc = it_next_child(f, &byte, &off);
 			if (rc)
 				return rc;
-			f->idx++;
+			tag = it->s->base[off]; /* off < f->d.off < node_bytes */
+			if (leaf_vw[tag])
+				return it_leaf(it, f, off, leaf_vw[tag], byte, key, len, val);
 			rc = it_push(it, off, (int)byte);
 			if (rc)
 				return rc;

@@ -1,0 +1,371 @@
+/*
+ * config.c - the ingest configuration: one table of options shared by the INI reader
+ * (libinih), the command line and --help, so that every config key has a flag of the same
+ * name and the help lists them all with their defaults.
+ */
+#define _POSIX_C_SOURCE 200809L /* strdup */
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+
+enum kind {
+	K_LIST,	  /* repeatable string (input) */
+	K_STR,	  /* string */
+	K_INT,	  /* non-negative int */
+	K_U32,	  /* uint32 */
+	K_U64,	  /* uint64 */
+	K_SIZE,	  /* uint64 with K/M/G/T suffix */
+	K_SCHEME, /* hash | prefix */
+	K_POLICY, /* duplicate policy */
+	K_BOOL,	  /* true/false; a flag without value on the command line */
+};
+
+struct option {
+	const char *name; /* config key and flag name (without "--") */
+	enum kind kind;	  /* how the value is parsed */
+	size_t off;	  /* offset of the field in struct pme_config */
+	const char *dflt; /* default, as shown by --help */
+	const char *help; /* one line */
+};
+
+#define OFF(f) offsetof(struct pme_config, f)
+
+static const struct option options[] = {
+    {"input", K_LIST, OFF(inputs), "(required)",
+     "FILE[:/dataset] to read; repeatable; a glob is expanded (dataset default /data)"},
+    {"key-field", K_STR, OFF(key_field), "key", "compound layout: name of the key field"},
+    {"value-field", K_STR, OFF(value_field), "value", "compound layout: name of the value field"},
+    {"keys", K_STR, OFF(keys), "(none)", "two-dataset layout: path of the keys dataset"},
+    {"values", K_STR, OFF(values), "(none)", "two-dataset layout: path of the values dataset"},
+    {"output", K_STR, OFF(output), "(required)", "KB file to write (replaced atomically)"},
+    {"into", K_STR, OFF(into), "(none)",
+     "existing KB to add the input to (its records come first; same result as one run)"},
+    {"threads", K_INT, OFF(threads), "OMP_NUM_THREADS, else all cores", "OpenMP threads"},
+    {"scheme", K_SCHEME, OFF(scheme), "hash", "partition scheme: hash | prefix"},
+    {"partitions", K_U32, OFF(partitions), "power of two >= 8 x threads (min 256)",
+     "partition count P (hash: a power of two <= 65536; prefix: 1..65536)"},
+    {"batch-records", K_U64, OFF(batch_records), "from --memory (at most 262144)",
+     "records per batch (rounded to whole HDF5 chunks)"},
+    {"memory", K_SIZE, OFF(memory), "physical memory / 4",
+     "memory for the batches in flight, e.g. 512M, 4G"},
+    {"on-duplicate", K_POLICY, OFF(on_duplicate), "last",
+     "last | first | error | sum | min | max | count"},
+    {"sort", K_BOOL, OFF(sort), "true", "sort each partition's batch by key before filling"},
+    {"report", K_STR, OFF(report), "(none)", "write a JSON report of the run to this file"},
+    {"allocator", K_STR, OFF(allocator), "(the linked one)",
+     "jemalloc | glibc: refuse to run unless this allocator serves malloc"},
+    {"quiet", K_BOOL, OFF(quiet), "false", "no progress and no summary on stderr/stdout"},
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static int seterr(struct pme_err *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+void pme_config_init(struct pme_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->scheme = PME_SCHEME_HASH;
+	c->on_duplicate = PME_DUP_LAST;
+	c->sort = true;
+}
+
+void pme_config_free(struct pme_config *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n_inputs; i++)
+		free(c->inputs[i]);
+	free(c->inputs);
+	free(c->key_field);
+	free(c->value_field);
+	free(c->keys);
+	free(c->values);
+	free(c->output);
+	free(c->into);
+	free(c->report);
+	free(c->allocator);
+	pme_config_init(c);
+}
+
+static const char *const policy_names[] = {"last", "first", "error", "sum", "min", "max", "count"};
+
+int pme_policy_parse(const char *s, enum pme_policy *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(policy_names) / sizeof(policy_names[0]); i++) {
+		if (!strcmp(s, policy_names[i])) {
+			*out = (enum pme_policy)i;
+			return 0;
+		}
+	}
+	return PME_EUSAGE;
+}
+
+const char *pme_policy_name(enum pme_policy p)
+{
+	return (unsigned)p < sizeof(policy_names) / sizeof(policy_names[0]) ? policy_names[p] : "?";
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return PME_EUSAGE;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return PME_EUSAGE;
+	*out = v;
+	return 0;
+}
+
+int pme_parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return PME_EUSAGE;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return PME_EUSAGE;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		break;
+	default:
+		return PME_EUSAGE;
+	}
+	if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB"))
+		return PME_EUSAGE;
+	if (shift && v > (UINT64_MAX >> shift))
+		return PME_EUSAGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	if (!s || !strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "1") || !strcmp(s, "on"))
+		*out = true;
+	else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "0") || !strcmp(s, "off"))
+		*out = false;
+	else
+		return PME_EUSAGE;
+	return 0;
+}
+
+static const struct option *find_option(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NOPTIONS; i++)
+		if (!strcmp(options[i].name, name))
+			return &options[i];
+	return NULL;
+}
+
+bool pme_config_is_flag(const char *name, bool *known)
+{
+	const struct option *o = find_option(name);
+
+	*known = o != NULL;
+	return o && o->kind == K_BOOL;
+}
+
+static int set_string(char **field, const char *value)
+{
+	char *s = strdup(value);
+
+	if (!s)
+		return -ENOMEM;
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+static int append_input(struct pme_config *c, const char *value)
+{
+	char **n = realloc(c->inputs, (c->n_inputs + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	c->inputs = n;
+	c->inputs[c->n_inputs] = strdup(value);
+	if (!c->inputs[c->n_inputs])
+		return -ENOMEM;
+	c->n_inputs++;
+	return 0;
+}
+
+int pme_config_set(struct pme_config *c, const char *name, const char *value, struct pme_err *err)
+{
+	const struct option *o = find_option(name);
+	char *field;
+	uint64_t u;
+	int rc = 0;
+
+	if (!o)
+		return seterr(err, PME_EUSAGE, "unknown option '%s'", name);
+	if (!value && o->kind != K_BOOL)
+		return seterr(err, PME_EUSAGE, "option '%s' needs a value", name);
+	field = (char *)c + o->off;
+	switch (o->kind) {
+	case K_LIST:
+		rc = append_input(c, value);
+		break;
+	case K_STR:
+		if (!*value)
+			return seterr(err, PME_EUSAGE, "option '%s' needs a non-empty value", name);
+		rc = set_string((char **)(void *)field, value);
+		break;
+	case K_INT:
+		rc = parse_u64(value, &u);
+		if (rc || u > 4096)
+			goto bad;
+		*(int *)(void *)field = (int)u;
+		break;
+	case K_U32:
+		rc = parse_u64(value, &u);
+		if (rc || u > UINT32_MAX)
+			goto bad;
+		*(uint32_t *)(void *)field = (uint32_t)u;
+		break;
+	case K_U64:
+		rc = parse_u64(value, &u);
+		if (rc)
+			goto bad;
+		*(uint64_t *)(void *)field = u;
+		break;
+	case K_SIZE:
+		rc = pme_parse_size(value, &u);
+		if (rc)
+			goto bad;
+		*(uint64_t *)(void *)field = u;
+		break;
+	case K_SCHEME:
+		if (!strcmp(value, "hash"))
+			c->scheme = PME_SCHEME_HASH;
+		else if (!strcmp(value, "prefix"))
+			c->scheme = PME_SCHEME_PREFIX;
+		else
+			goto bad;
+		break;
+	case K_POLICY:
+		if (pme_policy_parse(value, &c->on_duplicate))
+			goto bad;
+		break;
+	case K_BOOL:
+		if (parse_bool(value, (bool *)(void *)field))
+			goto bad;
+		break;
+	}
+	if (rc)
+		return seterr(err, rc, "out of memory");
+	return 0;
+bad:
+	return seterr(err, PME_EUSAGE, "invalid value '%s' for %s (default: %s; %s)", value, name,
+		      o->dflt, o->help);
+}
+
+struct ini_ctx {
+	struct pme_config *c; /* target */
+	struct pme_err *err;  /* first error */
+	const char *path;     /* for messages */
+	int rc;		      /* first error code */
+};
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_ctx *x = user;
+	struct pme_err e;
+	int rc;
+
+	if (x->rc)
+		return 0;
+	if (*section && strcmp(section, "ingest")) {
+		x->rc = seterr(x->err, PME_EUSAGE, "%s: unknown section [%s] (use [ingest])",
+			       x->path, section);
+		return 0;
+	}
+	if (!find_option(name)) {
+		x->rc = seterr(x->err, PME_EUSAGE,
+			       "%s: unknown key '%s' (see pmingest ingest --help)", x->path, name);
+		return 0;
+	}
+	rc = pme_config_set(x->c, name, value, &e);
+	if (rc) {
+		x->rc = seterr(x->err, rc, "%s: %s", x->path, e.msg);
+		return 0;
+	}
+	return 1;
+}
+
+int pme_config_load(struct pme_config *c, const char *path, struct pme_err *err)
+{
+	struct ini_ctx x = {c, err, path, 0};
+	FILE *f = fopen(path, "r");
+	int line;
+
+	if (!f)
+		return seterr(err, PME_EUSAGE, "%s: cannot open config file (%s)", path,
+			      strerror(errno));
+	line = ini_parse_file(f, on_ini_line, &x);
+	fclose(f);
+	if (x.rc)
+		return x.rc;
+	if (line)
+		return seterr(err, PME_EUSAGE, "%s:%d: syntax error", path, line);
+	return 0;
+}
+
+void pme_config_help(FILE *f)
+{
+	size_t i;
+
+	for (i = 0; i < NOPTIONS; i++) {
+		const struct option *o = &options[i];
+		char flag[64];
+
+		snprintf(flag, sizeof(flag), "--%s%s", o->name,
+			 o->kind == K_BOOL ? "[=BOOL]" : " V");
+		fprintf(f, "  %-22s %s\n  %-22s   default: %s\n", flag, o->help, "", o->dflt);
+	}
+}

@@ -1,0 +1,213 @@
+/*
+ * fill.c - writing a partition's records through its write zipper, under the duplicate
+ * policy. Runs inside the parallel region: everything written here (the zipper's subtrie,
+ * the partition's heap and counters) belongs to one partition, so there is no lock and no
+ * atomic.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest_internal.h"
+
+/* What the update rule needs for one record. */
+struct rec_arg {
+	const struct pme_fill_ctx *fc; /* policy and value class */
+	const struct pme_rbatch *b;    /* the record's batch */
+	uint32_t rec;		       /* its index in b */
+	uint32_t hid;		       /* heap id of the partition */
+	struct pme_part *part;	       /* partition state (heap) */
+	bool existed;		       /* out: the key had a value */
+};
+
+static double as_double(uint64_t w)
+{
+	double d;
+
+	memcpy(&d, &w, sizeof(d));
+	return d;
+}
+
+static uint64_t from_double(double d)
+{
+	uint64_t w;
+
+	memcpy(&w, &d, sizeof(w));
+	return w;
+}
+
+/* Copies the blob of value word w of batch b into heap h; *out gets its map word. */
+static int heap_put(struct pme_heap *h, uint32_t hid, const struct pme_rbatch *b, uint64_t w,
+		    uint64_t *out)
+{
+	uint32_t len;
+	size_t need;
+
+	if (w > b->heap_len || b->heap_len - w < 4)
+		return PME_EINTERNAL;
+	len = (uint32_t)b->heap[w] | (uint32_t)b->heap[w + 1] << 8 |
+	      (uint32_t)b->heap[w + 2] << 16 | (uint32_t)b->heap[w + 3] << 24;
+	if (b->heap_len - w - 4 < len)
+		return PME_EINTERNAL;
+	need = 4 + (size_t)len;
+	if (h->cap - h->len < need) {
+		size_t ncap = h->cap ? h->cap : 4096;
+		uint8_t *nb;
+
+		while (ncap - h->len < need) {
+			if (ncap > SIZE_MAX / 2)
+				return PM_EOVERFLOW;
+			ncap *= 2;
+		}
+		nb = realloc(h->buf, ncap);
+		if (!nb)
+			return PM_ENOMEM;
+		h->buf = nb;
+		h->cap = ncap;
+	}
+	if (h->len >= ((uint64_t)1 << PME_HEAP_SHIFT))
+		return PM_EOVERFLOW;
+	memcpy(h->buf + h->len, b->heap + w, need);
+	*out = PME_WORD(hid, h->len);
+	h->len += need;
+	return 0;
+}
+
+/* The new value a record brings (its own, before combining). */
+static int new_value(struct rec_arg *a, uint64_t *out)
+{
+	uint64_t w = a->b->vals[a->rec];
+
+	if (a->fc->policy == PME_DUP_COUNT) {
+		*out = a->b->preagg ? w : 1;
+		return 0;
+	}
+	if (a->fc->blob)
+		return heap_put(&a->part->heap, a->hid, a->b, w, out);
+	*out = w;
+	return 0;
+}
+
+static int rule(bool exists, uint64_t old, uint64_t *val, void *arg)
+{
+	struct rec_arg *a = arg;
+	uint64_t v = a->b->vals[a->rec];
+	bool less;
+
+	a->existed = exists;
+	if (!exists)
+		return new_value(a, val) ? PM_ENOMEM : PM_UPDATE_STORE;
+	switch (a->fc->policy) {
+	case PME_DUP_LAST:
+		return new_value(a, val) ? PM_ENOMEM : PM_UPDATE_STORE;
+	case PME_DUP_FIRST:
+		return PM_UPDATE_KEEP;
+	case PME_DUP_ERROR:
+		return PME_EDUP;
+	case PME_DUP_COUNT:
+		*val = old + (a->b->preagg ? v : 1);
+		return PM_UPDATE_STORE;
+	case PME_DUP_SUM:
+		*val = a->fc->vclass == PIO_V_FLOAT ? from_double(as_double(old) + as_double(v))
+						    : old + v;
+		return PM_UPDATE_STORE;
+	case PME_DUP_MIN:
+	case PME_DUP_MAX:
+		if (a->fc->vclass == PIO_V_FLOAT)
+			less = as_double(v) < as_double(old);
+		else if (a->fc->vclass == PIO_V_INT)
+			less = (int64_t)v < (int64_t)old;
+		else
+			less = v < old;
+		if (a->fc->policy == PME_DUP_MAX)
+			less = a->fc->vclass == PIO_V_FLOAT ? as_double(v) > as_double(old)
+			       : a->fc->vclass == PIO_V_INT ? (int64_t)v > (int64_t)old
+							    : v > old;
+		if (!less)
+			return PM_UPDATE_KEEP;
+		*val = v;
+		return PM_UPDATE_STORE;
+	}
+	return PME_EINTERNAL;
+}
+
+static void note_error(struct pme_part *part, const struct pme_rbatch *b, uint32_t rec, int rc)
+{
+	uint64_t ord = b->ordinal + rec;
+
+	if (!part->rc || ord < part->err_ord) {
+		part->rc = rc;
+		part->err_ord = ord;
+	}
+}
+
+void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
+		  size_t from, size_t to, pm_wz *wz, size_t skip, uint32_t hid,
+		  struct pme_part *part)
+{
+	struct rec_arg a = {fc, b, 0, hid, part, false};
+	bool fast = fc->policy == PME_DUP_LAST && !fc->blob;
+	size_t i;
+	int rc;
+
+	for (i = from; i < to; i++) {
+		uint32_t r = idx[i];
+		const uint8_t *k = b->keys + b->key_off[r] + skip;
+		size_t len = b->key_off[r + 1] - b->key_off[r] - skip;
+
+		if (fast) {
+			rc = pm_wz_set_at(wz, k, len, b->vals[r], NULL);
+		} else {
+			a.rec = r;
+			a.existed = false;
+			rc = pm_wz_update_at(wz, k, len, rule, &a);
+		}
+		part->records++;
+		if (rc == 0)
+			part->dups++;
+		else if (rc < 0)
+			note_error(part, b, r, rc);
+	}
+}
+
+void pme_fill_map(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
+		  size_t from, size_t to, pm_map *m, uint32_t hid, struct pme_part *part)
+{
+	struct rec_arg a = {fc, b, 0, hid, part, false};
+	size_t i;
+	int rc;
+
+	for (i = from; i < to; i++) {
+		uint32_t r = idx[i];
+
+		a.rec = r;
+		a.existed = false;
+		rc = pm_map_update(m, b->keys + b->key_off[r], b->key_off[r + 1] - b->key_off[r],
+				   rule, &a);
+		part->records++;
+		if (rc == 0 && a.existed)
+			part->dups++;
+		else if (rc < 0)
+			note_error(part, b, r, rc);
+	}
+}
+
+int pme_blob_get(void *ud, uint64_t w, const uint8_t **data, size_t *len)
+{
+	const struct pme_fill_ctx *fc = ud;
+	uint64_t hid = w >> PME_HEAP_SHIFT, off = w & (((uint64_t)1 << PME_HEAP_SHIFT) - 1);
+	const struct pme_heap *h;
+	uint32_t l;
+
+	if (hid >= fc->nparts)
+		return PME_EINTERNAL;
+	h = &fc->parts[hid].heap;
+	if (off > h->len || h->len - off < 4)
+		return PME_EINTERNAL;
+	l = (uint32_t)h->buf[off] | (uint32_t)h->buf[off + 1] << 8 |
+	    (uint32_t)h->buf[off + 2] << 16 | (uint32_t)h->buf[off + 3] << 24;
+	if (h->len - off - 4 < l)
+		return PME_EINTERNAL;
+	*data = h->buf + off + 4;
+	*len = l;
+	return 0;
+}

@@ -1,0 +1,1165 @@
+/*
+ * ingest.c - one ingest run: plan, the read/route/fill loop, finalize (see ingest.h).
+ */
+#define _GNU_SOURCE /* RTLD_DEFAULT, glob */
+#include <dlfcn.h>
+#include <errno.h>
+#include <glob.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ingest_internal.h"
+#include "kb.h"
+#include "pme_cmd.h"
+
+/*
+ * Debug builds take every zipper through the checked pm_head call and abort on a conflict:
+ * a run-time confirmation of the static disjointness argument in pme_partition.h. Release
+ * builds trust the argument and take the unchecked call.
+ */
+#ifdef NDEBUG
+static const bool checked_zippers = false;
+#else
+static const bool checked_zippers = true;
+#endif
+
+#define SAMPLE_SLICES 16      /* prefix scheme: slices of the input sampled */
+#define SAMPLE_PER_SLICE 4096 /* records read per slice */
+
+static int seterr(struct pme_err *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *pme_allocator_name(void)
+{
+	return dlsym(RTLD_DEFAULT, "mallctl") ? "jemalloc" : "glibc";
+}
+
+uint64_t pme_peak_rss(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (uint64_t)ru.ru_maxrss * 1024;
+}
+
+const char *pme_strerror(int rc)
+{
+	switch (rc) {
+	case 0:
+		return "success";
+	case PME_EUSAGE:
+		return "invalid option or configuration";
+	case PME_EDUP:
+		return "duplicate key under --on-duplicate error";
+	case PME_EPOLICY:
+		return "numeric duplicate policy on string/opaque values";
+	case PME_ETYPE:
+		return "key or value types differ";
+	case PME_ECANCELED:
+		return "interrupted";
+	case PME_EINTERNAL:
+		return "internal error";
+	case PME_EINPUT:
+		return "an input cannot be read";
+	case PME_EOUTPUT:
+		return "an output cannot be written";
+	}
+	return pkb_strerror(rc);
+}
+
+int pme_exit_status(int rc)
+{
+	switch (rc) {
+	case 0:
+		return PME_EXIT_OK;
+	case PME_EUSAGE:
+		return PME_EXIT_USAGE;
+	case PME_EDUP:
+	case PME_EPOLICY:
+		return PME_EXIT_DATA;
+	case PME_ETYPE:
+	case PME_EINPUT:
+		return PME_EXIT_INPUT;
+	case PME_EOUTPUT:
+		return PME_EXIT_OUTPUT;
+	case PME_ECANCELED:
+	case PKB_ECANCELED:
+		return PME_EXIT_INTERRUPTED;
+	case PM_ENOMEM:
+		return PME_EXIT_NOMEM;
+	case PME_EINTERNAL:
+		return PME_EXIT_DATA;
+	}
+	if (pkb_is_input_error(rc))
+		return PME_EXIT_INPUT;
+	if (rc == PM_EOVERFLOW)
+		return PME_EXIT_NOMEM;
+	return PME_EXIT_OUTPUT; /* -errno from the KB writer */
+}
+
+/* An io/ code as an engine code: its class decides (PIO_ENOENT is -2, like other -ENOENT). */
+static int from_pio(int rc)
+{
+	switch (pio_error_class(rc)) {
+	case PIO_CLASS_OK:
+		return 0;
+	case PIO_CLASS_INPUT:
+		return PME_EINPUT;
+	case PIO_CLASS_OUTPUT:
+		return PME_EOUTPUT;
+	case PIO_CLASS_NOMEM:
+		return PM_ENOMEM;
+	case PIO_CLASS_USAGE:
+		return PME_EUSAGE;
+	default:
+		return PME_EINTERNAL;
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Inputs */
+
+struct inputs {
+	struct pio_input *in; /* for pio_reader_open */
+	char **file;	      /* owned: expanded file names */
+	char **name;	      /* owned: "FILE:DATASET" for the KB's metadata */
+	size_t n;	      /* number */
+};
+
+static void inputs_free(struct inputs *x)
+{
+	size_t i;
+
+	for (i = 0; i < x->n; i++) {
+		free(x->file[i]);
+		free(x->name[i]);
+	}
+	free(x->in);
+	free(x->file);
+	free(x->name);
+	memset(x, 0, sizeof(*x));
+}
+
+static int inputs_add(struct inputs *x, const struct pme_config *c, const char *file,
+		      const char *dset)
+{
+	struct pio_input *in = realloc(x->in, (x->n + 1) * sizeof(*in));
+	char **f, **nm;
+	size_t need;
+
+	if (!in)
+		return PM_ENOMEM;
+	x->in = in;
+	f = realloc(x->file, (x->n + 1) * sizeof(*f));
+	if (!f)
+		return PM_ENOMEM;
+	x->file = f;
+	nm = realloc(x->name, (x->n + 1) * sizeof(*nm));
+	if (!nm)
+		return PM_ENOMEM;
+	x->name = nm;
+	x->file[x->n] = strdup(file);
+	need = strlen(file) + (c->keys ? strlen(c->keys) + strlen(c->values) : strlen(dset)) + 4;
+	x->name[x->n] = malloc(need);
+	if (!x->file[x->n] || !x->name[x->n]) {
+		free(x->file[x->n]);
+		free(x->name[x->n]);
+		return PM_ENOMEM;
+	}
+	if (c->keys)
+		snprintf(x->name[x->n], need, "%s:%s,%s", file, c->keys, c->values);
+	else
+		snprintf(x->name[x->n], need, "%s:%s", file, dset);
+	memset(&x->in[x->n], 0, sizeof(x->in[x->n]));
+	x->in[x->n].file = x->file[x->n];
+	if (c->keys) {
+		x->in[x->n].keys = c->keys;
+		x->in[x->n].values = c->values;
+	} else {
+		x->in[x->n].key_field = c->key_field;
+		x->in[x->n].value_field = c->value_field;
+	}
+	x->in[x->n].count = PIO_TO_END;
+	x->n++;
+	return 0;
+}
+
+/* Expands "FILE[:/dataset]" specs (FILE may be a glob) into x. The dataset part starts at
+ * the last ":/" of the spec. */
+static int inputs_expand(struct inputs *x, const struct pme_config *c, struct pme_err *err)
+{
+	size_t i, j;
+	int rc = 0;
+
+	for (i = 0; i < c->n_inputs; i++) {
+		char *spec = strdup(c->inputs[i]), *colon;
+		const char *dset = "/data";
+		glob_t g;
+
+		if (!spec)
+			return seterr(err, PM_ENOMEM, "out of memory");
+		colon = strstr(spec, ":/");
+		while (colon && strstr(colon + 1, ":/"))
+			colon = strstr(colon + 1, ":/");
+		if (colon) {
+			*colon = '\0';
+			dset = colon + 1;
+		}
+		if (glob(spec, GLOB_NOCHECK, NULL, &g) != 0) {
+			free(spec);
+			return seterr(err, PM_ENOMEM, "out of memory");
+		}
+		for (j = 0; j < g.gl_pathc && !rc; j++)
+			rc = inputs_add(x, c, g.gl_pathv[j], dset);
+		globfree(&g);
+		free(spec);
+		if (rc)
+			return seterr(err, rc, "out of memory");
+	}
+	/* datasets are borrowed by pio_reader_open from x->name (after the ':') */
+	for (i = 0; i < x->n && !c->keys; i++)
+		x->in[i].dataset = x->name[i] + strlen(x->file[i]) + 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Zipper table (prefix scheme): d-byte prefix -> its write zipper */
+
+struct ztable {
+	uint64_t *key; /* prefixes */
+	pm_wz **wz;    /* zippers (NULL: empty slot) */
+	size_t cap;    /* slots, a power of two */
+	size_t n;      /* used */
+};
+
+static size_t zslot(const struct ztable *t, uint64_t k)
+{
+	size_t i = (size_t)(XXH3_64bits(&k, sizeof(k)) & (t->cap - 1));
+
+	while (t->wz[i] && t->key[i] != k)
+		i = (i + 1) & (t->cap - 1);
+	return i;
+}
+
+static pm_wz *zfind(const struct ztable *t, uint64_t k)
+{
+	return t->cap ? t->wz[zslot(t, k)] : NULL;
+}
+
+static int zinsert(struct ztable *t, uint64_t k, pm_wz *z)
+{
+	size_t i;
+
+	if ((t->n + 1) * 2 > t->cap) {
+		struct ztable nt = {0};
+		size_t j;
+
+		nt.cap = t->cap ? t->cap * 2 : 1024;
+		nt.key = malloc(nt.cap * sizeof(*nt.key));
+		nt.wz = calloc(nt.cap, sizeof(*nt.wz));
+		if (!nt.key || !nt.wz) {
+			free(nt.key);
+			free(nt.wz);
+			return PM_ENOMEM;
+		}
+		for (j = 0; j < t->cap; j++) {
+			if (t->wz[j]) {
+				i = zslot(&nt, t->key[j]);
+				nt.key[i] = t->key[j];
+				nt.wz[i] = t->wz[j];
+			}
+		}
+		nt.n = t->n;
+		free(t->key);
+		free(t->wz);
+		*t = nt;
+	}
+	i = zslot(t, k);
+	t->key[i] = k;
+	t->wz[i] = z;
+	t->n++;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The run */
+
+struct run {
+	const struct pme_config *c; /* configuration */
+	struct pme_err *err;	    /* message */
+	int nthreads;		    /* OpenMP threads */
+	uint32_t nparts;	    /* P */
+	pm_map *map;		    /* the result, internal paths */
+	pm_map *short_map;	    /* prefix scheme: keys shorter than the depth */
+	pm_head *head;		    /* hands out the zippers */
+	pm_wz **wz;		    /* hash: P zippers */
+	struct ztable zt;	    /* prefix: zippers by d-prefix */
+	struct pme_router r;	    /* routing scratch */
+	struct pme_part *parts;	    /* nbuckets partition states */
+	struct pme_fill_ctx fc;	    /* policy, value class */
+	struct pme_report rep;	    /* measurements */
+	struct inputs inp;	    /* expanded inputs */
+	struct pkb *into;	    /* --into KB */
+	uint64_t ordinal;	    /* job-wide index of the next record */
+	uint32_t zippers;	    /* zippers made */
+};
+
+static int take_zipper(struct run *x, const uint8_t *path, size_t len, pm_wz **out)
+{
+	int rc;
+
+	if (checked_zippers) {
+		rc = pm_head_write_zipper(x->head, path, len, out);
+		if (rc == PM_ECONFLICT) {
+			fprintf(stderr, "pmingest: zipper paths overlap (partition scheme bug)\n");
+			abort();
+		}
+	} else {
+		rc = pm_head_write_zipper_unchecked(x->head, path, len, out);
+	}
+	if (!rc)
+		x->zippers++;
+	return rc;
+}
+
+/* Makes the zippers the batch's d-prefixes need (prefix scheme), serially. */
+static int prefix_zippers(struct run *x, const struct pme_rbatch *b)
+{
+	const struct pme_router *r = &x->r;
+	unsigned d = r->depth;
+	uint8_t path[8];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < r->start[x->nparts]; i++) {
+		uint64_t dp = r->pre[r->idx[i]] >> (64 - 8 * d);
+		pm_wz *z;
+		unsigned j;
+
+		if (i > 0 && dp == (r->pre[r->idx[i - 1]] >> (64 - 8 * d)))
+			continue;
+		if (zfind(&x->zt, dp))
+			continue;
+		for (j = 0; j < d; j++)
+			path[j] = (uint8_t)(dp >> (8 * (d - 1 - j)));
+		rc = take_zipper(x, path, d, &z);
+		if (rc)
+			return rc;
+		rc = zinsert(&x->zt, dp, z);
+		if (rc) {
+			pm_head_release(x->head, z);
+			return rc;
+		}
+	}
+	(void)b;
+	return 0;
+}
+
+static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t p)
+{
+	const struct pme_router *r = &x->r;
+	unsigned d = r->depth;
+	size_t s = r->start[p], e = r->start[p + 1];
+
+	while (s < e) {
+		uint64_t dp = r->pre[r->idx[s]] >> (64 - 8 * d);
+		size_t k = s + 1;
+
+		while (k < e && (r->pre[r->idx[k]] >> (64 - 8 * d)) == dp)
+			k++;
+		pme_fill_run(&x->fc, b, r->idx, s, k, zfind(&x->zt, dp), d, p, &x->parts[p]);
+		s = k;
+	}
+}
+
+/* Routes and fills one batch. */
+static int do_batch(struct run *x, const struct pme_rbatch *b)
+{
+	const struct pme_router *r = &x->r;
+	const uint32_t nb = x->r.nbuckets;
+	double t0 = now(), t1;
+	int rc;
+	uint32_t p;
+
+	rc = pme_route(&x->r, b, x->c->sort);
+	if (rc)
+		return seterr(x->err, rc, "out of memory routing a batch");
+	if (x->c->scheme == PME_SCHEME_PREFIX) {
+		rc = prefix_zippers(x, b);
+		if (rc)
+			return seterr(x->err, rc, "cannot make a write zipper (%s)",
+				      pm_strerror(rc));
+	}
+	t1 = now();
+	x->rep.t_route += t1 - t0;
+#pragma omp parallel for schedule(dynamic) num_threads(x->nthreads)
+	for (uint32_t q = 0; q < nb; q++) {
+		if (r->start[q] == r->start[q + 1])
+			continue;
+		if (x->c->scheme == PME_SCHEME_HASH)
+			pme_fill_run(&x->fc, b, r->idx, r->start[q], r->start[q + 1], x->wz[q], 0,
+				     q, &x->parts[q]);
+		else if (q == x->nparts)
+			pme_fill_map(&x->fc, b, r->idx, r->start[q], r->start[q + 1], x->short_map,
+				     q, &x->parts[q]);
+		else
+			fill_prefix_part(x, b, q);
+	}
+	x->rep.t_fill += now() - t1;
+	/* the first failing record in input order, whatever partition met it */
+	rc = 0;
+	{
+		uint64_t ord = UINT64_MAX;
+
+		for (p = 0; p < nb; p++) {
+			if (x->parts[p].rc && x->parts[p].err_ord < ord) {
+				ord = x->parts[p].err_ord;
+				rc = x->parts[p].rc;
+			}
+		}
+		if (rc)
+			x->ordinal = ord; /* reported by the caller */
+	}
+	return rc;
+}
+
+/* Escapes a key for a message: printable ASCII as is, else \xHH. */
+static void key_text(const uint8_t *k, size_t len, char *buf, size_t size)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len && o + 5 < size; i++) {
+		if (k[i] >= 32 && k[i] < 127 && k[i] != '\\' && k[i] != '"')
+			buf[o++] = (char)k[i];
+		else
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", k[i]);
+	}
+	if (i < len && o + 4 < size)
+		o += (size_t)snprintf(buf + o, size - o, "...");
+	buf[o] = '\0';
+}
+
+/* The duplicate-key message: the key and every record holding it up to the offending one
+ * (found by reading the inputs again, serially: this only runs when the job fails). */
+static void dup_message(struct run *x, const uint8_t *key, size_t len, uint64_t upto)
+{
+	struct pio_reader *rd = NULL;
+	struct pio_batch b;
+	char kt[256], pos[600] = "";
+	size_t o = 0, shown = 0, i;
+	uint64_t ord = x->rep.kb_records;
+
+	key_text(key, len, kt, sizeof(kt));
+	if (x->into && pkb_get(x->into, key, len, &(uint64_t){0}) == 0)
+		o += (size_t)snprintf(pos + o, sizeof(pos) - o, " %s (the --into KB),", x->c->into);
+	pio_batch_init(&b);
+	if (pio_reader_open(x->inp.in, x->inp.n, NULL, &rd, NULL) == 0) {
+		while (ord <= upto && pio_reader_next(rd, &b, NULL) == 1) {
+			for (i = 0; i < b.n && ord <= upto; i++, ord++) {
+				size_t l = b.key_off[i + 1] - b.key_off[i];
+
+				if (l != len || memcmp(b.keys + b.key_off[i], key, len))
+					continue;
+				if (shown++ < 8 && o < sizeof(pos) - 1)
+					o += (size_t)snprintf(
+					    pos + o, sizeof(pos) - o, " %s#%llu,",
+					    x->inp.name[b.source],
+					    (unsigned long long)(b.first_record + i));
+			}
+		}
+	}
+	pio_batch_free(&b);
+	pio_reader_close(rd);
+	if (o && o < sizeof(pos))
+		pos[o - 1] = '\0';
+	seterr(x->err, PME_EDUP,
+	       "duplicate key \"%s\" (%zu bytes) under --on-duplicate error, at%s", kt, len, pos);
+}
+
+static int batch_error(struct run *x, const struct pme_rbatch *b, int rc)
+{
+	if (rc == PME_EDUP) {
+		uint32_t rec = (uint32_t)(x->ordinal - b->ordinal);
+
+		dup_message(x, b->keys + b->key_off[rec], b->key_off[rec + 1] - b->key_off[rec],
+			    x->ordinal);
+		return rc;
+	}
+	if (rc == PM_ENOMEM || rc == PM_EOVERFLOW)
+		return seterr(x->err, PM_ENOMEM, "out of memory filling the map");
+	return seterr(x->err, rc, "filling the map failed (%s)", pme_strerror(rc));
+}
+
+/* Sampling for the prefix scheme: SAMPLE_SLICES slices spread over every input. */
+static int prefix_sample(struct run *x, struct pio_reader *rd, unsigned *depth, uint64_t *splits)
+{
+	uint8_t *keys = NULL;
+	size_t *off = NULL, n = 0, kcap = 0, ncap = 0, s, i;
+	struct pio_batch b;
+	int rc = 0;
+
+	pio_batch_init(&b);
+	off = malloc(sizeof(*off));
+	if (!off)
+		return PM_ENOMEM;
+	off[0] = 0;
+	for (s = 0; s < x->inp.n && !rc; s++) {
+		struct pio_source_info si;
+		unsigned sl;
+
+		pio_reader_source_info(rd, s, &si);
+		for (sl = 0; sl < SAMPLE_SLICES && !rc; sl++) {
+			struct pio_input in = x->inp.in[s];
+			struct pio_reader *sr = NULL;
+			struct pio_reader_opts o = {0, SAMPLE_PER_SLICE};
+
+			in.start = si.count * sl / SAMPLE_SLICES;
+			in.count = si.count / SAMPLE_SLICES < SAMPLE_PER_SLICE
+				       ? si.count / SAMPLE_SLICES
+				       : SAMPLE_PER_SLICE;
+			if (sl == 0 && in.count == 0)
+				in.count =
+				    si.count < SAMPLE_PER_SLICE ? si.count : SAMPLE_PER_SLICE;
+			if (in.count == 0)
+				continue;
+			rc = pio_reader_open(&in, 1, &o, &sr, NULL);
+			if (rc)
+				break;
+			while ((rc = pio_reader_next(sr, &b, NULL)) == 1) {
+				size_t kl = b.key_off[b.n];
+
+				if (n + b.n + 1 > ncap) {
+					size_t nc = (n + b.n + 1) * 2;
+					size_t *no = realloc(off, nc * sizeof(*no));
+
+					if (!no) {
+						rc = PM_ENOMEM;
+						break;
+					}
+					off = no;
+					ncap = nc;
+				}
+				if (off[n] + kl > kcap) {
+					size_t kc = (off[n] + kl) * 2;
+					uint8_t *nk = realloc(keys, kc);
+
+					if (!nk) {
+						rc = PM_ENOMEM;
+						break;
+					}
+					keys = nk;
+					kcap = kc;
+				}
+				if (kl)
+					memcpy(keys + off[n], b.keys, kl);
+				for (i = 0; i < b.n; i++)
+					off[n + i + 1] = off[n] + b.key_off[i + 1];
+				n += b.n;
+			}
+			pio_reader_close(sr);
+		}
+	}
+	pio_batch_free(&b);
+	if (!rc)
+		rc = pme_prefix_plan(keys ? keys : (const uint8_t *)"", off, n, x->nparts, depth,
+				     splits);
+	free(keys);
+	free(off);
+	return rc;
+}
+
+/* Widens type a by b as a job over both would (pio_reader_types), or PME_ETYPE. */
+static int merge_type(struct pio_type *a, const struct pio_type *b, bool key)
+{
+	if (a->cls != b->cls)
+		return PME_ETYPE;
+	if (key && (a->cls == PIO_V_INT || a->cls == PIO_V_UINT) && a->width != b->width)
+		return PME_ETYPE;
+	if (a->vlen || b->vlen) {
+		a->vlen = true;
+		a->width = 0;
+	} else if (b->width > a->width) {
+		a->width = b->width;
+	}
+	return 0;
+}
+
+/* Feeds the records of the --into KB, in key order, before the inputs. */
+static int load_into(struct run *x, size_t batch)
+{
+	const pm_snap *snap = pkb_snap(x->into);
+	bool blob = pkb_type_is_blob(&pkb_info(x->into)->value_type);
+	pm_snap_iter *it = NULL;
+	uint8_t *keys = NULL, *heap = NULL;
+	size_t *off = NULL, kcap = 0, hcap = 0, n = 0;
+	uint64_t *vals = NULL;
+	int rc, more = 1;
+
+	off = malloc((batch + 1) * sizeof(*off));
+	vals = malloc(batch * sizeof(*vals));
+	rc = pm_snap_iter_create(snap, NULL, NULL, &it);
+	if (!off || !vals || rc) {
+		rc = PM_ENOMEM;
+		goto out;
+	}
+	while (more) {
+		const uint8_t *k;
+		size_t len;
+		uint64_t w;
+
+		more = pm_snap_iter_next(it, &k, &len, &w);
+		if (more < 0) {
+			rc = PKB_ECORRUPT;
+			seterr(x->err, rc, "%s: damaged KB", x->c->into);
+			goto out;
+		}
+		if (more) {
+			size_t ko = n ? off[n] : 0;
+
+			if (n == 0)
+				off[0] = 0;
+			if (ko + len > kcap) {
+				size_t nc = (ko + len) * 2 + 64;
+				uint8_t *nk = realloc(keys, nc);
+
+				if (!nk) {
+					rc = PM_ENOMEM;
+					goto out;
+				}
+				keys = nk;
+				kcap = nc;
+			}
+			if (len)
+				memcpy(keys + ko, k, len);
+			off[n + 1] = ko + len;
+			vals[n] = w;
+			n++;
+		}
+		if (n == batch || (!more && n)) {
+			struct pme_rbatch rb = {n, keys, off, vals, NULL, 0, x->ordinal, true};
+
+			if (blob) {
+				/* copy the blobs into a batch heap: [u32 LE len][bytes] */
+				size_t i, hl = 0;
+
+				for (i = 0; i < n; i++) {
+					const uint8_t *d;
+					size_t dl;
+
+					rc = pkb_blob(x->into, vals[i], &d, &dl);
+					if (rc) {
+						seterr(x->err, rc, "%s: damaged KB (value heap)",
+						       x->c->into);
+						goto out;
+					}
+					if (hl + 4 + dl > hcap) {
+						size_t nc = (hl + 4 + dl) * 2;
+						uint8_t *nh = realloc(heap, nc);
+
+						if (!nh) {
+							rc = PM_ENOMEM;
+							goto out;
+						}
+						heap = nh;
+						hcap = nc;
+					}
+					heap[hl] = (uint8_t)dl;
+					heap[hl + 1] = (uint8_t)(dl >> 8);
+					heap[hl + 2] = (uint8_t)(dl >> 16);
+					heap[hl + 3] = (uint8_t)(dl >> 24);
+					memcpy(heap + hl + 4, d, dl);
+					vals[i] = hl;
+					hl += 4 + dl;
+				}
+				rb.heap = heap;
+				rb.heap_len = hl;
+			}
+			rc = do_batch(x, &rb);
+			if (rc) {
+				rc = batch_error(x, &rb, rc);
+				goto out;
+			}
+			x->ordinal += n;
+			x->rep.kb_records += n;
+			n = 0;
+		}
+	}
+	rc = 0;
+out:
+	if (rc == PM_ENOMEM)
+		seterr(x->err, rc, "out of memory loading %s", x->c->into);
+	pm_snap_iter_destroy(it);
+	free(keys);
+	free(heap);
+	free(off);
+	free(vals);
+	return rc;
+}
+
+static uint32_t default_partitions(int nthreads)
+{
+	uint32_t p = 256; /* small per-partition tries; measured best on 10 M keys */
+
+	while (p < 8u * (uint32_t)nthreads && p < PME_MAX_PARTITIONS)
+		p *= 2;
+	return p;
+}
+
+static uint64_t physical_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : (uint64_t)1 << 32;
+}
+
+static void run_free(struct run *x)
+{
+	uint32_t p;
+
+	if (x->head)
+		pm_head_destroy(x->head); /* releases any live zipper */
+	x->head = NULL;
+	free(x->wz);
+	free(x->zt.key);
+	free(x->zt.wz);
+	if (x->parts)
+		for (p = 0; p < x->r.nbuckets; p++)
+			free(x->parts[p].heap.buf);
+	free(x->parts);
+	pme_router_free(&x->r);
+	pm_map_destroy(x->short_map);
+	pm_map_destroy(x->map);
+	inputs_free(&x->inp);
+	pkb_close(x->into);
+}
+
+static int copy_short(const uint8_t *key, size_t len, uint64_t val, void *arg)
+{
+	return pm_map_set(arg, key, len, val, NULL) < 0 ? PM_ENOMEM : 0;
+}
+
+/* Releases every zipper (serially), then puts the short keys in (prefix scheme). */
+static int release_all(struct run *x)
+{
+	size_t i;
+	int rc;
+
+	if (x->wz)
+		for (i = 0; i < x->nparts; i++)
+			if (x->wz[i] && (rc = pm_head_release(x->head, x->wz[i])) != 0)
+				return rc;
+	for (i = 0; i < x->zt.cap; i++)
+		if (x->zt.wz[i] && (rc = pm_head_release(x->head, x->zt.wz[i])) != 0)
+			return rc;
+	pm_head_destroy(x->head);
+	x->head = NULL;
+	if (x->short_map) {
+		rc = pm_map_foreach(x->short_map, NULL, 0, NULL, 0, copy_short, x->map);
+		if (rc)
+			return PM_ENOMEM;
+	}
+	return 0;
+}
+
+static bool cancelled(const struct pme_config *c)
+{
+	return c->cancel && *c->cancel;
+}
+
+int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pme_err *err)
+{
+	struct run x;
+	struct pio_reader *rd = NULL;
+	struct pio_prefetch *pf = NULL;
+	struct pio_reader_opts ro = {0, 0};
+	struct pio_type ktype, vtype;
+	struct pkb_input *kin = NULL;
+	struct pkb_meta meta;
+	struct pkb_write_opts wo = {0};
+	struct pkb_err ke;
+	struct pio_err pe;
+	struct pme_progress *prog = NULL;
+	uint64_t *splits = NULL, total, memory;
+	unsigned depth = 0;
+	double t_start = now(), t;
+	uint32_t p;
+	size_t i;
+	int rc;
+
+	memset(&x, 0, sizeof(x));
+	x.c = c;
+	x.err = err;
+	pe.msg[0] = '\0';
+	if (!c->output || (!c->n_inputs && !c->into))
+		return seterr(err, PME_EUSAGE, "--output and at least one --input are required");
+	if (!c->n_inputs)
+		return seterr(err, PME_EUSAGE, "at least one --input is required");
+	if ((c->keys == NULL) != (c->values == NULL))
+		return seterr(err, PME_EUSAGE, "--keys and --values go together");
+	if (c->allocator && strcmp(c->allocator, pme_allocator_name()))
+		return seterr(err, PME_EUSAGE,
+			      "--allocator %s: this process runs %s; build with "
+			      "-DPM_JEMALLOC=%s (or LD_PRELOAD=libjemalloc.so.2 for jemalloc)",
+			      c->allocator, pme_allocator_name(),
+			      strcmp(c->allocator, "glibc") ? "ON" : "OFF");
+
+	/* plan: threads, P, batch size */
+	x.nthreads = c->threads > 0 ? c->threads
+				    : (getenv("OMP_NUM_THREADS") ? omp_get_max_threads()
+								 : omp_get_num_procs());
+	if (x.nthreads < 1)
+		x.nthreads = 1;
+	x.nparts = c->partitions ? c->partitions : default_partitions(x.nthreads);
+	if (x.nparts < 1 || x.nparts > PME_MAX_PARTITIONS ||
+	    (c->scheme == PME_SCHEME_HASH && (x.nparts & (x.nparts - 1))))
+		return seterr(err, PME_EUSAGE, "--partitions %u: the %s scheme takes %s", x.nparts,
+			      c->scheme == PME_SCHEME_HASH ? "hash" : "prefix",
+			      c->scheme == PME_SCHEME_HASH ? "a power of two from 1 to 65536"
+							   : "1 to 65536");
+	memory = c->memory ? c->memory : physical_memory() / 4;
+	ro.mem_budget = (size_t)memory;
+	ro.batch_records = (size_t)c->batch_records;
+
+	rc = inputs_expand(&x.inp, c, err);
+	if (rc)
+		goto out;
+	rc = from_pio(pio_reader_open(x.inp.in, x.inp.n, &ro, &rd, &pe));
+	if (rc) {
+		seterr(err, rc, "%s", pe.msg);
+		goto out;
+	}
+	pio_reader_types(rd, &ktype, &vtype);
+	if (c->on_duplicate == PME_DUP_SUM || c->on_duplicate == PME_DUP_MIN ||
+	    c->on_duplicate == PME_DUP_MAX) {
+		if (pkb_type_is_blob(&vtype)) {
+			rc = seterr(err, PME_EPOLICY,
+				    "--on-duplicate %s needs numeric values; the values are %s",
+				    pme_policy_name(c->on_duplicate),
+				    pio_type_name(&vtype, pe.msg, 128));
+			goto out;
+		}
+	}
+	x.fc.policy = c->on_duplicate;
+	x.fc.vclass = vtype.cls;
+	x.fc.blob = pkb_type_is_blob(&vtype) && c->on_duplicate != PME_DUP_COUNT;
+	if (c->on_duplicate == PME_DUP_COUNT) {
+		memset(&vtype, 0, sizeof(vtype));
+		vtype.cls = PIO_V_UINT;
+		vtype.width = 8;
+	}
+	if (c->into) {
+		const struct pkb_info *ki;
+
+		rc = pkb_open(c->into, PKB_OPEN_CHECKSUM, &x.into, &ke);
+		if (rc) {
+			seterr(err, rc, "%s", ke.msg);
+			goto out;
+		}
+		ki = pkb_info(x.into);
+		if (merge_type(&ktype, &ki->key_type, true) ||
+		    merge_type(&vtype, &ki->value_type, false)) {
+			char a[128], b[128];
+
+			rc = seterr(err, PME_ETYPE,
+				    "%s holds %s keys / %s values, the input does not match",
+				    c->into, pio_type_name(&ki->key_type, a, sizeof(a)),
+				    pio_type_name(&ki->value_type, b, sizeof(b)));
+			goto out;
+		}
+	}
+
+	/* plan: the partition layout */
+	if (c->scheme == PME_SCHEME_PREFIX) {
+		splits = malloc((size_t)x.nparts * sizeof(*splits));
+		if (!splits) {
+			rc = seterr(err, PM_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = prefix_sample(&x, rd, &depth, splits);
+		if (rc && rc != PM_ENOMEM)
+			rc = from_pio(rc);
+		if (rc) {
+			seterr(err, rc, "cannot sample the input (%s)", pme_strerror(rc));
+			goto out;
+		}
+	}
+	rc = pme_router_init(&x.r, c->scheme, x.nparts, x.nthreads, depth, splits);
+	if (rc)
+		goto out_nomem;
+	x.parts = calloc(x.r.nbuckets, sizeof(*x.parts));
+	if (!x.parts)
+		goto out_nomem;
+	x.fc.parts = x.parts;
+	x.fc.nparts = x.r.nbuckets;
+	if (pm_map_create(&x.map, NULL, NULL))
+		goto out_nomem;
+	if (c->scheme == PME_SCHEME_PREFIX && pm_map_create(&x.short_map, NULL, NULL))
+		goto out_nomem;
+	if (pm_head_create(x.map, &x.head))
+		goto out_nomem;
+	if (c->scheme == PME_SCHEME_HASH) {
+		/* one exclusive zipper per partition, serially, before any parallel region */
+		x.wz = calloc(x.nparts, sizeof(*x.wz));
+		if (!x.wz)
+			goto out_nomem;
+		for (p = 0; p < x.nparts; p++) {
+			uint8_t pp[PME_PART_PATH_LEN];
+
+			pme_partition_path(p, pp);
+			rc = take_zipper(&x, pp, sizeof(pp), &x.wz[p]);
+			if (rc)
+				goto out_nomem;
+		}
+	}
+
+	/* loop: the --into KB's records first, then the inputs (read ahead by the I/O thread) */
+	total = pio_reader_total(rd);
+	prog = pme_progress_start(total, c->quiet, c->progress_tty);
+	if (x.into) {
+		rc = load_into(&x, c->batch_records ? (size_t)c->batch_records : 65536);
+		if (rc)
+			goto out;
+	}
+	rc = from_pio(pio_prefetch_start(rd, 2, &pf, &pe));
+	if (rc) {
+		seterr(err, rc, "%s", pe.msg);
+		goto out;
+	}
+	for (;;) {
+		struct pio_batch *b;
+		struct pme_rbatch rb;
+
+		if (cancelled(c)) {
+			rc = seterr(err, PME_ECANCELED, "interrupted");
+			goto out;
+		}
+		t = now();
+		rc = pio_prefetch_next(pf, &b, &pe);
+		x.rep.t_read += now() - t;
+		if (rc < 0) {
+			rc = seterr(err, from_pio(rc), "%s", pe.msg);
+			goto out;
+		}
+		if (rc == 0)
+			break;
+		rb = (struct pme_rbatch){b->n,	  b->keys,     b->key_off, b->vals,
+					 b->heap, b->heap_len, x.ordinal,  false};
+		rc = do_batch(&x, &rb);
+		if (rc) {
+			rc = batch_error(&x, &rb, rc);
+			goto out;
+		}
+		x.ordinal += b->n;
+		x.rep.records += b->n;
+		x.rep.batches++;
+		if (b->n > x.rep.batch_records)
+			x.rep.batch_records = b->n;
+		pme_progress_update(prog, x.rep.records);
+	}
+	pio_prefetch_stop(pf);
+	pf = NULL;
+	pme_progress_end(prog, x.rep.records);
+	prog = NULL;
+
+	/* finalize */
+	t = now();
+	rc = release_all(&x);
+	if (rc)
+		goto out_nomem;
+	kin = calloc(x.inp.n + (x.into ? pkb_info(x.into)->n_inputs : 0) + 1, sizeof(*kin));
+	if (!kin)
+		goto out_nomem;
+	i = 0;
+	if (x.into) {
+		const struct pkb_info *ki = pkb_info(x.into);
+
+		for (; i < ki->n_inputs; i++)
+			kin[i] = ki->inputs[i];
+	}
+	for (size_t s = 0; s < x.inp.n; s++, i++) {
+		struct pio_source_info si;
+		struct stat st;
+
+		pio_reader_source_info(rd, s, &si);
+		kin[i].name = x.inp.name[s];
+		kin[i].bytes = stat(x.inp.file[s], &st) == 0 ? (uint64_t)st.st_size : 0;
+		kin[i].records = si.count;
+	}
+	memset(&meta, 0, sizeof(meta));
+	meta.scheme = c->scheme;
+	meta.partitions = x.nparts;
+	meta.key_type = ktype;
+	meta.value_type = vtype;
+	meta.inputs = kin;
+	meta.n_inputs = i;
+	wo.cancel = c->cancel;
+	if (cancelled(c)) {
+		rc = seterr(err, PME_ECANCELED, "interrupted");
+		goto out;
+	}
+	rc = pkb_write(c->output, x.map, &meta, x.fc.blob ? pme_blob_get : NULL, &x.fc, &wo, &ke);
+	if (rc) {
+		if (rc == PKB_ECANCELED)
+			rc = PME_ECANCELED;
+		seterr(err, rc, "%s", ke.msg);
+		goto out;
+	}
+	x.rep.t_write = now() - t;
+
+	/* report */
+	{
+		uint64_t most = 0, sum = 0, dups = 0;
+
+		for (p = 0; p < x.r.nbuckets; p++) {
+			sum += x.parts[p].records;
+			dups += x.parts[p].dups;
+			if (p < x.nparts && x.parts[p].records > most)
+				most = x.parts[p].records;
+		}
+		x.rep.duplicates = dups;
+		x.rep.imbalance = sum ? (double)most / ((double)sum / x.nparts) : 1.0;
+	}
+	x.rep.distinct = pm_map_count(x.map);
+	x.rep.threads = x.nthreads;
+	x.rep.partitions = x.nparts;
+	x.rep.prefix_depth = depth;
+	x.rep.zippers = x.zippers;
+	x.rep.scheme = c->scheme;
+	x.rep.allocator = pme_allocator_name();
+	x.rep.peak_rss = pme_peak_rss();
+	x.rep.t_total = now() - t_start;
+	if (rep)
+		*rep = x.rep;
+	rc = 0;
+	goto out;
+out_nomem:
+	rc = seterr(err, PM_ENOMEM, "out of memory");
+out:
+	pme_progress_end(prog, x.rep.records);
+	pio_prefetch_stop(pf);
+	pio_reader_close(rd);
+	free(kin);
+	free(splits);
+	run_free(&x);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Report */
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+int pme_report_write(const char *path, const struct pme_config *c, const struct pme_report *r,
+		     struct pme_err *err)
+{
+	size_t tl = strlen(path) + 32, i;
+	char *tmp = malloc(tl);
+	double rate = r->t_total > 0 ? (double)r->records / r->t_total : 0;
+	FILE *f;
+	int rc = 0;
+
+	if (!tmp)
+		return seterr(err, -ENOMEM, "out of memory");
+	snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
+	f = fopen(tmp, "w");
+	if (!f) {
+		rc = -errno;
+		seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
+		free(tmp);
+		return rc;
+	}
+	fprintf(f, "{\n  \"output\": ");
+	json_str(f, c->output);
+	fprintf(f, ",\n  \"inputs\": [");
+	for (i = 0; i < c->n_inputs; i++) {
+		fprintf(f, "%s", i ? ", " : "");
+		json_str(f, c->inputs[i]);
+	}
+	fprintf(
+	    f,
+	    "],\n"
+	    "  \"seconds\": {\"read\": %.6f, \"route\": %.6f, \"fill\": %.6f, \"write\": %.6f, "
+	    "\"total\": %.6f},\n"
+	    "  \"records\": %llu,\n  \"kb_records\": %llu,\n  \"records_per_s\": %.1f,\n"
+	    "  \"fill_records_per_s\": %.1f,\n"
+	    "  \"distinct_keys\": %llu,\n  \"duplicates\": %llu,\n  \"batches\": %llu,\n"
+	    "  \"batch_records\": %llu,\n  \"imbalance\": %.4f,\n  \"peak_memory_bytes\": %llu,\n"
+	    "  \"threads\": %d,\n  \"partitions\": %u,\n  \"scheme\": \"%s\",\n"
+	    "  \"prefix_depth\": %u,\n  \"zippers\": %u,\n  \"on_duplicate\": \"%s\",\n"
+	    "  \"sort\": %s,\n  \"allocator\": \"%s\"\n}\n",
+	    r->t_read, r->t_route, r->t_fill, r->t_write, r->t_total,
+	    (unsigned long long)r->records, (unsigned long long)r->kb_records, rate,
+	    r->t_fill > 0 ? (double)(r->records + r->kb_records) / r->t_fill : 0,
+	    (unsigned long long)r->distinct, (unsigned long long)r->duplicates,
+	    (unsigned long long)r->batches, (unsigned long long)r->batch_records, r->imbalance,
+	    (unsigned long long)r->peak_rss, r->threads, r->partitions,
+	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_depth, r->zippers,
+	    pme_policy_name(c->on_duplicate), c->sort ? "true" : "false", r->allocator);
+	if (ferror(f) | fclose(f)) {
+		rc = -EIO;
+		seterr(err, rc, "%s: cannot write the report", path);
+		unlink(tmp);
+	} else if (rename(tmp, path)) {
+		rc = -errno;
+		seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
+		unlink(tmp);
+	}
+	free(tmp);
+	return rc;
+}
+
+void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_report *r)
+{
+	fprintf(
+	    f,
+	    "ingested %llu records (%llu from --into) into %s: %llu distinct keys, %llu "
+	    "duplicates\n"
+	    "  %.3f s total, %.2f M records/s; read wait %.3f s, route %.3f s, fill %.3f s, "
+	    "write %.3f s\n"
+	    "  %d threads, %s scheme, %u partitions (imbalance %.2f), %s, peak memory %.1f MiB\n",
+	    (unsigned long long)(r->records + r->kb_records), (unsigned long long)r->kb_records,
+	    c->output, (unsigned long long)r->distinct, (unsigned long long)r->duplicates,
+	    r->t_total, r->t_total > 0 ? (double)r->records / r->t_total / 1e6 : 0, r->t_read,
+	    r->t_route, r->t_fill, r->t_write, r->threads,
+	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->partitions, r->imbalance,
+	    r->allocator, (double)r->peak_rss / 1048576.0);
+}

@@ -1,0 +1,121 @@
+/*
+ * ingest_internal.h - private parts of the ingest engine shared by ingest.c, route.c and
+ * fill.c. Not API: tests include it to check routing and policies directly.
+ */
+#ifndef PME_INGEST_INTERNAL_H
+#define PME_INGEST_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest.h"
+#include "pathmap.h"
+#include "pio.h"
+
+/* A batch of records as the engine sees it: a pio_batch, or records loaded from --into. */
+struct pme_rbatch {
+	size_t n;	       /* records */
+	const uint8_t *keys;   /* key arena */
+	const size_t *key_off; /* n+1 offsets */
+	const uint64_t *vals;  /* value words (blob values: offsets into heap) */
+	const uint8_t *heap;   /* value heap: [u32 LE length][bytes] entries */
+	size_t heap_len;       /* bytes of heap */
+	uint64_t ordinal;      /* job-wide index of record 0 (KB records come first) */
+	bool preagg;	       /* values are already combined (records of an --into KB) */
+};
+
+/*
+ * Router: per-run scratch arrays, grown to the largest batch, and the partition layout.
+ *
+ *   pid[i]     bucket of record i (hash: partition; prefix: partition, or P for keys
+ *              shorter than the split depth)
+ *   pre[i]     first 8 key bytes, big-endian, zero-padded: the first sort key
+ *   idx[]      record indices grouped by bucket, in input order inside a bucket (then by
+ *              key if sorted); bucket b is idx[start[b] .. start[b+1])
+ */
+struct pme_router {
+	enum pme_scheme scheme; /* hash or prefix */
+	uint32_t nparts;	/* P */
+	uint32_t nbuckets;	/* hash: P; prefix: P + 1 (bucket P: short keys) */
+	int nthreads;		/* threads for the histograms */
+	unsigned depth;		/* prefix: split depth d in bytes (1..8) */
+	uint64_t *splits;	/* prefix: P lower bounds of d-byte prefixes; splits[0] == 0 */
+	uint32_t *pid;		/* n bucket ids */
+	uint64_t *pre;		/* n sort prefixes */
+	uint32_t *idx;		/* n record indices by bucket */
+	uint32_t *tmp;		/* n: merge sort scratch */
+	size_t *start;		/* nbuckets + 1 bucket starts in idx */
+	size_t *hist;		/* nthreads * nbuckets histogram / scatter cursors */
+	size_t cap;		/* records the arrays hold */
+};
+
+/* Sets up r for P partitions of the scheme (prefix: with depth and P splits, copied).
+ * Returns 0 or PM_ENOMEM. */
+int pme_router_init(struct pme_router *r, enum pme_scheme scheme, uint32_t nparts, int nthreads,
+		    unsigned depth, const uint64_t *splits);
+/* Frees r's arrays. */
+void pme_router_free(struct pme_router *r);
+/* Routes b: fills pid, pre, idx and start (parallel, stable); sorts every bucket by key
+ * (stable) when sort is true. Returns 0 or PM_ENOMEM. */
+int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort);
+/* The prefix-scheme partition of a d-byte prefix value (binary search in splits). */
+uint32_t pme_prefix_partition(const struct pme_router *r, uint64_t dprefix);
+/* The d-byte prefix of key (len >= depth), as a number. */
+uint64_t pme_dprefix(const uint8_t *key, unsigned depth);
+/* Compares keys in byte order: < 0, 0, > 0. */
+int pme_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl);
+
+/*
+ * Chooses the prefix scheme's split depth and P lower bounds from a sample of keys
+ * (sample[i] is keys[off[i] .. off[i+1])): the smallest depth d (1..8) at which the
+ * sample has at least P distinct d-byte prefixes (else 8), then P quantiles of the sample's
+ * d-prefixes. Writes *depth and splits[0..P). Returns 0 or PM_ENOMEM.
+ */
+int pme_prefix_plan(const uint8_t *keys, const size_t *off, size_t n, uint32_t nparts,
+		    unsigned *depth, uint64_t *splits);
+
+/* A growable byte heap of one partition: [u32 LE length][bytes] entries. */
+struct pme_heap {
+	uint8_t *buf; /* entries */
+	size_t len;   /* bytes used */
+	size_t cap;   /* bytes allocated */
+};
+
+/* Map value word of a blob stored in heap hid at offset off. */
+#define PME_HEAP_SHIFT 44
+#define PME_WORD(hid, off) (((uint64_t)(hid) << PME_HEAP_SHIFT) | (uint64_t)(off))
+
+/* Per-partition fill state, one cache line at least, written only by the thread that fills
+ * the partition. */
+struct pme_part {
+	struct pme_heap heap; /* blob values of the partition */
+	uint64_t records;     /* records filled */
+	uint64_t dups;	      /* records whose key was already present */
+	uint64_t err_ord;     /* error: job-wide index of the first failing record */
+	int rc;		      /* first error (0: none) */
+	char pad[64];	      /* keeps neighbours off this cache line */
+};
+
+/* What a fill needs to know about values. */
+struct pme_fill_ctx {
+	enum pme_policy policy; /* duplicate policy */
+	enum pio_vtype vclass;	/* value class (INT, UINT, FLOAT: numbers; else blobs) */
+	bool blob;		/* values are heap entries (copied into the partition heap) */
+	struct pme_part *parts; /* partition states, indexed by heap id */
+	uint32_t nparts;	/* their number (router's nbuckets) */
+};
+
+/* Fills records idx[from..to) of batch b through write zipper wz (keys relative to the
+ * zipper root after skipping skip bytes), into partition state part (heap id hid). Never
+ * fails for duplicates except under the error policy: errors are kept in part. */
+void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
+		  size_t from, size_t to, pm_wz *wz, size_t skip, uint32_t hid,
+		  struct pme_part *part);
+/* The same into a plain map (prefix scheme's short keys, written by one thread). */
+void pme_fill_map(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
+		  size_t from, size_t to, pm_map *m, uint32_t hid, struct pme_part *part);
+/* pkb_blob_fn over the engine's heaps (ud: struct pme_fill_ctx *). */
+int pme_blob_get(void *ud, uint64_t w, const uint8_t **data, size_t *len);
+
+#endif /* PME_INGEST_INTERNAL_H */

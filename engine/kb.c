@@ -1,0 +1,1727 @@
+/*
+ * kb.c - KB files: safe writer, mmap reader, verifier, loader, and the algebra over KBs.
+ *
+ * The header (256 bytes, little-endian) is drawn in kb.h and specified in
+ * pathmap/FORMAT.md. Offsets of its fields:
+ *
+ *     0 magic[8]      8 version u32   12 header_size u32   16 flags u32   20 scheme u32
+ *    24 partitions    28 reserved u32 32 count u64         40 key_bytes   48 file_len
+ *    56 meta_off      64 meta_len     72 trie_off          80 trie_len    88 heap_off
+ *    96 heap_len     104 meta_sum    112 trie_sum         120 heap_sum   128..248 zero
+ *   248 header_sum (XXH3-64 of bytes 0..248)
+ *
+ * Section checksums cover the sections with their zero padding, and the header checksum
+ * covers the header: every byte of the file is under a checksum.
+ */
+#define _GNU_SOURCE /* O_TMPFILE, copy_file_range */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "kb.h"
+
+static const uint8_t kb_magic[8] = {0x89, 'P', 'M', 'K', 'B', '\r', '\n', 0x1a};
+
+enum {
+	H_VERSION = 8,
+	H_HSIZE = 12,
+	H_FLAGS = 16,
+	H_SCHEME = 20,
+	H_PARTS = 24,
+	H_COUNT = 32,
+	H_KEYBYTES = 40,
+	H_FILELEN = 48,
+	H_META_OFF = 56,
+	H_META_LEN = 64,
+	H_TRIE_OFF = 72,
+	H_TRIE_LEN = 80,
+	H_HEAP_OFF = 88,
+	H_HEAP_LEN = 96,
+	H_META_SUM = 104,
+	H_TRIE_SUM = 112,
+	H_HEAP_SUM = 120,
+	H_RESERVED = 128,
+	H_SUM = 248,
+};
+
+#define TYPE_BYTES 80	    /* encoded struct pio_type in the meta section */
+#define HEAP_BUF (1u << 20) /* writer's heap buffer */
+#define CANCEL_EVERY 4096   /* keys between two looks at the cancel flag */
+
+const char *pkb_strerror(int rc)
+{
+	switch (rc) {
+	case 0:
+		return "success";
+	case PKB_ECORRUPT:
+		return "KB file is corrupt";
+	case PKB_EFOREIGN:
+		return "not a KB file";
+	case PKB_EVERSION:
+		return "KB file of a newer format version";
+	case PKB_ETRUNC:
+		return "KB file is truncated";
+	case PKB_ECHECKSUM:
+		return "KB checksum mismatch (file corrupt)";
+	case PKB_ETYPE:
+		return "KBs have different key or value types";
+	case PKB_EDUP:
+		return "duplicate key with different values";
+	case PKB_EVALUE:
+		return "values cannot be combined by this policy";
+	case PKB_ECANCELED:
+		return "interrupted";
+	case PKB_EORDER:
+		return "keys not in increasing order";
+	case PKB_EROUTE:
+		return "map holds a path outside its partition layout";
+	default:
+		if (rc < 0 && rc > -4096)
+			return strerror(-rc);
+		return pm_snap_strerror(rc);
+	}
+}
+
+bool pkb_is_input_error(int rc)
+{
+	return rc == PKB_ECORRUPT || rc == PKB_EFOREIGN || rc == PKB_EVERSION || rc == PKB_ETRUNC ||
+	       rc == PKB_ECHECKSUM;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void
+seterr(struct pkb_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t get_le(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t align8(uint64_t v)
+{
+	return (v + 7) & ~(uint64_t)7;
+}
+
+bool pkb_type_is_blob(const struct pio_type *t)
+{
+	return t->cls == PIO_V_STRING || t->cls == PIO_V_OPAQUE;
+}
+
+static bool partitions_ok(enum pme_scheme scheme, uint32_t p)
+{
+	if (p < 1 || p > PME_MAX_PARTITIONS)
+		return false;
+	return scheme == PME_SCHEME_PREFIX || (scheme == PME_SCHEME_HASH && (p & (p - 1)) == 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Types and metadata encoding */
+
+static void type_put(uint8_t *p, const struct pio_type *t)
+{
+	size_t n = strnlen(t->tag, sizeof(t->tag) - 1);
+
+	memset(p, 0, TYPE_BYTES);
+	p[0] = (uint8_t)t->cls;
+	p[1] = t->vlen;
+	p[2] = t->big_endian;
+	p[3] = t->u8rows;
+	p[4] = t->u8signed;
+	p[5] = (uint8_t)t->pad;
+	p[6] = (uint8_t)t->cset;
+	put_le(p + 8, t->width, 4);
+	memcpy(p + 16, t->tag, n);
+}
+
+static bool type_get(const uint8_t *p, struct pio_type *t)
+{
+	size_t i, n;
+
+	if (p[0] > PIO_V_OPAQUE || p[1] > 1 || p[2] > 1 || p[3] > 1 || p[4] > 1 ||
+	    p[5] > PIO_PAD_SPACEPAD || p[6] > PIO_CSET_UTF8 || p[7] || get_le(p + 12, 4))
+		return false;
+	memset(t, 0, sizeof(*t));
+	t->cls = (enum pio_vtype)p[0];
+	t->vlen = p[1];
+	t->big_endian = p[2];
+	t->u8rows = p[3];
+	t->u8signed = p[4];
+	t->pad = (enum pio_strpad)p[5];
+	t->cset = (enum pio_cset)p[6];
+	t->width = (uint32_t)get_le(p + 8, 4);
+	n = strnlen((const char *)p + 16, 64);
+	if (n >= 64)
+		return false;
+	for (i = n; i < 64; i++)
+		if (p[16 + i])
+			return false;
+	memcpy(t->tag, p + 16, n);
+	return true;
+}
+
+static bool type_equal(const struct pio_type *a, const struct pio_type *b)
+{
+	uint8_t x[TYPE_BYTES], y[TYPE_BYTES];
+
+	type_put(x, a);
+	type_put(y, b);
+	return !memcmp(x, y, TYPE_BYTES);
+}
+
+/* Key types a KB accepts: integers (1/2/4/8), strings, opaque. */
+static bool key_type_ok(const struct pio_type *t)
+{
+	if (t->cls == PIO_V_INT || t->cls == PIO_V_UINT)
+		return t->width == 1 || t->width == 2 || t->width == 4 || t->width == 8;
+	return t->cls == PIO_V_STRING || t->cls == PIO_V_OPAQUE;
+}
+
+static bool value_type_ok(const struct pio_type *t)
+{
+	if (t->cls == PIO_V_INT || t->cls == PIO_V_UINT)
+		return t->width == 1 || t->width == 2 || t->width == 4 || t->width == 8;
+	if (t->cls == PIO_V_FLOAT)
+		return t->width == 2 || t->width == 4 || t->width == 8;
+	return t->cls == PIO_V_STRING || t->cls == PIO_V_OPAQUE;
+}
+
+/* Encodes the meta section into a new buffer (*len bytes, unpadded). */
+static int meta_encode(const struct pkb_meta *m, uint8_t **out, size_t *len)
+{
+	size_t n = 2 * TYPE_BYTES + 8, i, p;
+	uint8_t *b;
+
+	for (i = 0; i < m->n_inputs; i++) {
+		size_t l = strlen(m->inputs[i].name);
+
+		if (l > UINT32_MAX || n > SIZE_MAX - 64 - l)
+			return PKB_EINVAL;
+		n += 20 + l;
+	}
+	b = calloc(1, align8(n));
+	if (!b)
+		return PKB_ENOMEM;
+	type_put(b, &m->key_type);
+	type_put(b + TYPE_BYTES, &m->value_type);
+	put_le(b + 2 * TYPE_BYTES, m->n_inputs, 8);
+	p = 2 * TYPE_BYTES + 8;
+	for (i = 0; i < m->n_inputs; i++) {
+		size_t l = strlen(m->inputs[i].name);
+
+		put_le(b + p, m->inputs[i].bytes, 8);
+		put_le(b + p + 8, m->inputs[i].records, 8);
+		put_le(b + p + 16, l, 4);
+		memcpy(b + p + 20, m->inputs[i].name, l);
+		p += 20 + l;
+	}
+	*out = b;
+	*len = n;
+	return 0;
+}
+
+static int meta_check(const struct pkb_meta *m, const char *path, struct pkb_err *err)
+{
+	size_t i;
+
+	if (!partitions_ok(m->scheme, m->partitions)) {
+		seterr(err, "%s: invalid partition count %u for the %s scheme", path, m->partitions,
+		       m->scheme == PME_SCHEME_HASH ? "hash" : "prefix");
+		return PKB_EINVAL;
+	}
+	if (!key_type_ok(&m->key_type) || !value_type_ok(&m->value_type)) {
+		seterr(err, "%s: unsupported key or value type", path);
+		return PKB_EINVAL;
+	}
+	for (i = 0; i < m->n_inputs; i++)
+		if (!m->inputs[i].name) {
+			seterr(err, "%s: input %zu has no name", path, i);
+			return PKB_EINVAL;
+		}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Writer */
+
+struct pkb_writer {
+	char *path;		       /* final name */
+	char *tmp;		       /* named temporary file, or NULL (O_TMPFILE) */
+	int fd;			       /* the file being written */
+	int hfd;		       /* heap spill file (unlinked), -1 without blobs */
+	bool blob;		       /* value type is string/opaque */
+	bool no_sync;		       /* skip fsync */
+	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
+	enum pme_scheme scheme;	       /* header fields */
+	uint32_t partitions;	       /* ... */
+	uint8_t *meta;		       /* encoded meta section, padded */
+	size_t meta_len;	       /* its unpadded length */
+	uint64_t trie_off;	       /* file offset of the trie section */
+	uint64_t trie_pos;	       /* bytes of the trie written */
+	XXH3_state_t *trie_xs;	       /* hash of the trie section */
+	XXH3_state_t *heap_xs;	       /* hash of the heap section */
+	pm_snap_builder *b;	       /* trie builder */
+	uint8_t *hbuf;		       /* heap buffer (HEAP_BUF bytes) */
+	size_t hlen;		       /* bytes waiting in hbuf */
+	uint64_t heap_pos;	       /* heap bytes produced */
+	uint64_t key_bytes;	       /* sum of key lengths */
+	uint64_t count;		       /* keys added */
+	int io_errno;		       /* errno of a failed write */
+};
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t k = pwrite(fd, p, len, (off_t)off);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (k == 0)
+			return -EIO;
+		p += k;
+		len -= (size_t)k;
+		off += (uint64_t)k;
+	}
+	return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t k = write(fd, p, len);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (k == 0)
+			return -EIO;
+		p += k;
+		len -= (size_t)k;
+	}
+	return 0;
+}
+
+static int trie_sink(void *ud, const void *buf, size_t len)
+{
+	struct pkb_writer *w = ud;
+	int rc = pwrite_all(w->fd, buf, len, w->trie_off + w->trie_pos);
+
+	if (rc)
+		return rc;
+	XXH3_64bits_update(w->trie_xs, buf, len);
+	w->trie_pos += len;
+	return 0;
+}
+
+static int heap_flush(struct pkb_writer *w)
+{
+	int rc;
+
+	if (!w->hlen)
+		return 0;
+	rc = write_all(w->hfd, w->hbuf, w->hlen);
+	w->hlen = 0;
+	return rc;
+}
+
+static int heap_put(struct pkb_writer *w, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	int rc;
+
+	XXH3_64bits_update(w->heap_xs, data, len);
+	w->heap_pos += len;
+	while (len) {
+		size_t k = HEAP_BUF - w->hlen;
+
+		if (k > len)
+			k = len;
+		memcpy(w->hbuf + w->hlen, p, k);
+		w->hlen += k;
+		p += k;
+		len -= k;
+		if (w->hlen == HEAP_BUF) {
+			rc = heap_flush(w);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Splits path into a directory (for the temporary files) and a base name. */
+static char *dir_of(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	char *d;
+
+	if (!s)
+		return strdup(".");
+	if (s == path)
+		return strdup("/");
+	d = strndup(path, (size_t)(s - path));
+	return d;
+}
+
+/* Opens a new file in dir: anonymous (O_TMPFILE) when possible, else a named temporary
+ * ".BASE.tmp.PID[.N]" (*tmp gets its name, to rename or unlink). */
+static int open_temp(const char *dir, const char *path, char **tmp)
+{
+	const char *base = strrchr(path, '/');
+	int fd, i;
+
+	*tmp = NULL;
+#ifdef O_TMPFILE
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
+		return -errno;
+#endif
+	base = base ? base + 1 : path;
+	for (i = 0; i < 100; i++) {
+		size_t n = strlen(dir) + strlen(base) + 48;
+		char *t = malloc(n);
+
+		if (!t)
+			return PKB_ENOMEM;
+		if (i)
+			snprintf(t, n, "%s/.%s.tmp.%ld.%d", dir, base, (long)getpid(), i);
+		else
+			snprintf(t, n, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
+		fd = open(t, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0666);
+		if (fd >= 0) {
+			*tmp = t;
+			return fd;
+		}
+		free(t);
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+void pkb_writer_abort(struct pkb_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->tmp)
+		unlink(w->tmp);
+	if (w->hfd >= 0)
+		close(w->hfd);
+	pm_snap_builder_destroy(w->b);
+	if (w->trie_xs)
+		XXH3_freeState(w->trie_xs);
+	if (w->heap_xs)
+		XXH3_freeState(w->heap_xs);
+	free(w->hbuf);
+	free(w->meta);
+	free(w->tmp);
+	free(w->path);
+	free(w);
+}
+
+int pkb_writer_open(const char *path, const struct pkb_meta *meta,
+		    const struct pkb_write_opts *opts, struct pkb_writer **out, struct pkb_err *err)
+{
+	struct pkb_writer *w;
+	char *dir = NULL, *htmp = NULL;
+	int rc;
+
+	if (!path || !meta || !out) {
+		seterr(err, "pkb_writer_open: invalid argument");
+		return PKB_EINVAL;
+	}
+	rc = meta_check(meta, path, err);
+	if (rc)
+		return rc;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		goto out_nomem;
+	w->fd = -1;
+	w->hfd = -1;
+	w->scheme = meta->scheme;
+	w->partitions = meta->partitions;
+	w->blob = pkb_type_is_blob(&meta->value_type);
+	if (opts) {
+		w->cancel = opts->cancel;
+		w->no_sync = opts->no_sync;
+	}
+	w->path = strdup(path);
+	dir = dir_of(path);
+	w->trie_xs = XXH3_createState();
+	w->heap_xs = XXH3_createState();
+	if (!w->path || !dir || !w->trie_xs || !w->heap_xs)
+		goto out_nomem;
+	XXH3_64bits_reset(w->trie_xs);
+	XXH3_64bits_reset(w->heap_xs);
+	rc = meta_encode(meta, &w->meta, &w->meta_len);
+	if (rc) {
+		seterr(err, "%s: %s", path,
+		       rc == PKB_ENOMEM ? "out of memory" : "input name too long");
+		goto out_abort;
+	}
+	rc = pm_snap_builder_create(NULL, NULL, trie_sink, w, &w->b);
+	if (rc)
+		goto out_nomem;
+	rc = open_temp(dir, path, &w->tmp);
+	if (rc < 0) {
+		seterr(err, "%s: cannot create a temporary file in %s: %s", path, dir,
+		       pkb_strerror(rc));
+		goto out_abort;
+	}
+	w->fd = rc;
+	if (w->blob) {
+		w->hbuf = malloc(HEAP_BUF);
+		if (!w->hbuf)
+			goto out_nomem;
+		rc = open_temp(dir, path, &htmp);
+		if (rc < 0) {
+			seterr(err, "%s: cannot create a temporary file in %s: %s", path, dir,
+			       pkb_strerror(rc));
+			goto out_abort;
+		}
+		w->hfd = rc;
+		if (htmp) { /* named: unlink now, the descriptor keeps it */
+			unlink(htmp);
+			free(htmp);
+		}
+	}
+	w->trie_off = PKB_HEADER_SIZE + align8(w->meta_len);
+	rc = pwrite_all(w->fd, w->meta, (size_t)align8(w->meta_len), PKB_HEADER_SIZE);
+	if (rc) {
+		seterr(err, "cannot write %s: %s", path, pkb_strerror(rc));
+		goto out_abort;
+	}
+	free(dir);
+	*out = w;
+	return 0;
+out_nomem:
+	rc = PKB_ENOMEM;
+	seterr(err, "%s: out of memory", path);
+out_abort:
+	free(dir);
+	pkb_writer_abort(w);
+	return rc;
+}
+
+uint64_t pkb_writer_count(const struct pkb_writer *w)
+{
+	return w->count;
+}
+
+int pkb_writer_add(struct pkb_writer *w, const uint8_t *key, size_t len, uint64_t word,
+		   const uint8_t *blob, size_t blob_len, struct pkb_err *err)
+{
+	int rc;
+
+	if (w->cancel && w->count % CANCEL_EVERY == 0 && *w->cancel) {
+		seterr(err, "%s: interrupted, nothing written", w->path);
+		return PKB_ECANCELED;
+	}
+	if (w->blob) {
+		if (blob_len > UINT32_MAX) {
+			seterr(err, "%s: a value is longer than 4 GiB", w->path);
+			return PKB_EINVAL;
+		}
+		word = w->heap_pos;
+	}
+	rc = pm_snap_builder_add(w->b, key, len, word);
+	if (rc == PM_SNAP_EORDER) {
+		seterr(err, "%s: keys given out of order", w->path);
+		return PKB_EORDER;
+	}
+	if (rc == PM_SNAP_ESINK) {
+		rc = pm_snap_builder_sink_error(w->b);
+		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
+		return rc;
+	}
+	if (rc) {
+		seterr(err, "%s: %s", w->path, pm_snap_strerror(rc));
+		return rc == PM_EOVERFLOW ? PKB_ENOMEM : rc;
+	}
+	if (w->blob) {
+		uint8_t l4[4];
+
+		put_le(l4, blob_len, 4);
+		rc = heap_put(w, l4, 4);
+		if (!rc && blob_len)
+			rc = heap_put(w, blob, blob_len);
+		if (rc) {
+			seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
+			return rc;
+		}
+	}
+	w->count++;
+	w->key_bytes += len;
+	return 0;
+}
+
+/* Appends the heap spill file to the KB at off. */
+static int copy_heap(struct pkb_writer *w, uint64_t off)
+{
+	uint64_t done = 0;
+	uint8_t *buf = w->hbuf;
+
+	while (done < w->heap_pos) {
+		loff_t in = (loff_t)done, o = (loff_t)(off + done);
+		ssize_t k =
+		    copy_file_range(w->hfd, &in, w->fd, &o, (size_t)(w->heap_pos - done), 0);
+
+		if (k > 0) {
+			done += (uint64_t)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP &&
+		    errno != EINVAL)
+			return -errno;
+		break; /* not supported here: copy by hand */
+	}
+	while (done < w->heap_pos) {
+		size_t want =
+		    w->heap_pos - done < HEAP_BUF ? (size_t)(w->heap_pos - done) : HEAP_BUF;
+		ssize_t k = pread(w->hfd, buf, want, (off_t)done);
+		int rc;
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -EIO;
+		rc = pwrite_all(w->fd, buf, (size_t)k, off + done);
+		if (rc)
+			return rc;
+		done += (uint64_t)k;
+	}
+	return 0;
+}
+
+static int fsync_dir(const char *path)
+{
+	char *dir = dir_of(path);
+	int fd, rc = 0;
+
+	if (!dir)
+		return PKB_ENOMEM;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		free(dir);
+		return 0; /* cannot open the directory: the rename stands, nothing to sync */
+	}
+	if (fsync(fd) && errno != EINVAL)
+		rc = -errno;
+	close(fd);
+	free(dir);
+	return rc;
+}
+
+int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
+{
+	uint8_t h[PKB_HEADER_SIZE], pad[8] = {0};
+	uint64_t trie_len, heap_off, file_len, pad_len;
+	int rc;
+
+	if (w->cancel && *w->cancel) {
+		rc = PKB_ECANCELED;
+		seterr(err, "%s: interrupted, nothing written", w->path);
+		goto out_abort;
+	}
+	rc = pm_snap_builder_finish(w->b, &trie_len);
+	if (rc == PM_SNAP_ESINK) {
+		rc = pm_snap_builder_sink_error(w->b);
+		goto out_io;
+	}
+	if (rc) {
+		rc = PKB_ENOMEM;
+		seterr(err, "%s: out of memory", w->path);
+		goto out_abort;
+	}
+	heap_off = w->trie_off + trie_len;
+	pad_len = align8(w->heap_pos) - w->heap_pos;
+	if (w->blob) {
+		if (pad_len)
+			XXH3_64bits_update(w->heap_xs, pad, (size_t)pad_len);
+		rc = heap_flush(w);
+		if (!rc)
+			rc = copy_heap(w, heap_off);
+		if (rc)
+			goto out_io;
+	}
+	file_len = heap_off + align8(w->heap_pos);
+	if (pad_len) {
+		rc = pwrite_all(w->fd, pad, (size_t)pad_len, heap_off + w->heap_pos);
+		if (rc)
+			goto out_io;
+	}
+	memset(h, 0, sizeof(h));
+	memcpy(h, kb_magic, 8);
+	put_le(h + H_VERSION, PKB_VERSION, 4);
+	put_le(h + H_HSIZE, PKB_HEADER_SIZE, 4);
+	put_le(h + H_SCHEME, (uint64_t)w->scheme, 4);
+	put_le(h + H_PARTS, w->partitions, 4);
+	put_le(h + H_COUNT, w->count, 8);
+	put_le(h + H_KEYBYTES, w->key_bytes, 8);
+	put_le(h + H_FILELEN, file_len, 8);
+	put_le(h + H_META_OFF, PKB_HEADER_SIZE, 8);
+	put_le(h + H_META_LEN, w->meta_len, 8);
+	put_le(h + H_TRIE_OFF, w->trie_off, 8);
+	put_le(h + H_TRIE_LEN, trie_len, 8);
+	put_le(h + H_HEAP_OFF, heap_off, 8);
+	put_le(h + H_HEAP_LEN, w->heap_pos, 8);
+	put_le(h + H_META_SUM, XXH3_64bits(w->meta, (size_t)align8(w->meta_len)), 8);
+	put_le(h + H_TRIE_SUM, XXH3_64bits_digest(w->trie_xs), 8);
+	put_le(h + H_HEAP_SUM, XXH3_64bits_digest(w->heap_xs), 8);
+	put_le(h + H_SUM, XXH3_64bits(h, H_SUM), 8);
+	rc = pwrite_all(w->fd, h, sizeof(h), 0);
+	if (rc)
+		goto out_io;
+	if (!w->no_sync && fsync(w->fd)) {
+		rc = -errno;
+		goto out_io;
+	}
+	if (w->cancel && *w->cancel) {
+		rc = PKB_ECANCELED;
+		seterr(err, "%s: interrupted, nothing written", w->path);
+		goto out_abort;
+	}
+	if (!w->tmp) {
+		/* Anonymous file: give it a temporary name, then rename it into place (linkat
+		 * cannot replace an existing name). */
+		char proc[64];
+		char *dir = dir_of(w->path);
+		const char *base = strrchr(w->path, '/');
+		size_t n;
+
+		if (!dir) {
+			rc = PKB_ENOMEM;
+			goto out_io;
+		}
+		base = base ? base + 1 : w->path;
+		n = strlen(dir) + strlen(base) + 48;
+		w->tmp = malloc(n);
+		if (!w->tmp) {
+			free(dir);
+			rc = PKB_ENOMEM;
+			goto out_io;
+		}
+		snprintf(w->tmp, n, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
+		free(dir);
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->fd);
+		unlink(w->tmp);
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW)) {
+			rc = -errno;
+			free(w->tmp);
+			w->tmp = NULL;
+			goto out_io;
+		}
+	}
+	if (rename(w->tmp, w->path)) {
+		rc = -errno;
+		goto out_io;
+	}
+	free(w->tmp);
+	w->tmp = NULL;
+	if (!w->no_sync) {
+		rc = fsync_dir(w->path);
+		if (rc) {
+			seterr(err, "cannot sync the directory of %s: %s", w->path,
+			       pkb_strerror(rc));
+			pkb_writer_abort(w);
+			return rc;
+		}
+	}
+	pkb_writer_abort(w); /* frees; nothing left to remove */
+	return 0;
+out_io:
+	seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
+out_abort:
+	pkb_writer_abort(w);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* pkb_write: a map with internal paths */
+
+struct src {
+	uint64_t k8;	    /* first 8 bytes of key, big-endian, zero-padded: most
+			       comparisons end here */
+	pm_rz *z;	    /* zipper at the partition's path */
+	const uint8_t *key; /* its current user key */
+	size_t len;	    /* its length */
+	uint64_t val;	    /* its value */
+	uint32_t pid;	    /* partition id */
+};
+
+static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	size_t m = al < bl ? al : bl;
+	int c = m ? memcmp(a, b, m) : 0;
+
+	if (c)
+		return c;
+	return al < bl ? -1 : al > bl;
+}
+
+static uint64_t head8(const uint8_t *k, size_t len)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | (i < len ? k[i] : 0);
+	return v;
+}
+
+static bool src_less(const struct src *a, const struct src *b)
+{
+	if (a->k8 != b->k8)
+		return a->k8 < b->k8;
+	return key_cmp(a->key, a->len, b->key, b->len) < 0;
+}
+
+static void sift_down(struct src *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		struct src t;
+
+		if (l < n && src_less(&h[l], &h[m]))
+			m = l;
+		if (l + 1 < n && src_less(&h[l + 1], &h[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+/* Moves s to its next value; returns 1, 0 (exhausted) or PM_ENOMEM. */
+static int src_next(struct src *s)
+{
+	int rc = pm_rz_next_value(s->z);
+
+	if (rc != 1)
+		return rc;
+	s->key = pm_rz_path(s->z, &s->len);
+	s->k8 = head8(s->key, s->len);
+	pm_rz_value(s->z, &s->val);
+	return 1;
+}
+
+struct add_ctx {
+	struct pkb_writer *w; /* output */
+	pkb_blob_fn blob;     /* accessor for blob values */
+	void *blob_ud;	      /* its argument */
+	struct pkb_err *err;  /* message */
+	int rc;		      /* first error */
+};
+
+static int add_record(struct add_ctx *c, const uint8_t *key, size_t len, uint64_t val)
+{
+	const uint8_t *data = NULL;
+	size_t dlen = 0;
+	int rc;
+
+	if (c->w->blob) {
+		rc = c->blob(c->blob_ud, val, &data, &dlen);
+		if (rc) {
+			seterr(c->err, "%s: the value of a key cannot be read (%s)", c->w->path,
+			       pkb_strerror(rc));
+			return rc;
+		}
+	}
+	return pkb_writer_add(c->w, key, len, val, data, dlen, c->err);
+}
+
+static int prefix_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
+{
+	struct add_ctx *c = arg;
+
+	c->rc = add_record(c, key, len, val);
+	return c->rc ? 1 : 0;
+}
+
+int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, pkb_blob_fn blob,
+	      void *blob_ud, const struct pkb_write_opts *opts, struct pkb_err *err)
+{
+	struct add_ctx c = {NULL, blob, blob_ud, err, 0};
+	struct src *h = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	if (!map || !meta) {
+		seterr(err, "pkb_write: invalid argument");
+		return PKB_EINVAL;
+	}
+	if (pkb_type_is_blob(&meta->value_type) && !blob) {
+		seterr(err, "%s: string/opaque values need a value accessor", path);
+		return PKB_EINVAL;
+	}
+	rc = pkb_writer_open(path, meta, opts, &c.w, err);
+	if (rc)
+		return rc;
+	if (meta->scheme == PME_SCHEME_PREFIX) {
+		rc = pm_map_foreach(map, NULL, 0, NULL, 0, prefix_visit, &c);
+		if (rc == 1)
+			rc = c.rc;
+		else if (rc)
+			seterr(err, "%s: out of memory", path);
+		goto out_done;
+	}
+	h = calloc(meta->partitions, sizeof(*h));
+	if (!h) {
+		rc = PKB_ENOMEM;
+		seterr(err, "%s: out of memory", path);
+		goto out_done;
+	}
+	for (i = 0; i < meta->partitions; i++) {
+		uint8_t pp[PME_PART_PATH_LEN];
+		struct src *s = &h[n];
+
+		pme_partition_path((uint32_t)i, pp);
+		rc = pm_rz_create_at(map, pp, sizeof(pp), &s->z);
+		if (rc) {
+			seterr(err, "%s: out of memory", path);
+			goto out_done;
+		}
+		s->pid = (uint32_t)i;
+		if (pm_rz_value(s->z, &s->val)) {
+			s->key = pm_rz_path(s->z, &s->len);
+			s->k8 = head8(s->key, s->len);
+		} else {
+			rc = src_next(s);
+			if (rc < 0) {
+				seterr(err, "%s: out of memory", path);
+				goto out_done;
+			}
+			if (rc == 0) { /* an empty partition */
+				pm_rz_destroy(s->z);
+				s->z = NULL;
+				rc = 0;
+				continue;
+			}
+			rc = 0;
+		}
+		n++;
+	}
+	for (i = n; i-- > 0;)
+		sift_down(h, n, i);
+	while (n) {
+		struct src *s = &h[0];
+
+		if (pme_hash_partition(s->key, s->len, meta->partitions) != s->pid) {
+			rc = PKB_EROUTE;
+			seterr(err, "%s: a key sits in partition %u, its hash says %u", path,
+			       s->pid, pme_hash_partition(s->key, s->len, meta->partitions));
+			goto out_done;
+		}
+		rc = add_record(&c, s->key, s->len, s->val);
+		if (rc)
+			goto out_done;
+		rc = src_next(s);
+		if (rc < 0) {
+			seterr(err, "%s: out of memory", path);
+			goto out_done;
+		}
+		if (rc == 0) {
+			pm_rz_destroy(s->z);
+			h[0] = h[--n];
+			h[n].z = NULL;
+		}
+		rc = 0;
+		sift_down(h, n, 0);
+	}
+out_done:
+	if (h) {
+		for (i = 0; i < meta->partitions; i++)
+			pm_rz_destroy(h[i].z);
+		free(h);
+	}
+	if (!rc && pkb_writer_count(c.w) != pm_map_count(map)) {
+		rc = PKB_EROUTE;
+		seterr(err, "%s: the map holds %zu paths, %llu of them under partition paths", path,
+		       pm_map_count(map), (unsigned long long)pkb_writer_count(c.w));
+	}
+	if (rc) {
+		pkb_writer_abort(c.w);
+		return rc;
+	}
+	return pkb_writer_commit(c.w, err);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reader */
+
+struct pkb {
+	char *path;		  /* as given */
+	const uint8_t *base;	  /* the file's bytes */
+	size_t len;		  /* their number */
+	bool mapped;		  /* base is an mmap of len bytes */
+	struct pkb_info info;	  /* header and meta */
+	struct pkb_input *inputs; /* info.inputs */
+	char *names;		  /* their names, NUL-separated */
+	pm_snap snap;		  /* the trie section */
+	uint64_t meta_off;	  /* section offsets */
+	uint64_t trie_off;	  /* ... */
+	uint64_t heap_off;	  /* ... */
+};
+
+void pkb_close(struct pkb *kb)
+{
+	if (!kb)
+		return;
+	if (kb->mapped)
+		munmap((void *)kb->base, kb->len);
+	free(kb->inputs);
+	free(kb->names);
+	free(kb->path);
+	free(kb);
+}
+
+const struct pkb_info *pkb_info(const struct pkb *kb)
+{
+	return &kb->info;
+}
+
+const pm_snap *pkb_snap(const struct pkb *kb)
+{
+	return &kb->snap;
+}
+
+void pkb_prefetch(const struct pkb *kb)
+{
+	if (kb->mapped && kb->len)
+		(void)madvise((void *)kb->base, kb->len, MADV_SEQUENTIAL);
+}
+
+const char *pkb_path(const struct pkb *kb)
+{
+	return kb->path;
+}
+
+static int parse_meta(struct pkb *kb, struct pkb_err *err)
+{
+	const uint8_t *m = kb->base + kb->meta_off;
+	uint64_t len = kb->info.meta_len, n, p, i, names = 0;
+	char *np;
+
+	if (len < 2 * TYPE_BYTES + 8 || !type_get(m, &kb->info.key_type) ||
+	    !type_get(m + TYPE_BYTES, &kb->info.value_type) || !key_type_ok(&kb->info.key_type) ||
+	    !value_type_ok(&kb->info.value_type))
+		goto out_corrupt;
+	n = get_le(m + 2 * TYPE_BYTES, 8);
+	p = 2 * TYPE_BYTES + 8;
+	if (n > (len - p) / 20)
+		goto out_corrupt;
+	/* First pass: bounds and name bytes. */
+	for (i = 0; i < n; i++) {
+		uint64_t l;
+
+		if (len - p < 20)
+			goto out_corrupt;
+		l = get_le(m + p + 16, 4);
+		if (l > len - p - 20 || memchr(m + p + 20, 0, (size_t)l))
+			goto out_corrupt;
+		names += l + 1;
+		p += 20 + l;
+	}
+	if (p != len)
+		goto out_corrupt;
+	kb->inputs = calloc(n ? n : 1, sizeof(*kb->inputs));
+	kb->names = malloc(names ? names : 1);
+	if (!kb->inputs || !kb->names) {
+		seterr(err, "%s: out of memory", kb->path);
+		return PKB_ENOMEM;
+	}
+	np = kb->names;
+	for (i = 0, p = 2 * TYPE_BYTES + 8; i < n; i++) {
+		uint64_t l = get_le(m + p + 16, 4);
+
+		kb->inputs[i].bytes = get_le(m + p, 8);
+		kb->inputs[i].records = get_le(m + p + 8, 8);
+		memcpy(np, m + p + 20, (size_t)l);
+		np[l] = 0;
+		kb->inputs[i].name = np;
+		np += l + 1;
+		p += 20 + l;
+	}
+	kb->info.n_inputs = (size_t)n;
+	kb->info.inputs = kb->inputs;
+	return 0;
+out_corrupt:
+	seterr(err, "%s: corrupt KB (bad metadata section)", kb->path);
+	return PKB_ECORRUPT;
+}
+
+static bool all_zero(const uint8_t *p, uint64_t n)
+{
+	uint64_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Checks the header and the section layout, parses the meta section, opens the trie. */
+static int parse(struct pkb *kb, unsigned flags, struct pkb_err *err)
+{
+	const uint8_t *h = kb->base;
+	const char *path = kb->path;
+	struct pkb_info *in = &kb->info;
+	uint64_t version, hsize, fflags, meta_off, trie_off, heap_off, len = kb->len;
+	int rc;
+
+	if (len < 8 || memcmp(h, kb_magic, 8)) {
+		if (len < 8 && !memcmp(h, kb_magic, (size_t)len)) {
+			seterr(err, "%s: truncated KB file (%llu bytes)", path,
+			       (unsigned long long)len);
+			return PKB_ETRUNC;
+		}
+		seterr(err, "%s: not a KB file (no KB magic number)", path);
+		return PKB_EFOREIGN;
+	}
+	if (len < PKB_HEADER_SIZE) {
+		seterr(err, "%s: truncated KB file (%llu bytes, header needs %d)", path,
+		       (unsigned long long)len, PKB_HEADER_SIZE);
+		return PKB_ETRUNC;
+	}
+	version = get_le(h + H_VERSION, 4);
+	if (XXH3_64bits(h, H_SUM) != get_le(h + H_SUM, 8)) {
+		if (version > PKB_VERSION) {
+			seterr(err, "%s: KB format version %llu is newer than this program's (%d)",
+			       path, (unsigned long long)version, PKB_VERSION);
+			return PKB_EVERSION;
+		}
+		seterr(err, "%s: corrupt KB (header checksum mismatch)", path);
+		return PKB_ECHECKSUM;
+	}
+	hsize = get_le(h + H_HSIZE, 4);
+	fflags = get_le(h + H_FLAGS, 4);
+	if (version > PKB_VERSION || fflags) {
+		seterr(err,
+		       "%s: KB format version %llu (flags %#llx) is newer than this program's (%d)",
+		       path, (unsigned long long)version, (unsigned long long)fflags, PKB_VERSION);
+		return PKB_EVERSION;
+	}
+	if (version == 0 || hsize != PKB_HEADER_SIZE || get_le(h + 28, 4) ||
+	    !all_zero(h + H_RESERVED, H_SUM - H_RESERVED))
+		goto out_corrupt;
+	in->version = (uint32_t)version;
+	in->checksum = get_le(h + H_SUM, 8);
+	in->scheme = (enum pme_scheme)get_le(h + H_SCHEME, 4);
+	in->partitions = (uint32_t)get_le(h + H_PARTS, 4);
+	in->count = get_le(h + H_COUNT, 8);
+	in->key_bytes = get_le(h + H_KEYBYTES, 8);
+	in->file_len = get_le(h + H_FILELEN, 8);
+	in->meta_len = get_le(h + H_META_LEN, 8);
+	in->trie_len = get_le(h + H_TRIE_LEN, 8);
+	in->heap_len = get_le(h + H_HEAP_LEN, 8);
+	in->meta_sum = get_le(h + H_META_SUM, 8);
+	in->trie_sum = get_le(h + H_TRIE_SUM, 8);
+	in->heap_sum = get_le(h + H_HEAP_SUM, 8);
+	meta_off = get_le(h + H_META_OFF, 8);
+	trie_off = get_le(h + H_TRIE_OFF, 8);
+	heap_off = get_le(h + H_HEAP_OFF, 8);
+	if (get_le(h + H_SCHEME, 4) > PME_SCHEME_PREFIX || get_le(h + H_PARTS, 4) > UINT32_MAX ||
+	    !partitions_ok(in->scheme, in->partitions))
+		goto out_corrupt;
+	if (in->file_len > len) {
+		seterr(err, "%s: truncated KB file (%llu of %llu bytes)", path,
+		       (unsigned long long)len, (unsigned long long)in->file_len);
+		return PKB_ETRUNC;
+	}
+	if (in->file_len < len) {
+		seterr(err, "%s: corrupt KB (%llu bytes after its end)", path,
+		       (unsigned long long)(len - in->file_len));
+		return PKB_ECORRUPT;
+	}
+	/* The layout is fixed: every section where the previous one ends, 8-aligned. */
+	if (meta_off != PKB_HEADER_SIZE || in->meta_len > len || in->trie_len > len ||
+	    in->heap_len > len || trie_off != meta_off + align8(in->meta_len) || in->trie_len % 8 ||
+	    heap_off != trie_off + in->trie_len || in->file_len != heap_off + align8(in->heap_len))
+		goto out_corrupt;
+	kb->meta_off = meta_off;
+	kb->trie_off = trie_off;
+	kb->heap_off = heap_off;
+	rc = parse_meta(kb, err);
+	if (rc)
+		return rc;
+	if (!pkb_type_is_blob(&in->value_type) ? in->heap_len != 0 : in->heap_len / 4 < in->count)
+		goto out_corrupt;
+	if (flags & PKB_OPEN_CHECKSUM) {
+		if (XXH3_64bits(h + meta_off, (size_t)align8(in->meta_len)) != in->meta_sum ||
+		    XXH3_64bits(h + trie_off, (size_t)in->trie_len) != in->trie_sum ||
+		    XXH3_64bits(h + heap_off, (size_t)align8(in->heap_len)) != in->heap_sum) {
+			seterr(err, "%s: corrupt KB (section checksum mismatch)", path);
+			return PKB_ECHECKSUM;
+		}
+	}
+	rc = pm_snap_open(&kb->snap, h + trie_off, (size_t)in->trie_len, 0);
+	if (rc) {
+		seterr(err, "%s: corrupt KB (trie section: %s)", path, pm_snap_strerror(rc));
+		return rc == PM_SNAP_EVERSION ? PKB_EVERSION : PKB_ECORRUPT;
+	}
+	if (kb->snap.count != in->count || kb->snap.max_key > in->key_bytes)
+		goto out_corrupt;
+	return 0;
+out_corrupt:
+	seterr(err, "%s: corrupt KB (inconsistent header or metadata)", path);
+	return PKB_ECORRUPT;
+}
+
+int pkb_open_mem(const void *data, size_t len, const char *name, unsigned flags, struct pkb **out,
+		 struct pkb_err *err)
+{
+	struct pkb *kb;
+	int rc;
+
+	if ((!data && len) || !out)
+		return PKB_EINVAL;
+	kb = calloc(1, sizeof(*kb));
+	if (!kb || !(kb->path = strdup(name ? name : "(memory)"))) {
+		free(kb);
+		seterr(err, "%s: out of memory", name ? name : "(memory)");
+		return PKB_ENOMEM;
+	}
+	kb->base = data ? data : (const uint8_t *)"";
+	kb->len = len;
+	rc = parse(kb, flags, err);
+	if (rc) {
+		pkb_close(kb);
+		return rc;
+	}
+	*out = kb;
+	return 0;
+}
+
+int pkb_open(const char *path, unsigned flags, struct pkb **out, struct pkb_err *err)
+{
+	struct pkb *kb = NULL;
+	struct stat st;
+	void *p = NULL;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		seterr(err, "%s: cannot open: %s", path, strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st)) {
+		rc = -errno;
+		seterr(err, "%s: cannot stat: %s", path, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		seterr(err, "%s: not a KB file (not a regular file)", path);
+		close(fd);
+		return PKB_EFOREIGN;
+	}
+	if (st.st_size > 0) {
+		p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED) {
+			rc = -errno;
+			seterr(err, "%s: cannot map: %s", path, strerror(errno));
+			close(fd);
+			return rc;
+		}
+	}
+	close(fd);
+	rc = pkb_open_mem(p, (size_t)st.st_size, path, flags, &kb, err);
+	if (rc) {
+		if (p)
+			munmap(p, (size_t)st.st_size);
+		return rc;
+	}
+	kb->mapped = p != NULL;
+	*out = kb;
+	return 0;
+}
+
+int pkb_get(const struct pkb *kb, const uint8_t *key, size_t len, uint64_t *word)
+{
+	int rc = pm_snap_get(&kb->snap, key, len, word);
+
+	if (rc == PM_ENOTFOUND)
+		return PKB_ENOTFOUND;
+	return rc ? PKB_ECORRUPT : 0;
+}
+
+int pkb_blob(const struct pkb *kb, uint64_t word, const uint8_t **data, size_t *len)
+{
+	const uint8_t *heap = kb->base + kb->heap_off;
+	uint64_t hl = kb->info.heap_len, l;
+
+	if (hl < 4 || word > hl - 4)
+		return PKB_ECORRUPT;
+	l = get_le(heap + word, 4);
+	if (l > hl - 4 - word)
+		return PKB_ECORRUPT;
+	*data = heap + word + 4;
+	*len = (size_t)l;
+	return 0;
+}
+
+/* Is a key of this length possible for the key type? */
+static bool key_fits(const struct pio_type *t, size_t len)
+{
+	if (t->cls == PIO_V_INT || t->cls == PIO_V_UINT)
+		return len == t->width;
+	if (t->cls == PIO_V_STRING && !t->vlen)
+		return len <= t->width;
+	if (t->cls == PIO_V_OPAQUE)
+		return len == t->width;
+	return true;
+}
+
+int pkb_verify(const struct pkb *kb, pm_snap_stats *st, struct pkb_err *err)
+{
+	const struct pkb_info *in = &kb->info;
+	const uint8_t *h = kb->base;
+	pm_snap_stats s;
+	pm_snap_iter *it = NULL;
+	char msg[256] = "";
+	const uint8_t *k;
+	size_t len;
+	uint64_t v, expect = 0;
+	bool blob = pkb_type_is_blob(&in->value_type);
+	int rc;
+
+	if (XXH3_64bits(h + kb->meta_off, (size_t)align8(in->meta_len)) != in->meta_sum) {
+		seterr(err, "%s: corrupt KB (meta section checksum mismatch)", kb->path);
+		return PKB_ECHECKSUM;
+	}
+	if (XXH3_64bits(h + kb->trie_off, (size_t)in->trie_len) != in->trie_sum) {
+		seterr(err, "%s: corrupt KB (trie section checksum mismatch)", kb->path);
+		return PKB_ECHECKSUM;
+	}
+	if (XXH3_64bits(h + kb->heap_off, (size_t)align8(in->heap_len)) != in->heap_sum) {
+		seterr(err, "%s: corrupt KB (heap section checksum mismatch)", kb->path);
+		return PKB_ECHECKSUM;
+	}
+	if (!all_zero(h + kb->meta_off + in->meta_len, align8(in->meta_len) - in->meta_len) ||
+	    !all_zero(h + kb->heap_off + in->heap_len, align8(in->heap_len) - in->heap_len)) {
+		seterr(err, "%s: corrupt KB (non-zero padding)", kb->path);
+		return PKB_ECORRUPT;
+	}
+	rc = pm_snap_verify(&kb->snap, false, NULL, NULL, &s, msg, sizeof(msg));
+	if (rc) {
+		seterr(err, "%s: corrupt KB (trie: %s)", kb->path,
+		       rc == PM_ENOMEM ? "out of memory" : msg);
+		return rc == PM_ENOMEM		 ? PKB_ENOMEM
+		       : rc == PM_SNAP_ECHECKSUM ? PKB_ECHECKSUM
+						 : PKB_ECORRUPT;
+	}
+	if (s.key_bytes != in->key_bytes) {
+		seterr(err, "%s: corrupt KB (key bytes %llu, header says %llu)", kb->path,
+		       (unsigned long long)s.key_bytes, (unsigned long long)in->key_bytes);
+		return PKB_ECORRUPT;
+	}
+	rc = pm_snap_iter_create(&kb->snap, NULL, NULL, &it);
+	if (rc) {
+		seterr(err, "%s: out of memory", kb->path);
+		return PKB_ENOMEM;
+	}
+	while ((rc = pm_snap_iter_next(it, &k, &len, &v)) == 1) {
+		if (!key_fits(&in->key_type, len)) {
+			seterr(err, "%s: corrupt KB (a key of %zu bytes does not fit the key type)",
+			       kb->path, len);
+			rc = PKB_ECORRUPT;
+			break;
+		}
+		if (blob) {
+			const uint8_t *d;
+			size_t dl;
+
+			if (v != expect || pkb_blob(kb, v, &d, &dl)) {
+				seterr(err,
+				       "%s: corrupt KB (heap entry at %llu out of order or out of "
+				       "bounds)",
+				       kb->path, (unsigned long long)v);
+				rc = PKB_ECORRUPT;
+				break;
+			}
+			expect += 4 + dl;
+		}
+	}
+	pm_snap_iter_destroy(it);
+	if (rc < 0) {
+		if (rc != PKB_ECORRUPT)
+			seterr(err, "%s: corrupt KB (trie walk failed)", kb->path);
+		return rc == PM_ENOMEM ? PKB_ENOMEM : PKB_ECORRUPT;
+	}
+	if (expect != in->heap_len) {
+		seterr(err, "%s: corrupt KB (heap holds %llu bytes, values use %llu)", kb->path,
+		       (unsigned long long)in->heap_len, (unsigned long long)expect);
+		return PKB_ECORRUPT;
+	}
+	if (st)
+		*st = s;
+	return 0;
+}
+
+int pkb_load(const struct pkb *kb, pm_map *map, pkb_store_fn store, void *ud, struct pkb_err *err)
+{
+	const struct pkb_info *in = &kb->info;
+	pm_snap_iter *it = NULL;
+	uint8_t *path = NULL;
+	size_t cap = 0;
+	const uint8_t *k;
+	size_t len;
+	uint64_t v;
+	bool hash = in->scheme == PME_SCHEME_HASH, blob = pkb_type_is_blob(&in->value_type);
+	int rc;
+
+	rc = pm_snap_iter_create(&kb->snap, NULL, NULL, &it);
+	if (rc)
+		goto out_nomem;
+	while ((rc = pm_snap_iter_next(it, &k, &len, &v)) == 1) {
+		const uint8_t *p = k;
+		size_t plen = len;
+
+		if (blob && store) {
+			const uint8_t *d;
+			size_t dl;
+
+			rc = pkb_blob(kb, v, &d, &dl);
+			if (rc) {
+				seterr(err, "%s: corrupt KB (value out of the heap)", kb->path);
+				break;
+			}
+			rc = store(ud, d, dl, &v);
+			if (rc) {
+				seterr(err, "%s: cannot store a value (%s)", kb->path,
+				       pkb_strerror(rc));
+				break;
+			}
+		}
+		if (hash) {
+			if (len + PME_PART_PATH_LEN > cap) {
+				uint8_t *np = realloc(path, len + PME_PART_PATH_LEN + 64);
+
+				if (!np) {
+					rc = PKB_ENOMEM;
+					break;
+				}
+				path = np;
+				cap = len + PME_PART_PATH_LEN + 64;
+			}
+			pme_partition_path(pme_hash_partition(k, len, in->partitions), path);
+			memcpy(path + PME_PART_PATH_LEN, k, len);
+			p = path;
+			plen = len + PME_PART_PATH_LEN;
+		}
+		rc = pm_map_set(map, p, plen, v, NULL);
+		if (rc < 0) {
+			rc = PKB_ENOMEM;
+			break;
+		}
+	}
+	pm_snap_iter_destroy(it);
+	free(path);
+	if (rc == PKB_ENOMEM || rc == PM_ENOMEM)
+		goto out_nomem;
+	if (rc == PM_SNAP_ECORRUPT) {
+		seterr(err, "%s: corrupt KB (damaged trie)", kb->path);
+		return PKB_ECORRUPT;
+	}
+	return rc;
+out_nomem:
+	seterr(err, "%s: out of memory", kb->path);
+	return PKB_ENOMEM;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Algebra */
+
+int pkb_dup_parse(const char *s, enum pkb_dup *out)
+{
+	static const char *const names[] = {"last", "first", "error", "sum", "min", "max"};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum pkb_dup)i;
+			return 0;
+		}
+	return PKB_EINVAL;
+}
+
+struct cur {
+	pm_snap_iter *it;   /* over one input */
+	const uint8_t *key; /* current key, NULL at the end */
+	size_t len;	    /* its length */
+	uint64_t val;	    /* its value word */
+};
+
+static int cur_next(struct cur *c)
+{
+	int rc = pm_snap_iter_next(c->it, &c->key, &c->len, &c->val);
+
+	if (rc == 0)
+		c->key = NULL;
+	return rc < 0 ? rc : 0;
+}
+
+static double as_double(uint64_t w)
+{
+	double d;
+
+	memcpy(&d, &w, sizeof(d));
+	return d;
+}
+
+static uint64_t from_double(double d)
+{
+	uint64_t w;
+
+	memcpy(&w, &d, sizeof(w));
+	return w;
+}
+
+/* Combines b into *acc (acc from an earlier input than b) under the policy. */
+static int combine_num(enum pkb_dup dup, const struct pio_type *t, uint64_t *acc, uint64_t b)
+{
+	switch (dup) {
+	case PKB_DUP_LAST:
+		*acc = b;
+		return 0;
+	case PKB_DUP_FIRST:
+		return 0;
+	case PKB_DUP_ERROR:
+		return *acc == b ? 0 : PKB_EDUP;
+	case PKB_DUP_SUM:
+		if (t->cls == PIO_V_FLOAT)
+			*acc = from_double(as_double(*acc) + as_double(b));
+		else
+			*acc += b;
+		return 0;
+	case PKB_DUP_MIN:
+	case PKB_DUP_MAX: {
+		bool less; /* b < acc */
+
+		if (t->cls == PIO_V_FLOAT)
+			less = as_double(b) < as_double(*acc);
+		else if (t->cls == PIO_V_INT)
+			less = (int64_t)b < (int64_t)*acc;
+		else
+			less = b < *acc;
+		if (dup == PKB_DUP_MIN ? less : (!less && b != *acc))
+			*acc = b;
+		return 0;
+	}
+	}
+	return PKB_EINVAL;
+}
+
+int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup dup,
+		enum pme_scheme scheme, uint32_t partitions, const char *path,
+		const struct pkb_write_opts *opts, struct pkb_err *err)
+{
+	struct pkb_meta meta;
+	struct pkb_input *inputs = NULL;
+	struct cur *c = NULL;
+	struct pkb_writer *w = NULL;
+	const struct pio_type *vt;
+	size_t i, j, ni = 0;
+	bool blob;
+	int rc = 0;
+
+	if (!n || !kbs || !path) {
+		seterr(err, "pkb_combine: invalid argument");
+		return PKB_EINVAL;
+	}
+	vt = &kbs[0]->info.value_type;
+	blob = pkb_type_is_blob(vt);
+	for (i = 1; i < n; i++)
+		if (!type_equal(&kbs[i]->info.key_type, &kbs[0]->info.key_type) ||
+		    !type_equal(&kbs[i]->info.value_type, vt)) {
+			seterr(err, "%s and %s have different key or value types", kbs[0]->path,
+			       kbs[i]->path);
+			return PKB_ETYPE;
+		}
+	if (blob && dup >= PKB_DUP_SUM) {
+		seterr(err, "%s: string and opaque values cannot be combined by sum, min or max",
+		       kbs[0]->path);
+		return PKB_EVALUE;
+	}
+	for (i = 0; i < n; i++)
+		ni += kbs[i]->info.n_inputs;
+	inputs = calloc(ni ? ni : 1, sizeof(*inputs));
+	c = calloc(n, sizeof(*c));
+	if (!inputs || !c) {
+		rc = PKB_ENOMEM;
+		seterr(err, "%s: out of memory", path);
+		goto out_free;
+	}
+	for (i = 0, ni = 0; i < n; i++)
+		for (j = 0; j < kbs[i]->info.n_inputs; j++)
+			inputs[ni++] = kbs[i]->info.inputs[j];
+	meta.scheme = scheme;
+	meta.partitions = partitions;
+	meta.key_type = kbs[0]->info.key_type;
+	meta.value_type = *vt;
+	meta.inputs = inputs;
+	meta.n_inputs = ni;
+	for (i = 0; i < n; i++) {
+		rc = pm_snap_iter_create(&kbs[i]->snap, NULL, NULL, &c[i].it);
+		if (!rc)
+			rc = cur_next(&c[i]);
+		if (rc)
+			goto out_input;
+	}
+	rc = pkb_writer_open(path, &meta, opts, &w, err);
+	if (rc)
+		goto out_free;
+	for (;;) {
+		const uint8_t *mk = NULL, *blob_data = NULL;
+		size_t ml = 0, holders = 0, first = n, blob_len = 0, own = 0;
+		uint64_t acc = 0;
+
+		for (i = 0; i < n; i++) {
+			int cmp;
+
+			if (!c[i].key)
+				continue;
+			cmp = mk ? key_cmp(c[i].key, c[i].len, mk, ml) : -1;
+			if (cmp < 0) {
+				mk = c[i].key;
+				ml = c[i].len;
+				own = i;
+			}
+		}
+		if (!mk)
+			break;
+		/* Inputs holding the smallest key, in input order. */
+		for (i = 0; i < n; i++) {
+			const uint8_t *d = NULL;
+			size_t dl = 0;
+
+			if (!c[i].key || key_cmp(c[i].key, c[i].len, mk, ml))
+				continue;
+			if (blob) {
+				rc = pkb_blob(kbs[i], c[i].val, &d, &dl);
+				if (rc) {
+					seterr(err, "%s: corrupt KB (value out of the heap)",
+					       kbs[i]->path);
+					goto out_free;
+				}
+			}
+			if (!holders++) {
+				first = i;
+				acc = c[i].val;
+				blob_data = d;
+				blob_len = dl;
+				continue;
+			}
+			if (op == PKB_OP_SUBTRACT)
+				continue;
+			if (blob) {
+				if (dup == PKB_DUP_LAST) {
+					blob_data = d;
+					blob_len = dl;
+				} else if (dup == PKB_DUP_ERROR &&
+					   (dl != blob_len || (dl && memcmp(d, blob_data, dl)))) {
+					rc = PKB_EDUP;
+				}
+			} else {
+				rc = combine_num(dup, vt, &acc, c[i].val);
+			}
+			if (rc) {
+				seterr(err,
+				       "%s: a key is in %s and %s with different values "
+				       "(--on-duplicate error)",
+				       path, kbs[first]->path, kbs[i]->path);
+				goto out_free;
+			}
+		}
+		if (op == PKB_OP_MERGE || (op == PKB_OP_INTERSECT && holders == n) ||
+		    (op == PKB_OP_SUBTRACT && first == 0 && holders == 1)) {
+			/* mk points into an iterator's buffer: add before moving any. */
+			rc = pkb_writer_add(w, mk, ml, acc, blob_data, blob_len, err);
+			if (rc)
+				goto out_free;
+		}
+		/* mk points into the buffer of input own: move the others first. */
+		for (i = 0; i < n; i++) {
+			if (i == own || !c[i].key || key_cmp(c[i].key, c[i].len, mk, ml))
+				continue;
+			rc = cur_next(&c[i]);
+			if (rc)
+				goto out_input_i;
+		}
+		i = own;
+		rc = cur_next(&c[i]);
+		if (rc)
+			goto out_input_i;
+		continue;
+	out_input_i:
+		seterr(err, "%s: corrupt KB (damaged trie)", kbs[i]->path);
+		rc = rc == PM_ENOMEM ? PKB_ENOMEM : PKB_ECORRUPT;
+		goto out_free;
+	}
+	rc = pkb_writer_commit(w, err);
+	w = NULL;
+	goto out_free;
+out_input:
+	seterr(err, "%s: %s", kbs[i]->path,
+	       rc == PM_ENOMEM ? "out of memory" : "corrupt KB (damaged trie)");
+	rc = rc == PM_ENOMEM ? PKB_ENOMEM : PKB_ECORRUPT;
+out_free:
+	pkb_writer_abort(w);
+	if (c)
+		for (i = 0; i < n; i++)
+			pm_snap_iter_destroy(c[i].it);
+	free(c);
+	free(inputs);
+	return rc;
+}

@@ -1,0 +1,293 @@
+/*
+ * kb.h - knowledge-base (KB) files: a PathMap snapshot with its metadata and value heap,
+ * written safely, queried in place, combined, loaded back.
+ *
+ * A KB file holds the logical content of an ingest: user keys (never internal partition
+ * paths) and their values, as one canonical pm_snap trie in user-key order, so get, prefix
+ * count and ordered scans go straight to the bytes whatever the partition scheme; the scheme
+ * and partition count are recorded so that the engine can load the KB back into its own
+ * layout. Layout and rules: pathmap/FORMAT.md ("KB files").
+ *
+ *   +--------------------------+ 0
+ *   | header, 256 bytes        |  magic, version, scheme, P, counts, section offsets,
+ *   |                          |  lengths and XXH3-64 checksums, header checksum
+ *   +--------------------------+ 256
+ *   | meta                     |  key and value types, inputs (name, bytes, records)
+ *   +--------------------------+ 8-aligned
+ *   | trie (pm_snap image)     |  user key -> value word (numbers) or heap offset
+ *   +--------------------------+ 8-aligned
+ *   | heap                     |  string/opaque values: [u32 LE length][bytes], key order
+ *   +--------------------------+ 8-aligned: end of file
+ *
+ * Canonical: the bytes are a function of (content, scheme, P, types, inputs) only; no time,
+ * host, thread count or insert order inside.
+ *
+ * Writing is safe: the file is built under a temporary name in the KB's directory (an
+ * anonymous O_TMPFILE where the file system has it, else ".NAME.tmp.PID"), flushed with
+ * fsync, and renamed over the final name only when complete; on any failure (or a cancel
+ * flag raised by a signal handler) the temporary file is removed and the final name is left
+ * as it was. A kill -9 can leave at most a ".NAME.tmp.PID" file, never a partial KB.
+ *
+ * Errors: 0 or a negative code: -errno for an operating-system error, or a PKB_E* code;
+ * pkb_strerror() names both. Calls that touch a file take a struct pkb_err * (may be NULL)
+ * that receives one line naming the file and the problem.
+ *
+ * Threads: no global state. An open struct pkb is read-only: any number of threads may query
+ * it at once (each with its own pm_snap iterators). A writer is used by one thread.
+ */
+#ifndef PKB_H
+#define PKB_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pathmap.h"
+#include "pio.h"
+#include "pm_snap.h"
+#include "pme_partition.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+	PKB_ENOTFOUND = -2,    /* no such key (-ENOENT) */
+	PKB_ENOMEM = -12,      /* out of memory (-ENOMEM) */
+	PKB_EINVAL = -22,      /* invalid argument or option (-EINVAL) */
+	PKB_ECORRUPT = -2001,  /* the file breaks a rule of the format: damaged */
+	PKB_EFOREIGN = -2002,  /* not a KB file */
+	PKB_EVERSION = -2003,  /* a KB of a newer format version */
+	PKB_ETRUNC = -2004,    /* the file is shorter than its header says */
+	PKB_ECHECKSUM = -2005, /* a checksum does not match: damaged */
+	PKB_ETYPE = -2006,     /* KBs with different key or value types cannot be combined */
+	PKB_EDUP = -2007,      /* a duplicate key under the "error" policy */
+	PKB_EVALUE = -2008,    /* values that the policy cannot combine (sum of strings) */
+	PKB_ECANCELED = -2009, /* the cancel flag was raised: nothing was written */
+	PKB_EORDER = -2010,    /* writer: keys not strictly increasing */
+	PKB_EROUTE = -2011,    /* pkb_write: the map holds a path outside its partition layout */
+};
+
+/* Static description of a code (PKB_E*, -errno, PM_E*). Never NULL. */
+const char *pkb_strerror(int rc);
+
+/* True when rc says the KB being read is unusable (corrupt, foreign, newer, truncated,
+ * checksum): the program's "input" exit status. */
+bool pkb_is_input_error(int rc);
+
+#define PKB_VERSION 1	    /* format version written and read */
+#define PKB_HEADER_SIZE 256 /* bytes of the header */
+
+/* The one-line message of a failed call: "FILE: problem". */
+struct pkb_err {
+	char msg[640]; /* NUL-terminated after a failure */
+};
+
+/* One input of the ingest that produced a KB. */
+struct pkb_input {
+	const char *name; /* e.g. "data.h5:/records" (no NUL inside; borrowed) */
+	uint64_t bytes;	  /* size of the input file, bytes */
+	uint64_t records; /* records read from it */
+};
+
+/* What a KB records besides its content. Strings borrowed for the call. */
+struct pkb_meta {
+	enum pme_scheme scheme;		/* partition scheme of the ingest */
+	uint32_t partitions;		/* P: hash: a power of two in [1, 65536]; prefix:
+					   [1, 65536] */
+	struct pio_type key_type;	/* declared type of the keys */
+	struct pio_type value_type;	/* declared type of the values */
+	const struct pkb_input *inputs; /* inputs, in job order */
+	size_t n_inputs;		/* their number */
+};
+
+/* True when the value type's words are offsets of heap entries (strings, opaque). */
+bool pkb_type_is_blob(const struct pio_type *t);
+
+struct pkb_write_opts {
+	volatile sig_atomic_t *cancel; /* if non-NULL: abort with PKB_ECANCELED once *cancel
+					  is non-zero (set it from a signal handler) */
+	bool no_sync;		       /* skip fsync (benchmarks of the format only) */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Writing */
+
+/*
+ * Value accessor of pkb_write() for blob value types: returns in *data and *len the bytes of
+ * the value whose word in the map is w (for the engine: the entry at offset w of its value
+ * heap). Returns 0 or a negative code, which aborts the write.
+ */
+typedef int (*pkb_blob_fn)(void *ud, uint64_t w, const uint8_t **data, size_t *len);
+
+/*
+ * Writes map as the KB file path. map holds internal paths: with PME_SCHEME_HASH, every key
+ * K at path (pme_partition_path(pme_hash_partition(K)) ++ K); with PME_SCHEME_PREFIX, K at
+ * path K. Partition streams are merged in user-key order. For blob value types, blob(ud, w)
+ * gives each value's bytes (required then; ignored otherwise). opts may be NULL.
+ * Returns 0; PKB_EINVAL (bad meta); PKB_EROUTE (a path that is not where its scheme puts
+ * it); PKB_ENOMEM; PKB_ECANCELED; -errno (cannot write: the message names the file and the
+ * OS error); the accessor's code. On failure nothing is left under path's name that was not
+ * there before. The map must not change during the call.
+ */
+int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, pkb_blob_fn blob,
+	      void *blob_ud, const struct pkb_write_opts *opts, struct pkb_err *err);
+
+/* A streaming writer: keys in strictly increasing user-key order. */
+struct pkb_writer;
+
+/* Creates the temporary file and writes the metadata. Returns 0, PKB_EINVAL, PKB_ENOMEM or
+ * -errno. */
+int pkb_writer_open(const char *path, const struct pkb_meta *meta,
+		    const struct pkb_write_opts *opts, struct pkb_writer **out,
+		    struct pkb_err *err);
+
+/*
+ * Adds user key -> value: for numeric value types w is the value word (blob ignored); for
+ * blob types the value is blob[0..blob_len) (w ignored). Returns 0, PKB_EORDER (skipped:
+ * the writer stays usable), PKB_ENOMEM, PKB_ECANCELED or -errno; after the latter three
+ * only pkb_writer_abort().
+ */
+int pkb_writer_add(struct pkb_writer *w, const uint8_t *key, size_t len, uint64_t word,
+		   const uint8_t *blob, size_t blob_len, struct pkb_err *err);
+
+/* Number of keys added so far. */
+uint64_t pkb_writer_count(const struct pkb_writer *w);
+
+/* Finishes the file, flushes it and renames it to its final name. Frees w whatever the
+ * outcome (on failure the temporary file is removed). Returns 0, PKB_ENOMEM,
+ * PKB_ECANCELED or -errno. */
+int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err);
+
+/* Removes the temporary file and frees w. NULL is a no-op. */
+void pkb_writer_abort(struct pkb_writer *w);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading */
+
+struct pkb;
+
+enum {
+	PKB_OPEN_CHECKSUM = 1, /* pkb_open: also check every section checksum (O(file size));
+				  without it opening is O(1) in the file size: the header, its
+				  checksum and every section bound are still checked */
+};
+
+/* What the header and metadata say. */
+struct pkb_info {
+	uint32_t version;		/* format version of the file */
+	enum pme_scheme scheme;		/* partition scheme */
+	uint32_t partitions;		/* P */
+	struct pio_type key_type;	/* key type */
+	struct pio_type value_type;	/* value type */
+	uint64_t count;			/* keys */
+	uint64_t key_bytes;		/* sum of key lengths */
+	uint64_t file_len;		/* bytes of the file */
+	uint64_t meta_len;		/* bytes of the meta section */
+	uint64_t trie_len;		/* bytes of the trie section */
+	uint64_t heap_len;		/* bytes of the heap section */
+	uint64_t checksum;		/* XXH3-64 of the header (which holds every section's) */
+	uint64_t trie_sum;		/* XXH3-64 of the trie section */
+	uint64_t heap_sum;		/* XXH3-64 of the heap section */
+	uint64_t meta_sum;		/* XXH3-64 of the meta section */
+	size_t n_inputs;		/* inputs recorded */
+	const struct pkb_input *inputs; /* n_inputs inputs (names NUL-terminated, owned by the
+					   pkb, valid until pkb_close) */
+};
+
+/*
+ * Opens a KB file read-only (mmap). Returns 0 and *out; -errno (cannot open or map);
+ * PKB_EFOREIGN, PKB_EVERSION, PKB_ETRUNC, PKB_ECORRUPT, PKB_ECHECKSUM; PKB_ENOMEM.
+ */
+int pkb_open(const char *path, unsigned flags, struct pkb **out, struct pkb_err *err);
+
+/* Same, over bytes in memory (borrowed until pkb_close; used by the fuzzer). name is used
+ * in messages. */
+int pkb_open_mem(const void *data, size_t len, const char *name, unsigned flags, struct pkb **out,
+		 struct pkb_err *err);
+
+/* Unmaps and frees. NULL is a no-op. */
+void pkb_close(struct pkb *kb);
+
+/* The header and metadata, valid until pkb_close(). */
+const struct pkb_info *pkb_info(const struct pkb *kb);
+
+/*
+ * Hints that the whole KB is about to be read in order (full scans, export, merge): asks the
+ * kernel for aggressive read-ahead on the mapping (MADV_SEQUENTIAL), which matters when the
+ * file is not in the page cache. Returns at once; never fails (a hint).
+ */
+void pkb_prefetch(const struct pkb *kb);
+
+/* The trie of user keys, for pm_snap_* queries and iterators; valid until pkb_close(). */
+const pm_snap *pkb_snap(const struct pkb *kb);
+
+/* Path given to pkb_open (or the name given to pkb_open_mem). */
+const char *pkb_path(const struct pkb *kb);
+
+/*
+ * Looks up a user key: 0 with *word (numbers: the value word; blobs: a heap offset to give
+ * to pkb_blob), PKB_ENOTFOUND, or PKB_ECORRUPT.
+ */
+int pkb_get(const struct pkb *kb, const uint8_t *key, size_t len, uint64_t *word);
+
+/* The bytes of the heap entry at offset word (blob value types): 0 with *data (valid until
+ * pkb_close) and *len, or PKB_ECORRUPT when the entry does not lie inside the heap. */
+int pkb_blob(const struct pkb *kb, uint64_t word, const uint8_t **data, size_t *len);
+
+/*
+ * Checks everything: section checksums, the trie (pm_snap_verify: every structural
+ * invariant), the heap (entries tile it exactly in key order, each referenced once), the
+ * totals of the header. Fills *st (if non-NULL). Returns 0, PKB_ECHECKSUM, PKB_ECORRUPT or
+ * PKB_ENOMEM, with the reason in *err.
+ */
+int pkb_verify(const struct pkb *kb, pm_snap_stats *st, struct pkb_err *err);
+
+/*
+ * Loads every record into map at its internal path for the KB's scheme (see pkb_write). For
+ * blob value types, store(ud, data, len, &w) is called with each value's bytes and returns
+ * the word to store (e.g. an offset in the engine's heap); store == NULL keeps the KB's heap
+ * offsets (valid for pkb_blob while the KB is open). Existing keys are replaced. Returns 0,
+ * PKB_ENOMEM, PKB_ECORRUPT or store's code.
+ */
+typedef int (*pkb_store_fn)(void *ud, const uint8_t *data, size_t len, uint64_t *w);
+int pkb_load(const struct pkb *kb, pm_map *map, pkb_store_fn store, void *ud, struct pkb_err *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Algebra over KB files */
+
+enum pkb_op {
+	PKB_OP_MERGE,	  /* keys of any input (join) */
+	PKB_OP_INTERSECT, /* keys of every input (meet); values combined by the policy */
+	PKB_OP_SUBTRACT,  /* keys of the first input that no other input has */
+};
+
+enum pkb_dup {
+	PKB_DUP_LAST,  /* the value of the last input holding the key wins (default) */
+	PKB_DUP_FIRST, /* the first input's value wins */
+	PKB_DUP_ERROR, /* a key in two inputs with different values fails with PKB_EDUP */
+	PKB_DUP_SUM,   /* numbers: add (int, uint: 64-bit wrapping; float: double) */
+	PKB_DUP_MIN,   /* numbers: the smallest */
+	PKB_DUP_MAX,   /* numbers: the largest */
+};
+
+/* Parses "last", "first", "error", "sum", "min", "max". Returns 0 or PKB_EINVAL. */
+int pkb_dup_parse(const char *s, enum pkb_dup *out);
+
+/*
+ * Writes op(kbs[0], ..., kbs[n-1]) as the KB file path, in one streaming pass over the
+ * inputs in user-key order (memory independent of their size). Key and value types must be
+ * equal (else PKB_ETYPE). The output takes scheme and partitions (records are re-routed: the
+ * content does not depend on either), and the concatenation of the inputs' input lists.
+ * Returns 0 or a code as pkb_writer_*; PKB_EDUP / PKB_EVALUE for the policy; PKB_ECORRUPT
+ * when an input turns out damaged.
+ */
+int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup dup,
+		enum pme_scheme scheme, uint32_t partitions, const char *path,
+		const struct pkb_write_opts *opts, struct pkb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PKB_H */

@@ -1,0 +1,293 @@
+/*
+ * route.c - routing a batch: every key to its partition (in parallel), a stable counting
+ * sort of record indices by partition, and a stable sort of each partition's records by key.
+ *
+ * Stability is what makes the result deterministic: inside a partition the records keep
+ * their input order (the counting sort scatters each thread's contiguous chunk in order, and
+ * chunks are laid out in thread order), and the key sort breaks ties by record index, so
+ * duplicates of a key are filled in input order whatever the thread count.
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest_internal.h"
+
+int pme_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	size_t m = al < bl ? al : bl;
+	int c = m ? memcmp(a, b, m) : 0;
+
+	if (c)
+		return c;
+	return al < bl ? -1 : al > bl;
+}
+
+uint64_t pme_dprefix(const uint8_t *key, unsigned depth)
+{
+	uint64_t v = 0;
+	unsigned i;
+
+	for (i = 0; i < depth; i++)
+		v = v << 8 | key[i];
+	return v;
+}
+
+/* First 8 bytes of a key, big-endian, zero-padded: comparing these numbers orders keys by
+ * their first 8 bytes (a shorter key pads with zeros, ties broken by the full compare). */
+static inline uint64_t sort_prefix(const uint8_t *k, size_t len)
+{
+	uint64_t v = 0;
+	size_t i, n = len < 8 ? len : 8;
+
+	for (i = 0; i < n; i++)
+		v |= (uint64_t)k[i] << (56 - 8 * i);
+	return v;
+}
+
+uint32_t pme_prefix_partition(const struct pme_router *r, uint64_t dprefix)
+{
+	uint32_t lo = 0, hi = r->nparts; /* answer in [lo, hi): last split <= dprefix */
+
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (r->splits[mid] <= dprefix)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+void pme_router_free(struct pme_router *r)
+{
+	free(r->splits);
+	free(r->pid);
+	free(r->pre);
+	free(r->idx);
+	free(r->tmp);
+	free(r->start);
+	free(r->hist);
+	memset(r, 0, sizeof(*r));
+}
+
+int pme_router_init(struct pme_router *r, enum pme_scheme scheme, uint32_t nparts, int nthreads,
+		    unsigned depth, const uint64_t *splits)
+{
+	memset(r, 0, sizeof(*r));
+	r->scheme = scheme;
+	r->nparts = nparts;
+	r->nbuckets = scheme == PME_SCHEME_PREFIX ? nparts + 1 : nparts;
+	r->nthreads = nthreads < 1 ? 1 : nthreads;
+	r->depth = depth;
+	r->start = calloc((size_t)r->nbuckets + 1, sizeof(*r->start));
+	r->hist = calloc((size_t)r->nbuckets * (size_t)r->nthreads, sizeof(*r->hist));
+	if (!r->start || !r->hist)
+		goto out_nomem;
+	if (scheme == PME_SCHEME_PREFIX) {
+		r->splits = malloc((size_t)nparts * sizeof(*r->splits));
+		if (!r->splits)
+			goto out_nomem;
+		memcpy(r->splits, splits, (size_t)nparts * sizeof(*r->splits));
+	}
+	return 0;
+out_nomem:
+	pme_router_free(r);
+	return PM_ENOMEM;
+}
+
+static int grow(struct pme_router *r, size_t n)
+{
+	uint32_t *pid, *idx, *tmp;
+	uint64_t *pre;
+
+	if (n <= r->cap)
+		return 0;
+	if (n > UINT32_MAX)
+		return PM_EOVERFLOW;
+	pid = realloc(r->pid, n * sizeof(*pid));
+	if (pid)
+		r->pid = pid;
+	pre = realloc(r->pre, n * sizeof(*pre));
+	if (pre)
+		r->pre = pre;
+	idx = realloc(r->idx, n * sizeof(*idx));
+	if (idx)
+		r->idx = idx;
+	tmp = realloc(r->tmp, n * sizeof(*tmp));
+	if (tmp)
+		r->tmp = tmp;
+	if (!pid || !pre || !idx || !tmp)
+		return PM_ENOMEM;
+	r->cap = n;
+	return 0;
+}
+
+/* Key order of records a and b of batch bt, ties by record index (so any sort is stable). */
+static inline bool rec_less(const struct pme_rbatch *bt, const uint64_t *pre, uint32_t a,
+			    uint32_t b)
+{
+	size_t la, lb, m;
+	int c;
+
+	if (pre[a] != pre[b])
+		return pre[a] < pre[b];
+	la = bt->key_off[a + 1] - bt->key_off[a];
+	lb = bt->key_off[b + 1] - bt->key_off[b];
+	m = la < lb ? la : lb;
+	if (m > 8) {
+		c = memcmp(bt->keys + bt->key_off[a] + 8, bt->keys + bt->key_off[b] + 8, m - 8);
+		if (c)
+			return c < 0;
+	}
+	if (la != lb)
+		return la < lb;
+	return a < b;
+}
+
+/* Sorts v[0..n) by key (stable), using t[0..n) as scratch; the result ends in v. */
+static void sort_slice(const struct pme_rbatch *bt, const uint64_t *pre, uint32_t *v, uint32_t *t,
+		       size_t n)
+{
+	size_t i, j, w;
+	uint32_t *src = v, *dst = t;
+
+	/* insertion sort runs of 16, then bottom-up merges */
+	for (i = 0; i < n; i += 16) {
+		size_t end = i + 16 < n ? i + 16 : n;
+
+		for (j = i + 1; j < end; j++) {
+			uint32_t x = v[j];
+			size_t k = j;
+
+			while (k > i && rec_less(bt, pre, x, v[k - 1])) {
+				v[k] = v[k - 1];
+				k--;
+			}
+			v[k] = x;
+		}
+	}
+	for (w = 16; w < n; w *= 2) {
+		for (i = 0; i < n; i += 2 * w) {
+			size_t mid = i + w < n ? i + w : n, end = i + 2 * w < n ? i + 2 * w : n;
+			size_t a = i, b = mid, o = i;
+
+			while (a < mid && b < end)
+				dst[o++] = rec_less(bt, pre, src[b], src[a]) ? src[b++] : src[a++];
+			while (a < mid)
+				dst[o++] = src[a++];
+			while (b < end)
+				dst[o++] = src[b++];
+		}
+		uint32_t *x = src;
+
+		src = dst;
+		dst = x;
+	}
+	if (src != v)
+		memcpy(v, src, n * sizeof(*v));
+}
+
+int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
+{
+	const size_t nb = r->nbuckets;
+	size_t n = b->n;
+	int rc = grow(r, n);
+
+	if (rc)
+		return rc;
+#pragma omp parallel num_threads(r->nthreads)
+	{
+		size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+		size_t lo = n * t / nt, hi = n * (t + 1) / nt, i, bk;
+		size_t *h = r->hist + t * nb;
+
+		memset(h, 0, nb * sizeof(*h));
+		for (i = lo; i < hi; i++) {
+			const uint8_t *k = b->keys + b->key_off[i];
+			size_t len = b->key_off[i + 1] - b->key_off[i];
+			uint32_t p;
+
+			r->pre[i] = sort_prefix(k, len);
+			if (r->scheme == PME_SCHEME_HASH)
+				p = pme_hash_partition(k, len, r->nparts);
+			else if (len < r->depth)
+				p = r->nparts;
+			else
+				p = pme_prefix_partition(r, r->pre[i] >> (64 - 8 * r->depth));
+			r->pid[i] = p;
+			h[p]++;
+		}
+#pragma omp barrier
+#pragma omp single
+		{
+			size_t run = 0, tt;
+
+			for (bk = 0; bk < nb; bk++) {
+				r->start[bk] = run;
+				for (tt = 0; tt < nt; tt++) {
+					size_t c = r->hist[tt * nb + bk];
+
+					r->hist[tt * nb + bk] = run;
+					run += c;
+				}
+			}
+			r->start[nb] = run;
+		}
+		for (i = lo; i < hi; i++)
+			r->idx[h[r->pid[i]]++] = (uint32_t)i;
+	}
+	if (!sort)
+		return 0;
+#pragma omp parallel for schedule(dynamic) num_threads(r->nthreads)
+	for (size_t bk = 0; bk < nb; bk++) {
+		size_t s = r->start[bk], e = r->start[bk + 1];
+
+		if (e - s > 1)
+			sort_slice(b, r->pre, r->idx + s, r->tmp + s, e - s);
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int pme_prefix_plan(const uint8_t *keys, const size_t *off, size_t n, uint32_t nparts,
+		    unsigned *depth, uint64_t *splits)
+{
+	uint64_t *v = malloc((n ? n : 1) * sizeof(*v));
+	unsigned d;
+	size_t m = 0, i, distinct = 0;
+	uint32_t p;
+
+	if (!v)
+		return PM_ENOMEM;
+	for (d = 1; d <= 8; d++) {
+		m = 0;
+		for (i = 0; i < n; i++)
+			if (off[i + 1] - off[i] >= d)
+				v[m++] = pme_dprefix(keys + off[i], d);
+		qsort(v, m, sizeof(*v), cmp_u64);
+		for (i = 0, distinct = 0; i < m; i++)
+			distinct += i == 0 || v[i] != v[i - 1];
+		if (distinct >= nparts)
+			break;
+	}
+	if (d > 8)
+		d = 8;
+	/* quantiles; equal neighbours leave some partitions empty, which is harmless */
+	splits[0] = 0;
+	for (p = 1; p < nparts; p++) {
+		uint64_t s = m ? v[(size_t)((uint64_t)m * p / nparts)] : 0;
+
+		splits[p] = s > splits[p - 1] ? s : splits[p - 1];
+	}
+	free(v);
+	*depth = d;
+	return 0;
+}

@@ -1,0 +1,21 @@
+# Ingest engine (issue 5): unit suites (routing, partition paths, policies, determinism) and
+# `pmingest ingest` end to end against a Python (h5py + dict) reference.
+if(TARGET pmengine)
+  pm_add_cunit(test_engine
+    SOURCES engine/test_engine.c
+    LIBS pmengine
+    LABELS unit engine omp
+    TIMEOUT 180
+    ENV OMP_NUM_THREADS=2 PME_TEST_DIR=${CMAKE_CURRENT_BINARY_DIR}/engine_unit)
+endif()
+
+if(TARGET pmingest)
+  add_test(NAME engine_ingest_cli
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/engine/ingest_test.py
+            $<TARGET_FILE:pmingest> ${CMAKE_CURRENT_BINARY_DIR}/engine_cli)
+  set_tests_properties(engine_ingest_cli PROPERTIES LABELS "integration;engine;omp" TIMEOUT 300)
+  add_test(NAME engine_demo
+    COMMAND $<TARGET_FILE:pmingest> demo --records 100000 --dir ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(engine_demo PROPERTIES LABELS "integration;engine"
+    ENVIRONMENT OMP_NUM_THREADS=2 TIMEOUT 120)
+endif()

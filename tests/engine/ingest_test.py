@@ -1,0 +1,306 @@
+#!/usr/bin/python3
+"""ingest_test.py PMINGEST WORKDIR [quick] - `pmingest ingest` end to end against Python.
+
+h5py writes the inputs (random keys with many duplicates, Zipf-skewed keys, the empty key,
+keys with NUL bytes, string values); a dict built in Python is the reference for every
+duplicate policy. Each run is compared with `pmingest scan --format jsonl` of its KB, under
+both schemes, several partition counts, 1 and 2 threads, tiny and multi-batch sizes.
+Determinism: KBs of one configuration must be byte-identical for any thread count and batch
+size. Also: --into, config files, exit statuses, --on-duplicate error positions, SIGTERM.
+Seed: PM_TEST_SEED (printed on failure).
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+PM = sys.argv[1]
+WORK = sys.argv[2]
+SEED = int(os.environ.get("PM_TEST_SEED", "5150"))
+rng = random.Random(SEED)
+failures = 0
+runs = 0
+
+
+def fail(msg):
+    global failures
+    failures += 1
+    print("FAIL:", msg, "(seed %d)" % SEED, flush=True)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    return cond
+
+
+def path(name):
+    return os.path.join(WORK, name)
+
+
+def run(args, expect=0, threads=1, env=None):
+    global runs
+    runs += 1
+    e = dict(os.environ)
+    e["OMP_NUM_THREADS"] = str(threads)
+    if env:
+        e.update(env)
+    p = subprocess.run([PM] + [str(a) for a in args], capture_output=True, env=e)
+    if p.returncode < 0:
+        fail("%s killed by signal %d: %s" % (args, -p.returncode, p.stderr[-800:]))
+    elif expect is not None and p.returncode != expect:
+        fail("%s: exit %d, expected %d: %s" % (args, p.returncode, expect,
+                                                p.stderr.decode(errors="replace")[-800:]))
+    return p
+
+
+def scan(kb):
+    p = run(["scan", kb, "--format", "jsonl"])
+    out = []
+    for line in p.stdout.decode().splitlines():
+        r = json.loads(line)
+        out.append((bytes.fromhex(r["key_hex"]), r["value"]))
+    return out
+
+
+# --- inputs ---------------------------------------------------------------------------------
+def write_compound(name, keys, vals, width=12, vdtype="i8", chunk=256):
+    """Keys as numpy 'S' (NULLPAD: trailing NULs are padding, embedded NULs are kept)."""
+    dt = np.dtype([("key", "S%d" % width), ("value", vdtype)])
+    a = np.zeros(len(keys), dtype=dt)
+    a["key"] = keys
+    a["value"] = vals
+    with h5py.File(path(name), "w") as f:
+        f.create_dataset("data", data=a, chunks=(chunk,) if len(keys) else None,
+                         maxshape=(None,))
+    return path(name)
+
+
+def write_pair_strings(name, keys, vals):
+    with h5py.File(path(name), "w") as f:
+        f.create_dataset("k", data=np.array(keys, dtype="S12"), chunks=(256,))
+        f.create_dataset("v", data=vals, dtype=h5py.string_dtype(), chunks=(256,))
+    return path(name)
+
+
+def rand_key(alpha=b"abcdef\x00"):
+    n = rng.randint(0, 6)
+    k = bytes(rng.choice(alpha) for _ in range(n))
+    return k.rstrip(b"\x00")  # NULLPAD strips trailing NULs: the key read back
+
+
+def dataset_dups(n):
+    pool = [rand_key() for _ in range(n // 4)] + [b""]
+    keys = [rng.choice(pool) for _ in range(n)]
+    vals = [rng.randint(-1000, 1000) for _ in range(n)]
+    return keys, vals
+
+
+def dataset_zipf(n):
+    keys = []
+    for _ in range(n):
+        r = int(1 / (1 - rng.random()) ** 1.2)  # heavy head
+        keys.append(b"z%d\x00%d" % (r % 5000, r % 7))
+    vals = [rng.randint(0, 1 << 40) for _ in range(n)]
+    return keys, vals
+
+
+def reference(keys, vals, policy):
+    d = {}
+    for k, v in zip(keys, vals):
+        if k not in d:
+            d[k] = 1 if policy == "count" else v
+        elif policy == "last":
+            d[k] = v
+        elif policy == "sum":
+            d[k] = d[k] + v
+        elif policy == "min":
+            d[k] = min(d[k], v)
+        elif policy == "max":
+            d[k] = max(d[k], v)
+        elif policy == "count":
+            d[k] += 1
+    return sorted(d.items())
+
+
+def wrap64(items):
+    out = []
+    for k, v in items:
+        v = (v + (1 << 63)) % (1 << 64) - (1 << 63)
+        out.append((k, v))
+    return out
+
+
+def ingest(inputs, out, extra=(), threads=1, expect=0):
+    args = ["ingest", "--output", out, "--quiet"]
+    for i in inputs:
+        args += ["--input", i]
+    return run(args + list(extra), expect=expect, threads=threads)
+
+
+# --- policies x schemes x P x threads x batch sizes ----------------------------------------
+def matrix(quick):
+    sets = {"dups": dataset_dups(6000), "zipf": dataset_zipf(6000)}
+    for sname, (keys, vals) in sets.items():
+        f = write_compound(sname + ".h5", keys, vals)
+        for policy in ["last", "first", "sum", "min", "max", "count"]:
+            ref = wrap64(reference(keys, vals, policy))
+            kbs = {}
+            for scheme, parts in [("hash", 1), ("hash", 8), ("hash", 256), ("prefix", 1),
+                                  ("prefix", 5), ("prefix", 64)]:
+                for threads in ([1, 2] if not quick else [2]):
+                    for batch in ([100, 100000] if not quick else [100]):
+                        out = path("m_%s_%s_%s%d_t%d_b%d.kb" % (sname, policy, scheme, parts,
+                                                               threads, batch))
+                        p = ingest([f + ":/data"], out,
+                                   ["--on-duplicate", policy, "--scheme", scheme,
+                                    "--partitions", parts, "--batch-records", batch],
+                                   threads=threads)
+                        if p.returncode:
+                            continue
+                        got = scan(out)
+                        check(got == ref, "%s: content differs from the reference (%d vs %d "
+                              "keys)" % (os.path.basename(out), len(got), len(ref)))
+                        blob = open(out, "rb").read()
+                        key = (scheme, parts)
+                        if key in kbs:
+                            check(blob == kbs[key], "%s: not byte-identical across threads/"
+                                  "batch sizes" % os.path.basename(out))
+                        else:
+                            kbs[key] = blob
+                        os.unlink(out)
+
+
+def strings_and_pairs():
+    n = 3000
+    keys = [rand_key() for _ in range(n)]
+    vals = [("v%d" % rng.randint(0, 50)) * rng.randint(0, 3) for _ in range(n)]
+    f = write_pair_strings("str.h5", keys, vals)
+    for policy in ["last", "first", "count"]:
+        for scheme in ["hash", "prefix"]:
+            out = path("s_%s_%s.kb" % (policy, scheme))
+            p = ingest([f], out, ["--keys", "/k", "--values", "/v", "--on-duplicate", policy,
+                                  "--scheme", scheme, "--batch-records", 256], threads=2)
+            if p.returncode:
+                continue
+            ref = reference(keys, vals, policy)
+            got = scan(out)
+            check(got == ref, "strings %s/%s: content differs" % (policy, scheme))
+    p = ingest([f], path("s_sum.kb"), ["--keys", "/k", "--values", "/v", "--on-duplicate",
+                                        "sum"], expect=5)
+    check(not os.path.exists(path("s_sum.kb")), "sum of strings left an output")
+
+
+def into_and_multi():
+    k1, v1 = dataset_dups(4000)
+    k2, v2 = dataset_dups(3000)
+    a = write_compound("a.h5", k1, v1)
+    b = write_compound("b.h5", k2, v2)
+    for policy in ["last", "first", "sum", "count"]:
+        one = path("one_%s.kb" % policy)
+        ingest([a + ":/data", b + ":/data"], one, ["--on-duplicate", policy], threads=2)
+        ref = wrap64(reference(k1 + k2, v1 + v2, policy))
+        check(scan(one) == ref, "two inputs, %s: content differs" % policy)
+        first = path("first_%s.kb" % policy)
+        ingest([a + ":/data"], first, ["--on-duplicate", policy])
+        both = path("both_%s.kb" % policy)
+        ingest([b + ":/data"], both, ["--on-duplicate", policy, "--into", first,
+                                      "--batch-records", 500], threads=2)
+        check(open(both, "rb").read() == open(one, "rb").read(),
+              "--into %s: not the same file as one run over both inputs" % policy)
+    # a glob over both files is the same job (files in sorted order)
+    g = path("glob.kb")
+    ingest([path("[ab].h5") + ":/data"], g)
+    check(open(g, "rb").read() == open(path("one_last.kb"), "rb").read(),
+          "a glob input differs from the files listed")
+
+
+def errors_and_config():
+    keys = [b"k1", b"k2", b"dup", b"k3", b"dup", b"k4", b"dup"]
+    f = write_compound("err.h5", keys, list(range(len(keys))))
+    p = ingest([f + ":/data"], path("err.kb"), ["--on-duplicate", "error"], expect=5)
+    msg = p.stderr.decode()
+    check("dup" in msg and "#2" in msg and "#4" in msg,
+          "--on-duplicate error: message lacks the key or its positions: " + msg)
+    check(not os.path.exists(path("err.kb")), "a refused run left an output")
+    ingest([path("missing.h5")], path("x.kb"), expect=3)
+    ingest([f + ":/nope"], path("x.kb"), expect=3)
+    ingest([f], path("x.kb"), ["--partitions", "3"], expect=2)
+    ingest([f], path("x.kb"), ["--scheme", "radix"], expect=2)
+    ingest([f], path("x.kb"), ["--bogus", "1"], expect=2)
+    ingest([f], path("/nonexistent-dir/x.kb"), expect=4)
+    run(["ingest", "--help"])
+    # config file: keys as flags, flags win, unknown keys refused
+    cfg = path("job.ini")
+    with open(cfg, "w") as c:
+        c.write("[ingest]\ninput = %s:/data\noutput = %s\non-duplicate = first\n"
+                "threads = 2\nquiet = true\n" % (f, path("cfg.kb")))
+    run(["ingest", "-c", cfg])
+    check(dict(scan(path("cfg.kb")))[b"dup"] == 2, "config: on-duplicate = first ignored")
+    run(["ingest", "-c", cfg, "--on-duplicate", "last"])
+    check(dict(scan(path("cfg.kb")))[b"dup"] == 6, "config: the flag did not win")
+    with open(cfg, "a") as c:
+        c.write("colour = blue\n")
+    run(["ingest", "-c", cfg], expect=2)
+    # a report is JSON with the documented fields
+    ingest([f + ":/data"], path("rep.kb"), ["--report", path("rep.json")])
+    rep = json.load(open(path("rep.json")))
+    for field in ["seconds", "records_per_s", "distinct_keys", "duplicates", "imbalance",
+                  "peak_memory_bytes", "threads", "partitions", "scheme", "allocator"]:
+        check(field in rep, "report lacks " + field)
+    check(rep["distinct_keys"] == 5 and rep["duplicates"] == 2, "report counts wrong")
+
+
+def sigterm():
+    n = 400000
+    dt = np.dtype([("key", "S16"), ("value", "i8")])
+    a = np.zeros(n, dtype=dt)
+    a["key"] = [b"%016x" % rng.getrandbits(64) for _ in range(n)]
+    with h5py.File(path("big.h5"), "w") as f:
+        f.create_dataset("data", data=a, chunks=(1024,))
+    out = path("sig.kb")
+    for delay in [0.05, 0.3]:
+        e = dict(os.environ)
+        e["OMP_NUM_THREADS"] = "1"
+        p = subprocess.Popen([PM, "ingest", "--input", path("big.h5"), "--output", out,
+                              "--batch-records", "1024", "--partitions", "4096", "--quiet"],
+                             env=e, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate()
+        if p.returncode == 0:
+            print("note: the run finished before SIGTERM (delay %.2f)" % delay)
+            os.unlink(out)
+            continue
+        check(p.returncode == 130, "SIGTERM: exit %d, expected 130: %s" % (p.returncode, err))
+        check(not os.path.exists(out), "SIGTERM left an output")
+        left = [x for x in os.listdir(WORK) if x.startswith(".sig.kb")]
+        check(not left, "SIGTERM left a temporary file: %s" % left)
+
+
+def main():
+    quick = len(sys.argv) > 3 and sys.argv[3] == "quick"
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    t = time.time()
+    for step in [matrix, strings_and_pairs, into_and_multi, errors_and_config, sigterm]:
+        if step is matrix:
+            step(quick)
+        else:
+            step()
+        print("%s done, %d runs, %.1f s" % (step.__name__, runs, time.time() - t), flush=True)
+    if failures:
+        print("%d failures (seed %d)" % (failures, SEED))
+        sys.exit(1)
+    print("all ingest checks passed (%d runs)" % runs)
+
+
+main()

@@ -1,0 +1,382 @@
+/*
+ * test_engine.c - unit tests of the ingest engine: partition paths (exhaustive
+ * prefix-freeness for every accepted P), routing (stable, thread-count independent), the
+ * prefix planner, and whole runs (byte-identical KBs for any thread count and batch size,
+ * identical content across schemes). Seed: PME_TEST_SEED.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <CUnit/Basic.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ingest_internal.h"
+#include "kb.h"
+
+static uint64_t seed = 20241127;
+static char dir[1024] = "engine_unit";
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (seed += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+/* Every accepted P: all partition paths have the same length and are pairwise distinct, so
+ * none is a prefix of another (checked literally pairwise for P <= 1024). */
+static void test_partition_paths_prefix_free(void)
+{
+	static uint8_t seen[65536];
+	uint32_t P, a, b;
+
+	for (P = 1; P <= PME_MAX_PARTITIONS; P *= 2) {
+		memset(seen, 0, sizeof(seen));
+		for (a = 0; a < P; a++) {
+			uint8_t pa[PME_PART_PATH_LEN];
+			unsigned v;
+
+			pme_partition_path(a, pa);
+			v = (unsigned)pa[0] << 8 | pa[1];
+			CU_ASSERT_FATAL(!seen[v]);
+			seen[v] = 1;
+		}
+		for (a = 0; P <= 1024 && a < P; a++) {
+			for (b = 0; b < P; b++) {
+				uint8_t pa[PME_PART_PATH_LEN], pb[PME_PART_PATH_LEN];
+
+				if (a == b)
+					continue;
+				pme_partition_path(a, pa);
+				pme_partition_path(b, pb);
+				/* same length: one is a prefix of the other only if equal */
+				CU_ASSERT_FATAL(memcmp(pa, pb, PME_PART_PATH_LEN) != 0);
+			}
+		}
+		if (P > 1 && (P == 2 || P == 256 || P == 4096 || P == 65536)) {
+			/* the checked head agrees: P zippers, no conflict; an ancestor conflicts */
+			pm_map *m;
+			pm_head *h;
+			pm_wz *z;
+
+			CU_ASSERT_FATAL(pm_map_create(&m, NULL, NULL) == 0);
+			CU_ASSERT_FATAL(pm_head_create(m, &h) == 0);
+			for (a = 0; a < P; a++) {
+				uint8_t pa[PME_PART_PATH_LEN];
+
+				pme_partition_path(a, pa);
+				CU_ASSERT_FATAL(pm_head_write_zipper(h, pa, sizeof(pa), &z) == 0);
+			}
+			CU_ASSERT(pm_head_write_zipper(h, (const uint8_t *)"", 1, &z) ==
+				  PM_ECONFLICT);
+			pm_head_destroy(h);
+			pm_map_destroy(m);
+		}
+	}
+}
+
+/* A batch of n random keys from a small pool (duplicates, the empty key, NUL bytes). */
+struct tbatch {
+	struct pme_rbatch b; /* view */
+	uint8_t *keys;	     /* arena */
+	size_t *off;	     /* offsets */
+	uint64_t *vals;	     /* values */
+};
+
+static void make_batch(struct tbatch *t, size_t n)
+{
+	size_t i, o = 0;
+
+	t->keys = malloc(n * 12 + 1);
+	t->off = malloc((n + 1) * sizeof(size_t));
+	t->vals = malloc(n * sizeof(uint64_t));
+	t->off[0] = 0;
+	for (i = 0; i < n; i++) {
+		uint64_t r = rnd() % 700;
+		size_t len = (size_t)(r % 12), j;
+
+		for (j = 0; j < len; j++)
+			t->keys[o + j] = (uint8_t)("ab\0c"[(r >> j) & 3]);
+		o += len;
+		t->off[i + 1] = o;
+		t->vals[i] = i;
+	}
+	memset(&t->b, 0, sizeof(t->b));
+	t->b.n = n;
+	t->b.keys = t->keys;
+	t->b.key_off = t->off;
+	t->b.vals = t->vals;
+}
+
+static void free_batch(struct tbatch *t)
+{
+	free(t->keys);
+	free(t->off);
+	free(t->vals);
+}
+
+static const uint8_t *tkey(const struct tbatch *t, uint32_t i, size_t *len)
+{
+	*len = t->off[i + 1] - t->off[i];
+	return t->keys + t->off[i];
+}
+
+static void check_routing(const struct tbatch *t, const struct pme_router *r, bool sorted)
+{
+	uint32_t bk;
+	size_t i;
+
+	CU_ASSERT_EQUAL_FATAL(r->start[r->nbuckets], t->b.n);
+	for (bk = 0; bk < r->nbuckets; bk++) {
+		for (i = r->start[bk]; i < r->start[bk + 1]; i++) {
+			size_t la, lb;
+			const uint8_t *ka = tkey(t, r->idx[i], &la), *kb;
+
+			CU_ASSERT_EQUAL_FATAL(r->pid[r->idx[i]], bk);
+			if (r->scheme == PME_SCHEME_HASH) {
+				CU_ASSERT_EQUAL_FATAL(pme_hash_partition(ka, la, r->nparts), bk);
+			} else if (la < r->depth) {
+				CU_ASSERT_EQUAL_FATAL(bk, r->nparts);
+			}
+			if (i == r->start[bk])
+				continue;
+			kb = tkey(t, r->idx[i - 1], &lb);
+			if (!sorted) {
+				CU_ASSERT_FATAL(r->idx[i - 1] < r->idx[i]);
+			} else {
+				int c = pme_key_cmp(kb, lb, ka, la);
+
+				CU_ASSERT_FATAL(c < 0 || (c == 0 && r->idx[i - 1] < r->idx[i]));
+			}
+		}
+	}
+}
+
+/* Routing is stable and the same for 1 and 2 threads, sorted or not, both schemes. */
+static void test_route_stable(void)
+{
+	struct tbatch t;
+	uint64_t splits[7];
+	unsigned depth;
+	int s, th;
+
+	make_batch(&t, 20000);
+	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, t.b.n, 7, &depth, splits) == 0);
+	CU_ASSERT(depth >= 1 && depth <= 8);
+	for (s = 0; s < 4; s++) {
+		uint32_t *first = NULL;
+
+		for (th = 1; th <= 2; th++) {
+			struct pme_router r;
+			bool sorted = s & 1;
+
+			if (s < 2) {
+				CU_ASSERT_FATAL(
+				    pme_router_init(&r, PME_SCHEME_HASH, 16, th, 0, NULL) == 0);
+			} else {
+				CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_PREFIX, 7, th, depth,
+								splits) == 0);
+			}
+			CU_ASSERT_FATAL(pme_route(&r, &t.b, sorted) == 0);
+			check_routing(&t, &r, sorted);
+			if (!first) {
+				first = malloc(t.b.n * sizeof(*first));
+				memcpy(first, r.idx, t.b.n * sizeof(*first));
+			} else {
+				CU_ASSERT(memcmp(first, r.idx, t.b.n * sizeof(*first)) == 0);
+			}
+			pme_router_free(&r);
+		}
+		free(first);
+	}
+	free_batch(&t);
+}
+
+/* The planner: splits start at 0, never decrease; prefix ranges are disjoint. */
+static void test_prefix_plan(void)
+{
+	static const char *keys[] = {"", "a", "ab", "abc", "b", "bb", "zzz", "zz\0z", "m", "mm"};
+	uint8_t arena[64];
+	size_t off[11], i, o = 0;
+	uint64_t splits[4];
+	unsigned depth;
+
+	off[0] = 0;
+	for (i = 0; i < 10; i++) {
+		size_t l = i == 7 ? 4 : strlen(keys[i]);
+
+		memcpy(arena + o, keys[i], l);
+		o += l;
+		off[i + 1] = o;
+	}
+	CU_ASSERT_FATAL(pme_prefix_plan(arena, off, 10, 4, &depth, splits) == 0);
+	CU_ASSERT_EQUAL(depth, 1);
+	CU_ASSERT_EQUAL(splits[0], 0);
+	for (i = 1; i < 4; i++)
+		CU_ASSERT(splits[i] >= splits[i - 1]);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	*len = fread(buf, 1, (size_t)n, f);
+	fclose(f);
+	return buf;
+}
+
+static int run_one(const char *in, const char *out, int threads, uint64_t batch,
+		   enum pme_scheme scheme, uint32_t parts, const char *policy,
+		   struct pme_report *rep)
+{
+	struct pme_config c;
+	struct pme_err err;
+	char num[32];
+	int rc;
+
+	pme_config_init(&c);
+	pme_config_set(&c, "input", in, &err);
+	pme_config_set(&c, "output", out, &err);
+	pme_config_set(&c, "quiet", NULL, &err);
+	pme_config_set(&c, "on-duplicate", policy, &err);
+	c.threads = threads;
+	c.batch_records = batch;
+	c.scheme = scheme;
+	snprintf(num, sizeof(num), "%u", parts);
+	pme_config_set(&c, "partitions", num, &err);
+	rc = pme_ingest_run(&c, rep, &err);
+	if (rc)
+		fprintf(stderr, "run: %s\n", err.msg);
+	pme_config_free(&c);
+	return rc;
+}
+
+/* Whole runs: the KB is byte-identical for 1 and 2 threads and any batch size; hash and
+ * prefix KBs hold the same keys and values. */
+static void test_determinism(void)
+{
+	static const char *policies[] = {"last", "sum", "first"};
+	char in[1200], h5[1100], out[1100], ref[1100];
+	struct pio_gen_opts g;
+	struct pio_err pe;
+	struct pme_report rep;
+	size_t p;
+
+	snprintf(h5, sizeof(h5), "%s/det.h5", dir);
+	snprintf(in, sizeof(in), "%s:/data", h5);
+	memset(&g, 0, sizeof(g));
+	g.out.file = h5;
+	g.out.chunk_records = 1000;
+	g.records = 60000;
+	g.key_kind = PIO_GEN_WORDS;
+	g.dup_ratio = 0.5;
+	g.zipf = 1.1;
+	g.seed = seed;
+	CU_ASSERT_FATAL(pio_generate(&g, &pe) == 0);
+	for (p = 0; p < 3; p++) {
+		static const struct {
+			int threads;
+			uint64_t batch;
+			enum pme_scheme scheme;
+			uint32_t parts;
+		} cfg[] = {{1, 0, PME_SCHEME_HASH, 64},	   {2, 1000, PME_SCHEME_HASH, 64},
+			   {2, 7000, PME_SCHEME_HASH, 64}, {1, 1000, PME_SCHEME_PREFIX, 13},
+			   {2, 0, PME_SCHEME_PREFIX, 13},  {2, 3000, PME_SCHEME_HASH, 1},
+			   {2, 3000, PME_SCHEME_PREFIX, 1}};
+		char *a = NULL, *b;
+		size_t la = 0, lb, i;
+		struct pkb *ka, *kb2;
+
+		for (i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
+			snprintf(out, sizeof(out), "%s/det_%zu.kb", dir, i);
+			CU_ASSERT_FATAL(run_one(in, out, cfg[i].threads, cfg[i].batch,
+						cfg[i].scheme, cfg[i].parts, policies[p],
+						&rep) == 0);
+			CU_ASSERT_EQUAL(rep.records, 60000);
+			b = slurp(out, &lb);
+			CU_ASSERT_FATAL(b != NULL);
+			if (i == 0 || i == 3) {
+				free(a);
+				a = b;
+				la = lb;
+				strcpy(ref, out);
+			} else if (i == 1 || i == 2 || i == 4) {
+				CU_ASSERT(la == lb && memcmp(a, b, la) == 0);
+				free(b);
+			} else {
+				free(b);
+			}
+		}
+		free(a);
+		/* content across schemes and P: compare every key and value */
+		for (i = 3; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
+			pm_snap_iter *ia, *ib;
+			const uint8_t *k1, *k2;
+			size_t l1, l2;
+			uint64_t v1, v2;
+			int r1, r2;
+
+			snprintf(out, sizeof(out), "%s/det_%zu.kb", dir, i);
+			snprintf(ref, sizeof(ref), "%s/det_0.kb", dir);
+			CU_ASSERT_FATAL(pkb_open(ref, 0, &ka, NULL) == 0);
+			CU_ASSERT_FATAL(pkb_open(out, 0, &kb2, NULL) == 0);
+			CU_ASSERT_FATAL(pm_snap_iter_create(pkb_snap(ka), NULL, NULL, &ia) == 0);
+			CU_ASSERT_FATAL(pm_snap_iter_create(pkb_snap(kb2), NULL, NULL, &ib) == 0);
+			do {
+				r1 = pm_snap_iter_next(ia, &k1, &l1, &v1);
+				r2 = pm_snap_iter_next(ib, &k2, &l2, &v2);
+				CU_ASSERT_FATAL(r1 == r2);
+				if (r1 == 1) {
+					CU_ASSERT_FATAL(l1 == l2 && !memcmp(k1, k2, l1) &&
+							v1 == v2);
+				}
+			} while (r1 == 1);
+			pm_snap_iter_destroy(ia);
+			pm_snap_iter_destroy(ib);
+			pkb_close(ka);
+			pkb_close(kb2);
+		}
+	}
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	const char *e = getenv("PME_TEST_SEED"), *d = getenv("PME_TEST_DIR");
+	unsigned fails;
+
+	if (e)
+		seed = strtoull(e, NULL, 10);
+	if (d)
+		snprintf(dir, sizeof(dir), "%s", d);
+	mkdir(dir, 0777);
+	printf("seed %llu (PME_TEST_SEED), dir %s\n", (unsigned long long)seed, dir);
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("engine", NULL, NULL);
+	CU_add_test(s, "partition paths are prefix-free for every P",
+		    test_partition_paths_prefix_free);
+	CU_add_test(s, "routing is stable and thread-count independent", test_route_stable);
+	CU_add_test(s, "prefix planner", test_prefix_plan);
+	CU_add_test(s, "KBs are byte-identical for any threads/batch size", test_determinism);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	fails = CU_get_number_of_failures();
+	if (fails)
+		printf("seed %llu\n", (unsigned long long)seed);
+	CU_cleanup_registry();
+	return fails != 0;
+}
