@@ -64,7 +64,8 @@ static const struct option options[] = {
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
-static int seterr(struct pme_err *err, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int seterr(struct pme_err *err, int rc,
+							const char *fmt, ...)
 {
 	va_list ap;
 

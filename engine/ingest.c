@@ -33,7 +33,8 @@ static const bool checked_zippers = true;
 #define SAMPLE_SLICES 16      /* prefix scheme: slices of the input sampled */
 #define SAMPLE_PER_SLICE 4096 /* records read per slice */
 
-static int seterr(struct pme_err *err, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int seterr(struct pme_err *err, int rc,
+							const char *fmt, ...)
 {
 	va_list ap;
 

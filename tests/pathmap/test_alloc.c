@@ -182,8 +182,8 @@ static const char *const set_keys[] = {"",
 				       "z\x07",
 				       "z",
 				       "zz",
-				       "LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL"
-				       "LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL",
+				       ("LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL"
+					"LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL"),
 				       "LLLL",
 				       "c/1/\x0b"};
 #define NSET (sizeof(set_keys) / sizeof(set_keys[0]))
