@@ -786,14 +786,140 @@ out_abort:
 /* ------------------------------------------------------------------------------------------ */
 /* pkb_write: a map with internal paths */
 
+/*
+ * The hash scheme's partitions hold disjoint sets of user keys, each in key order under its
+ * partition path; the KB wants them merged into one key order. The walk over the map's nodes
+ * is what costs (its nodes are scattered in memory), so it runs in rounds: all partitions at
+ * once (OpenMP), each copying its next keys, at most `cap` of them, into a flat buffer of its
+ * own; then one thread merges the buffers into the writer up to the round's bound, the
+ * smallest last-copied key of the partitions that have more. Every key at or below the bound
+ * is in a buffer by then (a partition's later keys are above its last copied one), so the
+ * merge is exact; the partition that set the bound is drained, so every round makes
+ * progress; and memory stays at P x cap entries whatever the KB's size.
+ */
+struct pbuf {
+	uint8_t *keys;	/* key bytes of the buffered entries */
+	size_t klen;	/* bytes used */
+	size_t kcap;	/* bytes allocated */
+	size_t *off;	/* entry i's key is keys[off[i] .. off[i + 1]) */
+	uint64_t *vals; /* entry i's value word */
+	size_t n;	/* entries buffered */
+	size_t pos;	/* next entry to merge */
+	size_t ecap;	/* entries allocated (off has ecap + 1) */
+	uint8_t *last;	/* the last key copied (partition path included), where the next
+			   refill resumes */
+	size_t llen;	/* its length */
+	size_t lcap;	/* bytes allocated for last */
+	bool has_last;	/* a key was copied already */
+	bool done;	/* the partition has no key after last */
+	int rc;		/* error of the last refill */
+};
+
+struct refill {
+	struct pbuf *b; /* buffer being filled */
+	size_t cap;	/* entries it may hold */
+	bool skip;	/* the walk's first visit is the resume key itself */
+};
+
+static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap = *cap ? *cap : 64;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	np = realloc(*p, ncap * elem);
+	if (!np)
+		return PKB_ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+static int refill_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
+{
+	struct refill *r = arg;
+	struct pbuf *b = r->b;
+
+	if (r->skip) {
+		r->skip = false;
+		if (len == b->llen && !memcmp(key, b->last, len))
+			return 0;
+	}
+	if (b->n == r->cap)
+		return 1; /* full: the key stays for the next round */
+	if (grow_to((void **)&b->keys, &b->kcap, b->klen + len, 1))
+		return PKB_ENOMEM;
+	if (b->n + 2 > b->ecap) {
+		size_t nc = b->ecap ? 2 * b->ecap : 64;
+		size_t *no = realloc(b->off, nc * sizeof(*no));
+		uint64_t *nv;
+
+		if (!no)
+			return PKB_ENOMEM;
+		b->off = no;
+		nv = realloc(b->vals, nc * sizeof(*nv));
+		if (!nv)
+			return PKB_ENOMEM;
+		b->vals = nv;
+		b->ecap = nc;
+	}
+	len -= PME_PART_PATH_LEN;
+	memcpy(b->keys + b->klen, key + PME_PART_PATH_LEN, len);
+	b->off[b->n] = b->klen;
+	b->klen += len;
+	b->off[b->n + 1] = b->klen;
+	b->vals[b->n++] = val;
+	if (grow_to((void **)&b->last, &b->lcap, len + PME_PART_PATH_LEN, 1))
+		return PKB_ENOMEM;
+	memcpy(b->last, key, len + PME_PART_PATH_LEN);
+	b->llen = len + PME_PART_PATH_LEN;
+	b->has_last = true;
+	return 0;
+}
+
+/* Drops the merged entries of b, then copies the partition's next keys into it. */
+static void refill(const pm_map *map, uint32_t pid, struct pbuf *b, size_t cap)
+{
+	struct refill r = {b, cap, b->has_last};
+	uint8_t pp[PME_PART_PATH_LEN];
+	size_t i, k0 = b->pos < b->n ? b->off[b->pos] : b->klen;
+	int rc;
+
+	if (b->pos) {
+		for (i = b->pos; i < b->n; i++) {
+			b->off[i - b->pos] = b->off[i] - k0;
+			b->vals[i - b->pos] = b->vals[i];
+		}
+		memmove(b->keys, b->keys + k0, b->klen - k0);
+		b->klen -= k0;
+		b->n -= b->pos;
+		b->off[b->n] = b->klen;
+		b->pos = 0;
+	}
+	if (b->done || b->n == cap)
+		return;
+	pme_partition_path(pid, pp);
+	rc = pm_map_foreach(map, pp, sizeof(pp), b->has_last ? b->last : NULL,
+			    b->has_last ? b->llen : 0, refill_visit, &r);
+	if (rc == 0)
+		b->done = true;
+	else if (rc != 1)
+		b->rc = rc == PM_ENOMEM ? PKB_ENOMEM : rc;
+}
+
+#define WRITE_ROUND_ENTRIES (1u << 21) /* entries buffered per round, all partitions */
+#define WRITE_MIN_ENTRIES 32u	       /* ... at least, per partition */
+
+/* A buffer's entry in the merge heap. */
 struct src {
 	uint64_t k8;	    /* first 8 bytes of key, big-endian, zero-padded: most
 			       comparisons end here */
-	pm_rz *z;	    /* zipper at the partition's path */
-	const uint8_t *key; /* its current user key */
+	const uint8_t *key; /* the current entry's key */
 	size_t len;	    /* its length */
-	uint64_t val;	    /* its value */
-	uint32_t pid;	    /* partition id */
+	uint32_t pid;	    /* partition id (its buffer) */
 };
 
 static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
@@ -842,17 +968,15 @@ static void sift_down(struct src *h, size_t n, size_t i)
 	}
 }
 
-/* Moves s to its next value; returns 1, 0 (exhausted) or PM_ENOMEM. */
-static int src_next(struct src *s)
+/* Points s at the next entry of its buffer; false when the buffer is drained. */
+static bool src_load(struct src *s, const struct pbuf *b)
 {
-	int rc = pm_rz_next_value(s->z);
-
-	if (rc != 1)
-		return rc;
-	s->key = pm_rz_path(s->z, &s->len);
+	if (b->pos >= b->n)
+		return false;
+	s->key = b->keys + b->off[b->pos];
+	s->len = b->off[b->pos + 1] - b->off[b->pos];
 	s->k8 = head8(s->key, s->len);
-	pm_rz_value(s->z, &s->val);
-	return 1;
+	return true;
 }
 
 struct add_ctx {
@@ -892,8 +1016,9 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 	      void *blob_ud, const struct pkb_write_opts *opts, struct pkb_err *err)
 {
 	struct add_ctx c = {NULL, blob, blob_ud, err, 0};
+	struct pbuf *bufs = NULL;
 	struct src *h = NULL;
-	size_t n = 0, i;
+	size_t n = 0, i, cap;
 	int rc;
 
 	if (!map || !meta) {
@@ -915,75 +1040,82 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 			seterr(err, "%s: out of memory", path);
 		goto out_done;
 	}
+	bufs = calloc(meta->partitions, sizeof(*bufs));
 	h = calloc(meta->partitions, sizeof(*h));
-	if (!h) {
+	if (!bufs || !h) {
 		rc = PKB_ENOMEM;
 		seterr(err, "%s: out of memory", path);
 		goto out_done;
 	}
-	for (i = 0; i < meta->partitions; i++) {
-		uint8_t pp[PME_PART_PATH_LEN];
-		struct src *s = &h[n];
+	cap = WRITE_ROUND_ENTRIES / meta->partitions;
+	if (cap < WRITE_MIN_ENTRIES)
+		cap = WRITE_MIN_ENTRIES;
+	if (opts && opts->round_cap)
+		cap = opts->round_cap;
+	for (;;) {
+		const struct pbuf *lim = NULL;
+		long p, np = (long)meta->partitions;
 
-		pme_partition_path((uint32_t)i, pp);
-		rc = pm_rz_create_at(map, pp, sizeof(pp), &s->z);
-		if (rc) {
-			seterr(err, "%s: out of memory", path);
-			goto out_done;
-		}
-		s->pid = (uint32_t)i;
-		if (pm_rz_value(s->z, &s->val)) {
-			s->key = pm_rz_path(s->z, &s->len);
-			s->k8 = head8(s->key, s->len);
-		} else {
-			rc = src_next(s);
-			if (rc < 0) {
+#pragma omp parallel for schedule(dynamic, 1)
+		for (p = 0; p < np; p++)
+			refill(map, (uint32_t)p, &bufs[p], cap);
+		n = 0;
+		for (i = 0; i < meta->partitions; i++) {
+			struct pbuf *b = &bufs[i];
+
+			if (b->rc) {
+				rc = b->rc;
 				seterr(err, "%s: out of memory", path);
 				goto out_done;
 			}
-			if (rc == 0) { /* an empty partition */
-				pm_rz_destroy(s->z);
-				s->z = NULL;
-				rc = 0;
-				continue;
-			}
-			rc = 0;
+			/* the bound: the smallest last key of the partitions with more */
+			if (!b->done && (!lim || key_cmp(b->last + PME_PART_PATH_LEN,
+							 b->llen - PME_PART_PATH_LEN,
+							 lim->last + PME_PART_PATH_LEN,
+							 lim->llen - PME_PART_PATH_LEN) < 0))
+				lim = b;
+			h[n].pid = (uint32_t)i;
+			if (src_load(&h[n], b))
+				n++;
 		}
-		n++;
-	}
-	for (i = n; i-- > 0;)
-		sift_down(h, n, i);
-	while (n) {
-		struct src *s = &h[0];
+		if (!n)
+			break;
+		for (i = n; i-- > 0;)
+			sift_down(h, n, i);
+		while (n) {
+			struct src *s = &h[0];
+			struct pbuf *b = &bufs[s->pid];
 
-		if (pme_hash_partition(s->key, s->len, meta->partitions) != s->pid) {
-			rc = PKB_EROUTE;
-			seterr(err, "%s: a key sits in partition %u, its hash says %u", path,
-			       s->pid, pme_hash_partition(s->key, s->len, meta->partitions));
-			goto out_done;
+			if (lim && key_cmp(s->key, s->len, lim->last + PME_PART_PATH_LEN,
+					   lim->llen - PME_PART_PATH_LEN) > 0)
+				break;
+			if (pme_hash_partition(s->key, s->len, meta->partitions) != s->pid) {
+				rc = PKB_EROUTE;
+				seterr(err, "%s: a key sits in partition %u, its hash says %u",
+				       path, s->pid,
+				       pme_hash_partition(s->key, s->len, meta->partitions));
+				goto out_done;
+			}
+			rc = add_record(&c, s->key, s->len, b->vals[b->pos]);
+			if (rc)
+				goto out_done;
+			b->pos++;
+			if (!src_load(s, b))
+				h[0] = h[--n];
+			sift_down(h, n, 0);
 		}
-		rc = add_record(&c, s->key, s->len, s->val);
-		if (rc)
-			goto out_done;
-		rc = src_next(s);
-		if (rc < 0) {
-			seterr(err, "%s: out of memory", path);
-			goto out_done;
-		}
-		if (rc == 0) {
-			pm_rz_destroy(s->z);
-			h[0] = h[--n];
-			h[n].z = NULL;
-		}
-		rc = 0;
-		sift_down(h, n, 0);
 	}
 out_done:
-	if (h) {
-		for (i = 0; i < meta->partitions; i++)
-			pm_rz_destroy(h[i].z);
-		free(h);
+	if (bufs) {
+		for (i = 0; i < meta->partitions; i++) {
+			free(bufs[i].keys);
+			free(bufs[i].off);
+			free(bufs[i].vals);
+			free(bufs[i].last);
+		}
+		free(bufs);
 	}
+	free(h);
 	if (!rc && pkb_writer_count(c.w) != pm_map_count(map)) {
 		rc = PKB_EROUTE;
 		seterr(err, "%s: the map holds %zu paths, %llu of them under partition paths", path,

@@ -109,6 +109,8 @@ struct pkb_write_opts {
 	volatile sig_atomic_t *cancel; /* if non-NULL: abort with PKB_ECANCELED once *cancel
 					  is non-zero (set it from a signal handler) */
 	bool no_sync;		       /* skip fsync (benchmarks of the format only) */
+	size_t round_cap;	       /* hash scheme: keys a partition buffers per merge
+					  round (0: automatic; tests use tiny rounds) */
 };
 
 /* ------------------------------------------------------------------------------------------ */

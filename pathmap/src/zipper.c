@@ -1,5 +1,5 @@
 /*
- * zipper.c - read zippers, write zippers, the ZipperHead and ordered iteration.
+ * zipper.c - read zippers, write zippers and the ZipperHead.
  *
  * A zipper addresses a trie through a root slot and a path: the first `base` bytes of the path
  * are the zipper's root, the rest is its focus. A stack of frames (node, offset in the path
@@ -593,44 +593,6 @@ int pm_rz_seek(pm_rz *z, const uint8_t *path, size_t len)
 }
 
 /* ---- ordered iteration ---- */
-
-int pm_map_foreach(const pm_map *m, const uint8_t *prefix, size_t plen, const uint8_t *from,
-		   size_t flen, pm_visit_fn fn, void *arg)
-{
-	const uint8_t *start = NULL;
-	size_t slen = 0, kl;
-	pm_rz *z;
-	uint64_t v = 0;
-	int rc;
-
-	if ((!prefix && plen) || (!from && flen))
-		return PM_EINVAL;
-	if (from) {
-		size_t lim = flen < plen ? flen : plen;
-		int cmp = lim ? memcmp(from, prefix, lim) : 0;
-
-		if (cmp > 0)
-			return 0;
-		if (cmp == 0 && flen > plen) {
-			start = from + plen;
-			slen = flen - plen;
-		}
-	}
-	rc = pm_rz_create_at(m, prefix, plen, &z);
-	if (rc)
-		return rc;
-	rc = zc_seek(&z->z, start, slen);
-	while (rc == 1) {
-		pm_rz_value(z, &v);
-		kl = z->z.len;
-		rc = fn(z->z.path, kl, v, arg);
-		if (rc)
-			break;
-		rc = zc_step(&z->z, 1);
-	}
-	pm_rz_destroy(z);
-	return rc;
-}
 
 /* ---- write zippers ---- */
 

@@ -206,6 +206,80 @@ static int rule_first(bool exists, uint64_t old, uint64_t *val, void *arg)
 	return PM_UPDATE_STORE;
 }
 
+/* What foreach_walk saw: it compares each visit with the model as it goes. */
+struct fe_check {
+	const struct model *r; /* the reference */
+	size_t next;	       /* model index the next visit must equal */
+	size_t stop;	       /* visits after which the callback stops the walk (0: never) */
+	size_t seen;	       /* visits so far */
+	bool bad;	       /* a visit differed from the model */
+};
+
+static int fe_fn(const uint8_t *key, size_t len, uint64_t val, void *arg)
+{
+	struct fe_check *c = arg;
+	const struct mentry *e = c->next < c->r->n ? &c->r->e[c->next] : NULL;
+
+	if (!e || model_cmp(key, len, e->key, e->len) != 0 || val != e->val)
+		c->bad = true;
+	c->next++;
+	c->seen++;
+	return c->stop && c->seen == c->stop ? 7 : 0;
+}
+
+/*
+ * pm_map_foreach with a random prefix and start key, against the model: the visits must be
+ * exactly the model's keys that start with the prefix and are >= from, in order; a callback
+ * that stops the walk stops it at once.
+ */
+static void foreach_walk(int i)
+{
+	const struct model *r = &S[i].r;
+	uint8_t pre[96], from[104];
+	size_t pl = 0, fl = 0, k, want = 0;
+	bool use_from = below(2);
+	struct fe_check c = {r, 0, 0, 0, false};
+	int rc;
+
+	if (r->n && below(2)) {
+		/* a prefix of a key the map holds, so that the walk has something to do */
+		const struct mentry *e = &r->e[below((unsigned)r->n)];
+
+		pl = below((unsigned)e->len + 1);
+		memcpy(pre, e->key, pl);
+	} else {
+		pl = rand_key(pre, 3);
+	}
+	if (use_from) {
+		if (r->n && below(2)) {
+			const struct mentry *e = &r->e[below((unsigned)r->n)];
+
+			fl = e->len < sizeof(from) ? e->len : sizeof(from);
+			memcpy(from, e->key, fl);
+			if (below(2) && fl)
+				from[fl - 1] ^= (uint8_t)(1 + below(255));
+		} else {
+			memcpy(from, pre, pl);
+			fl = pl + rand_key(from + pl, 6);
+		}
+	}
+	/* the model's answer: from index `first`, the run of keys with the prefix and >= from */
+	k = use_from ? model_lower(r, from, fl) : 0;
+	while (k < r->n && (r->e[k].len < pl || memcmp(r->e[k].key, pre, pl) != 0) &&
+	       model_cmp(r->e[k].key, r->e[k].len, pre, pl) < 0)
+		k++;
+	c.next = k;
+	while (k + want < r->n && r->e[k + want].len >= pl &&
+	       memcmp(r->e[k + want].key, pre, pl) == 0)
+		want++;
+	if (want && below(4) == 0)
+		c.stop = 1 + below((unsigned)want);
+	rc = pm_map_foreach(S[i].m, pl ? pre : NULL, pl, use_from ? from : NULL, fl, fe_fn, &c);
+	CHECK(!c.bad);
+	CHECK(rc == (c.stop ? 7 : 0));
+	CHECK(c.seen == (c.stop ? c.stop : want));
+}
+
 static void one_op(void)
 {
 	int i = (int)below(NMAPS), j = (int)below(NMAPS), k = (int)below(NMAPS);
@@ -373,6 +447,8 @@ static void one_op(void)
 	}
 	if ((op_no & 63) == 0)
 		CHECK(model_matches(&S[i].r, S[i].m));
+	if ((op_no & 7) == 0)
+		foreach_walk(i);
 }
 
 static void test_random_ops(void)
