@@ -13,35 +13,58 @@
 #include "pio.h"
 #include "pme_cmd.h"
 
-static int show_key(const struct pkb *kb, const char *key)
+/*
+ * Copies the KB's middle key (in key order) to mid, and its prefixes up to the 3rd and the
+ * 5th '/' (the run and the cell of a generated path key) to run and cell.
+ */
+static int pick_keys(const char *kbp, char *mid, char *run, char *cell, size_t cap)
 {
-	uint64_t w;
-	int rc = pkb_get(kb, (const uint8_t *)key, strlen(key), &w);
+	struct pkb_err ke;
+	struct pkb *kb;
+	pm_snap_iter *it = NULL;
+	const uint8_t *k = NULL;
+	size_t len = 0, i, slashes = 0;
+	uint64_t w, n, half;
 
-	if (rc == 0)
-		printf("  get %s -> %lld\n", key, (long long)w);
-	else
-		printf("  get %s -> (missing)\n", key);
-	return rc;
+	if (pkb_open(kbp, 0, &kb, &ke)) {
+		fprintf(stderr, "pmingest demo: %s\n", ke.msg);
+		return -1;
+	}
+	half = pkb_info(kb)->count / 2;
+	if (pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it) == 0)
+		for (n = 0; n <= half && pm_snap_iter_next(it, &k, &len, &w) == 1; n++)
+			;
+	if (!k || len >= cap)
+		len = 0;
+	memcpy(mid, k ? (const char *)k : "", len);
+	mid[len] = '\0';
+	strcpy(run, mid);
+	strcpy(cell, mid);
+	for (i = 0; i < len; i++)
+		if (mid[i] == '/') {
+			slashes++;
+			if (slashes == 3)
+				run[i + 1] = '\0';
+			if (slashes == 5)
+				cell[i + 1] = '\0';
+		}
+	pm_snap_iter_destroy(it);
+	pkb_close(kb);
+	return 0;
 }
 
 int pme_cmd_demo(int argc, char **argv)
 {
 	char tmpl[] = "/tmp/pmingest-demo.XXXXXX", h5[4096], kbp[4096], input[4200];
+	char mid[256], run[256], cell[256];
 	const char *dir = NULL;
-	uint64_t n = 2000000, count = 0;
+	uint64_t n = 2000000;
 	struct pio_gen_opts g;
 	struct pio_err pe;
 	struct pme_config c;
 	struct pme_report rep;
 	struct pme_err err;
-	struct pkb_err ke;
-	struct pkb *kb = NULL;
-	pm_snap_iter *it = NULL;
-	const uint8_t *k;
-	size_t len;
-	uint64_t w;
-	int i, rc, shown = 0, status = PME_EXIT_OK;
+	int i, rc, status = PME_EXIT_OK;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--records") && i + 1 < argc) {
@@ -54,16 +77,20 @@ int pme_cmd_demo(int argc, char **argv)
 			    "Writes N generated hierarchical path keys with int64 values (10%% "
 			    "repeated)\nto DIR/demo.h5 (default N = 2000000, DIR a new temporary "
 			    "directory),\nruns `pmingest ingest` on it with all cores into "
-			    "DIR/demo.kb, then prints\nthe run's statistics and a sample "
-			    "query (a prefix count and an ordered scan).\n"
-			    "exit status: 0 success, 2 bad command line, 4 cannot write, 6 out of "
-			    "memory\n");
+			    "DIR/demo.kb, then prints\nthe run's summary and runs `pmingest "
+			    "stats`, "
+			    "`count`, `scan` and `get` on the KB\n(the get asks for one missing "
+			    "key "
+			    "on purpose).\n"
+			    "exit status: 0 success, 2 bad command line, 3 cannot read back, 4 "
+			    "cannot write,\n6 out of memory\n");
 			return PME_EXIT_OK;
 		} else {
 			fprintf(stderr, "pmingest demo: unknown argument '%s'\n", argv[i]);
 			return PME_EXIT_USAGE;
 		}
 	}
+	setvbuf(stdout, NULL, _IOLBF, 0); /* keep the commands' stdout and stderr in order */
 	if (!dir) {
 		dir = mkdtemp(tmpl);
 		if (!dir) {
@@ -107,35 +134,45 @@ int pme_cmd_demo(int argc, char **argv)
 	pme_report_print(stdout, &c, &rep);
 	pme_config_free(&c);
 
-	rc = pkb_open(kbp, 0, &kb, &ke);
-	if (rc) {
-		fprintf(stderr, "pmingest demo: %s\n", ke.msg);
-		return pme_exit_status(rc);
-	}
-	printf("sample query on %s:\n", kbp);
-	pm_snap_count_prefix(pkb_snap(kb), (const uint8_t *)"/proj", 5, &count);
-	printf("  keys under \"/proj\": %llu of %llu\n", (unsigned long long)count,
-	       (unsigned long long)pkb_info(kb)->count);
-	printf("  first keys in order:\n");
-	if (pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it) == 0) {
-		while (shown < 5 && pm_snap_iter_next(it, &k, &len, &w) == 1) {
-			printf("    %.*s  %lld\n", (int)len, (const char *)k, (long long)w);
-			if (shown++ == 0 && len < 4096) {
-				char first[4096];
+	/* The queries a user would type next, run by the same code as the commands, on keys
+	 * taken from the KB: the middle key, its run's prefix and its cell's prefix. */
+	if (pick_keys(kbp, mid, run, cell, sizeof(mid)))
+		return PME_EXIT_INPUT;
+	{
+		char *stats_argv[] = {"stats", kbp, NULL};
+		char *count_argv[] = {"count", kbp, run, NULL};
+		char *scan_argv[] = {"scan", kbp, cell, "--limit", "5", NULL};
+		char *get_argv[] = {"get", kbp, mid, "/proj/no/such/key", NULL};
+		struct {
+			int (*fn)(int, char **);
+			char **argv;
+			int argc;
+		} q[] = {
+		    {pme_cmd_stats, stats_argv, 2},
+		    {pme_cmd_count, count_argv, 3},
+		    {pme_cmd_scan, scan_argv, 5},
+		    {pme_cmd_get, get_argv, 4},
+		};
+		size_t j;
 
-				memcpy(first, k, len);
-				first[len] = '\0';
-				pm_snap_iter_destroy(it);
-				it = NULL;
-				show_key(kb, first);
-				if (pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it) ||
-				    pm_snap_iter_next(it, &k, &len, &w) != 1)
-					break;
-			}
+		for (j = 0; j < sizeof(q) / sizeof(q[0]); j++) {
+			int a, st;
+
+			printf("\n$ pmingest");
+			for (a = 0; a < q[j].argc; a++)
+				printf(" %s", q[j].argv[a]);
+			printf("\n");
+			fflush(stdout);
+			st = q[j].fn(q[j].argc, q[j].argv);
+			fflush(stdout);
+			fflush(stderr);
+			/* get exits 1 for the missing key, as documented; anything else fails */
+			if (st && !(q[j].fn == pme_cmd_get && st == PME_EXIT_NOTFOUND))
+				status = st;
+			if (q[j].fn == pme_cmd_get)
+				printf("(exit status %d: a key was missing)\n", st);
 		}
 	}
-	pm_snap_iter_destroy(it);
-	printf("try: pmingest scan %s /proj --limit 10; pmingest stats %s\n", kbp, kbp);
-	pkb_close(kb);
+	printf("\nfiles: %s (input), %s (KB); try pmingest --help\n", h5, kbp);
 	return status;
 }

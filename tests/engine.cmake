@@ -15,7 +15,8 @@ if(TARGET pmingest)
             $<TARGET_FILE:pmingest> ${CMAKE_CURRENT_BINARY_DIR}/engine_cli)
   set_tests_properties(engine_ingest_cli PROPERTIES LABELS "integration;engine;omp" TIMEOUT 300)
   add_test(NAME engine_demo
-    COMMAND $<TARGET_FILE:pmingest> demo --records 100000 --dir ${CMAKE_CURRENT_BINARY_DIR})
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/engine/demo_test.sh $<TARGET_FILE:pmingest>
+            ${CMAKE_CURRENT_BINARY_DIR}/demo)
   set_tests_properties(engine_demo PROPERTIES LABELS "integration;engine"
     ENVIRONMENT OMP_NUM_THREADS=2 TIMEOUT 120)
 endif()
