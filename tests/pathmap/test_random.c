@@ -245,7 +245,7 @@ static void foreach_walk(int i)
 		/* a prefix of a key the map holds, so that the walk has something to do */
 		const struct mentry *e = &r->e[below((unsigned)r->n)];
 
-		pl = below((unsigned)e->len + 1);
+		pl = below((unsigned)(e->len < sizeof(pre) ? e->len : sizeof(pre)) + 1);
 		memcpy(pre, e->key, pl);
 	} else {
 		pl = rand_key(pre, 3);
