@@ -1043,7 +1043,7 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	char **pos = calloc((size_t)argc + 1, sizeof(char *));
 	struct pkb **kbs = NULL;
 	struct pkb_err err;
-	struct pkb_write_opts wo = {&interrupted, false, 0};
+	struct pkb_write_opts wo = {.cancel = &interrupted};
 	enum pkb_dup dup = op == PKB_OP_MERGE ? PKB_DUP_LAST : PKB_DUP_FIRST;
 	enum pme_scheme scheme;
 	uint32_t parts;
@@ -1552,7 +1552,7 @@ int pme_cmd_kb_build(int argc, char **argv)
 	struct pkb_input *inputs = NULL;
 	size_t nin = 0, fi;
 	struct pkb_err err;
-	struct pkb_write_opts wo = {&interrupted, false, 0};
+	struct pkb_write_opts wo = {.cancel = &interrupted};
 	enum pkb_dup dup = PKB_DUP_LAST;
 	struct rec *recs = NULL;
 	size_t nrec = 0, caprec = 0, i, lineno = 0, pcap = 64;

@@ -1019,6 +1019,8 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	meta.inputs = kin;
 	meta.n_inputs = i;
 	wo.cancel = c->cancel;
+	wo.threads = (unsigned)x.nthreads;
+	wo.memory = memory; /* the batches are freed by now: their budget holds the image */
 	if (cancelled(c)) {
 		rc = seterr(err, PME_ECANCELED, "interrupted");
 		goto out;

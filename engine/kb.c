@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <omp.h>
 #include <xxhash.h>
 
 #include "kb.h"
@@ -299,6 +300,8 @@ struct pkb_writer {
 	uint64_t key_bytes;	       /* sum of key lengths */
 	uint64_t count;		       /* keys added */
 	int io_errno;		       /* errno of a failed write */
+	bool joined;		       /* the trie was written by pkb_writer_join */
+	uint64_t trie_len;	       /* ... its length */
 };
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
@@ -659,6 +662,38 @@ static int fsync_dir(const char *path)
 	return rc;
 }
 
+int pkb_writer_join(struct pkb_writer *w, const uint8_t *prefix, size_t plen, bool has_val,
+		    uint64_t val, const struct pm_snap_part *parts, size_t n, uint64_t key_bytes,
+		    struct pkb_err *err)
+{
+	uint64_t count = has_val ? 1 : 0;
+	size_t i;
+	int rc;
+
+	if (w->blob || w->count || w->joined) {
+		seterr(err, "%s: pkb_writer_join: the writer is not fresh or takes string values",
+		       w->path);
+		return PKB_EINVAL;
+	}
+	for (i = 0; i < n; i++)
+		count += parts[i].count;
+	rc = pm_snap_builder_join(w->b, prefix, plen, has_val, val, parts, n, &w->trie_len);
+	if (rc == PM_SNAP_ESINK) {
+		rc = pm_snap_builder_sink_error(w->b);
+		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
+		return rc;
+	}
+	if (rc) {
+		seterr(err, "%s: %s", w->path,
+		       rc == PM_ENOMEM ? "out of memory" : pm_snap_strerror(rc));
+		return rc == PM_ENOMEM ? PKB_ENOMEM : PKB_EINVAL;
+	}
+	w->joined = true;
+	w->count = count;
+	w->key_bytes = key_bytes;
+	return 0;
+}
+
 int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 {
 	uint8_t h[PKB_HEADER_SIZE], pad[8] = {0};
@@ -670,7 +705,12 @@ int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 		seterr(err, "%s: interrupted, nothing written", w->path);
 		goto out_abort;
 	}
-	rc = pm_snap_builder_finish(w->b, &trie_len);
+	if (w->joined) {
+		trie_len = w->trie_len;
+		rc = 0;
+	} else {
+		rc = pm_snap_builder_finish(w->b, &trie_len);
+	}
 	if (rc == PM_SNAP_ESINK) {
 		rc = pm_snap_builder_sink_error(w->b);
 		goto out_io;
@@ -788,14 +828,25 @@ out_abort:
 
 /*
  * The hash scheme's partitions hold disjoint sets of user keys, each in key order under its
- * partition path; the KB wants them merged into one key order. The walk over the map's nodes
- * is what costs (its nodes are scattered in memory), so it runs in rounds: all partitions at
- * once (OpenMP), each copying its next keys, at most `cap` of them, into a flat buffer of its
- * own; then one thread merges the buffers into the writer up to the round's bound, the
+ * partition path; the KB wants them merged into one key order. A merger does that for the
+ * keys of one range. The walk over the map's nodes is what costs (its nodes are scattered in
+ * memory), so it runs in rounds: every partition copies its next keys, at most `cap` of them,
+ * into a flat buffer of its own; then the buffers are merged up to the round's bound, the
  * smallest last-copied key of the partitions that have more. Every key at or below the bound
  * is in a buffer by then (a partition's later keys are above its last copied one), so the
  * merge is exact; the partition that set the bound is drained, so every round makes
  * progress; and memory stays at P x cap entries whatever the KB's size.
+ *
+ * Two ways to use it (pkb_write picks one):
+ *   - serial: one merger over all keys feeds the writer; the copying rounds run on all
+ *     threads (OpenMP), the merge and the snapshot builder on one;
+ *   - in parts: with C the longest common prefix of all user keys, the keys C ++ c ++ s are
+ *     cut into ranges of the branch byte c; each range (an OpenMP task of a parallel loop)
+ *     merges its keys with a merger of its own and builds, for each c, the image of the
+ *     stripped keys s in memory (pm_snap_builder_finish_part); the writer then joins them
+ *     under the root (pm_snap_builder_join): the same bytes as the serial way, as FORMAT.md's
+ *     layout makes every subtree's encoding independent of where it lies. This needs the
+ *     image in memory and numeric values (string values take heap offsets in key order).
  */
 struct pbuf {
 	uint8_t *keys;	/* key bytes of the buffered entries */
@@ -805,20 +856,36 @@ struct pbuf {
 	uint64_t *vals; /* entry i's value word */
 	size_t n;	/* entries buffered */
 	size_t pos;	/* next entry to merge */
-	size_t ecap;	/* entries allocated (off has ecap + 1) */
-	uint8_t *last;	/* the last key copied (partition path included), where the next
-			   refill resumes */
+	size_t ecap;	/* entries allocated (off and vals) */
+	uint8_t *last;	/* where the next refill starts (partition path included) */
 	size_t llen;	/* its length */
 	size_t lcap;	/* bytes allocated for last */
-	bool has_last;	/* a key was copied already */
-	bool done;	/* the partition has no key after last */
+	bool has_last;	/* last is set (else: from the partition's first key) */
+	bool resume;	/* last is a key already copied: the walk skips it */
+	bool done;	/* the partition has no more keys in range */
 	int rc;		/* error of the last refill */
 };
 
+/* A merger: the keys of every partition within a range, in user-key order. */
+struct merger {
+	const pm_map *map; /* the map */
+	uint32_t parts;	   /* P */
+	size_t cap;	   /* entries a buffer takes per round */
+	unsigned threads;  /* copy the partitions' keys on this many threads (1: serial) */
+	const uint8_t *cp; /* range: keys C ++ c ++ ..., c < hi (cp NULL: all keys) */
+	size_t clen;	   /* bytes of C */
+	unsigned hi;	   /* ... */
+	struct pbuf *bufs; /* one per partition */
+	struct src *h;	   /* the merge heap */
+	uint64_t seen;	   /* keys merged so far */
+	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
+};
+
 struct refill {
-	struct pbuf *b; /* buffer being filled */
-	size_t cap;	/* entries it may hold */
-	bool skip;	/* the walk's first visit is the resume key itself */
+	struct pbuf *b;		/* buffer being filled */
+	const struct merger *m; /* its merger (range) */
+	size_t cap;		/* entries it may hold */
+	bool skip;		/* the walk's first visit is the resume key itself */
 };
 
 static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
@@ -838,19 +905,34 @@ static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
+static int set_last(struct pbuf *b, const uint8_t *key, size_t len)
+{
+	if (grow_to((void **)&b->last, &b->lcap, len ? len : 1, 1))
+		return PKB_ENOMEM;
+	memcpy(b->last, key, len);
+	b->llen = len;
+	b->has_last = true;
+	return 0;
+}
+
 static int refill_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
 {
 	struct refill *r = arg;
 	struct pbuf *b = r->b;
+	const struct merger *m = r->m;
+	const uint8_t *u = key + PME_PART_PATH_LEN;
+	size_t ul = len - PME_PART_PATH_LEN;
 
 	if (r->skip) {
 		r->skip = false;
 		if (len == b->llen && !memcmp(key, b->last, len))
 			return 0;
 	}
+	if (m->cp && (ul <= m->clen || memcmp(u, m->cp, m->clen) || u[m->clen] >= m->hi))
+		return 2; /* past the range: the partition is done */
 	if (b->n == r->cap)
 		return 1; /* full: the key stays for the next round */
-	if (grow_to((void **)&b->keys, &b->kcap, b->klen + len, 1))
+	if (grow_to((void **)&b->keys, &b->kcap, b->klen + ul, 1))
 		return PKB_ENOMEM;
 	if (b->n + 2 > b->ecap) {
 		size_t nc = b->ecap ? 2 * b->ecap : 64;
@@ -866,24 +948,22 @@ static int refill_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
 		b->vals = nv;
 		b->ecap = nc;
 	}
-	len -= PME_PART_PATH_LEN;
-	memcpy(b->keys + b->klen, key + PME_PART_PATH_LEN, len);
+	if (ul)
+		memcpy(b->keys + b->klen, u, ul);
 	b->off[b->n] = b->klen;
-	b->klen += len;
+	b->klen += ul;
 	b->off[b->n + 1] = b->klen;
 	b->vals[b->n++] = val;
-	if (grow_to((void **)&b->last, &b->lcap, len + PME_PART_PATH_LEN, 1))
+	if (set_last(b, key, len))
 		return PKB_ENOMEM;
-	memcpy(b->last, key, len + PME_PART_PATH_LEN);
-	b->llen = len + PME_PART_PATH_LEN;
-	b->has_last = true;
+	b->resume = true;
 	return 0;
 }
 
 /* Drops the merged entries of b, then copies the partition's next keys into it. */
-static void refill(const pm_map *map, uint32_t pid, struct pbuf *b, size_t cap)
+static void refill(const struct merger *m, uint32_t pid, struct pbuf *b)
 {
-	struct refill r = {b, cap, b->has_last};
+	struct refill r = {b, m, m->cap, b->resume};
 	uint8_t pp[PME_PART_PATH_LEN];
 	size_t i, k0 = b->pos < b->n ? b->off[b->pos] : b->klen;
 	int rc;
@@ -893,18 +973,20 @@ static void refill(const pm_map *map, uint32_t pid, struct pbuf *b, size_t cap)
 			b->off[i - b->pos] = b->off[i] - k0;
 			b->vals[i - b->pos] = b->vals[i];
 		}
-		memmove(b->keys, b->keys + k0, b->klen - k0);
+		if (b->klen > k0)
+			memmove(b->keys, b->keys + k0, b->klen - k0);
 		b->klen -= k0;
 		b->n -= b->pos;
-		b->off[b->n] = b->klen;
+		if (b->off)
+			b->off[b->n] = b->klen;
 		b->pos = 0;
 	}
-	if (b->done || b->n == cap)
+	if (b->done || b->n == m->cap)
 		return;
 	pme_partition_path(pid, pp);
-	rc = pm_map_foreach(map, pp, sizeof(pp), b->has_last ? b->last : NULL,
+	rc = pm_map_foreach(m->map, pp, sizeof(pp), b->has_last ? b->last : NULL,
 			    b->has_last ? b->llen : 0, refill_visit, &r);
-	if (rc == 0)
+	if (rc == 0 || rc == 2)
 		b->done = true;
 	else if (rc != 1)
 		b->rc = rc == PM_ENOMEM ? PKB_ENOMEM : rc;
@@ -912,6 +994,9 @@ static void refill(const pm_map *map, uint32_t pid, struct pbuf *b, size_t cap)
 
 #define WRITE_ROUND_ENTRIES (1u << 21) /* entries buffered per round, all partitions */
 #define WRITE_MIN_ENTRIES 32u	       /* ... at least, per partition */
+#define CANCEL_KEYS 65536u	       /* keys merged between looks at the cancel flag */
+#define WRITE_IMAGE_BYTES_PER_KEY 48.0 /* in parts: image bytes per key, a generous guess */
+#define WRITE_IMAGE_DEFAULT_MEMORY ((uint64_t)1 << 30) /* ... allowed without opts->memory */
 
 /* A buffer's entry in the merge heap. */
 struct src {
@@ -979,6 +1064,139 @@ static bool src_load(struct src *s, const struct pbuf *b)
 	return true;
 }
 
+static void merger_free(struct merger *m)
+{
+	size_t i;
+
+	if (m->bufs) {
+		for (i = 0; i < m->parts; i++) {
+			free(m->bufs[i].keys);
+			free(m->bufs[i].off);
+			free(m->bufs[i].vals);
+			free(m->bufs[i].last);
+		}
+		free(m->bufs);
+	}
+	free(m->h);
+	m->bufs = NULL;
+	m->h = NULL;
+}
+
+/*
+ * Sets up a merger over the keys C ++ c ++ ... with lo <= c < hi (cp == NULL: all keys).
+ * Returns 0 or PKB_ENOMEM.
+ */
+static int merger_init(struct merger *m, const pm_map *map, uint32_t parts, size_t cap,
+		       unsigned threads, const uint8_t *cp, size_t clen, unsigned lo, unsigned hi,
+		       volatile sig_atomic_t *cancel)
+{
+	uint32_t i;
+
+	memset(m, 0, sizeof(*m));
+	m->map = map;
+	m->parts = parts;
+	m->cap = cap;
+	m->threads = threads;
+	m->cp = cp;
+	m->clen = clen;
+	m->hi = hi;
+	m->cancel = cancel;
+	m->bufs = calloc(parts, sizeof(*m->bufs));
+	m->h = calloc(parts, sizeof(*m->h));
+	if (!m->bufs || !m->h)
+		goto out_nomem;
+	if (!cp)
+		return 0;
+	for (i = 0; i < parts; i++) {
+		struct pbuf *b = &m->bufs[i];
+
+		/* the walk starts at partition path ++ C ++ lo */
+		if (grow_to((void **)&b->last, &b->lcap, PME_PART_PATH_LEN + clen + 1, 1))
+			goto out_nomem;
+		pme_partition_path(i, b->last);
+		memcpy(b->last + PME_PART_PATH_LEN, cp, clen);
+		b->last[PME_PART_PATH_LEN + clen] = (uint8_t)lo;
+		b->llen = PME_PART_PATH_LEN + clen + 1;
+		b->has_last = true;
+	}
+	return 0;
+out_nomem:
+	merger_free(m);
+	return PKB_ENOMEM;
+}
+
+/* Called for every key of a merger, in order; returns 0 or an error that stops it. */
+typedef int (*merge_fn)(void *arg, const uint8_t *key, size_t len, uint64_t val);
+
+/* Runs the merger to its end. Returns 0, fn's error or its own (message in err). */
+static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path,
+		      struct pkb_err *err)
+{
+	const uint32_t np = m->parts;
+	size_t n, i;
+	int rc;
+
+	for (;;) {
+		const struct pbuf *lim = NULL;
+		long p;
+
+		if (m->threads > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(m->threads)
+			for (p = 0; p < (long)np; p++)
+				refill(m, (uint32_t)p, &m->bufs[p]);
+		} else {
+			for (p = 0; p < (long)np; p++)
+				refill(m, (uint32_t)p, &m->bufs[p]);
+		}
+		n = 0;
+		for (i = 0; i < np; i++) {
+			struct pbuf *b = &m->bufs[i];
+
+			if (b->rc) {
+				seterr(err, "%s: out of memory", path);
+				return b->rc;
+			}
+			/* the bound: the smallest last key of the partitions with more */
+			if (!b->done && (!lim || key_cmp(b->last + PME_PART_PATH_LEN,
+							 b->llen - PME_PART_PATH_LEN,
+							 lim->last + PME_PART_PATH_LEN,
+							 lim->llen - PME_PART_PATH_LEN) < 0))
+				lim = b;
+			m->h[n].pid = (uint32_t)i;
+			if (src_load(&m->h[n], b))
+				n++;
+		}
+		if (!n)
+			return 0;
+		for (i = n; i-- > 0;)
+			sift_down(m->h, n, i);
+		while (n) {
+			struct src *s = &m->h[0];
+			struct pbuf *b = &m->bufs[s->pid];
+
+			if (lim && key_cmp(s->key, s->len, lim->last + PME_PART_PATH_LEN,
+					   lim->llen - PME_PART_PATH_LEN) > 0)
+				break;
+			if (pme_hash_partition(s->key, s->len, np) != s->pid) {
+				seterr(err, "%s: a key sits in partition %u, its hash says %u",
+				       path, s->pid, pme_hash_partition(s->key, s->len, np));
+				return PKB_EROUTE;
+			}
+			if (m->cancel && ++m->seen % CANCEL_KEYS == 0 && *m->cancel) {
+				seterr(err, "%s: interrupted, nothing written", path);
+				return PKB_ECANCELED;
+			}
+			rc = fn(arg, s->key, s->len, b->vals[b->pos]);
+			if (rc)
+				return rc;
+			b->pos++;
+			if (!src_load(s, b))
+				m->h[0] = m->h[--n];
+			sift_down(m->h, n, 0);
+		}
+	}
+}
+
 struct add_ctx {
 	struct pkb_writer *w; /* output */
 	pkb_blob_fn blob;     /* accessor for blob values */
@@ -1004,6 +1222,11 @@ static int add_record(struct add_ctx *c, const uint8_t *key, size_t len, uint64_
 	return pkb_writer_add(c->w, key, len, val, data, dlen, c->err);
 }
 
+static int merge_add(void *arg, const uint8_t *key, size_t len, uint64_t val)
+{
+	return add_record(arg, key, len, val);
+}
+
 static int prefix_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
 {
 	struct add_ctx *c = arg;
@@ -1012,13 +1235,283 @@ static int prefix_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
 	return c->rc ? 1 : 0;
 }
 
+/* ---- in parts ---- */
+
+/* One branch byte's image, built in memory. */
+struct wpart {
+	struct pm_snap_part part; /* what the join needs */
+	uint8_t *buf;		  /* the node bytes */
+	size_t len;		  /* used */
+	size_t cap;		  /* allocated */
+	uint64_t key_bytes;	  /* sum of its full keys' lengths */
+};
+
+/* A range of branch bytes [lo, hi) after C: one task. */
+struct wrange {
+	unsigned lo, hi;     /* the range */
+	struct wpart *parts; /* one per byte with keys, in byte order */
+	size_t nparts;	     /* parts in use */
+	size_t pcap;	     /* parts allocated */
+	pm_snap_builder *b;  /* builder of the last part, while open */
+	size_t clen;	     /* bytes of C */
+	struct pkb_err err;  /* message of rc */
+	int rc;		     /* the task's error */
+};
+
+static int part_sink(void *ud, const void *data, size_t len)
+{
+	struct wpart *p = ud;
+
+	if (grow_to((void **)&p->buf, &p->cap, p->len + len, 1))
+		return PKB_ENOMEM;
+	memcpy(p->buf + p->len, data, len);
+	p->len += len;
+	return 0;
+}
+
+static int part_close(struct wrange *r)
+{
+	struct wpart *p = &r->parts[r->nparts - 1];
+	int rc;
+
+	rc = pm_snap_builder_finish_part(r->b, &p->part);
+	pm_snap_builder_destroy(r->b);
+	r->b = NULL;
+	return rc ? (rc == PM_SNAP_ESINK ? PKB_ENOMEM : rc) : 0;
+}
+
+static int part_add(void *arg, const uint8_t *key, size_t len, uint64_t val)
+{
+	struct wrange *r = arg;
+	uint8_t c = key[r->clen]; /* the merger's range: len > clen */
+	struct wpart *p;
+	int rc;
+
+	if (!r->b || r->parts[r->nparts - 1].part.byte != c) {
+		if (r->b && (rc = part_close(r)))
+			return rc;
+		if (r->nparts == r->pcap) {
+			size_t nc = r->pcap ? 2 * r->pcap : 8;
+			struct wpart *np = realloc(r->parts, nc * sizeof(*np));
+
+			if (!np)
+				return PKB_ENOMEM;
+			r->parts = np;
+			r->pcap = nc;
+		}
+		p = &r->parts[r->nparts++];
+		memset(p, 0, sizeof(*p));
+		p->part.byte = c;
+		if (pm_snap_builder_create(NULL, NULL, part_sink, p, &r->b))
+			return PKB_ENOMEM;
+	}
+	p = &r->parts[r->nparts - 1];
+	p->key_bytes += len;
+	rc = pm_snap_builder_add(r->b, key + r->clen + 1, len - r->clen - 1, val);
+	return rc == PM_SNAP_ESINK ? PKB_ENOMEM : rc;
+}
+
+static void wrange_free(struct wrange *r)
+{
+	size_t i;
+
+	pm_snap_builder_destroy(r->b);
+	for (i = 0; i < r->nparts; i++)
+		free(r->parts[i].buf);
+	free(r->parts);
+}
+
+/* The key range's merge: one task of write_parts. */
+static void write_range(const pm_map *map, const struct pkb_meta *meta, size_t cap,
+			const uint8_t *cp, struct wrange *r, const char *path,
+			volatile sig_atomic_t *cancel)
+{
+	struct merger m;
+
+	r->rc = merger_init(&m, map, meta->partitions, cap, 1, cp, r->clen, r->lo, r->hi, cancel);
+	if (r->rc) {
+		seterr(&r->err, "%s: out of memory", path);
+		return;
+	}
+	r->rc = merger_run(&m, part_add, r, path, &r->err);
+	if (!r->rc && r->b)
+		r->rc = part_close(r);
+	if (r->rc && !r->err.msg[0])
+		seterr(&r->err, "%s: %s", path,
+		       r->rc == PKB_ENOMEM ? "out of memory" : pkb_strerror(r->rc));
+	merger_free(&m);
+}
+
+/*
+ * The first (last: dir > 0) user key of partition pid into *key (malloc'd) and *len; returns 1
+ * found, 0 empty, or PKB_ENOMEM.
+ */
+static int part_edge(const pm_map *map, uint32_t pid, bool last, uint8_t **key, size_t *len)
+{
+	uint8_t pp[PME_PART_PATH_LEN], bytes[256];
+	const uint8_t *k;
+	size_t kl;
+	unsigned nb;
+	pm_rz *z;
+
+	pme_partition_path(pid, pp);
+	if (pm_rz_create_at(map, pp, sizeof(pp), &z))
+		return PKB_ENOMEM;
+	if (!pm_rz_exists(z)) {
+		pm_rz_destroy(z);
+		return 0;
+	}
+	for (;;) {
+		if (!last && pm_rz_value(z, NULL))
+			break; /* the first key: no key under it is smaller */
+		nb = pm_rz_child_bytes(z, bytes);
+		if (!nb)
+			break; /* a leaf: the last key */
+		if (pm_rz_descend_byte(z, last ? bytes[nb - 1] : bytes[0])) {
+			pm_rz_destroy(z);
+			return PKB_ENOMEM;
+		}
+	}
+	k = pm_rz_path(z, &kl);
+	*key = malloc(kl ? kl : 1);
+	if (!*key) {
+		pm_rz_destroy(z);
+		return PKB_ENOMEM;
+	}
+	memcpy(*key, k, kl);
+	*len = kl;
+	pm_rz_destroy(z);
+	return 1;
+}
+
+/*
+ * The longest common prefix C of all user keys: that of the smallest and the largest.
+ * *cp (malloc'd) and *clen; returns 1, 0 (no key) or PKB_ENOMEM.
+ */
+static int common_prefix(const pm_map *map, uint32_t parts, uint8_t **cp, size_t *clen)
+{
+	uint8_t *lo = NULL, *hi = NULL, *k;
+	size_t lol = 0, hil = 0, kl, c = 0;
+	uint32_t p;
+	int rc = 0;
+
+	for (p = 0; p < parts; p++) {
+		for (int dir = 0; dir < 2; dir++) {
+			rc = part_edge(map, p, dir, &k, &kl);
+			if (rc < 0)
+				goto out;
+			if (rc == 0)
+				break;
+			if (dir == 0 && (!lo || key_cmp(k, kl, lo, lol) < 0)) {
+				free(lo);
+				lo = k;
+				lol = kl;
+			} else if (dir == 1 && (!hi || key_cmp(k, kl, hi, hil) > 0)) {
+				free(hi);
+				hi = k;
+				hil = kl;
+			} else {
+				free(k);
+			}
+		}
+	}
+	rc = lo ? 1 : 0;
+	if (lo)
+		while (c < lol && c < hil && lo[c] == hi[c])
+			c++;
+	*cp = lo;
+	*clen = c;
+	lo = NULL;
+out:
+	free(lo);
+	free(hi);
+	return rc;
+}
+
+/*
+ * Writes the hash scheme's keys in parts (see above). Returns 0, an error (message in err), or
+ * 1 when the map does not suit (fewer than 2 ranges): the caller then writes serially.
+ */
+static int write_parts(struct pkb_writer *w, const pm_map *map, const struct pkb_meta *meta,
+		       size_t nranges, size_t cap, unsigned threads, volatile sig_atomic_t *cancel,
+		       struct pkb_err *err)
+{
+	uint8_t *cp = NULL, *root = NULL;
+	size_t clen = 0, i, j, np = 0, first = 0;
+	struct wrange *r = NULL;
+	struct pm_snap_part *parts = NULL;
+	uint64_t val = 0, key_bytes = 0;
+	bool has_val;
+	long t;
+	int rc;
+
+	rc = common_prefix(map, meta->partitions, &cp, &clen);
+	if (rc <= 0) {
+		if (rc < 0)
+			seterr(err, "%s: out of memory", w->path);
+		return rc < 0 ? rc : 1;
+	}
+	/* the root's value: key C, in the partition its hash names */
+	root = malloc(PME_PART_PATH_LEN + clen + 1);
+	r = calloc(nranges, sizeof(*r));
+	if (!root || !r) {
+		rc = PKB_ENOMEM;
+		seterr(err, "%s: out of memory", w->path);
+		goto out;
+	}
+	pme_partition_path(pme_hash_partition(cp, clen, meta->partitions), root);
+	memcpy(root + PME_PART_PATH_LEN, cp, clen);
+	has_val = pm_map_get(map, root, PME_PART_PATH_LEN + clen, &val);
+	for (i = 0; i < nranges; i++) {
+		r[i].lo = (unsigned)(i * 256 / nranges);
+		r[i].hi = (unsigned)((i + 1) * 256 / nranges);
+		r[i].clen = clen;
+	}
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+	for (t = 0; t < (long)nranges; t++)
+		write_range(map, meta, cap, cp, &r[t], w->path, cancel);
+	for (i = 0; i < nranges; i++) {
+		if (r[i].rc) {
+			rc = r[i].rc;
+			*err = r[i].err;
+			goto out;
+		}
+		np += r[i].nparts;
+	}
+	parts = calloc(np ? np : 1, sizeof(*parts));
+	if (!parts) {
+		rc = PKB_ENOMEM;
+		seterr(err, "%s: out of memory", w->path);
+		goto out;
+	}
+	for (i = 0; i < nranges; i++)
+		for (j = 0; j < r[i].nparts; j++) {
+			r[i].parts[j].part.nodes = r[i].parts[j].buf;
+			parts[first++] = r[i].parts[j].part;
+			key_bytes += r[i].parts[j].key_bytes;
+		}
+	if (has_val)
+		key_bytes += clen;
+	rc = pkb_writer_join(w, cp, clen, has_val, val, parts, np, key_bytes, err);
+out:
+	if (r)
+		for (i = 0; i < nranges; i++)
+			wrange_free(&r[i]);
+	free(r);
+	free(parts);
+	free(root);
+	free(cp);
+	return rc;
+}
+
 int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, pkb_blob_fn blob,
 	      void *blob_ud, const struct pkb_write_opts *opts, struct pkb_err *err)
 {
 	struct add_ctx c = {NULL, blob, blob_ud, err, 0};
-	struct pbuf *bufs = NULL;
-	struct src *h = NULL;
-	size_t n = 0, i, cap;
+	volatile sig_atomic_t *cancel = opts ? opts->cancel : NULL;
+	struct merger m;
+	size_t cap, nranges;
+	unsigned threads = opts && opts->threads ? opts->threads : (unsigned)omp_get_max_threads();
 	int rc;
 
 	if (!map || !meta) {
@@ -1040,82 +1533,37 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 			seterr(err, "%s: out of memory", path);
 		goto out_done;
 	}
-	bufs = calloc(meta->partitions, sizeof(*bufs));
-	h = calloc(meta->partitions, sizeof(*h));
-	if (!bufs || !h) {
-		rc = PKB_ENOMEM;
-		seterr(err, "%s: out of memory", path);
-		goto out_done;
-	}
-	cap = WRITE_ROUND_ENTRIES / meta->partitions;
+	/* In parts when there are threads to share the work, the values are numbers and the
+	 * image fits the memory budget; ranges: enough for balance, few enough that their
+	 * P x ranges seeks stay small. */
+	nranges = opts && opts->parts ? opts->parts : ((size_t)1 << 20) / meta->partitions;
+	if (nranges > 256)
+		nranges = 256;
+	if (!(opts && opts->parts) &&
+	    (threads < 2 || nranges < 2 * threads ||
+	     (double)pm_map_count(map) * WRITE_IMAGE_BYTES_PER_KEY >
+		 (double)(opts && opts->memory ? opts->memory : WRITE_IMAGE_DEFAULT_MEMORY)))
+		nranges = 1;
+	if (c.w->blob)
+		nranges = 1;
+	cap = WRITE_ROUND_ENTRIES / meta->partitions / (nranges > 1 ? threads : 1);
 	if (cap < WRITE_MIN_ENTRIES)
 		cap = WRITE_MIN_ENTRIES;
 	if (opts && opts->round_cap)
 		cap = opts->round_cap;
-	for (;;) {
-		const struct pbuf *lim = NULL;
-		long p, np = (long)meta->partitions;
-
-#pragma omp parallel for schedule(dynamic, 1)
-		for (p = 0; p < np; p++)
-			refill(map, (uint32_t)p, &bufs[p], cap);
-		n = 0;
-		for (i = 0; i < meta->partitions; i++) {
-			struct pbuf *b = &bufs[i];
-
-			if (b->rc) {
-				rc = b->rc;
-				seterr(err, "%s: out of memory", path);
-				goto out_done;
-			}
-			/* the bound: the smallest last key of the partitions with more */
-			if (!b->done && (!lim || key_cmp(b->last + PME_PART_PATH_LEN,
-							 b->llen - PME_PART_PATH_LEN,
-							 lim->last + PME_PART_PATH_LEN,
-							 lim->llen - PME_PART_PATH_LEN) < 0))
-				lim = b;
-			h[n].pid = (uint32_t)i;
-			if (src_load(&h[n], b))
-				n++;
-		}
-		if (!n)
-			break;
-		for (i = n; i-- > 0;)
-			sift_down(h, n, i);
-		while (n) {
-			struct src *s = &h[0];
-			struct pbuf *b = &bufs[s->pid];
-
-			if (lim && key_cmp(s->key, s->len, lim->last + PME_PART_PATH_LEN,
-					   lim->llen - PME_PART_PATH_LEN) > 0)
-				break;
-			if (pme_hash_partition(s->key, s->len, meta->partitions) != s->pid) {
-				rc = PKB_EROUTE;
-				seterr(err, "%s: a key sits in partition %u, its hash says %u",
-				       path, s->pid,
-				       pme_hash_partition(s->key, s->len, meta->partitions));
-				goto out_done;
-			}
-			rc = add_record(&c, s->key, s->len, b->vals[b->pos]);
-			if (rc)
-				goto out_done;
-			b->pos++;
-			if (!src_load(s, b))
-				h[0] = h[--n];
-			sift_down(h, n, 0);
-		}
+	if (nranges > 1) {
+		rc = write_parts(c.w, map, meta, nranges, cap, threads, cancel, err);
+		if (rc <= 0)
+			goto out_done;
 	}
+	rc = merger_init(&m, map, meta->partitions, cap, threads, NULL, 0, 0, 256, cancel);
+	if (rc) {
+		seterr(err, "%s: out of memory", path);
+		goto out_done;
+	}
+	rc = merger_run(&m, merge_add, &c, path, err);
+	merger_free(&m);
 out_done:
-	if (bufs) {
-		for (i = 0; i < meta->partitions; i++) {
-			free(bufs[i].keys);
-			free(bufs[i].off);
-			free(bufs[i].vals);
-			free(bufs[i].last);
-		}
-		free(bufs);
-	}
-	free(h);
 	if (!rc && pkb_writer_count(c.w) != pm_map_count(map)) {
 		rc = PKB_EROUTE;
 		seterr(err, "%s: the map holds %zu paths, %llu of them under partition paths", path,

@@ -109,8 +109,13 @@ struct pkb_write_opts {
 	volatile sig_atomic_t *cancel; /* if non-NULL: abort with PKB_ECANCELED once *cancel
 					  is non-zero (set it from a signal handler) */
 	bool no_sync;		       /* skip fsync (benchmarks of the format only) */
-	size_t round_cap;	       /* hash scheme: keys a partition buffers per merge
-					  round (0: automatic; tests use tiny rounds) */
+	unsigned threads;	       /* pkb_write: OpenMP threads (0: omp_get_max_threads) */
+	uint64_t memory;	       /* pkb_write: bytes it may hold for the image built in
+					  parts (0: 1 GiB); above, it builds serially */
+	size_t parts;		       /* pkb_write, hash scheme: 1 builds serially, n > 1 in n
+					  ranges of parts (0: chosen from P, threads, memory) */
+	size_t round_cap;	       /* pkb_write, hash scheme: keys a partition buffers per
+					  merge round (0: automatic; tests use tiny rounds) */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -153,6 +158,15 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
  */
 int pkb_writer_add(struct pkb_writer *w, const uint8_t *key, size_t len, uint64_t word,
 		   const uint8_t *blob, size_t blob_len, struct pkb_err *err);
+
+/*
+ * Writes the whole trie from image parts built elsewhere (pm_snap.h, "Building in parts"):
+ * on a writer that has been given no key, for numeric values only; key_bytes is the sum of
+ * the lengths of all the keys. Then only pkb_writer_commit() or pkb_writer_abort().
+ */
+int pkb_writer_join(struct pkb_writer *w, const uint8_t *prefix, size_t plen, bool has_val,
+		    uint64_t val, const struct pm_snap_part *parts, size_t n, uint64_t key_bytes,
+		    struct pkb_err *err);
 
 /* Number of keys added so far. */
 uint64_t pkb_writer_count(const struct pkb_writer *w);

@@ -90,6 +90,44 @@ int pm_snap_builder_add(pm_snap_builder *b, const uint8_t *key, size_t len, uint
  */
 int pm_snap_builder_finish(pm_snap_builder *b, uint64_t *image_len);
 
+/*
+ * Building in parts (parallel writers). Take a key set whose longest common prefix is C. Its
+ * image is, byte for byte: the image of each group of keys C ++ c ++ s (one group per byte
+ * c, in byte order) built from the stripped keys s alone, the root node (prefix C, the value
+ * of key C if present, the groups as children), then the footer. So a group can be built by
+ * any thread: a builder given the stripped keys of one group and closed with
+ * pm_snap_builder_finish_part() writes only that group's nodes (no padding, no footer) and
+ * describes them in a pm_snap_part; pm_snap_builder_join() then writes, through a builder that
+ * has been given no key, the parts' bytes, the root node and the footer.
+ */
+struct pm_snap_part {
+	const void *nodes; /* the part's node bytes, as its sink received them */
+	uint64_t len;	   /* their number */
+	uint64_t root;	   /* offset of the part's root node in nodes */
+	uint64_t count;	   /* keys in the part (at least 1) */
+	uint64_t max_key;  /* length of its longest (stripped) key */
+	uint8_t byte;	   /* the branch byte c after the common prefix */
+};
+
+/*
+ * Writes the open nodes of a builder that has been given at least one key, and fills *part
+ * (all but nodes and byte). Returns 0, PM_EINVAL (no key), PM_ENOMEM or PM_SNAP_ESINK. The
+ * builder can then only be destroyed.
+ */
+int pm_snap_builder_finish_part(pm_snap_builder *b, struct pm_snap_part *part);
+
+/*
+ * Writes the whole image of the key set described above through a builder that has been
+ * given no key: parts[0..n) in strictly increasing byte order, prefix[0..plen) = C, and the
+ * value of key C when has_val. C must be the longest common prefix: n >= 2, or n == 1 with
+ * has_val, or n == 0 (has_val: the image of the one key C; else the empty image). Returns 0,
+ * PM_EINVAL (a rule above broken), PM_ENOMEM or PM_SNAP_ESINK; *image_len as
+ * pm_snap_builder_finish(). The builder can then only be destroyed.
+ */
+int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen, bool has_val,
+			 uint64_t val, const struct pm_snap_part *parts, size_t n,
+			 uint64_t *image_len);
+
 /* The code the sink returned when a call failed with PM_SNAP_ESINK, else 0. */
 int pm_snap_builder_sink_error(const pm_snap_builder *b);
 

@@ -12,7 +12,7 @@ if(TARGET pmengine)
   pm_add_cunit(test_kb
     SOURCES test_kb.c
     LIBS pmengine
-    LABELS unit kb
+    LABELS unit kb omp
     TIMEOUT 300
     ENV PKB_TEST_DIR=${CMAKE_CURRENT_BINARY_DIR}/kb_unit)
 

@@ -63,17 +63,22 @@ static int ent_cmp(const void *a, const void *b)
 	return x->len < y->len ? -1 : x->len > y->len;
 }
 
-static void make_oracle(struct oracle *o, size_t n)
+/*
+ * n random keys; with a non-empty common, every key starts with it (and, as a key of its own,
+ * it is there or not at random): the KB's root then has that prefix.
+ */
+static void make_oracle_with(struct oracle *o, size_t n, const char *common)
 {
-	size_t i, j;
+	size_t i, j, cl = strlen(common);
 
 	o->e = calloc(n ? n : 1, sizeof(*o->e));
 	for (i = 0; i < n; i++) {
 		size_t l = rnd() % 10, b;
 
+		memcpy(o->e[i].k, common, cl);
 		for (b = 0; b < l; b++)
-			o->e[i].k[b] = (uint8_t)(rnd() % 3 ? 'a' + rnd() % 4 : rnd() % 256);
-		o->e[i].len = l;
+			o->e[i].k[cl + b] = (uint8_t)(rnd() % 3 ? 'a' + rnd() % 4 : rnd() % 256);
+		o->e[i].len = cl + (i == 0 && cl && rnd() % 2 ? 0 : l);
 		o->e[i].val = rnd() % 1000;
 	}
 	qsort(o->e, n, sizeof(*o->e), ent_cmp);
@@ -81,6 +86,11 @@ static void make_oracle(struct oracle *o, size_t n)
 		if (!j || ent_cmp(&o->e[j - 1], &o->e[i]))
 			o->e[j++] = o->e[i];
 	o->n = j;
+}
+
+static void make_oracle(struct oracle *o, size_t n)
+{
+	make_oracle_with(o, n, "");
 }
 
 /* String value of entry i: "v<val>" repeated val % 5 times (the empty string included). */
@@ -203,13 +213,28 @@ static void check_kb(const char *path, const struct oracle *o, bool strings)
 
 /* Same content, same bytes: schemes' files differ only by their header; insert order and
  * partition count never change the content sections. */
+static void write_read(size_t nkeys, const char *common);
+
 static void test_write_read(void)
+{
+	/* key sets: random; sharing a prefix (the root's); one key; none */
+	static const struct {
+		size_t n;
+		const char *common;
+	} sets[] = {{3000, ""}, {3000, "shared/prefix/"}, {1, ""}, {1, "only"}, {0, ""}};
+	unsigned si;
+
+	for (si = 0; si < sizeof(sets) / sizeof(sets[0]); si++)
+		write_read(sets[si].n, sets[si].common);
+}
+
+static void write_read(size_t nkeys, const char *common)
 {
 	struct oracle o;
 	struct pkb_input in = {"test-input", 1234, 99};
 	int strings;
 
-	make_oracle(&o, 3000);
+	make_oracle_with(&o, nkeys, common);
 	for (strings = 0; strings < 2; strings++) {
 		struct pkb_meta m;
 		struct pkb_err err;
@@ -231,26 +256,32 @@ static void test_write_read(void)
 		fc = slurp(tpath("c.kb"), &lc);
 		CU_ASSERT(la == lb && !memcmp(fa, fb, la));
 		/* The hash scheme's merge in rounds of a few keys per partition (many bounds,
-		 * partitions drained and resumed) writes the same bytes as one round. */
+		 * partitions drained and resumed), serial or in parts over 2, 3, 7 or 256 ranges of
+		 * branch bytes, on 1 or 2 threads, writes the same bytes as the defaults. */
 		{
-			size_t rc_caps[] = {1, 2, 5, 97};
-			unsigned r;
+			size_t caps[] = {1, 2, 5, 97, 0}, nparts[] = {1, 2, 3, 7, 256};
+			unsigned r, q, th;
 
 			meta_for(&m, PME_SCHEME_HASH, 64, strings, &in);
-			for (r = 0; r < sizeof(rc_caps) / sizeof(rc_caps[0]); r++) {
-				struct pkb_write_opts wo = {NULL, false, rc_caps[r]};
-				uint8_t *fr;
-				size_t lr;
+			for (r = 0; r < sizeof(caps) / sizeof(caps[0]); r++)
+				for (q = 0; q < sizeof(nparts) / sizeof(nparts[0]); q++)
+					for (th = 1; th <= 2; th++) {
+						struct pkb_write_opts wo = {.threads = th,
+									    .parts = nparts[q],
+									    .round_cap = caps[r]};
+						uint8_t *fr;
+						size_t lr;
+						int wrc = pkb_write(tpath("r.kb"), b, &m, blob_of,
+								    NULL, &wo, &err);
 
-				int wrc = pkb_write(tpath("r.kb"), b, &m, blob_of, NULL, &wo, &err);
-
-				CU_ASSERT_EQUAL(wrc, 0);
-				if (wrc)
-					printf("round %zu: %s\n", rc_caps[r], err.msg);
-				fr = slurp(tpath("r.kb"), &lr);
-				CU_ASSERT(fr && la == lr && !memcmp(fa, fr, la));
-				free(fr);
-			}
+						CU_ASSERT_EQUAL(wrc, 0);
+						if (wrc)
+							printf("cap %zu parts %zu: %s\n", caps[r],
+							       nparts[q], err.msg);
+						fr = slurp(tpath("r.kb"), &lr);
+						CU_ASSERT(fr && la == lr && !memcmp(fa, fr, la));
+						free(fr);
+					}
 		}
 		CU_ASSERT(la == lc && !memcmp(fa + PKB_HEADER_SIZE, fc + PKB_HEADER_SIZE,
 					      la - PKB_HEADER_SIZE));
@@ -305,7 +336,7 @@ static void test_safe_write(void)
 	struct pkb_err err;
 	pm_map *a;
 	volatile sig_atomic_t cancel = 1;
-	struct pkb_write_opts wo = {&cancel, false, 0};
+	struct pkb_write_opts wo = {.cancel = &cancel};
 	uint8_t *before, *after;
 	size_t lb, la;
 	int rc;

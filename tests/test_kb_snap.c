@@ -295,6 +295,87 @@ static void test_roundtrip(void)
 	}
 }
 
+/* The image built from parts (one builder per branch byte after the longest common prefix,
+ * then a join) equals the image of one builder, byte for byte, for every shape of set. */
+static void test_parts(void)
+{
+	int shape, round;
+
+	for (round = 0; round < 30; round++) {
+		for (shape = -1; shape < 4; shape++) {
+			struct set s;
+			struct buf img, joined, *pb;
+			struct pm_snap_part *parts;
+			pm_snap_builder *b;
+			size_t n = round < 3 ? (size_t)round : (size_t)(rnd() % 2000), i, np = 0, c;
+			bool has_val = false;
+			uint64_t val = 0, ilen = 0;
+
+			set_make(&s, n, shape);
+			CU_ASSERT_EQUAL_FATAL(build(&s, &img), 0);
+			/* C: the common prefix of the first and the last key */
+			c = 0;
+			if (s.n)
+				while (c < s.kv[0].len && c < s.kv[s.n - 1].len &&
+				       s.kv[0].k[c] == s.kv[s.n - 1].k[c])
+					c++;
+			parts = calloc(s.n + 1, sizeof(*parts));
+			pb = calloc(s.n + 1, sizeof(*pb));
+			for (i = 0; i < s.n;) {
+				const uint8_t *k = s.kv[i].k;
+
+				if (s.kv[i].len == c) { /* key C itself: the root's value */
+					has_val = true;
+					val = s.kv[i].val;
+					i++;
+					continue;
+				}
+				CU_ASSERT_EQUAL_FATAL(
+				    pm_snap_builder_create(NULL, NULL, buf_sink, &pb[np], &b), 0);
+				parts[np].byte = k[c];
+				while (i < s.n && s.kv[i].len > c &&
+				       s.kv[i].k[c] == parts[np].byte) {
+					CU_ASSERT_EQUAL(pm_snap_builder_add(b, s.kv[i].k + c + 1,
+									    s.kv[i].len - c - 1,
+									    s.kv[i].val),
+							0);
+					i++;
+				}
+				CU_ASSERT_EQUAL(pm_snap_builder_finish_part(b, &parts[np]), 0);
+				pm_snap_builder_destroy(b);
+				parts[np].nodes = pb[np].p;
+				CU_ASSERT_EQUAL(parts[np].len, pb[np].len);
+				np++;
+			}
+			memset(&joined, 0, sizeof(joined));
+			CU_ASSERT_EQUAL_FATAL(
+			    pm_snap_builder_create(NULL, NULL, buf_sink, &joined, &b), 0);
+			CU_ASSERT_EQUAL(pm_snap_builder_join(b, s.n ? s.kv[0].k : NULL, c, has_val,
+							     val, parts, np, &ilen),
+					0);
+			pm_snap_builder_destroy(b);
+			CU_ASSERT(ilen == joined.len && joined.len == img.len &&
+				  !memcmp(joined.p, img.p, img.len));
+			/* a single part without the root's value means C was not the longest */
+			if (np >= 1) {
+				CU_ASSERT_EQUAL_FATAL(
+				    pm_snap_builder_create(NULL, NULL, buf_sink, &joined, &b), 0);
+				CU_ASSERT_EQUAL(
+				    pm_snap_builder_join(b, s.kv[0].k, c, false, 0, parts, 1, NULL),
+				    PM_EINVAL);
+				pm_snap_builder_destroy(b);
+			}
+			for (i = 0; i < np; i++)
+				free(pb[i].p);
+			free(pb);
+			free(parts);
+			free(joined.p);
+			free(img.p);
+			set_free(&s);
+		}
+	}
+}
+
 static void test_order_refused(void)
 {
 	pm_snap_builder *b;
@@ -573,6 +654,7 @@ int main(void)
 	su = CU_add_suite("pm_snap", NULL, NULL);
 	CU_add_test(su, "build/open/get/count/seek against an oracle", test_roundtrip);
 	CU_add_test(su, "builder refuses keys out of order", test_order_refused);
+	CU_add_test(su, "images built in parts equal one builder's", test_parts);
 	CU_add_test(su, "damaged images refused or read in bounds", test_damage);
 	CU_add_test(su, "same content, same bytes (orders, clones, joins)", test_canonical_maps);
 	CU_add_test(su, "allocation failures", test_alloc_failures);

@@ -735,34 +735,19 @@ out_broken:
 	return rc;
 }
 
-int pm_snap_builder_finish(pm_snap_builder *b, uint64_t *image_len)
+/* Pads the node bytes to a multiple of 8 and writes the footer, root being the root's offset. */
+static int finish_image(pm_snap_builder *b, uint64_t root, uint64_t *image_len)
 {
 	uint8_t foot[PM_SNAP_FOOTER_SIZE], pad[8] = {0};
-	uint64_t root = 0, cnt = 0, node_bytes;
+	uint64_t node_bytes = b->pos;
 	int rc = 0;
 
-	if (!b)
-		return PM_EINVAL;
-	if (b->broken)
-		return b->broken;
-	if (b->count) {
-		rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + 1,
-			  sizeof(struct child));
-		while (!rc && b->nfr > 1)
-			rc = pop_frame(b);
-		if (!rc)
-			rc = emit(b, &b->fr[0], b->last, b->fr[0].end, &root, &cnt);
-		if (rc)
-			goto out_broken;
-		b->nfr = 0;
-	}
-	node_bytes = b->pos;
 	if (node_bytes % 8)
 		rc = out(b, pad, 8 - node_bytes % 8);
 	if (!rc)
 		rc = flush(b);
 	if (rc)
-		goto out_broken;
+		return rc;
 	memset(foot, 0, sizeof(foot));
 	memcpy(foot, snap_magic, 8);
 	put_le(foot + 8, PM_SNAP_VERSION, 4);
@@ -777,13 +762,118 @@ int pm_snap_builder_finish(pm_snap_builder *b, uint64_t *image_len)
 	rc = b->sink(b->sink_ud, foot, sizeof(foot));
 	if (rc) {
 		b->sink_rc = rc;
-		rc = PM_SNAP_ESINK;
-		goto out_broken;
+		return PM_SNAP_ESINK;
 	}
 	if (image_len)
 		*image_len = b->pos;
 	b->broken = PM_EINVAL; /* finished: only destroy is left */
 	return 0;
+}
+
+/* Emits every open frame, the root last; *root gets the root's offset. */
+static int close_frames(pm_snap_builder *b, uint64_t *root)
+{
+	uint64_t cnt;
+	int rc;
+
+	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + 1, sizeof(struct child));
+	while (!rc && b->nfr > 1)
+		rc = pop_frame(b);
+	if (!rc)
+		rc = emit(b, &b->fr[0], b->last, b->fr[0].end, root, &cnt);
+	if (!rc)
+		b->nfr = 0;
+	return rc;
+}
+
+int pm_snap_builder_finish(pm_snap_builder *b, uint64_t *image_len)
+{
+	uint64_t root = 0;
+	int rc = 0;
+
+	if (!b)
+		return PM_EINVAL;
+	if (b->broken)
+		return b->broken;
+	if (b->count)
+		rc = close_frames(b, &root);
+	if (!rc)
+		rc = finish_image(b, root, image_len);
+	if (rc)
+		b->broken = rc;
+	return rc;
+}
+
+int pm_snap_builder_finish_part(pm_snap_builder *b, struct pm_snap_part *part)
+{
+	uint64_t root = 0;
+	int rc;
+
+	if (!b || !part)
+		return PM_EINVAL;
+	if (b->broken)
+		return b->broken;
+	if (!b->count)
+		return PM_EINVAL;
+	rc = close_frames(b, &root);
+	if (!rc)
+		rc = flush(b);
+	if (rc) {
+		b->broken = rc;
+		return rc;
+	}
+	part->len = b->pos;
+	part->root = root;
+	part->count = b->count;
+	part->max_key = b->max_key;
+	b->broken = PM_EINVAL; /* finished: only destroy is left */
+	return 0;
+}
+
+int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen, bool has_val,
+			 uint64_t val, const struct pm_snap_part *parts, size_t n,
+			 uint64_t *image_len)
+{
+	struct frame root = {0, plen, val, 0, has_val};
+	uint64_t off = 0, cnt, total = has_val ? 1 : 0, maxk = has_val ? plen : 0;
+	size_t i;
+	int rc;
+
+	if (!b || (!prefix && plen) || (!parts && n))
+		return PM_EINVAL;
+	if (b->broken)
+		return b->broken;
+	if (b->count || b->pos || (n == 1 && !has_val))
+		return PM_EINVAL;
+	for (i = 0; i < n; i++) {
+		if (!parts[i].count || parts[i].root >= parts[i].len ||
+		    (i && parts[i].byte <= parts[i - 1].byte) ||
+		    parts[i].max_key > UINT64_MAX - plen - 1)
+			return PM_EINVAL;
+		total += parts[i].count;
+		if (plen + 1 + parts[i].max_key > maxk)
+			maxk = plen + 1 + parts[i].max_key;
+	}
+	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, n ? n : 1, sizeof(struct child));
+	if (rc)
+		return rc;
+	for (i = 0; i < n; i++) {
+		b->ch[i].off = b->pos + parts[i].root;
+		b->ch[i].count = parts[i].count;
+		b->ch[i].byte = parts[i].byte;
+		rc = out(b, parts[i].nodes, (size_t)parts[i].len);
+		if (rc)
+			goto out_broken;
+	}
+	b->nch = n;
+	b->count = total;
+	b->max_key = maxk;
+	if (n || has_val)
+		rc = emit(b, &root, prefix, plen, &off, &cnt);
+	if (!rc)
+		rc = finish_image(b, off, image_len);
+	if (!rc)
+		return 0;
 out_broken:
 	b->broken = rc;
 	return rc;

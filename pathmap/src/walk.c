@@ -12,7 +12,7 @@
  */
 #include "pm_internal.h"
 
-#define AHEAD 4 /* siblings fetched ahead of the child being entered */
+#define AHEAD 8 /* siblings fetched ahead of the child being entered */
 
 struct wframe {
 	pm_node *n;   /* a node with children */
