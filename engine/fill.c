@@ -9,6 +9,9 @@
 
 #include "ingest_internal.h"
 
+#define FETCH_FAR 16 /* records ahead whose offsets the fill loop prefetches */
+#define FETCH_NEAR 8 /* records ahead whose key and value it prefetches */
+
 /* What the update rule needs for one record. */
 struct rec_arg {
 	const struct pme_fill_ctx *fc; /* policy and value class */
@@ -151,9 +154,22 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, con
 
 	for (i = from; i < to; i++) {
 		uint32_t r = idx[i];
-		const uint8_t *k = b->keys + b->key_off[r] + skip;
-		size_t len = b->key_off[r + 1] - b->key_off[r] - skip;
+		const uint8_t *k;
+		size_t len;
 
+		/* idx follows key order, so the batch is read at random: fetch a record's offsets
+		 * FETCH_FAR records ahead, its key and value FETCH_NEAR ahead (the offsets are in
+		 * cache by then) */
+		if (i + FETCH_FAR < to)
+			__builtin_prefetch(&b->key_off[idx[i + FETCH_FAR]]);
+		if (i + FETCH_NEAR < to) {
+			uint32_t q = idx[i + FETCH_NEAR];
+
+			__builtin_prefetch(b->keys + b->key_off[q]);
+			__builtin_prefetch(&b->vals[q]);
+		}
+		k = b->keys + b->key_off[r] + skip;
+		len = b->key_off[r + 1] - b->key_off[r] - skip;
 		if (fast) {
 			rc = pm_wz_set_at(wz, k, len, b->vals[r], NULL);
 		} else {

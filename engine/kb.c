@@ -876,7 +876,8 @@ struct merger {
 	size_t clen;	   /* bytes of C */
 	unsigned hi;	   /* ... */
 	struct pbuf *bufs; /* one per partition */
-	struct src *h;	   /* the merge heap */
+	struct src *h;	   /* the current entry of each buffer */
+	uint32_t *lt;	   /* the loser tree over them (P entries) */
 	uint64_t seen;	   /* keys merged so far */
 	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
 };
@@ -1004,7 +1005,7 @@ struct src {
 			       comparisons end here */
 	const uint8_t *key; /* the current entry's key */
 	size_t len;	    /* its length */
-	uint32_t pid;	    /* partition id (its buffer) */
+	bool live;	    /* the buffer has an entry (else: drained) */
 };
 
 static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
@@ -1027,37 +1028,68 @@ static uint64_t head8(const uint8_t *k, size_t len)
 	return v;
 }
 
-static bool src_less(const struct src *a, const struct src *b)
+/*
+ * The merge is a loser tree over the P buffers: nodes 1..P-1 hold the source that lost the
+ * match played there, t[0] the overall winner; leaf P + i is buffer i. Taking the winner's
+ * next entry replays only its path to the root: log2(P) comparisons, most decided by the
+ * first 8 key bytes. A drained buffer loses to everything.
+ */
+static inline bool lt_less(const struct src *s, uint32_t a, uint32_t b)
 {
-	if (a->k8 != b->k8)
-		return a->k8 < b->k8;
-	return key_cmp(a->key, a->len, b->key, b->len) < 0;
+	int c;
+
+	if (!s[a].live || !s[b].live)
+		return s[a].live && !s[b].live;
+	if (s[a].k8 != s[b].k8)
+		return s[a].k8 < s[b].k8;
+	c = key_cmp(s[a].key, s[a].len, s[b].key, s[b].len);
+	return c ? c < 0 : a < b;
 }
 
-static void sift_down(struct src *h, size_t n, size_t i)
+/* Plays the matches below node (1 <= node < 2k); returns the winner. */
+static uint32_t lt_build(const struct src *s, uint32_t *t, size_t k, size_t node)
 {
-	for (;;) {
-		size_t l = 2 * i + 1, m = i;
-		struct src t;
+	uint32_t a, b;
 
-		if (l < n && src_less(&h[l], &h[m]))
-			m = l;
-		if (l + 1 < n && src_less(&h[l + 1], &h[m]))
-			m = l + 1;
-		if (m == i)
-			return;
-		t = h[i];
-		h[i] = h[m];
-		h[m] = t;
-		i = m;
+	if (node >= k)
+		return (uint32_t)(node - k);
+	a = lt_build(s, t, k, 2 * node);
+	b = lt_build(s, t, k, 2 * node + 1);
+	if (lt_less(s, a, b)) {
+		t[node] = b;
+		return a;
 	}
+	t[node] = a;
+	return b;
+}
+
+/* Source w changed: replays its path; t[0] gets the new winner. */
+static inline void lt_replay(const struct src *s, uint32_t *t, size_t k, uint32_t w)
+{
+	size_t n;
+
+	for (n = (w + k) >> 1; n >= 1; n >>= 1)
+		if (lt_less(s, t[n], w)) {
+			uint32_t x = t[n];
+
+			t[n] = w;
+			w = x;
+		}
+	t[0] = w;
 }
 
 /* Points s at the next entry of its buffer; false when the buffer is drained. */
 static bool src_load(struct src *s, const struct pbuf *b)
 {
-	if (b->pos >= b->n)
+	s->live = b->pos < b->n;
+	if (!s->live)
 		return false;
+	/* this buffer's turn comes again after about P other entries: fetch its next one */
+	if (b->pos + 1 < b->n) {
+		__builtin_prefetch(b->keys + b->off[b->pos + 1]);
+		__builtin_prefetch(&b->off[b->pos + 2]);
+		__builtin_prefetch(&b->vals[b->pos + 1]);
+	}
 	s->key = b->keys + b->off[b->pos];
 	s->len = b->off[b->pos + 1] - b->off[b->pos];
 	s->k8 = head8(s->key, s->len);
@@ -1078,8 +1110,10 @@ static void merger_free(struct merger *m)
 		free(m->bufs);
 	}
 	free(m->h);
+	free(m->lt);
 	m->bufs = NULL;
 	m->h = NULL;
+	m->lt = NULL;
 }
 
 /*
@@ -1103,7 +1137,8 @@ static int merger_init(struct merger *m, const pm_map *map, uint32_t parts, size
 	m->cancel = cancel;
 	m->bufs = calloc(parts, sizeof(*m->bufs));
 	m->h = calloc(parts, sizeof(*m->h));
-	if (!m->bufs || !m->h)
+	m->lt = calloc(parts, sizeof(*m->lt));
+	if (!m->bufs || !m->h || !m->lt)
 		goto out_nomem;
 	if (!cp)
 		return 0;
@@ -1162,24 +1197,24 @@ static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path
 							 lim->last + PME_PART_PATH_LEN,
 							 lim->llen - PME_PART_PATH_LEN) < 0))
 				lim = b;
-			m->h[n].pid = (uint32_t)i;
-			if (src_load(&m->h[n], b))
-				n++;
+			n += src_load(&m->h[i], b);
 		}
 		if (!n)
 			return 0;
-		for (i = n; i-- > 0;)
-			sift_down(m->h, n, i);
-		while (n) {
-			struct src *s = &m->h[0];
-			struct pbuf *b = &m->bufs[s->pid];
+		m->lt[0] = np > 1 ? lt_build(m->h, m->lt, np, 1) : 0;
+		for (;;) {
+			uint32_t w = m->lt[0];
+			struct src *s = &m->h[w];
+			struct pbuf *b = &m->bufs[w];
 
+			if (!s->live)
+				break; /* every buffer drained */
 			if (lim && key_cmp(s->key, s->len, lim->last + PME_PART_PATH_LEN,
 					   lim->llen - PME_PART_PATH_LEN) > 0)
 				break;
-			if (pme_hash_partition(s->key, s->len, np) != s->pid) {
+			if (pme_hash_partition(s->key, s->len, np) != w) {
 				seterr(err, "%s: a key sits in partition %u, its hash says %u",
-				       path, s->pid, pme_hash_partition(s->key, s->len, np));
+				       path, w, pme_hash_partition(s->key, s->len, np));
 				return PKB_EROUTE;
 			}
 			if (m->cancel && ++m->seen % CANCEL_KEYS == 0 && *m->cancel) {
@@ -1190,9 +1225,9 @@ static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path
 			if (rc)
 				return rc;
 			b->pos++;
-			if (!src_load(s, b))
-				m->h[0] = m->h[--n];
-			sift_down(m->h, n, 0);
+			src_load(s, b);
+			if (np > 1)
+				lt_replay(m->h, m->lt, np, w);
 		}
 	}
 }
