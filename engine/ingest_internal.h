@@ -25,6 +25,13 @@ struct pme_rbatch {
 	bool preagg;	       /* values are already combined (records of an --into KB) */
 };
 
+/* A record as the bucket sort moves it: its sort prefix next to its index, so that most
+ * comparisons read nothing but the contiguous slice being sorted. */
+struct pme_kp {
+	uint64_t pre; /* first 8 key bytes, big-endian, zero-padded */
+	uint64_t rec; /* record index in the batch */
+};
+
 /*
  * Router: per-run scratch arrays, grown to the largest batch, and the partition layout.
  *
@@ -44,7 +51,8 @@ struct pme_router {
 	uint32_t *pid;		/* n bucket ids */
 	uint64_t *pre;		/* n sort prefixes */
 	uint32_t *idx;		/* n record indices by bucket */
-	uint32_t *tmp;		/* n: merge sort scratch */
+	struct pme_kp *kp;	/* n: (pre, record) of idx[], what the bucket sorts move */
+	struct pme_kp *tmp;	/* n: merge sort scratch */
 	size_t *start;		/* nbuckets + 1 bucket starts in idx */
 	size_t *hist;		/* nthreads * nbuckets histogram / scatter cursors */
 	size_t cap;		/* records the arrays hold */

@@ -66,6 +66,7 @@ void pme_router_free(struct pme_router *r)
 	free(r->pid);
 	free(r->pre);
 	free(r->idx);
+	free(r->kp);
 	free(r->tmp);
 	free(r->start);
 	free(r->hist);
@@ -99,8 +100,9 @@ out_nomem:
 
 static int grow(struct pme_router *r, size_t n)
 {
-	uint32_t *pid, *idx, *tmp;
+	uint32_t *pid, *idx;
 	uint64_t *pre;
+	struct pme_kp *kp, *tmp;
 
 	if (n <= r->cap)
 		return 0;
@@ -115,53 +117,56 @@ static int grow(struct pme_router *r, size_t n)
 	idx = realloc(r->idx, n * sizeof(*idx));
 	if (idx)
 		r->idx = idx;
+	kp = realloc(r->kp, n * sizeof(*kp));
+	if (kp)
+		r->kp = kp;
 	tmp = realloc(r->tmp, n * sizeof(*tmp));
 	if (tmp)
 		r->tmp = tmp;
-	if (!pid || !pre || !idx || !tmp)
+	if (!pid || !pre || !idx || !kp || !tmp)
 		return PM_ENOMEM;
 	r->cap = n;
 	return 0;
 }
 
 /* Key order of records a and b of batch bt, ties by record index (so any sort is stable). */
-static inline bool rec_less(const struct pme_rbatch *bt, const uint64_t *pre, uint32_t a,
-			    uint32_t b)
+static inline bool rec_less(const struct pme_rbatch *bt, const struct pme_kp *a,
+			    const struct pme_kp *b)
 {
 	size_t la, lb, m;
 	int c;
 
-	if (pre[a] != pre[b])
-		return pre[a] < pre[b];
-	la = bt->key_off[a + 1] - bt->key_off[a];
-	lb = bt->key_off[b + 1] - bt->key_off[b];
+	if (a->pre != b->pre)
+		return a->pre < b->pre;
+	la = bt->key_off[a->rec + 1] - bt->key_off[a->rec];
+	lb = bt->key_off[b->rec + 1] - bt->key_off[b->rec];
 	m = la < lb ? la : lb;
 	if (m > 8) {
-		c = memcmp(bt->keys + bt->key_off[a] + 8, bt->keys + bt->key_off[b] + 8, m - 8);
+		c = memcmp(bt->keys + bt->key_off[a->rec] + 8, bt->keys + bt->key_off[b->rec] + 8,
+			   m - 8);
 		if (c)
 			return c < 0;
 	}
 	if (la != lb)
 		return la < lb;
-	return a < b;
+	return a->rec < b->rec;
 }
 
 /* Sorts v[0..n) by key (stable), using t[0..n) as scratch; the result ends in v. */
-static void sort_slice(const struct pme_rbatch *bt, const uint64_t *pre, uint32_t *v, uint32_t *t,
-		       size_t n)
+static void sort_slice(const struct pme_rbatch *bt, struct pme_kp *v, struct pme_kp *t, size_t n)
 {
 	size_t i, j, w;
-	uint32_t *src = v, *dst = t;
+	struct pme_kp *src = v, *dst = t;
 
 	/* insertion sort runs of 16, then bottom-up merges */
 	for (i = 0; i < n; i += 16) {
 		size_t end = i + 16 < n ? i + 16 : n;
 
 		for (j = i + 1; j < end; j++) {
-			uint32_t x = v[j];
+			struct pme_kp x = v[j];
 			size_t k = j;
 
-			while (k > i && rec_less(bt, pre, x, v[k - 1])) {
+			while (k > i && rec_less(bt, &x, &v[k - 1])) {
 				v[k] = v[k - 1];
 				k--;
 			}
@@ -174,13 +179,13 @@ static void sort_slice(const struct pme_rbatch *bt, const uint64_t *pre, uint32_
 			size_t a = i, b = mid, o = i;
 
 			while (a < mid && b < end)
-				dst[o++] = rec_less(bt, pre, src[b], src[a]) ? src[b++] : src[a++];
+				dst[o++] = rec_less(bt, &src[b], &src[a]) ? src[b++] : src[a++];
 			while (a < mid)
 				dst[o++] = src[a++];
 			while (b < end)
 				dst[o++] = src[b++];
 		}
-		uint32_t *x = src;
+		struct pme_kp *x = src;
 
 		src = dst;
 		dst = x;
@@ -235,8 +240,13 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 			}
 			r->start[nb] = run;
 		}
-		for (i = lo; i < hi; i++)
-			r->idx[h[r->pid[i]]++] = (uint32_t)i;
+		for (i = lo; i < hi; i++) {
+			size_t at = h[r->pid[i]]++;
+
+			r->idx[at] = (uint32_t)i;
+			r->kp[at].pre = r->pre[i];
+			r->kp[at].rec = i;
+		}
 	}
 	if (!sort)
 		return 0;
@@ -244,8 +254,11 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 	for (size_t bk = 0; bk < nb; bk++) {
 		size_t s = r->start[bk], e = r->start[bk + 1];
 
-		if (e - s > 1)
-			sort_slice(b, r->pre, r->idx + s, r->tmp + s, e - s);
+		if (e - s > 1) {
+			sort_slice(b, r->kp + s, r->tmp + s, e - s);
+			for (size_t j = s; j < e; j++)
+				r->idx[j] = (uint32_t)r->kp[j].rec;
+		}
 	}
 	return 0;
 }
