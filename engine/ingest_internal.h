@@ -25,10 +25,13 @@ struct pme_rbatch {
 	bool preagg;	       /* values are already combined (records of an --into KB) */
 };
 
-/* A record as the bucket sort moves it: its sort prefix next to its index, so that most
- * comparisons read nothing but the contiguous slice being sorted. */
+/* A record as the bucket sort moves it: 16 key bytes next to its index, so that most
+ * comparisons read nothing but the contiguous slice being sorted. The bytes start after the
+ * batch's common prefix (every key of a batch of paths may share its first 8 bytes). */
 struct pme_kp {
-	uint64_t pre; /* first 8 key bytes, big-endian, zero-padded */
+	uint64_t k0;  /* key bytes [L, L+8), big-endian, zero-padded (L: the batch's common
+			 prefix length) */
+	uint64_t k1;  /* key bytes [L+8, L+16), the same way */
 	uint64_t rec; /* record index in the batch */
 };
 
@@ -55,6 +58,7 @@ struct pme_router {
 	struct pme_kp *tmp;	/* n: merge sort scratch */
 	size_t *start;		/* nbuckets + 1 bucket starts in idx */
 	size_t *hist;		/* nthreads * nbuckets histogram / scatter cursors */
+	size_t lcp;		/* common prefix length of the batch's keys (sort) */
 	size_t cap;		/* records the arrays hold */
 };
 

@@ -129,21 +129,24 @@ static int grow(struct pme_router *r, size_t n)
 	return 0;
 }
 
-/* Key order of records a and b of batch bt, ties by record index (so any sort is stable). */
-static inline bool rec_less(const struct pme_rbatch *bt, const struct pme_kp *a,
+/* Key order of records a and b of batch bt, whose keys all share their first l bytes; ties
+ * by record index (so any sort is stable). */
+static inline bool rec_less(const struct pme_rbatch *bt, size_t l, const struct pme_kp *a,
 			    const struct pme_kp *b)
 {
 	size_t la, lb, m;
 	int c;
 
-	if (a->pre != b->pre)
-		return a->pre < b->pre;
+	if (a->k0 != b->k0)
+		return a->k0 < b->k0;
+	if (a->k1 != b->k1)
+		return a->k1 < b->k1;
 	la = bt->key_off[a->rec + 1] - bt->key_off[a->rec];
 	lb = bt->key_off[b->rec + 1] - bt->key_off[b->rec];
 	m = la < lb ? la : lb;
-	if (m > 8) {
-		c = memcmp(bt->keys + bt->key_off[a->rec] + 8, bt->keys + bt->key_off[b->rec] + 8,
-			   m - 8);
+	if (m > l + 16) {
+		c = memcmp(bt->keys + bt->key_off[a->rec] + l + 16,
+			   bt->keys + bt->key_off[b->rec] + l + 16, m - l - 16);
 		if (c)
 			return c < 0;
 	}
@@ -153,7 +156,8 @@ static inline bool rec_less(const struct pme_rbatch *bt, const struct pme_kp *a,
 }
 
 /* Sorts v[0..n) by key (stable), using t[0..n) as scratch; the result ends in v. */
-static void sort_slice(const struct pme_rbatch *bt, struct pme_kp *v, struct pme_kp *t, size_t n)
+static void sort_slice(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, struct pme_kp *t,
+		       size_t n)
 {
 	size_t i, j, w;
 	struct pme_kp *src = v, *dst = t;
@@ -166,7 +170,7 @@ static void sort_slice(const struct pme_rbatch *bt, struct pme_kp *v, struct pme
 			struct pme_kp x = v[j];
 			size_t k = j;
 
-			while (k > i && rec_less(bt, &x, &v[k - 1])) {
+			while (k > i && rec_less(bt, l, &x, &v[k - 1])) {
 				v[k] = v[k - 1];
 				k--;
 			}
@@ -179,7 +183,7 @@ static void sort_slice(const struct pme_rbatch *bt, struct pme_kp *v, struct pme
 			size_t a = i, b = mid, o = i;
 
 			while (a < mid && b < end)
-				dst[o++] = rec_less(bt, &src[b], &src[a]) ? src[b++] : src[a++];
+				dst[o++] = rec_less(bt, l, &src[b], &src[a]) ? src[b++] : src[a++];
 			while (a < mid)
 				dst[o++] = src[a++];
 			while (b < end)
@@ -194,6 +198,26 @@ static void sort_slice(const struct pme_rbatch *bt, struct pme_kp *v, struct pme
 		memcpy(v, src, n * sizeof(*v));
 }
 
+/* Length of the prefix that every key of b shares (0 for an empty batch). One pass over the
+ * key arena in record order, comparing no more than the prefix found so far. */
+static size_t batch_lcp(const struct pme_rbatch *b)
+{
+	const uint8_t *k0 = b->keys + (b->n ? b->key_off[0] : 0);
+	size_t l = b->n ? b->key_off[1] - b->key_off[0] : 0, i, j;
+
+	for (i = 1; i < b->n && l; i++) {
+		const uint8_t *k = b->keys + b->key_off[i];
+		size_t len = b->key_off[i + 1] - b->key_off[i];
+
+		if (len < l)
+			l = len;
+		for (j = 0; j < l && k[j] == k0[j]; j++)
+			;
+		l = j;
+	}
+	return l;
+}
+
 int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 {
 	const size_t nb = r->nbuckets;
@@ -202,6 +226,7 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 
 	if (rc)
 		return rc;
+	r->lcp = sort ? batch_lcp(b) : 0;
 #pragma omp parallel num_threads(r->nthreads)
 	{
 		size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
@@ -244,8 +269,14 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 			size_t at = h[r->pid[i]]++;
 
 			r->idx[at] = (uint32_t)i;
-			r->kp[at].pre = r->pre[i];
-			r->kp[at].rec = i;
+			if (sort) {
+				const uint8_t *k = b->keys + b->key_off[i] + r->lcp;
+				size_t len = b->key_off[i + 1] - b->key_off[i] - r->lcp;
+
+				r->kp[at].k0 = sort_prefix(k, len);
+				r->kp[at].k1 = len > 8 ? sort_prefix(k + 8, len - 8) : 0;
+				r->kp[at].rec = i;
+			}
 		}
 	}
 	if (!sort)
@@ -255,7 +286,7 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 		size_t s = r->start[bk], e = r->start[bk + 1];
 
 		if (e - s > 1) {
-			sort_slice(b, r->kp + s, r->tmp + s, e - s);
+			sort_slice(b, r->lcp, r->kp + s, r->tmp + s, e - s);
 			for (size_t j = s; j < e; j++)
 				r->idx[j] = (uint32_t)r->kp[j].rec;
 		}

@@ -471,13 +471,12 @@ def omp_env(threads):
 
 
 def ensure_build(build, jemalloc, targets):
-    """Configures and builds DIR (Release) when a program is missing there."""
-    progs = [os.path.join(build, p) for p in ("engine/pmingest", "bench/scal_baselines")]
-    if all(os.access(p, os.X_OK) for p in progs):
-        return
-    log("building %s (%s)" % (build, "jemalloc" if jemalloc else "glibc malloc"))
-    run_cmd(["cmake", "-S", ROOT, "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
-             "-DPM_JEMALLOC=" + ("ON" if jemalloc else "OFF")])
+    """Configures DIR (Release) when needed, then brings its programs up to date with the
+    sources (an incremental build: a stale binary would measure old code)."""
+    if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
+        log("configuring %s (%s)" % (build, "jemalloc" if jemalloc else "glibc malloc"))
+        run_cmd(["cmake", "-S", ROOT, "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
+                 "-DPM_JEMALLOC=" + ("ON" if jemalloc else "OFF")])
     run_cmd(["cmake", "--build", build, "-j2", "--target"] + targets)
 
 
