@@ -24,6 +24,26 @@ void *pm_xalloc(const pm_ctx *c, void *p, size_t osize, size_t nsize)
 	return c->alloc(c->ud, p, osize, nsize);
 }
 
+int pm_grow(const pm_ctx *c, void **buf, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap = *cap ? *cap : 16;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2 / elem)
+			return PM_EOVERFLOW;
+		ncap *= 2;
+	}
+	p = pm_xalloc(c, *buf, *cap * elem, ncap * elem);
+	if (!p)
+		return PM_ENOMEM;
+	*buf = p;
+	*cap = ncap;
+	return 0;
+}
+
 /* Bytes of a node of this shape, or 0 when the size would overflow. */
 static size_t shape_size(int kind, size_t plen, unsigned cap)
 {

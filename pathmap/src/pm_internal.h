@@ -207,6 +207,9 @@ static inline bool node_shared(pm_node *n)
 
 /* ---- node.c ---- */
 void *pm_xalloc(const pm_ctx *c, void *p, size_t osize, size_t nsize);
+/* Grows the array *buf of *cap elements of elem bytes (doubling) to hold need; 0, PM_ENOMEM
+ * or PM_EOVERFLOW. */
+int pm_grow(const pm_ctx *c, void **buf, size_t *cap, size_t need, size_t elem);
 size_t node_size(pm_node *n);
 void node_free_block(const pm_ctx *c, pm_node *n);
 void node_unref(const pm_ctx *c, pm_node *n);

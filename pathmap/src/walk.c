@@ -30,26 +30,6 @@ struct walk {
 	size_t scap;	   /* frames allocated */
 };
 
-static int walk_grow(struct walk *w, void **buf, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 64;
-	void *nb;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2 / elem)
-			return PM_EOVERFLOW;
-		ncap *= 2;
-	}
-	nb = pm_xalloc(&w->ctx, *buf, *cap * elem, ncap * elem);
-	if (!nb)
-		return PM_ENOMEM;
-	*buf = nb;
-	*cap = ncap;
-	return 0;
-}
-
 /* The i-th child of n and its byte; i < node_nchild(n). */
 static inline pm_node *child_at(pm_node *n, unsigned i, uint8_t *b)
 {
@@ -84,14 +64,14 @@ static int walk_enter(struct walk *w, pm_node *n, size_t len, size_t skip, unsig
 
 	if (plen > SIZE_MAX - len - 1)
 		return PM_EOVERFLOW;
-	rc = walk_grow(w, (void **)&w->path, &w->cap, len + plen + 1, 1);
+	rc = pm_grow(&w->ctx, (void **)&w->path, &w->cap, len + plen + 1, 1);
 	if (rc)
 		return rc;
 	memcpy(w->path + len, node_prefix(n) + skip, plen);
 	*end = len + plen;
 	if (first >= nch)
 		return 0;
-	rc = walk_grow(w, (void **)&w->st, &w->scap, w->depth + 1, sizeof(*w->st));
+	rc = pm_grow(&w->ctx, (void **)&w->st, &w->scap, w->depth + 1, sizeof(*w->st));
 	if (rc)
 		return rc;
 	w->st[w->depth++] = (struct wframe){n, first, nch, len + plen};
@@ -176,7 +156,7 @@ int pm_map_foreach(const pm_map *m, const uint8_t *prefix, size_t plen, const ui
 		return 0;
 	/* The walk starts inside node at.n, at.off bytes into its prefix, with the path holding
 	 * the prefix; from, when given, is compared with what follows the prefix. */
-	rc = walk_grow(&w, (void **)&w.path, &w.cap, plen + 1, 1);
+	rc = pm_grow(&w.ctx, (void **)&w.path, &w.cap, plen + 1, 1);
 	if (rc)
 		goto out;
 	if (plen)

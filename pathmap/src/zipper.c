@@ -62,36 +62,16 @@ struct pm_head {
 
 /* ---- the cursor ---- */
 
-static int grow(const pm_ctx *c, void **buf, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 16;
-	void *p;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2 / elem)
-			return PM_EOVERFLOW;
-		ncap *= 2;
-	}
-	p = pm_xalloc(c, *buf, *cap * elem, ncap * elem);
-	if (!p)
-		return PM_ENOMEM;
-	*buf = p;
-	*cap = ncap;
-	return 0;
-}
-
 static int zc_reserve(struct zcore *z, size_t extra)
 {
 	if (extra > SIZE_MAX - z->len)
 		return PM_EOVERFLOW;
-	return grow(&z->ctx, (void **)&z->path, &z->cap, z->len + extra, 1);
+	return pm_grow(&z->ctx, (void **)&z->path, &z->cap, z->len + extra, 1);
 }
 
 static int zc_push(struct zcore *z, pm_node *n, size_t start)
 {
-	int rc = grow(&z->ctx, (void **)&z->fr, &z->fcap, z->depth + 1, sizeof(struct zframe));
+	int rc = pm_grow(&z->ctx, (void **)&z->fr, &z->fcap, z->depth + 1, sizeof(struct zframe));
 
 	if (rc)
 		return rc;
@@ -730,7 +710,7 @@ static const uint8_t *wz_full(pm_wz *w, const uint8_t *suffix, size_t len, size_
 		*rc = PM_EOVERFLOW;
 		return NULL;
 	}
-	*rc = grow(&z->ctx, (void **)&w->scratch, &w->scap, z->len + len, 1);
+	*rc = pm_grow(&z->ctx, (void **)&w->scratch, &w->scap, z->len + len, 1);
 	if (*rc)
 		return NULL;
 	memcpy(w->scratch, z->path, z->len);
