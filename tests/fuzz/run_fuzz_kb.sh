@@ -10,7 +10,8 @@ work=$2
 secs=${3:-60}
 mkdir -p "$work/corpus"
 bin=$work/fuzz_kb
-clang -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+clang -g -O1 -std=c11 -fopenmp=libomp -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined \
 	-I"$src/pathmap" -I"$src/pathmap/src" -I"$src/engine" -I"$src/io" \
 	"$src/tests/fuzz/fuzz_kb.c" "$src/engine/kb.c" "$src"/pathmap/src/*.c \
 	-lxxhash -o "$bin"
