@@ -995,6 +995,7 @@ static void refill(const struct merger *m, uint32_t pid, struct pbuf *b)
 
 #define WRITE_ROUND_ENTRIES (1u << 21) /* entries buffered per round, all partitions */
 #define WRITE_MIN_ENTRIES 32u	       /* ... at least, per partition */
+#define WRITE_RANGES_PER_THREAD 8u     /* in parts: key ranges per thread */
 #define CANCEL_KEYS 65536u	       /* keys merged between looks at the cancel flag */
 #define WRITE_IMAGE_BYTES_PER_KEY 48.0 /* in parts: image bytes per key, a generous guess */
 #define WRITE_IMAGE_DEFAULT_MEMORY ((uint64_t)1 << 30) /* ... allowed without opts->memory */
@@ -1569,9 +1570,11 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 		goto out_done;
 	}
 	/* In parts when there are threads to share the work, the values are numbers and the
-	 * image fits the memory budget; ranges: enough for balance, few enough that their
-	 * P x ranges seeks stay small. */
-	nranges = opts && opts->parts ? opts->parts : ((size_t)1 << 20) / meta->partitions;
+	 * image fits the memory budget; ranges: 8 per thread for balance (each range walks
+	 * every partition, so more cost more), at most 256 and a budget of P x ranges seeks. */
+	nranges = opts && opts->parts ? opts->parts : WRITE_RANGES_PER_THREAD * (size_t)threads;
+	if (!(opts && opts->parts) && nranges > ((size_t)1 << 20) / meta->partitions)
+		nranges = ((size_t)1 << 20) / meta->partitions;
 	if (nranges > 256)
 		nranges = 256;
 	if (!(opts && opts->parts) &&
