@@ -327,6 +327,7 @@ struct run {
 	struct inputs inp;	    /* expanded inputs */
 	struct pkb *into;	    /* --into KB */
 	uint64_t ordinal;	    /* job-wide index of the next record */
+	uint64_t key_bytes;	    /* key bytes of all records (duplicates included) */
 	uint32_t zippers;	    /* zippers made */
 };
 
@@ -410,6 +411,7 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 	rc = pme_route(&x->r, b, x->c->sort);
 	if (rc)
 		return seterr(x->err, rc, "out of memory routing a batch");
+	x->key_bytes += b->n ? b->key_off[b->n] - b->key_off[0] : 0;
 	if (x->c->scheme == PME_SCHEME_PREFIX) {
 		rc = prefix_zippers(x, b);
 		if (rc)
@@ -1021,6 +1023,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	wo.cancel = c->cancel;
 	wo.threads = (unsigned)x.nthreads;
 	wo.memory = memory; /* the batches are freed by now: their budget holds the image */
+	wo.image_hint = x.key_bytes + 24 * (uint64_t)pm_map_count(x.map);
 	if (cancelled(c)) {
 		rc = seterr(err, PME_ECANCELED, "interrupted");
 		goto out;

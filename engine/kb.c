@@ -1579,7 +1579,8 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 		nranges = 256;
 	if (!(opts && opts->parts) &&
 	    (threads < 2 || nranges < 2 * threads ||
-	     (double)pm_map_count(map) * WRITE_IMAGE_BYTES_PER_KEY >
+	     (opts && opts->image_hint ? (double)opts->image_hint
+				       : (double)pm_map_count(map) * WRITE_IMAGE_BYTES_PER_KEY) >
 		 (double)(opts && opts->memory ? opts->memory : WRITE_IMAGE_DEFAULT_MEMORY)))
 		nranges = 1;
 	if (c.w->blob)

@@ -112,6 +112,8 @@ struct pkb_write_opts {
 	unsigned threads;	       /* pkb_write: OpenMP threads (0: omp_get_max_threads) */
 	uint64_t memory;	       /* pkb_write: bytes it may hold for the image built in
 					  parts (0: 1 GiB); above, it builds serially */
+	uint64_t image_hint;	       /* pkb_write: expected image bytes, e.g. key bytes + 24
+					  per key (0: 48 per key) */
 	size_t parts;		       /* pkb_write, hash scheme: 1 builds serially, n > 1 in n
 					  ranges of parts (0: chosen from P, threads, memory) */
 	size_t round_cap;	       /* pkb_write, hash scheme: keys a partition buffers per
