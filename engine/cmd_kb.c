@@ -1271,25 +1271,10 @@ int pme_cmd_export(int argc, char **argv)
 					status = PME_EXIT_INPUT;
 					goto out;
 				}
-				if (hlen + 4 + dl > hcap) {
-					size_t nc = (hlen + 4 + dl) * 2 + 4096;
-					uint8_t *nh = realloc(heap, nc);
-
-					if (!nh) {
-						status = PME_EXIT_NOMEM;
-						goto out;
-					}
-					heap = nh;
-					hcap = nc;
+				if (pkb_heap_append(&heap, &hlen, &hcap, d, dl, &word)) {
+					status = PME_EXIT_NOMEM;
+					goto out;
 				}
-				word = hlen;
-				heap[hlen] = (uint8_t)dl;
-				heap[hlen + 1] = (uint8_t)(dl >> 8);
-				heap[hlen + 2] = (uint8_t)(dl >> 16);
-				heap[hlen + 3] = (uint8_t)(dl >> 24);
-				if (dl)
-					memcpy(heap + hlen + 4, d, dl);
-				hlen += 4 + dl;
 			}
 			vals[n++] = word;
 		}

@@ -680,24 +680,10 @@ static int load_into(struct run *x, size_t batch)
 						       x->c->into);
 						goto out;
 					}
-					if (hl + 4 + dl > hcap) {
-						size_t nc = (hl + 4 + dl) * 2;
-						uint8_t *nh = realloc(heap, nc);
-
-						if (!nh) {
-							rc = PM_ENOMEM;
-							goto out;
-						}
-						heap = nh;
-						hcap = nc;
+					if (pkb_heap_append(&heap, &hl, &hcap, d, dl, &vals[i])) {
+						rc = PM_ENOMEM;
+						goto out;
 					}
-					heap[hl] = (uint8_t)dl;
-					heap[hl + 1] = (uint8_t)(dl >> 8);
-					heap[hl + 2] = (uint8_t)(dl >> 16);
-					heap[hl + 3] = (uint8_t)(dl >> 24);
-					memcpy(heap + hl + 4, d, dl);
-					vals[i] = hl;
-					hl += 4 + dl;
 				}
 				rb.heap = heap;
 				rb.heap_len = hl;

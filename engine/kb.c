@@ -551,6 +551,31 @@ out_abort:
 	return rc;
 }
 
+int pkb_heap_append(uint8_t **heap, size_t *len, size_t *cap, const uint8_t *data, size_t dlen,
+		    uint64_t *off)
+{
+	size_t need;
+
+	if (dlen > UINT32_MAX || dlen > SIZE_MAX - 4 - *len)
+		return PKB_ENOMEM;
+	need = *len + 4 + dlen;
+	if (need > *cap) {
+		size_t nc = need * 2 + 4096;
+		uint8_t *nh = realloc(*heap, nc);
+
+		if (!nh)
+			return PKB_ENOMEM;
+		*heap = nh;
+		*cap = nc;
+	}
+	put_le(*heap + *len, dlen, 4);
+	if (dlen)
+		memcpy(*heap + *len + 4, data, dlen);
+	*off = *len;
+	*len = need;
+	return 0;
+}
+
 uint64_t pkb_writer_count(const struct pkb_writer *w)
 {
 	return w->count;

@@ -170,6 +170,14 @@ int pkb_writer_join(struct pkb_writer *w, const uint8_t *prefix, size_t plen, bo
 		    uint64_t val, const struct pm_snap_part *parts, size_t n, uint64_t key_bytes,
 		    struct pkb_err *err);
 
+/*
+ * Appends a value-heap entry (u32 little-endian length, then the bytes), the layout of a KB's
+ * heap and of a record batch's, to the growable buffer *heap of *len bytes used and *cap
+ * allocated; *off gets the entry's offset. Returns 0 or PKB_ENOMEM (the buffer unchanged).
+ */
+int pkb_heap_append(uint8_t **heap, size_t *len, size_t *cap, const uint8_t *data, size_t dlen,
+		    uint64_t *off);
+
 /* Number of keys added so far. */
 uint64_t pkb_writer_count(const struct pkb_writer *w);
 

@@ -194,6 +194,20 @@ def strings_and_pairs():
             ref = reference(keys, vals, policy)
             got = scan(out)
             check(got == ref, "strings %s/%s: content differs" % (policy, scheme))
+    # --into a KB of string values (its values travel through the batch heap): the same
+    # file as one run over both inputs
+    half = n // 2
+    f1 = write_pair_strings("str1.h5", keys[:half], vals[:half])
+    f2 = write_pair_strings("str2.h5", keys[half:], vals[half:])
+    sa = ["--keys", "/k", "--values", "/v"]
+    ingest([f1, f2], path("s_one.kb"), sa, threads=2)
+    ingest([f1], path("s_first.kb"), sa)
+    ingest([f2], path("s_both.kb"), sa + ["--into", path("s_first.kb"), "--batch-records",
+                                          300], threads=2)
+    check(open(path("s_both.kb"), "rb").read() == open(path("s_one.kb"), "rb").read(),
+          "--into with string values: not the same file as one run over both inputs")
+    check(scan(path("s_both.kb")) == reference(keys, vals, "last"),
+          "--into with string values: content differs")
     p = ingest([f], path("s_sum.kb"), ["--keys", "/k", "--values", "/v", "--on-duplicate",
                                         "sum"], expect=5)
     check(not os.path.exists(path("s_sum.kb")), "sum of strings left an output")
