@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ingest.h"
+#include "ingest_internal.h"
 
 enum kind {
 	K_LIST,	  /* repeatable string (input) */
@@ -66,8 +66,7 @@ static const struct option options[] = {
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
-__attribute__((format(printf, 3, 4))) static int seterr(struct pme_err *err, int rc,
-							const char *fmt, ...)
+int pme_seterr(struct pme_err *err, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -246,9 +245,9 @@ int pme_config_set(struct pme_config *c, const char *name, const char *value, st
 	int rc = 0;
 
 	if (!o)
-		return seterr(err, PME_EUSAGE, "unknown option '%s'", name);
+		return pme_seterr(err, PME_EUSAGE, "unknown option '%s'", name);
 	if (!value && o->kind != K_BOOL)
-		return seterr(err, PME_EUSAGE, "option '%s' needs a value", name);
+		return pme_seterr(err, PME_EUSAGE, "option '%s' needs a value", name);
 	field = (char *)c + o->off;
 	switch (o->kind) {
 	case K_LIST:
@@ -256,7 +255,8 @@ int pme_config_set(struct pme_config *c, const char *name, const char *value, st
 		break;
 	case K_STR:
 		if (!*value)
-			return seterr(err, PME_EUSAGE, "option '%s' needs a non-empty value", name);
+			return pme_seterr(err, PME_EUSAGE, "option '%s' needs a non-empty value",
+					  name);
 		rc = set_string((char **)(void *)field, value);
 		break;
 	case K_INT:
@@ -301,11 +301,11 @@ int pme_config_set(struct pme_config *c, const char *name, const char *value, st
 		break;
 	}
 	if (rc)
-		return seterr(err, rc, "out of memory");
+		return pme_seterr(err, rc, "out of memory");
 	return 0;
 bad:
-	return seterr(err, PME_EUSAGE, "invalid value '%s' for %s (default: %s; %s)", value, name,
-		      o->dflt, o->help);
+	return pme_seterr(err, PME_EUSAGE, "invalid value '%s' for %s (default: %s; %s)", value,
+			  name, o->dflt, o->help);
 }
 
 struct ini_ctx {
@@ -324,18 +324,19 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	if (x->rc)
 		return 0;
 	if (*section && strcmp(section, "ingest")) {
-		x->rc = seterr(x->err, PME_EUSAGE, "%s: unknown section [%s] (use [ingest])",
-			       x->path, section);
+		x->rc = pme_seterr(x->err, PME_EUSAGE, "%s: unknown section [%s] (use [ingest])",
+				   x->path, section);
 		return 0;
 	}
 	if (!find_option(name)) {
-		x->rc = seterr(x->err, PME_EUSAGE,
+		x->rc =
+		    pme_seterr(x->err, PME_EUSAGE,
 			       "%s: unknown key '%s' (see pmingest ingest --help)", x->path, name);
 		return 0;
 	}
 	rc = pme_config_set(x->c, name, value, &e);
 	if (rc) {
-		x->rc = seterr(x->err, rc, "%s: %s", x->path, e.msg);
+		x->rc = pme_seterr(x->err, rc, "%s: %s", x->path, e.msg);
 		return 0;
 	}
 	return 1;
@@ -348,14 +349,14 @@ int pme_config_load(struct pme_config *c, const char *path, struct pme_err *err)
 	int line;
 
 	if (!f)
-		return seterr(err, PME_EUSAGE, "%s: cannot open config file (%s)", path,
-			      strerror(errno));
+		return pme_seterr(err, PME_EUSAGE, "%s: cannot open config file (%s)", path,
+				  strerror(errno));
 	line = ini_parse_file(f, on_ini_line, &x);
 	fclose(f);
 	if (x.rc)
 		return x.rc;
 	if (line)
-		return seterr(err, PME_EUSAGE, "%s:%d: syntax error", path, line);
+		return pme_seterr(err, PME_EUSAGE, "%s:%d: syntax error", path, line);
 	return 0;
 }
 

@@ -33,19 +33,6 @@ static const bool checked_zippers = true;
 #define SAMPLE_SLICES 16      /* prefix scheme: slices of the input sampled */
 #define SAMPLE_PER_SLICE 4096 /* records read per slice */
 
-__attribute__((format(printf, 3, 4))) static int seterr(struct pme_err *err, int rc,
-							const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 static double now(void)
 {
 	struct timespec ts;
@@ -223,7 +210,7 @@ static int inputs_expand(struct inputs *x, const struct pme_config *c, struct pm
 		glob_t g;
 
 		if (!spec)
-			return seterr(err, PM_ENOMEM, "out of memory");
+			return pme_seterr(err, PM_ENOMEM, "out of memory");
 		colon = strstr(spec, ":/");
 		while (colon && strstr(colon + 1, ":/"))
 			colon = strstr(colon + 1, ":/");
@@ -233,14 +220,14 @@ static int inputs_expand(struct inputs *x, const struct pme_config *c, struct pm
 		}
 		if (glob(spec, GLOB_NOCHECK, NULL, &g) != 0) {
 			free(spec);
-			return seterr(err, PM_ENOMEM, "out of memory");
+			return pme_seterr(err, PM_ENOMEM, "out of memory");
 		}
 		for (j = 0; j < g.gl_pathc && !rc; j++)
 			rc = inputs_add(x, c, g.gl_pathv[j], dset);
 		globfree(&g);
 		free(spec);
 		if (rc)
-			return seterr(err, rc, "out of memory");
+			return pme_seterr(err, rc, "out of memory");
 	}
 	/* datasets are borrowed by pio_reader_open from x->name (after the ':') */
 	for (i = 0; i < x->n && !c->keys; i++)
@@ -410,13 +397,13 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 
 	rc = pme_route(&x->r, b, x->c->sort);
 	if (rc)
-		return seterr(x->err, rc, "out of memory routing a batch");
+		return pme_seterr(x->err, rc, "out of memory routing a batch");
 	x->key_bytes += b->n ? b->key_off[b->n] - b->key_off[0] : 0;
 	if (x->c->scheme == PME_SCHEME_PREFIX) {
 		rc = prefix_zippers(x, b);
 		if (rc)
-			return seterr(x->err, rc, "cannot make a write zipper (%s)",
-				      pm_strerror(rc));
+			return pme_seterr(x->err, rc, "cannot make a write zipper (%s)",
+					  pm_strerror(rc));
 	}
 	t1 = now();
 	x->rep.t_route += t1 - t0;
@@ -500,8 +487,9 @@ static void dup_message(struct run *x, const uint8_t *key, size_t len, uint64_t 
 	pio_reader_close(rd);
 	if (o && o < sizeof(pos))
 		pos[o - 1] = '\0';
-	seterr(x->err, PME_EDUP,
-	       "duplicate key \"%s\" (%zu bytes) under --on-duplicate error, at%s", kt, len, pos);
+	pme_seterr(x->err, PME_EDUP,
+		   "duplicate key \"%s\" (%zu bytes) under --on-duplicate error, at%s", kt, len,
+		   pos);
 }
 
 static int batch_error(struct run *x, const struct pme_rbatch *b, int rc)
@@ -514,8 +502,8 @@ static int batch_error(struct run *x, const struct pme_rbatch *b, int rc)
 		return rc;
 	}
 	if (rc == PM_ENOMEM || rc == PM_EOVERFLOW)
-		return seterr(x->err, PM_ENOMEM, "out of memory filling the map");
-	return seterr(x->err, rc, "filling the map failed (%s)", pme_strerror(rc));
+		return pme_seterr(x->err, PM_ENOMEM, "out of memory filling the map");
+	return pme_seterr(x->err, rc, "filling the map failed (%s)", pme_strerror(rc));
 }
 
 /* Sampling for the prefix scheme: SAMPLE_SLICES slices spread over every input. */
@@ -638,7 +626,7 @@ static int load_into(struct run *x, size_t batch)
 		more = pm_snap_iter_next(it, &k, &len, &w);
 		if (more < 0) {
 			rc = PKB_ECORRUPT;
-			seterr(x->err, rc, "%s: damaged KB", x->c->into);
+			pme_seterr(x->err, rc, "%s: damaged KB", x->c->into);
 			goto out;
 		}
 		if (more) {
@@ -676,8 +664,9 @@ static int load_into(struct run *x, size_t batch)
 
 					rc = pkb_blob(x->into, vals[i], &d, &dl);
 					if (rc) {
-						seterr(x->err, rc, "%s: damaged KB (value heap)",
-						       x->c->into);
+						pme_seterr(x->err, rc,
+							   "%s: damaged KB (value heap)",
+							   x->c->into);
 						goto out;
 					}
 					if (pkb_heap_append(&heap, &hl, &hcap, d, dl, &vals[i])) {
@@ -701,7 +690,7 @@ static int load_into(struct run *x, size_t batch)
 	rc = 0;
 out:
 	if (rc == PM_ENOMEM)
-		seterr(x->err, rc, "out of memory loading %s", x->c->into);
+		pme_seterr(x->err, rc, "out of memory loading %s", x->c->into);
 	pm_snap_iter_destroy(it);
 	free(keys);
 	free(heap);
@@ -805,17 +794,18 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	x.err = err;
 	pe.msg[0] = '\0';
 	if (!c->output || (!c->n_inputs && !c->into))
-		return seterr(err, PME_EUSAGE, "--output and at least one --input are required");
+		return pme_seterr(err, PME_EUSAGE,
+				  "--output and at least one --input are required");
 	if (!c->n_inputs)
-		return seterr(err, PME_EUSAGE, "at least one --input is required");
+		return pme_seterr(err, PME_EUSAGE, "at least one --input is required");
 	if ((c->keys == NULL) != (c->values == NULL))
-		return seterr(err, PME_EUSAGE, "--keys and --values go together");
+		return pme_seterr(err, PME_EUSAGE, "--keys and --values go together");
 	if (c->allocator && strcmp(c->allocator, pme_allocator_name()))
-		return seterr(err, PME_EUSAGE,
-			      "--allocator %s: this process runs %s; build with "
-			      "-DPM_JEMALLOC=%s (or LD_PRELOAD=libjemalloc.so.2 for jemalloc)",
-			      c->allocator, pme_allocator_name(),
-			      strcmp(c->allocator, "glibc") ? "ON" : "OFF");
+		return pme_seterr(err, PME_EUSAGE,
+				  "--allocator %s: this process runs %s; build with "
+				  "-DPM_JEMALLOC=%s (or LD_PRELOAD=libjemalloc.so.2 for jemalloc)",
+				  c->allocator, pme_allocator_name(),
+				  strcmp(c->allocator, "glibc") ? "ON" : "OFF");
 
 	/* plan: threads, P, batch size */
 	x.nthreads = c->threads > 0 ? c->threads
@@ -826,10 +816,10 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	x.nparts = c->partitions ? c->partitions : default_partitions(x.nthreads);
 	if (x.nparts < 1 || x.nparts > PME_MAX_PARTITIONS ||
 	    (c->scheme == PME_SCHEME_HASH && (x.nparts & (x.nparts - 1))))
-		return seterr(err, PME_EUSAGE, "--partitions %u: the %s scheme takes %s", x.nparts,
-			      c->scheme == PME_SCHEME_HASH ? "hash" : "prefix",
-			      c->scheme == PME_SCHEME_HASH ? "a power of two from 1 to 65536"
-							   : "1 to 65536");
+		return pme_seterr(err, PME_EUSAGE, "--partitions %u: the %s scheme takes %s",
+				  x.nparts, c->scheme == PME_SCHEME_HASH ? "hash" : "prefix",
+				  c->scheme == PME_SCHEME_HASH ? "a power of two from 1 to 65536"
+							       : "1 to 65536");
 	memory = c->memory ? c->memory : physical_memory() / 4;
 	ro.mem_budget = (size_t)memory;
 	ro.batch_records = (size_t)c->batch_records;
@@ -839,17 +829,17 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		goto out;
 	rc = from_pio(pio_reader_open(x.inp.in, x.inp.n, &ro, &rd, &pe));
 	if (rc) {
-		seterr(err, rc, "%s", pe.msg);
+		pme_seterr(err, rc, "%s", pe.msg);
 		goto out;
 	}
 	pio_reader_types(rd, &ktype, &vtype);
 	if (c->on_duplicate == PME_DUP_SUM || c->on_duplicate == PME_DUP_MIN ||
 	    c->on_duplicate == PME_DUP_MAX) {
 		if (pkb_type_is_blob(&vtype)) {
-			rc = seterr(err, PME_EPOLICY,
-				    "--on-duplicate %s needs numeric values; the values are %s",
-				    pme_policy_name(c->on_duplicate),
-				    pio_type_name(&vtype, pe.msg, 128));
+			rc = pme_seterr(err, PME_EPOLICY,
+					"--on-duplicate %s needs numeric values; the values are %s",
+					pme_policy_name(c->on_duplicate),
+					pio_type_name(&vtype, pe.msg, 128));
 			goto out;
 		}
 	}
@@ -866,7 +856,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 
 		rc = pkb_open(c->into, PKB_OPEN_CHECKSUM, &x.into, &ke);
 		if (rc) {
-			seterr(err, rc, "%s", ke.msg);
+			pme_seterr(err, rc, "%s", ke.msg);
 			goto out;
 		}
 		ki = pkb_info(x.into);
@@ -874,10 +864,10 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		    merge_type(&vtype, &ki->value_type, false)) {
 			char a[128], b[128];
 
-			rc = seterr(err, PME_ETYPE,
-				    "%s holds %s keys / %s values, the input does not match",
-				    c->into, pio_type_name(&ki->key_type, a, sizeof(a)),
-				    pio_type_name(&ki->value_type, b, sizeof(b)));
+			rc = pme_seterr(err, PME_ETYPE,
+					"%s holds %s keys / %s values, the input does not match",
+					c->into, pio_type_name(&ki->key_type, a, sizeof(a)),
+					pio_type_name(&ki->value_type, b, sizeof(b)));
 			goto out;
 		}
 	}
@@ -886,14 +876,14 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	if (c->scheme == PME_SCHEME_PREFIX) {
 		splits = malloc((size_t)x.nparts * sizeof(*splits));
 		if (!splits) {
-			rc = seterr(err, PM_ENOMEM, "out of memory");
+			rc = pme_seterr(err, PM_ENOMEM, "out of memory");
 			goto out;
 		}
 		rc = prefix_sample(&x, rd, &depth, splits);
 		if (rc && rc != PM_ENOMEM)
 			rc = from_pio(rc);
 		if (rc) {
-			seterr(err, rc, "cannot sample the input (%s)", pme_strerror(rc));
+			pme_seterr(err, rc, "cannot sample the input (%s)", pme_strerror(rc));
 			goto out;
 		}
 	}
@@ -936,7 +926,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	}
 	rc = from_pio(pio_prefetch_start(rd, 2, &pf, &pe));
 	if (rc) {
-		seterr(err, rc, "%s", pe.msg);
+		pme_seterr(err, rc, "%s", pe.msg);
 		goto out;
 	}
 	for (;;) {
@@ -944,14 +934,14 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		struct pme_rbatch rb;
 
 		if (cancelled(c)) {
-			rc = seterr(err, PME_ECANCELED, "interrupted");
+			rc = pme_seterr(err, PME_ECANCELED, "interrupted");
 			goto out;
 		}
 		t = now();
 		rc = pio_prefetch_next(pf, &b, &pe);
 		x.rep.t_read += now() - t;
 		if (rc < 0) {
-			rc = seterr(err, from_pio(rc), "%s", pe.msg);
+			rc = pme_seterr(err, from_pio(rc), "%s", pe.msg);
 			goto out;
 		}
 		if (rc == 0)
@@ -1011,14 +1001,14 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	wo.memory = memory; /* the batches are freed by now: their budget holds the image */
 	wo.image_hint = x.key_bytes + 24 * (uint64_t)pm_map_count(x.map);
 	if (cancelled(c)) {
-		rc = seterr(err, PME_ECANCELED, "interrupted");
+		rc = pme_seterr(err, PME_ECANCELED, "interrupted");
 		goto out;
 	}
 	rc = pkb_write(c->output, x.map, &meta, x.fc.blob ? pme_blob_get : NULL, &x.fc, &wo, &ke);
 	if (rc) {
 		if (rc == PKB_ECANCELED)
 			rc = PME_ECANCELED;
-		seterr(err, rc, "%s", ke.msg);
+		pme_seterr(err, rc, "%s", ke.msg);
 		goto out;
 	}
 	x.rep.t_write = now() - t;
@@ -1050,7 +1040,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	rc = 0;
 	goto out;
 out_nomem:
-	rc = seterr(err, PM_ENOMEM, "out of memory");
+	rc = pme_seterr(err, PM_ENOMEM, "out of memory");
 out:
 	pme_progress_end(prog, x.rep.records);
 	pio_prefetch_stop(pf);
@@ -1090,12 +1080,12 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	int rc = 0;
 
 	if (!tmp)
-		return seterr(err, -ENOMEM, "out of memory");
+		return pme_seterr(err, -ENOMEM, "out of memory");
 	snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
 	f = fopen(tmp, "w");
 	if (!f) {
 		rc = -errno;
-		seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
+		pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
 		free(tmp);
 		return rc;
 	}
@@ -1128,11 +1118,11 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    pme_policy_name(c->on_duplicate), c->sort ? "true" : "false", r->allocator);
 	if (ferror(f) | fclose(f)) {
 		rc = -EIO;
-		seterr(err, rc, "%s: cannot write the report", path);
+		pme_seterr(err, rc, "%s: cannot write the report", path);
 		unlink(tmp);
 	} else if (rename(tmp, path)) {
 		rc = -errno;
-		seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
+		pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
 		unlink(tmp);
 	}
 	free(tmp);

@@ -25,6 +25,10 @@ struct pme_rbatch {
 	bool preagg;	       /* values are already combined (records of an --into KB) */
 };
 
+/* Writes the message into err (if non-NULL); returns rc. */
+__attribute__((format(printf, 3, 4))) int pme_seterr(struct pme_err *err, int rc, const char *fmt,
+						     ...);
+
 /* A record as the bucket sort moves it: 16 key bytes next to its index, so that most
  * comparisons read nothing but the contiguous slice being sorted. The bytes start after the
  * batch's common prefix (every key of a batch of paths may share its first 8 bytes). */
