@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ingest_internal.h"
+#include "kb.h"
 
 #define FETCH_FAR 16 /* records ahead whose offsets the fill loop prefetches */
 #define FETCH_NEAR 8 /* records ahead whose key and value it prefetches */
@@ -21,22 +22,6 @@ struct rec_arg {
 	struct pme_part *part;	       /* partition state (heap) */
 	bool existed;		       /* out: the key had a value */
 };
-
-static double as_double(uint64_t w)
-{
-	double d;
-
-	memcpy(&d, &w, sizeof(d));
-	return d;
-}
-
-static uint64_t from_double(double d)
-{
-	uint64_t w;
-
-	memcpy(&w, &d, sizeof(w));
-	return w;
-}
 
 /* Copies the blob of value word w of batch b into heap h; *out gets its map word. */
 static int heap_put(struct pme_heap *h, uint32_t hid, const struct pme_rbatch *b, uint64_t w,
@@ -110,21 +95,13 @@ static int rule(bool exists, uint64_t old, uint64_t *val, void *arg)
 		*val = old + (a->b->preagg ? v : 1);
 		return PM_UPDATE_STORE;
 	case PME_DUP_SUM:
-		*val = a->fc->vclass == PIO_V_FLOAT ? from_double(as_double(old) + as_double(v))
-						    : old + v;
+		*val = pkb_num_add(a->fc->vclass, old, v);
 		return PM_UPDATE_STORE;
 	case PME_DUP_MIN:
 	case PME_DUP_MAX:
-		if (a->fc->vclass == PIO_V_FLOAT)
-			less = as_double(v) < as_double(old);
-		else if (a->fc->vclass == PIO_V_INT)
-			less = (int64_t)v < (int64_t)old;
-		else
-			less = v < old;
-		if (a->fc->policy == PME_DUP_MAX)
-			less = a->fc->vclass == PIO_V_FLOAT ? as_double(v) > as_double(old)
-			       : a->fc->vclass == PIO_V_INT ? (int64_t)v > (int64_t)old
-							    : v > old;
+		/* the new value wins when it is below (min) or above (max) the old one */
+		less = a->fc->policy == PME_DUP_MAX ? pkb_num_less(a->fc->vclass, old, v)
+						    : pkb_num_less(a->fc->vclass, v, old);
 		if (!less)
 			return PM_UPDATE_KEEP;
 		*val = v;

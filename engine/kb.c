@@ -2172,6 +2172,20 @@ static uint64_t from_double(double d)
 	return w;
 }
 
+uint64_t pkb_num_add(enum pio_vtype cls, uint64_t a, uint64_t b)
+{
+	return cls == PIO_V_FLOAT ? from_double(as_double(a) + as_double(b)) : a + b;
+}
+
+bool pkb_num_less(enum pio_vtype cls, uint64_t a, uint64_t b)
+{
+	if (cls == PIO_V_FLOAT)
+		return as_double(a) < as_double(b);
+	if (cls == PIO_V_INT)
+		return (int64_t)a < (int64_t)b;
+	return a < b;
+}
+
 /* Combines b into *acc (acc from an earlier input than b) under the policy. */
 static int combine_num(enum pkb_dup dup, const struct pio_type *t, uint64_t *acc, uint64_t b)
 {
@@ -2184,21 +2198,12 @@ static int combine_num(enum pkb_dup dup, const struct pio_type *t, uint64_t *acc
 	case PKB_DUP_ERROR:
 		return *acc == b ? 0 : PKB_EDUP;
 	case PKB_DUP_SUM:
-		if (t->cls == PIO_V_FLOAT)
-			*acc = from_double(as_double(*acc) + as_double(b));
-		else
-			*acc += b;
+		*acc = pkb_num_add(t->cls, *acc, b);
 		return 0;
 	case PKB_DUP_MIN:
 	case PKB_DUP_MAX: {
-		bool less; /* b < acc */
+		bool less = pkb_num_less(t->cls, b, *acc); /* b < acc */
 
-		if (t->cls == PIO_V_FLOAT)
-			less = as_double(b) < as_double(*acc);
-		else if (t->cls == PIO_V_INT)
-			less = (int64_t)b < (int64_t)*acc;
-		else
-			less = b < *acc;
 		if (dup == PKB_DUP_MIN ? less : (!less && b != *acc))
 			*acc = b;
 		return 0;

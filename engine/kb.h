@@ -298,6 +298,15 @@ enum pkb_dup {
 	PKB_DUP_MAX,   /* numbers: the largest */
 };
 
+/*
+ * Arithmetic on value words of a numeric class (PIO_V_INT, PIO_V_UINT: the integer; PIO_V_FLOAT:
+ * the bits of a double), shared by the ingest's duplicate policies and by merge:
+ * pkb_num_add() is a + b (integers wrap at 64 bits), pkb_num_less() is a < b in the class's
+ * order (floats compared as doubles).
+ */
+uint64_t pkb_num_add(enum pio_vtype cls, uint64_t a, uint64_t b);
+bool pkb_num_less(enum pio_vtype cls, uint64_t a, uint64_t b);
+
 /* Parses "last", "first", "error", "sum", "min", "max". Returns 0 or PKB_EINVAL. */
 int pkb_dup_parse(const char *s, enum pkb_dup *out);
 

@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,6 +526,27 @@ static void test_algebra(void)
 	free(o2.e);
 }
 
+/* The numeric arithmetic the duplicate policies of ingest and merge share. */
+static void test_num(void)
+{
+	double x = 1.5, y = -2.25, z, nan = NAN;
+	uint64_t wx, wy, wz, wn, m1 = (uint64_t)-1;
+
+	memcpy(&wx, &x, 8);
+	memcpy(&wy, &y, 8);
+	memcpy(&wn, &nan, 8);
+	wz = pkb_num_add(PIO_V_FLOAT, wx, wy);
+	memcpy(&z, &wz, 8);
+	CU_ASSERT(z == -0.75);
+	CU_ASSERT_EQUAL(pkb_num_add(PIO_V_INT, m1, 5), 4);  /* -1 + 5, wrapping */
+	CU_ASSERT_EQUAL(pkb_num_add(PIO_V_UINT, m1, 1), 0); /* wraps at 64 bits */
+	CU_ASSERT(pkb_num_less(PIO_V_INT, m1, 0));	    /* -1 < 0 */
+	CU_ASSERT(!pkb_num_less(PIO_V_UINT, m1, 0));	    /* 2^64 - 1 > 0 */
+	CU_ASSERT(pkb_num_less(PIO_V_FLOAT, wy, wx));
+	CU_ASSERT(!pkb_num_less(PIO_V_FLOAT, wx, wy));
+	CU_ASSERT(!pkb_num_less(PIO_V_FLOAT, wn, wx) && !pkb_num_less(PIO_V_FLOAT, wx, wn));
+}
+
 int main(void)
 {
 	CU_pSuite su;
@@ -543,6 +565,7 @@ int main(void)
 		return 2;
 	su = CU_add_suite("pkb", NULL, NULL);
 	CU_add_test(su, "write, read, load back; canonical bytes", test_write_read);
+	CU_add_test(su, "numeric arithmetic of the duplicate policies", test_num);
 	CU_add_test(su, "maps outside the partition layout are refused", test_route_refused);
 	CU_add_test(su, "failed or cancelled writes leave the old file", test_safe_write);
 	CU_add_test(su, "damaged, truncated, foreign, newer files refused", test_damage);
