@@ -633,6 +633,26 @@ static const char scan_help[] =
     "Integer keys print in decimal, opaque keys and values in hex, floats in the shortest\n"
     "form that reads back to the same value.\n\n";
 
+/* pm_snap_iter_run() visitor of `scan`: prints one key and value; 1 once `left` reaches 0. */
+struct scan_out {
+	const struct pkb *kb;
+	enum fmt fmt;
+	unsigned long long left;
+};
+
+static int scan_visit(const uint8_t *k, size_t len, uint64_t w, void *arg)
+{
+	struct scan_out *so = arg;
+	int rc;
+
+	print_key(stdout, so->kb, k, len, so->fmt);
+	rc = print_value(stdout, so->kb, w, so->fmt);
+	if (rc)
+		return rc;
+	fputs(so->fmt == FMT_JSONL ? "}\n" : "\n", stdout);
+	return --so->left ? 0 : 1;
+}
+
 int pme_cmd_scan(int argc, char **argv)
 {
 	struct opt o[] = {{"prefix-hex", true, NULL}, {"from", true, NULL},
@@ -644,12 +664,9 @@ int pme_cmd_scan(int argc, char **argv)
 	pm_snap_iter *it = NULL;
 	uint8_t *prefix = NULL, *from = NULL;
 	size_t plen = 0, flen = 0;
-	unsigned long long limit = ULLONG_MAX, n = 0;
+	unsigned long long limit = ULLONG_MAX;
 	enum fmt fmt = FMT_TSV;
 	const char *v;
-	const uint8_t *k;
-	size_t len;
-	uint64_t w;
 	int npos, status, rc;
 
 	if (!pos)
@@ -726,13 +743,10 @@ int pme_cmd_scan(int argc, char **argv)
 	rc = pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it);
 	if (!rc)
 		rc = pm_snap_iter_seek(it, prefix, plen, from, flen);
-	while (!rc && n < limit && (rc = pm_snap_iter_next(it, &k, &len, &w)) == 1) {
-		print_key(stdout, kb, k, len, fmt);
-		rc = print_value(stdout, kb, w, fmt);
-		if (rc)
-			break;
-		fputs(fmt == FMT_JSONL ? "}\n" : "\n", stdout);
-		n++;
+	if (!rc && limit) {
+		struct scan_out so = {kb, fmt, limit};
+
+		rc = pm_snap_iter_run(it, scan_visit, &so);
 	}
 	if (rc < 0) {
 		fprintf(stderr, "pmingest scan: %s: %s\n", pos[0],

@@ -180,6 +180,28 @@ static int build(const struct set *s, struct buf *out)
 	return rc;
 }
 
+/* Visitor of pm_snap_iter_run() checking keys against the model from kv[at] on; stops (returns
+ * 7) once `stop` keys went by, when stop is not 0. */
+struct run_check {
+	const struct set *s;
+	size_t at, seen, stop, bad;
+	const uint8_t *pfx;
+	size_t plen;
+};
+
+static int run_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
+{
+	struct run_check *r = arg;
+	const struct kv *e = r->at < r->s->n ? &r->s->kv[r->at] : NULL;
+
+	if (!e || bytes_cmp(key, len, e->k, e->len) || val != e->val || e->len < r->plen ||
+	    (r->plen && memcmp(e->k, r->pfx, r->plen)))
+		r->bad++;
+	r->at++;
+	r->seen++;
+	return r->stop && r->seen == r->stop ? 7 : 0;
+}
+
 /* Checks every query of the image against the set. */
 static void check_image(const struct set *s, const struct buf *img)
 {
@@ -211,6 +233,14 @@ static void check_image(const struct set *s, const struct buf *img)
 	}
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_EQUAL(i, s->n);
+	{
+		struct run_check r = {s, 0, 0, 0, 0, NULL, 0};
+
+		CU_ASSERT_EQUAL_FATAL(pm_snap_iter_seek(it, NULL, 0, NULL, 0), 0);
+		CU_ASSERT_EQUAL(pm_snap_iter_run(it, run_visit, &r), 0);
+		CU_ASSERT_EQUAL(r.seen, s->n);
+		CU_ASSERT_EQUAL(r.bad, 0);
+	}
 	/* Random probes: absent keys, prefixes, seeks. */
 	for (trial = 0; trial < 300; trial++) {
 		uint8_t p[128], f[128];
@@ -272,6 +302,34 @@ static void check_image(const struct set *s, const struct buf *img)
 			CU_ASSERT_EQUAL(v, e->val);
 		}
 		CU_ASSERT_EQUAL(pm_snap_iter_next(it, &k, &len, &v), 0);
+		/* The same walk by pm_snap_iter_run(): stopped by the visitor at a random key,
+		 * one step of pm_snap_iter_next(), then runs to the end. */
+		{
+			struct run_check r = {s, first, 0, 0, 0, p, plen};
+			size_t expect_n = j - first, stop = expect_n ? 1 + rnd() % expect_n : 0;
+
+			CU_ASSERT_EQUAL_FATAL(pm_snap_iter_seek(it, p, plen, use_from ? f : NULL,
+								use_from ? flen : 0),
+					      0);
+			r.stop = stop;
+			rc = pm_snap_iter_run(it, run_visit, &r);
+			CU_ASSERT_EQUAL(rc, stop ? 7 : 0);
+			CU_ASSERT_EQUAL(r.seen, stop);
+			if (stop < expect_n) {
+				rc = pm_snap_iter_next(it, &k, &len, &v);
+				CU_ASSERT_EQUAL_FATAL(rc, 1);
+				CU_ASSERT_EQUAL(bytes_cmp(k, len, s->kv[r.at].k, s->kv[r.at].len),
+						0);
+				CU_ASSERT_EQUAL(v, s->kv[r.at].val);
+				r.at++;
+				r.seen++;
+			}
+			r.stop = 0;
+			CU_ASSERT_EQUAL(pm_snap_iter_run(it, run_visit, &r), 0);
+			CU_ASSERT_EQUAL(r.seen, expect_n);
+			CU_ASSERT_EQUAL(r.bad, 0);
+			CU_ASSERT_EQUAL(pm_snap_iter_next(it, &k, &len, &v), 0);
+		}
 	}
 	pm_snap_iter_destroy(it);
 }
@@ -425,6 +483,11 @@ static void test_damage(void)
 			if (pm_snap_iter_create(&sn, NULL, NULL, &it) == 0) {
 				while (pm_snap_iter_next(it, &k, &len, &v) == 1)
 					;
+				if (pm_snap_iter_seek(it, NULL, 0, NULL, 0) == 0) {
+					struct run_check r = {&s, 0, 0, 0, 0, NULL, 0};
+
+					(void)pm_snap_iter_run(it, run_visit, &r);
+				}
 				pm_snap_iter_destroy(it);
 			}
 			for (j = 0; j < s.n; j += 7)

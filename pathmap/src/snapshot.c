@@ -400,7 +400,7 @@ static unsigned child_lower(const struct nd *d, unsigned c, bool *exact)
 	return mask_rank(d->mask, c);
 }
 
-#define ITER_AHEAD 4 /* children an iterator prefetches ahead */
+#define ITER_AHEAD 4
 
 /* ------------------------------------------------------------------------------------------ */
 /* Builder */
@@ -1262,17 +1262,18 @@ int pm_snap_iter_seek(pm_snap_iter *it, const uint8_t *prefix, size_t plen, cons
 }
 
 /*
- * Returns the leaf at off (vw: its value width, from its tag), reached by byte from frame f: 1 with
+ * Returns the leaf at off (vw: its value width, from its tag), reached by byte from a frame whose
+ * key ends at keyend: 1 with
  * the key, 0 when the key leaves the seek prefix (the walk ends), or PM_SNAP_ECORRUPT. Decoded here
  * with the checks of decode(), without a frame.
  */
-static inline int it_leaf(pm_snap_iter *it, const struct it_frame *f, uint64_t off, unsigned vw,
+static inline int it_leaf(pm_snap_iter *it, uint64_t keyend, uint64_t off, unsigned vw,
 			  unsigned byte, const uint8_t **key, size_t *len, uint64_t *val)
 {
 	/* Locals first: stores to the key buffer may alias anything. */
 	const uint8_t *b = it->s->base;
 	const uint64_t lim = it->s->node_bytes, maxk = it->s->max_key;
-	const uint64_t ke = f->keyend, pl = it->pfx_len;
+	const uint64_t ke = keyend, pl = it->pfx_len;
 	uint8_t *kb = it->key;
 	uint64_t p = off + 1, plen, end;
 	/* vw: value bytes, from leaf_vw[tag] (non-zero: a valid leaf tag) */
@@ -1363,13 +1364,134 @@ int pm_snap_iter_next(pm_snap_iter *it, const uint8_t **key, size_t *len, uint64
 				return rc;
 			tag = it->s->base[off]; /* off < f->d.off < node_bytes */
 			if (leaf_vw[tag])
-				return it_leaf(it, f, off, leaf_vw[tag], byte, key, len, val);
+				return it_leaf(it, f->keyend, off, leaf_vw[tag], byte, key, len,
+					       val);
 			rc = it_push(it, off, (int)byte);
 			if (rc)
 				return rc;
 			continue;
 		}
 		it->nfr--;
+	}
+	return 0;
+}
+
+/*
+ * A valueless list node whose children are leaves (the bottom of most tries) is walked by
+ * pm_snap_iter_run() in place, without a frame. Returns 0 when all its leaves went to fn;
+ * otherwise the node is pushed as a frame standing after the leaves visited (a child that
+ * is not a leaf, fn's non-zero return, which is then returned, or an error).
+ */
+static int it_group(pm_snap_iter *it, const struct it_frame *f, uint64_t off, unsigned byte,
+		    pm_snap_visit_fn fn, void *arg)
+{
+	const uint8_t *b = it->s->base;
+	const uint8_t *k;
+	struct nd d;
+	uint64_t ke = f->keyend, val;
+	size_t len;
+	unsigned i = 0;
+	int prc, rc = decode_list(it->s, off, &d);
+
+	if (rc || d.has_val || it->budget == 0 || ke >= it->s->max_key ||
+	    d.plen >= it->s->max_key - ke) {
+		rc = 0;
+		goto push; /* a frame for its value first; it_push() refuses the damaged */
+	}
+	it->budget--;
+	it->key[ke] = (uint8_t)byte;
+	if (d.plen <= 16) /* 16 spare bytes in the key, 64 footer bytes in the image */
+		memcpy(it->key + ke + 1, d.prefix, 16);
+	else
+		memcpy(it->key + ke + 1, d.prefix, (size_t)d.plen);
+	ke += 1 + d.plen;
+	for (i = 0; i < d.n; i++) {
+		uint64_t dist = load_le(d.refs + (size_t)i * d.rw, d.rw), c;
+		unsigned vw;
+
+		if (UNLIKELY(dist - 1 >= d.off))
+			return PM_SNAP_ECORRUPT;
+		c = d.off - dist;
+		vw = leaf_vw[b[c]];
+		if (!vw)
+			break;
+		rc = it_leaf(it, ke, c, vw, d.keys[i], &k, &len, &val);
+		if (rc <= 0)
+			return rc; /* damaged, or the walk left the seek prefix */
+		rc = fn(k, len, val, arg);
+		if (rc) {
+			i++;
+			break;
+		}
+	}
+	if (i == d.n && !rc)
+		return 0;
+	it->budget++; /* it_push() counts the node */
+push:
+	prc = it_push(it, off, (int)byte);
+	if (prc)
+		return prc;
+	it->fr[it->nfr - 1].idx = i; /* its value, if any, is still to come */
+	return rc;
+}
+
+/*
+ * The loop of pm_snap_iter_next() with the visitor inside: the top frame stays in registers
+ * while its leaves go by, and no call returns per key.
+ */
+int pm_snap_iter_run(pm_snap_iter *it, pm_snap_visit_fn fn, void *arg)
+{
+	const uint8_t *k;
+	size_t len;
+	uint64_t val;
+	bool down;
+	int rc;
+
+	if (!it || !fn)
+		return PM_EINVAL;
+	while (it->nfr) {
+		struct it_frame *f = &it->fr[it->nfr - 1];
+
+		if (!f->val_done) {
+			rc = pm_snap_iter_next(it, &k, &len, &val); /* the node's own value */
+			if (rc <= 0)
+				return rc;
+			rc = fn(k, len, val, arg);
+			if (rc)
+				return rc;
+			continue;
+		}
+		down = false;
+		while (f->idx < f->d.n) {
+			uint64_t off;
+			unsigned byte, tag;
+
+			rc = it_next_child(f, it->s->base, &byte, &off);
+			if (rc)
+				return rc;
+			tag = it->s->base[off];
+			if (leaf_vw[tag]) {
+				rc =
+				    it_leaf(it, f->keyend, off, leaf_vw[tag], byte, &k, &len, &val);
+				if (rc <= 0)
+					return rc;
+				rc = fn(k, len, val, arg);
+			} else if ((tag & 3) == K_LIST) {
+				size_t top = it->nfr;
+
+				rc = it_group(it, f, off, byte, fn, arg);
+				down = it->nfr != top; /* a frame pushed, or the walk ended */
+			} else {
+				rc = it_push(it, off, (int)byte);
+				down = true;
+			}
+			if (rc)
+				return rc;
+			if (down)
+				break; /* f may have moved: the stack grew */
+		}
+		if (!down)
+			it->nfr--;
 	}
 	return 0;
 }

@@ -16,6 +16,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* pm_snap_iter_run() visitor: touches the key, stops (1) once *arg keys went by. */
+static int stop_after(const uint8_t *key, size_t len, uint64_t val, void *arg)
+{
+	size_t *left = arg;
+	volatile uint8_t sink = len ? key[len - 1] : 0;
+
+	(void)sink;
+	(void)val;
+	return --*left ? 0 : 1;
+}
+
 /* Walks everything an opened snapshot offers. */
 static void exercise_snap(const pm_snap *s, const struct pkb *kb)
 {
@@ -44,6 +55,16 @@ static void exercise_snap(const pm_snap *s, const struct pkb *kb)
 	(void)pm_snap_iter_seek(it, first, flen ? 1 : 0, first, flen);
 	while (pm_snap_iter_next(it, &k, &len, &v) == 1 && n++ < 200000)
 		;
+	/* The visitor walk, stopped after a few keys, stepped once, then run to the end. */
+	if (pm_snap_iter_seek(it, NULL, 0, NULL, 0) == 0) {
+		size_t left = 3;
+
+		if (pm_snap_iter_run(it, stop_after, &left) == 1 &&
+		    pm_snap_iter_next(it, &k, &len, &v) == 1) {
+			left = 200000;
+			(void)pm_snap_iter_run(it, stop_after, &left);
+		}
+	}
 	pm_snap_iter_destroy(it);
 }
 
