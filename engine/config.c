@@ -49,7 +49,7 @@ static const struct option options[] = {
     {"scheme", K_SCHEME, OFF(scheme), "hash", "partition scheme: hash | prefix"},
     {"partitions", K_U32, OFF(partitions), "power of two >= 8 x threads (min 256)",
      "partition count P (hash: a power of two <= 65536; prefix: 1..65536)"},
-    {"batch-records", K_U64, OFF(batch_records), "from --memory (at most 262144)",
+    {"batch-records", K_U64, OFF(batch_records), "from --memory (at most 2097152)",
      "records per batch (rounded to whole HDF5 chunks)"},
     {"memory", K_SIZE, OFF(memory), "physical memory / 4",
      "memory for the batches in flight, and for the KB image when it is built in "

@@ -32,6 +32,10 @@ static const bool checked_zippers = true;
 
 #define SAMPLE_SLICES 16      /* prefix scheme: slices of the input sampled */
 #define SAMPLE_PER_SLICE 4096 /* records read per slice */
+/* Cap of budget-sized batches: the bigger a batch, the more records each partition takes from
+ * it in key order, and the shorter the zipper's moves between them (10 M random keys, P = 256:
+ * the fill is 1.3-1.4x faster with 2^21-record batches than with 2^18). */
+#define BATCH_CAP ((size_t)1 << 21)
 
 static double now(void)
 {
@@ -527,7 +531,7 @@ static int prefix_sample(struct run *x, struct pio_reader *rd, unsigned *depth, 
 		for (sl = 0; sl < SAMPLE_SLICES && !rc; sl++) {
 			struct pio_input in = x->inp.in[s];
 			struct pio_reader *sr = NULL;
-			struct pio_reader_opts o = {0, SAMPLE_PER_SLICE};
+			struct pio_reader_opts o = {.batch_records = SAMPLE_PER_SLICE};
 
 			in.start = si.count * sl / SAMPLE_SLICES;
 			in.count = si.count / SAMPLE_SLICES < SAMPLE_PER_SLICE
@@ -774,7 +778,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	struct run x;
 	struct pio_reader *rd = NULL;
 	struct pio_prefetch *pf = NULL;
-	struct pio_reader_opts ro = {0, 0};
+	struct pio_reader_opts ro = {0};
 	struct pio_type ktype, vtype;
 	struct pkb_input *kin = NULL;
 	struct pkb_meta meta;
@@ -823,6 +827,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	memory = c->memory ? c->memory : physical_memory() / 4;
 	ro.mem_budget = (size_t)memory;
 	ro.batch_records = (size_t)c->batch_records;
+	ro.batch_cap = BATCH_CAP;
 
 	rc = inputs_expand(&x.inp, c, err);
 	if (rc)

@@ -212,11 +212,13 @@ struct pio_reader_opts {
 	size_t mem_budget;    /* bytes the reader may use for its read buffer and for the
 				 batches in flight (assumed: 3, for double buffering);
 				 0 means 256 MiB. Budget-sized batches are capped at
-				 262144 records (rounded to whole chunks): bigger ones only
-				 cost cache misses */
+				 batch_cap records (rounded to whole chunks) */
 	size_t batch_records; /* if non-zero, use this many records per batch (rounded to
 				 whole chunks where the dataset is chunked) instead of the
 				 budget: for tests */
+	size_t batch_cap;     /* the cap of budget-sized batches; 0 means 262144: for a
+				 plain read, bigger batches only cost cache misses (a
+				 consumer that gains from big batches raises it) */
 };
 
 /* What the reader knows about one input after opening it. */

@@ -238,6 +238,20 @@ static void test_batches_aligned(void)
 	CU_ASSERT(info.batch_records % 128 == 0);
 	CU_ASSERT(info.batch_records >= 128 && info.batch_records <= 1024);
 	pio_reader_close(r);
+
+	/* A large budget: batches stop at the cap (whole chunks), the default one or the
+	 * caller's. */
+	o.mem_budget = (size_t)1 << 30;
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r, &err) == 0);
+	CU_ASSERT(pio_reader_source_info(r, 0, &info) == 0);
+	CU_ASSERT(info.batch_records == 262144); /* 2048 chunks */
+	pio_reader_close(r);
+	o.batch_cap = 1000;
+	CU_ASSERT_FATAL(pio_reader_open(&in, 1, &o, &r, &err) == 0);
+	CU_ASSERT(pio_reader_source_info(r, 0, &info) == 0);
+	CU_ASSERT(info.batch_records == 896); /* 7 chunks of 128 */
+	pio_reader_close(r);
+	o.batch_cap = 0;
 	pio_batch_free(&b);
 }
 

@@ -18,7 +18,7 @@
 
 #define DEFAULT_BUDGET ((size_t)256 << 20)
 #define MAX_ALIGN ((uint64_t)1 << 24)	      /* largest lcm of two chunk sizes we align to */
-#define MAX_BATCH_RECORDS ((uint64_t)1 << 18) /* budget-sized batches stop here */
+#define MAX_BATCH_RECORDS ((uint64_t)1 << 18) /* default cap of budget-sized batches */
 
 /* One input of the job, as checked at open. */
 struct source {
@@ -487,12 +487,14 @@ static uint64_t batch_records(const struct source *s, const struct pio_reader_op
 		b = o->batch_records;
 	} else {
 		size_t per = s->kstride + s->vstride + 3 * batch_bytes_per_record(s);
+		/* Beyond a few MiB per batch a plain read gains nothing, and buffers that stay
+		 * warm in cache and are reused batch after batch read faster than huge fresh
+		 * ones. */
+		uint64_t cap = o->batch_cap ? o->batch_cap : MAX_BATCH_RECORDS;
 
 		b = o->mem_budget / (per ? per : 1);
-		/* Beyond a few MiB per batch nothing is gained, and buffers that stay warm in
-		 * cache and are reused batch after batch read faster than huge fresh ones. */
-		if (b > MAX_BATCH_RECORDS)
-			b = MAX_BATCH_RECORDS;
+		if (b > cap)
+			b = cap;
 	}
 	b = b / s->chunk * s->chunk;
 	return b ? b : s->chunk;
