@@ -313,6 +313,7 @@ struct run {
 	struct ztable zt;	    /* prefix: zippers by d-prefix */
 	struct pme_router r;	    /* routing scratch */
 	struct pme_part *parts;	    /* nbuckets partition states */
+	uint64_t *order;	    /* fill order of the buckets, largest first */
 	struct pme_fill_ctx fc;	    /* policy, value class */
 	struct pme_report rep;	    /* measurements */
 	struct inputs inp;	    /* expanded inputs */
@@ -390,6 +391,34 @@ static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t
 	}
 }
 
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * x->order: the batch's non-empty buckets, largest first (ties in bucket order), each as
+ * (UINT32_MAX - records) << 32 | bucket. Handing the big ones out first keeps a skewed batch
+ * (a Zipf-hot key fills one partition) from ending on one thread while the others wait.
+ * Returns how many.
+ */
+static uint32_t fill_order(struct run *x)
+{
+	const struct pme_router *r = &x->r;
+	uint32_t q, n = 0;
+
+	for (q = 0; q < r->nbuckets; q++) {
+		size_t c = r->start[q + 1] - r->start[q];
+
+		if (c)
+			x->order[n++] = (uint64_t)(UINT32_MAX - (uint32_t)c) << 32 | q;
+	}
+	qsort(x->order, n, sizeof(*x->order), u64_cmp);
+	return n;
+}
+
 /* Routes and fills one batch. */
 static int do_batch(struct run *x, const struct pme_rbatch *b)
 {
@@ -397,7 +426,7 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 	const uint32_t nb = x->r.nbuckets;
 	double t0 = now(), t1;
 	int rc;
-	uint32_t p;
+	uint32_t p, nfill;
 
 	rc = pme_route(&x->r, b, x->c->sort);
 	if (rc)
@@ -409,12 +438,13 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 			return pme_seterr(x->err, rc, "cannot make a write zipper (%s)",
 					  pm_strerror(rc));
 	}
+	nfill = fill_order(x);
 	t1 = now();
 	x->rep.t_route += t1 - t0;
 #pragma omp parallel for schedule(dynamic) num_threads(x->nthreads)
-	for (uint32_t q = 0; q < nb; q++) {
-		if (r->start[q] == r->start[q + 1])
-			continue;
+	for (uint32_t i = 0; i < nfill; i++) {
+		uint32_t q = (uint32_t)x->order[i];
+
 		if (x->c->scheme == PME_SCHEME_HASH)
 			pme_fill_run(&x->fc, b, r->idx, r->start[q], r->start[q + 1], x->wz[q], 0,
 				     q, &x->parts[q]);
@@ -733,6 +763,7 @@ static void run_free(struct run *x)
 		for (p = 0; p < x->r.nbuckets; p++)
 			free(x->parts[p].heap.buf);
 	free(x->parts);
+	free(x->order);
 	pme_router_free(&x->r);
 	pm_map_destroy(x->short_map);
 	pm_map_destroy(x->map);
@@ -896,7 +927,8 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	if (rc)
 		goto out_nomem;
 	x.parts = calloc(x.r.nbuckets, sizeof(*x.parts));
-	if (!x.parts)
+	x.order = calloc(x.r.nbuckets, sizeof(*x.order));
+	if (!x.parts || !x.order)
 		goto out_nomem;
 	x.fc.parts = x.parts;
 	x.fc.nparts = x.r.nbuckets;

@@ -912,6 +912,7 @@ struct refill {
 	const struct merger *m; /* its merger (range) */
 	size_t cap;		/* entries it may hold */
 	bool skip;		/* the walk's first visit is the resume key itself */
+	bool added;		/* keys were copied: last becomes the last of them */
 };
 
 static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
@@ -928,16 +929,6 @@ static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
 		return PKB_ENOMEM;
 	*p = np;
 	*cap = ncap;
-	return 0;
-}
-
-static int set_last(struct pbuf *b, const uint8_t *key, size_t len)
-{
-	if (grow_to((void **)&b->last, &b->lcap, len ? len : 1, 1))
-		return PKB_ENOMEM;
-	memcpy(b->last, key, len);
-	b->llen = len;
-	b->has_last = true;
 	return 0;
 }
 
@@ -980,16 +971,14 @@ static int refill_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
 	b->klen += ul;
 	b->off[b->n + 1] = b->klen;
 	b->vals[b->n++] = val;
-	if (set_last(b, key, len))
-		return PKB_ENOMEM;
-	b->resume = true;
+	r->added = true;
 	return 0;
 }
 
 /* Drops the merged entries of b, then copies the partition's next keys into it. */
 static void refill(const struct merger *m, uint32_t pid, struct pbuf *b)
 {
-	struct refill r = {b, m, m->cap, b->resume};
+	struct refill r = {b, m, m->cap, b->resume, false};
 	uint8_t pp[PME_PART_PATH_LEN];
 	size_t i, k0 = b->pos < b->n ? b->off[b->pos] : b->klen;
 	int rc;
@@ -1012,6 +1001,20 @@ static void refill(const struct merger *m, uint32_t pid, struct pbuf *b)
 	pme_partition_path(pid, pp);
 	rc = pm_map_foreach(m->map, pp, sizeof(pp), b->has_last ? b->last : NULL,
 			    b->has_last ? b->llen : 0, refill_visit, &r);
+	if (r.added) { /* the next walk resumes after the last key copied */
+		size_t ul = b->off[b->n] - b->off[b->n - 1];
+
+		if (grow_to((void **)&b->last, &b->lcap, sizeof(pp) + ul, 1)) {
+			b->rc = PKB_ENOMEM;
+			return;
+		}
+		memcpy(b->last, pp, sizeof(pp));
+		if (ul)
+			memcpy(b->last + sizeof(pp), b->keys + b->off[b->n - 1], ul);
+		b->llen = sizeof(pp) + ul;
+		b->has_last = true;
+		b->resume = true;
+	}
 	if (rc == 0 || rc == 2)
 		b->done = true;
 	else if (rc != 1)
