@@ -162,6 +162,7 @@ int pme_cmd_ingest(int argc, char **argv)
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 	c.cancel = &stop_flag;
+	c.leave_map = true; /* the process ends after the run */
 	rc = pme_ingest_run(&c, &rep, &err);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);

@@ -749,6 +749,10 @@ static uint64_t physical_memory(void)
 	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : (uint64_t)1 << 32;
 }
 
+/* The map of a run with leave_map, still reachable (leak checkers see a live pointer) until
+ * the process exits; a later such run frees the one before. */
+static pm_map *left_map;
+
 static void run_free(struct run *x)
 {
 	uint32_t p;
@@ -766,6 +770,11 @@ static void run_free(struct run *x)
 	free(x->order);
 	pme_router_free(&x->r);
 	pm_map_destroy(x->short_map);
+	if (x->c && x->c->leave_map && x->map) {
+		pm_map_destroy(left_map);
+		left_map = x->map;
+		x->map = NULL;
+	}
 	pm_map_destroy(x->map);
 	inputs_free(&x->inp);
 	pkb_close(x->into);

@@ -92,6 +92,9 @@ struct pme_config {
 	bool sort;		       /* sort each partition's slice by key before filling */
 	bool quiet;		       /* no progress, no summary */
 	bool progress_tty;	       /* force the terminal bar (tests); else isatty(stderr) */
+	bool leave_map;		       /* the process exits after the run: leave the map's
+					  memory to the OS rather than free it node by node
+					  (about 0.4 s a 10 M-key map); not a flag */
 	volatile sig_atomic_t *cancel; /* if non-NULL: stop with PME_ECANCELED when non-zero */
 };
 
