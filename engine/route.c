@@ -198,6 +198,46 @@ static void sort_slice(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, 
 		memcpy(v, src, n * sizeof(*v));
 }
 
+#define RADIX_MIN 64 /* slices this long are split by their first byte before the sort */
+
+/*
+ * Sorts a partition's slice v[0..n) by key and writes its record indices, in that order, to
+ * idx[0..n); t[0..n) is scratch. rec_less is a total order (ties by record index), so the
+ * result is the one sort_slice gives: long slices are first scattered by the first byte of
+ * k0 (one counting pass), which leaves sort_slice short buckets, cheaper than merging the
+ * whole slice.
+ */
+static void sort_part(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, struct pme_kp *t,
+		      size_t n, uint32_t *idx)
+{
+	size_t cnt[257], i;
+	unsigned c;
+
+	if (n < RADIX_MIN) {
+		sort_slice(bt, l, v, t, n);
+		for (i = 0; i < n; i++)
+			idx[i] = (uint32_t)v[i].rec;
+		return;
+	}
+	memset(cnt, 0, sizeof(cnt));
+	for (i = 0; i < n; i++)
+		cnt[(v[i].k0 >> 56) + 1]++;
+	for (c = 1; c <= 256; c++)
+		cnt[c] += cnt[c - 1];
+	for (i = 0; i < n; i++)
+		t[cnt[v[i].k0 >> 56]++] = v[i];
+	/* cnt[c] is now where bucket c ends; sort each bucket in t, with v as scratch */
+	for (c = 0, i = 0; c < 256; c++) {
+		size_t e = cnt[c];
+
+		if (e - i > 1)
+			sort_slice(bt, l, t + i, v + i, e - i);
+		i = e;
+	}
+	for (i = 0; i < n; i++)
+		idx[i] = (uint32_t)t[i].rec;
+}
+
 /* Length of the prefix that every key of b shares (0 for an empty batch). One pass over the
  * key arena in record order, comparing no more than the prefix found so far. */
 static size_t batch_lcp(const struct pme_rbatch *b)
@@ -285,11 +325,8 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 	for (size_t bk = 0; bk < nb; bk++) {
 		size_t s = r->start[bk], e = r->start[bk + 1];
 
-		if (e - s > 1) {
-			sort_slice(b, r->lcp, r->kp + s, r->tmp + s, e - s);
-			for (size_t j = s; j < e; j++)
-				r->idx[j] = (uint32_t)r->kp[j].rec;
-		}
+		if (e - s > 1)
+			sort_part(b, r->lcp, r->kp + s, r->tmp + s, e - s, r->idx + s);
 	}
 	return 0;
 }

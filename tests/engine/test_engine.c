@@ -196,6 +196,48 @@ static void test_route_stable(void)
 	free_batch(&t);
 }
 
+/* The key sort on slices long enough to be split by their first byte first: random keys of
+ * any byte and length 0-19 over 2 partitions (about 2500 records each), 1 and 2 threads. */
+static void test_route_sort_long(void)
+{
+	struct tbatch t;
+	size_t n = 5000, i, o = 0;
+	int th;
+
+	t.keys = malloc(n * 20);
+	t.off = malloc((n + 1) * sizeof(size_t));
+	t.vals = malloc(n * sizeof(uint64_t));
+	t.off[0] = 0;
+	for (i = 0; i < n; i++) {
+		size_t len = (size_t)(rnd() % 20), j;
+
+		if (i >= 3 && i % 11 == 0) { /* an exact duplicate of an earlier key */
+			len = t.off[i - 2] - t.off[i - 3];
+			memcpy(t.keys + o, t.keys + t.off[i - 3], len);
+		} else {
+			for (j = 0; j < len; j++)
+				t.keys[o + j] = (uint8_t)(i % 7 == 0 && j < 3 ? 'k' : rnd());
+		}
+		o += len;
+		t.off[i + 1] = o;
+		t.vals[i] = i;
+	}
+	memset(&t.b, 0, sizeof(t.b));
+	t.b.n = n;
+	t.b.keys = t.keys;
+	t.b.key_off = t.off;
+	t.b.vals = t.vals;
+	for (th = 1; th <= 2; th++) {
+		struct pme_router r;
+
+		CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_HASH, 2, th, 0, NULL) == 0);
+		CU_ASSERT_FATAL(pme_route(&r, &t.b, true) == 0);
+		check_routing(&t, &r, true);
+		pme_router_free(&r);
+	}
+	free_batch(&t);
+}
+
 /* The planner: splits start at 0, never decrease; prefix ranges are disjoint. */
 static void test_prefix_plan(void)
 {
@@ -370,6 +412,7 @@ int main(void)
 	CU_add_test(s, "partition paths are prefix-free for every P",
 		    test_partition_paths_prefix_free);
 	CU_add_test(s, "routing is stable and thread-count independent", test_route_stable);
+	CU_add_test(s, "key sort of long slices (first-byte split)", test_route_sort_long);
 	CU_add_test(s, "prefix planner", test_prefix_plan);
 	CU_add_test(s, "KBs are byte-identical for any threads/batch size", test_determinism);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
