@@ -391,13 +391,6 @@ static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t
 	}
 }
 
-static int u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
  * x->order: the batch's non-empty buckets, largest first (ties in bucket order), each as
  * (UINT32_MAX - records) << 32 | bucket. Handing the big ones out first keeps a skewed batch
@@ -415,7 +408,7 @@ static uint32_t fill_order(struct run *x)
 		if (c)
 			x->order[n++] = (uint64_t)(UINT32_MAX - (uint32_t)c) << 32 | q;
 	}
-	qsort(x->order, n, sizeof(*x->order), u64_cmp);
+	qsort(x->order, n, sizeof(*x->order), pme_u64_cmp);
 	return n;
 }
 

@@ -331,7 +331,7 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
+int pme_u64_cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
@@ -353,7 +353,7 @@ int pme_prefix_plan(const uint8_t *keys, const size_t *off, size_t n, uint32_t n
 		for (i = 0; i < n; i++)
 			if (off[i + 1] - off[i] >= d)
 				v[m++] = pme_dprefix(keys + off[i], d);
-		qsort(v, m, sizeof(*v), cmp_u64);
+		qsort(v, m, sizeof(*v), pme_u64_cmp);
 		for (i = 0, distinct = 0; i < m; i++)
 			distinct += i == 0 || v[i] != v[i - 1];
 		if (distinct >= nparts)

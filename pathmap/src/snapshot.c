@@ -1123,6 +1123,19 @@ static void it_dense_from(struct it_frame *f, unsigned c)
 }
 
 /*
+ * Copies n key bytes from the image to the iterator's key buffer. Short runs move as one fixed
+ * 16-byte copy: the key buffer has 16 spare bytes and the image holds 64 footer bytes after
+ * its node area, so the over-read and over-write stay inside both.
+ */
+static inline void key_put(uint8_t *dst, const uint8_t *src, uint64_t n)
+{
+	if (n <= 16)
+		memcpy(dst, src, 16);
+	else
+		memcpy(dst, src, (size_t)n);
+}
+
+/*
  * Pushes the node at off, reached by byte `byte` from the top frame (or the root when the
  * stack is empty), decoding it straight into its frame. Kept out of line: the iterator's hot
  * path (a leaf under the top frame) then needs fewer registers.
@@ -1160,10 +1173,7 @@ it_push(pm_snap_iter *it, uint64_t off, int byte)
 	}
 	if (f->d.plen > it->s->max_key - keyend)
 		return PM_SNAP_ECORRUPT;
-	if (f->d.plen <= 16) /* 16 spare bytes in the key, 64 footer bytes in the image */
-		memcpy(it->key + keyend, f->d.prefix, 16);
-	else
-		memcpy(it->key + keyend, f->d.prefix, (size_t)f->d.plen);
+	key_put(it->key + keyend, f->d.prefix, f->d.plen);
 	f->keyend = keyend + f->d.plen;
 	f->idx = 0;
 	if (f->d.kind == K_DENSE)
@@ -1289,13 +1299,7 @@ static inline int it_leaf(pm_snap_iter *it, uint64_t keyend, uint64_t off, unsig
 	if (UNLIKELY(plen + vw > lim - p || ke + 1 + plen > maxk))
 		return PM_SNAP_ECORRUPT;
 	kb[ke] = (uint8_t)byte;
-	if (plen <= 16) {
-		/* Fixed 16-byte copy: the image holds 64 footer bytes after the node area, the
-		 * key buffer 16 spare bytes. */
-		memcpy(kb + ke + 1, b + p, 16);
-	} else {
-		memcpy(kb + ke + 1, b + p, (size_t)plen);
-	}
+	key_put(kb + ke + 1, b + p, plen);
 	end = ke + 1 + plen;
 	if (UNLIKELY(pl && (end < pl || memcmp(kb, it->pfx, pl)))) {
 		it->nfr = 0;
@@ -1400,10 +1404,7 @@ static int it_group(pm_snap_iter *it, const struct it_frame *f, uint64_t off, un
 	}
 	it->budget--;
 	it->key[ke] = (uint8_t)byte;
-	if (d.plen <= 16) /* 16 spare bytes in the key, 64 footer bytes in the image */
-		memcpy(it->key + ke + 1, d.prefix, 16);
-	else
-		memcpy(it->key + ke + 1, d.prefix, (size_t)d.plen);
+	key_put(it->key + ke + 1, d.prefix, d.plen);
 	ke += 1 + d.plen;
 	for (i = 0; i < d.n; i++) {
 		uint64_t dist = load_le(d.refs + (size_t)i * d.rw, d.rw), c;
