@@ -50,6 +50,18 @@ const char *pme_allocator_name(void)
 	return dlsym(RTLD_DEFAULT, "mallctl") ? "jemalloc" : "glibc";
 }
 
+const char *pme_allocator_thp(void)
+{
+	int (*ctl)(const char *, void *, size_t *, void *, size_t);
+	const char *v = NULL;
+	size_t sz = sizeof(v);
+
+	*(void **)&ctl = dlsym(RTLD_DEFAULT, "mallctl");
+	if (!ctl || ctl("opt.thp", &v, &sz, NULL, 0) || !v)
+		return "n/a";
+	return v;
+}
+
 uint64_t pme_peak_rss(void)
 {
 	struct rusage ru;
@@ -1072,6 +1084,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	x.rep.zippers = x.zippers;
 	x.rep.scheme = c->scheme;
 	x.rep.allocator = pme_allocator_name();
+	x.rep.huge_pages = pme_allocator_thp();
 	x.rep.peak_rss = pme_peak_rss();
 	x.rep.t_total = now() - t_start;
 	if (rep)
@@ -1146,7 +1159,7 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    "  \"batch_records\": %llu,\n  \"imbalance\": %.4f,\n  \"peak_memory_bytes\": %llu,\n"
 	    "  \"threads\": %d,\n  \"partitions\": %u,\n  \"scheme\": \"%s\",\n"
 	    "  \"prefix_depth\": %u,\n  \"zippers\": %u,\n  \"on_duplicate\": \"%s\",\n"
-	    "  \"sort\": %s,\n  \"allocator\": \"%s\"\n}\n",
+	    "  \"sort\": %s,\n  \"allocator\": \"%s\",\n  \"huge_pages\": \"%s\"\n}\n",
 	    r->t_read, r->t_route, r->t_fill, r->t_write, r->t_total,
 	    (unsigned long long)r->records, (unsigned long long)r->kb_records, rate,
 	    r->t_fill > 0 ? (double)(r->records + r->kb_records) / r->t_fill : 0,
@@ -1154,7 +1167,8 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    (unsigned long long)r->batches, (unsigned long long)r->batch_records, r->imbalance,
 	    (unsigned long long)r->peak_rss, r->threads, r->partitions,
 	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_depth, r->zippers,
-	    pme_policy_name(c->on_duplicate), c->sort ? "true" : "false", r->allocator);
+	    pme_policy_name(c->on_duplicate), c->sort ? "true" : "false", r->allocator,
+	    r->huge_pages ? r->huge_pages : "n/a");
 	if (ferror(f) | fclose(f)) {
 		rc = -EIO;
 		pme_seterr(err, rc, "%s: cannot write the report", path);
@@ -1176,11 +1190,12 @@ void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_repo
 	    "duplicates\n"
 	    "  %.3f s total, %.2f M records/s; read wait %.3f s, route %.3f s, fill %.3f s, "
 	    "write %.3f s\n"
-	    "  %d threads, %s scheme, %u partitions (imbalance %.2f), %s, peak memory %.1f MiB\n",
+	    "  %d threads, %s scheme, %u partitions (imbalance %.2f), %s (huge pages: %s), peak "
+	    "memory %.1f MiB\n",
 	    (unsigned long long)(r->records + r->kb_records), (unsigned long long)r->kb_records,
 	    c->output, (unsigned long long)r->distinct, (unsigned long long)r->duplicates,
 	    r->t_total, r->t_total > 0 ? (double)r->records / r->t_total / 1e6 : 0, r->t_read,
 	    r->t_route, r->t_fill, r->t_write, r->threads,
 	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->partitions, r->imbalance,
-	    r->allocator, (double)r->peak_rss / 1048576.0);
+	    r->allocator, r->huge_pages ? r->huge_pages : "n/a", (double)r->peak_rss / 1048576.0);
 }

@@ -124,6 +124,7 @@ struct pme_report {
 	uint32_t zippers;	/* write zippers made */
 	enum pme_scheme scheme; /* scheme */
 	const char *allocator;	/* "jemalloc" or "glibc" (static string) */
+	const char *huge_pages; /* jemalloc's opt.thp ("always", ...) or "n/a" (static) */
 };
 
 /* Config */
@@ -165,6 +166,9 @@ const char *pme_strerror(int rc);
 /* "jemalloc" when jemalloc serves malloc in this process (linked or LD_PRELOADed), else
  * "glibc". */
 const char *pme_allocator_name(void);
+/* jemalloc's transparent huge page setting (opt.thp: "default", or "always"/"never" as set
+ * by MALLOC_CONF=thp:...), or "n/a" when jemalloc does not serve malloc. */
+const char *pme_allocator_thp(void);
 /* Peak resident set size of the process, bytes. */
 uint64_t pme_peak_rss(void);
 

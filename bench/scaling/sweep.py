@@ -106,6 +106,15 @@ def machine_description(build_dir=None):
     d["compiler"] = compiler_of(build_dir) if build_dir else None
     d["omp_proc_bind"] = os.environ.get("OMP_PROC_BIND", "close")
     d["omp_places"] = os.environ.get("OMP_PLACES", "cores")
+    # transparent huge pages change a pointer-heavy build's speed: the kernel's mode, and
+    # MALLOC_CONF (thp:always makes jemalloc ask for them; the engine reports huge_pages)
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            m = re.search(r"\[(\w+)\]", f.read())
+            d["thp_enabled"] = m.group(1) if m else None
+    except OSError:
+        d["thp_enabled"] = None
+    d["malloc_conf"] = os.environ.get("MALLOC_CONF", "")
     d["loadavg_start"] = os.getloadavg()[0]
     for k in ("SLURM_JOB_ID", "SLURM_CPUS_PER_TASK", "SLURM_MEM_PER_NODE"):
         if k in os.environ:
@@ -314,10 +323,12 @@ def fmt(v, spec):
 def markdown_table(doc):
     rows, m = doc["rows"], doc["machine"]
     lines = ["Machine: %s, %s cores given (%s online), %s GiB, %s; OMP_PROC_BIND=%s "
-             "OMP_PLACES=%s; load average %.2f at start, %.2f at end."
+             "OMP_PLACES=%s; transparent huge pages %s, MALLOC_CONF=%s; load average %.2f at "
+             "start, %.2f at end."
              % (m.get("cpu_model"), m.get("cores_given"), m.get("cores_online"),
                 m.get("mem_gib"), m.get("compiler"), m.get("omp_proc_bind"),
-                m.get("omp_places"), m.get("loadavg_start", 0), m.get("loadavg_end", 0)), ""]
+                m.get("omp_places"), m.get("thp_enabled", "?"), m.get("malloc_conf") or "''",
+                m.get("loadavg_start", 0), m.get("loadavg_end", 0)), ""]
     lines.append("| workload | mode | alloc | implementation | threads | records | "
                  "build M rec/s (min-max) | speedup | efficiency | fill speedup | "
                  "end-to-end M rec/s | vs single | CPUs used |")

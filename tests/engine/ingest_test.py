@@ -268,9 +268,18 @@ def errors_and_config():
     ingest([f + ":/data"], path("rep.kb"), ["--report", path("rep.json")])
     rep = json.load(open(path("rep.json")))
     for field in ["seconds", "records_per_s", "distinct_keys", "duplicates", "imbalance",
-                  "peak_memory_bytes", "threads", "partitions", "scheme", "allocator"]:
+                  "peak_memory_bytes", "threads", "partitions", "scheme", "allocator",
+                  "huge_pages"]:
         check(field in rep, "report lacks " + field)
     check(rep["distinct_keys"] == 5 and rep["duplicates"] == 2, "report counts wrong")
+    # huge_pages is jemalloc's own opt.thp, which MALLOC_CONF sets; n/a without jemalloc
+    for conf, want in [("thp:always", "always"), ("thp:never", "never")]:
+        run(["ingest", "--input", f + ":/data", "--output", path("rep.kb"), "--quiet",
+             "--report", path("rep.json")], env={"MALLOC_CONF": conf})
+        got = json.load(open(path("rep.json")))
+        check(got["huge_pages"] == (want if got["allocator"] == "jemalloc" else "n/a"),
+              "report: huge_pages %r with MALLOC_CONF=%s (%s)"
+              % (got["huge_pages"], conf, got["allocator"]))
 
 
 def sigterm():
