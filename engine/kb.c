@@ -1031,7 +1031,7 @@ static void refill(const struct merger *m, uint32_t pid, struct pbuf *b)
 /* A buffer's entry in the merge heap. */
 struct src {
 	uint64_t k8;	    /* first 8 bytes of key, big-endian, zero-padded: most
-			       comparisons end here */
+			       comparisons end here (UINT64_MAX when drained) */
 	const uint8_t *key; /* the current entry's key */
 	size_t len;	    /* its length */
 	bool live;	    /* the buffer has an entry (else: drained) */
@@ -1047,32 +1047,31 @@ static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 	return al < bl ? -1 : al > bl;
 }
 
-static uint64_t head8(const uint8_t *k, size_t len)
-{
-	uint64_t v = 0;
-	size_t i;
-
-	for (i = 0; i < 8; i++)
-		v = v << 8 | (i < len ? k[i] : 0);
-	return v;
-}
-
 /*
  * The merge is a loser tree over the P buffers: nodes 1..P-1 hold the source that lost the
  * match played there, t[0] the overall winner; leaf P + i is buffer i. Taking the winner's
  * next entry replays only its path to the root: log2(P) comparisons, most decided by the
  * first 8 key bytes. A drained buffer loses to everything.
  */
-static inline bool lt_less(const struct src *s, uint32_t a, uint32_t b)
+
+/* a < b when their first 8 bytes tie (or one is drained, its k8 UINT64_MAX) */
+static bool lt_less_tie(const struct src *s, uint32_t a, uint32_t b)
 {
 	int c;
 
 	if (!s[a].live || !s[b].live)
 		return s[a].live && !s[b].live;
-	if (s[a].k8 != s[b].k8)
-		return s[a].k8 < s[b].k8;
 	c = key_cmp(s[a].key, s[a].len, s[b].key, s[b].len);
 	return c ? c < 0 : a < b;
+}
+
+static inline bool lt_less(const struct src *s, uint32_t a, uint32_t b)
+{
+	/* unequal heads decide (a drained source's UINT64_MAX is above every live key's
+	 * head but a head of eight 0xff bytes, which ties and goes the slow way) */
+	if (__builtin_expect(s[a].k8 != s[b].k8, 1))
+		return s[a].k8 < s[b].k8;
+	return lt_less_tie(s, a, b);
 }
 
 /* Plays the matches below node (1 <= node < 2k); returns the winner. */
@@ -1097,13 +1096,15 @@ static inline void lt_replay(const struct src *s, uint32_t *t, size_t k, uint32_
 {
 	size_t n;
 
-	for (n = (w + k) >> 1; n >= 1; n >>= 1)
-		if (lt_less(s, t[n], w)) {
-			uint32_t x = t[n];
+	/* branch-free swaps: with keys from P hash partitions, who wins a match is a coin
+	 * toss that a branch would mispredict half the time */
+	for (n = (w + k) >> 1; n >= 1; n >>= 1) {
+		uint32_t x = t[n];
+		uint32_t d = (x ^ w) & (0u - (uint32_t)lt_less(s, x, w)); /* x ^ w if x wins */
 
-			t[n] = w;
-			w = x;
-		}
+		t[n] = x ^ d;
+		w ^= d;
+	}
 	t[0] = w;
 }
 
@@ -1111,8 +1112,10 @@ static inline void lt_replay(const struct src *s, uint32_t *t, size_t k, uint32_
 static bool src_load(struct src *s, const struct pbuf *b)
 {
 	s->live = b->pos < b->n;
-	if (!s->live)
+	if (!s->live) {
+		s->k8 = UINT64_MAX;
 		return false;
+	}
 	/* this buffer's turn comes again after about P other entries: fetch its next one */
 	if (b->pos + 1 < b->n) {
 		__builtin_prefetch(b->keys + b->off[b->pos + 1]);
@@ -1121,7 +1124,7 @@ static bool src_load(struct src *s, const struct pbuf *b)
 	}
 	s->key = b->keys + b->off[b->pos];
 	s->len = b->off[b->pos + 1] - b->off[b->pos];
-	s->k8 = head8(s->key, s->len);
+	s->k8 = pme_head8(s->key, s->len);
 	return true;
 }
 
@@ -1202,6 +1205,7 @@ static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path
 
 	for (;;) {
 		const struct pbuf *lim = NULL;
+		uint64_t lim8 = 0;
 		long p;
 
 		if (m->threads > 1) {
@@ -1230,6 +1234,9 @@ static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path
 		}
 		if (!n)
 			return 0;
+		if (lim)
+			lim8 =
+			    pme_head8(lim->last + PME_PART_PATH_LEN, lim->llen - PME_PART_PATH_LEN);
 		m->lt[0] = np > 1 ? lt_build(m->h, m->lt, np, 1) : 0;
 		for (;;) {
 			uint32_t w = m->lt[0];
@@ -1238,8 +1245,10 @@ static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path
 
 			if (!s->live)
 				break; /* every buffer drained */
-			if (lim && key_cmp(s->key, s->len, lim->last + PME_PART_PATH_LEN,
-					   lim->llen - PME_PART_PATH_LEN) > 0)
+			/* past the bound? the heads decide unless they tie */
+			if (lim && s->k8 >= lim8 &&
+			    (s->k8 > lim8 || key_cmp(s->key, s->len, lim->last + PME_PART_PATH_LEN,
+						     lim->llen - PME_PART_PATH_LEN) > 0))
 				break;
 			if (pme_hash_partition(s->key, s->len, np) != w) {
 				seterr(err, "%s: a key sits in partition %u, its hash says %u",

@@ -36,6 +36,24 @@ static inline uint32_t pme_hash_partition(const void *key, size_t len, uint32_t 
 	return (uint32_t)(XXH3_64bits(key, len) & (uint64_t)(nparts - 1));
 }
 
+/* The first 8 bytes of a key as a big-endian number, zero-padded: these numbers order keys
+ * as their first 8 bytes do (a shorter key pads with zeros; ties need the full compare).
+ * Routing sorts partitions by it and the KB writer's merge compares heads with it. */
+static inline uint64_t pme_head8(const uint8_t *k, size_t len)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (len >= 8) {
+		for (i = 0; i < 8; i++)
+			v = v << 8 | k[i]; /* compiles to one load and a byte swap */
+		return v;
+	}
+	for (i = 0; i < len; i++)
+		v |= (uint64_t)k[i] << (56 - 8 * i);
+	return v;
+}
+
 /* Writes partition_path(id) (PME_PART_PATH_LEN bytes) to out. id < PME_MAX_PARTITIONS. */
 static inline void pme_partition_path(uint32_t id, uint8_t out[PME_PART_PATH_LEN])
 {

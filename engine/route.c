@@ -33,18 +33,6 @@ uint64_t pme_dprefix(const uint8_t *key, unsigned depth)
 	return v;
 }
 
-/* First 8 bytes of a key, big-endian, zero-padded: comparing these numbers orders keys by
- * their first 8 bytes (a shorter key pads with zeros, ties broken by the full compare). */
-static inline uint64_t sort_prefix(const uint8_t *k, size_t len)
-{
-	uint64_t v = 0;
-	size_t i, n = len < 8 ? len : 8;
-
-	for (i = 0; i < n; i++)
-		v |= (uint64_t)k[i] << (56 - 8 * i);
-	return v;
-}
-
 uint32_t pme_prefix_partition(const struct pme_router *r, uint64_t dprefix)
 {
 	uint32_t lo = 0, hi = r->nparts; /* answer in [lo, hi): last split <= dprefix */
@@ -279,7 +267,7 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 			size_t len = b->key_off[i + 1] - b->key_off[i];
 			uint32_t p;
 
-			r->pre[i] = sort_prefix(k, len);
+			r->pre[i] = pme_head8(k, len);
 			if (r->scheme == PME_SCHEME_HASH)
 				p = pme_hash_partition(k, len, r->nparts);
 			else if (len < r->depth)
@@ -313,8 +301,8 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 				const uint8_t *k = b->keys + b->key_off[i] + r->lcp;
 				size_t len = b->key_off[i + 1] - b->key_off[i] - r->lcp;
 
-				r->kp[at].k0 = sort_prefix(k, len);
-				r->kp[at].k1 = len > 8 ? sort_prefix(k + 8, len - 8) : 0;
+				r->kp[at].k0 = pme_head8(k, len);
+				r->kp[at].k1 = len > 8 ? pme_head8(k + 8, len - 8) : 0;
 				r->kp[at].rec = i;
 			}
 		}

@@ -238,6 +238,35 @@ static void test_route_sort_long(void)
 	free_batch(&t);
 }
 
+/* pme_head8 (the sort and merge key head) against the definition, byte by byte, for every
+ * length 0-12 and bytes drawn mostly from {0, 1, 0xfe, 0xff} (padding ties); and its order:
+ * unequal heads order two keys as the full byte compare does. */
+static void test_head8(void)
+{
+	static const uint8_t pick[] = {0, 1, 0xfe, 0xff};
+	uint8_t a[12], b[12];
+	int it;
+
+	for (it = 0; it < 20000; it++) {
+		size_t la = (size_t)(rnd() % 13), lb = (size_t)(rnd() % 13), j;
+		uint64_t ref = 0, ha, hb;
+		int c;
+
+		for (j = 0; j < 12; j++) {
+			a[j] = rnd() % 4 ? pick[rnd() % 4] : (uint8_t)rnd();
+			b[j] = it % 3 ? a[j] : pick[rnd() % 4]; /* often a shared head */
+		}
+		for (j = 0; j < 8; j++)
+			ref = ref << 8 | (j < la ? a[j] : 0);
+		ha = pme_head8(a, la);
+		hb = pme_head8(b, lb);
+		CU_ASSERT_EQUAL(ha, ref);
+		c = pme_key_cmp(a, la, b, lb);
+		if (ha != hb)
+			CU_ASSERT((ha < hb) == (c < 0));
+	}
+}
+
 /* The planner: splits start at 0, never decrease; prefix ranges are disjoint. */
 static void test_prefix_plan(void)
 {
@@ -413,6 +442,7 @@ int main(void)
 		    test_partition_paths_prefix_free);
 	CU_add_test(s, "routing is stable and thread-count independent", test_route_stable);
 	CU_add_test(s, "key sort of long slices (first-byte split)", test_route_sort_long);
+	CU_add_test(s, "key heads (first 8 bytes) order keys", test_head8);
 	CU_add_test(s, "prefix planner", test_prefix_plan);
 	CU_add_test(s, "KBs are byte-identical for any threads/batch size", test_determinism);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
