@@ -170,8 +170,16 @@ static void sort_slice(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, 
 			size_t mid = i + w < n ? i + w : n, end = i + 2 * w < n ? i + 2 * w : n;
 			size_t a = i, b = mid, o = i;
 
-			while (a < mid && b < end)
-				dst[o++] = rec_less(bt, l, &src[b], &src[a]) ? src[b++] : src[a++];
+			/* branch-free steps: which run gives the next record is a coin toss on
+			 * random keys */
+			while (a < mid && b < end) {
+				size_t c = rec_less(bt, l, &src[b], &src[a]);
+				const struct pme_kp *p = c ? &src[b] : &src[a];
+
+				dst[o++] = *p;
+				b += c;
+				a += c ^ 1;
+			}
 			while (a < mid)
 				dst[o++] = src[a++];
 			while (b < end)
