@@ -16,7 +16,9 @@ void *pm_default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		free(ptr);
 		return NULL;
 	}
-	return realloc(ptr, nsize);
+	/* most calls make a new node: malloc's path is the shorter one (jemalloc's realloc of
+	 * NULL goes through more checks before reaching it) */
+	return ptr ? realloc(ptr, nsize) : malloc(nsize);
 }
 
 void *pm_xalloc(const pm_ctx *c, void *p, size_t osize, size_t nsize)
