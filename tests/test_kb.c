@@ -218,11 +218,14 @@ static void write_read(size_t nkeys, const char *common);
 
 static void test_write_read(void)
 {
-	/* key sets: random; sharing a prefix (the root's); one key; none */
+	/* key sets: random; sharing a prefix (the root's); one key; none; every key starting
+	 * with eight 0xff bytes (the merge's key heads all tie with a drained partition's) */
 	static const struct {
 		size_t n;
 		const char *common;
-	} sets[] = {{3000, ""}, {3000, "shared/prefix/"}, {1, ""}, {1, "only"}, {0, ""}};
+	} sets[] = {{3000, ""}, {3000, "shared/prefix/"},
+		    {1, ""},	{1, "only"},
+		    {0, ""},	{3000, "\xff\xff\xff\xff\xff\xff\xff\xff"}};
 	unsigned si;
 
 	for (si = 0; si < sizeof(sets) / sizeof(sets[0]); si++)
