@@ -1168,7 +1168,7 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    (unsigned long long)r->peak_rss, r->threads, r->partitions,
 	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_depth, r->zippers,
 	    pme_policy_name(c->on_duplicate), c->sort ? "true" : "false", r->allocator,
-	    r->huge_pages ? r->huge_pages : "n/a");
+	    r->huge_pages);
 	if (ferror(f) | fclose(f)) {
 		rc = -EIO;
 		pme_seterr(err, rc, "%s: cannot write the report", path);
@@ -1197,5 +1197,5 @@ void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_repo
 	    r->t_total, r->t_total > 0 ? (double)r->records / r->t_total / 1e6 : 0, r->t_read,
 	    r->t_route, r->t_fill, r->t_write, r->threads,
 	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->partitions, r->imbalance,
-	    r->allocator, r->huge_pages ? r->huge_pages : "n/a", (double)r->peak_rss / 1048576.0);
+	    r->allocator, r->huge_pages, (double)r->peak_rss / 1048576.0);
 }

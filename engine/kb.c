@@ -1214,6 +1214,8 @@ static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path
 
 	for (;;) {
 		const struct pbuf *lim = NULL;
+		const uint8_t *lk = NULL; /* the bound's user key (lim's last, path stripped) */
+		size_t ll = 0;
 		uint64_t lim8 = 0;
 		long p;
 
@@ -1243,9 +1245,11 @@ static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path
 		}
 		if (!n)
 			return 0;
-		if (lim)
-			lim8 =
-			    pme_head8(lim->last + PME_PART_PATH_LEN, lim->llen - PME_PART_PATH_LEN);
+		if (lim) {
+			lk = lim->last + PME_PART_PATH_LEN;
+			ll = lim->llen - PME_PART_PATH_LEN;
+			lim8 = pme_head8(lk, ll);
+		}
 		m->lt[0] = np > 1 ? lt_build(m->h, m->lt, np, 1) : 0;
 		for (;;) {
 			uint32_t w = m->lt[0];
@@ -1255,9 +1259,8 @@ static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path
 			if (!s->live)
 				break; /* every buffer drained */
 			/* past the bound? the heads decide unless they tie */
-			if (lim && s->k8 >= lim8 &&
-			    (s->k8 > lim8 || key_cmp(s->key, s->len, lim->last + PME_PART_PATH_LEN,
-						     lim->llen - PME_PART_PATH_LEN) > 0))
+			if (lk && s->k8 >= lim8 &&
+			    (s->k8 > lim8 || key_cmp(s->key, s->len, lk, ll) > 0))
 				break;
 			if (pme_hash_partition(s->key, s->len, np) != w) {
 				seterr(err, "%s: a key sits in partition %u, its hash says %u",
