@@ -120,37 +120,70 @@ static void note_error(struct pme_part *part, const struct pme_rbatch *b, uint32
 	}
 }
 
-void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
-		  size_t from, size_t to, pm_wz *wz, size_t skip, uint32_t hid,
-		  struct pme_part *part)
+/* Record i of the routed batch: its index into b, and its key (after skip bytes) in *k and
+ * *len. kbuf holds the batch's common prefix when kp is set (then the key of a short record
+ * is rebuilt there from its pme_kp, without reading the batch). */
+static inline uint32_t rec_at(const struct pme_rbatch *b, const struct pme_router *r,
+			      const struct pme_kp *kp, size_t i, size_t skip, uint8_t *kbuf,
+			      const uint8_t **k, size_t *len)
+{
+	uint32_t q;
+	size_t l;
+
+	if (kp) {
+		q = kp[i].rec;
+		l = pme_kp_key(&kp[i], r->lcp, kbuf);
+		if (l != SIZE_MAX) {
+			*k = kbuf + skip;
+			*len = l - skip;
+			return q;
+		}
+	} else {
+		q = r->idx[i];
+	}
+	*k = b->keys + b->key_off[q] + skip;
+	*len = b->key_off[q + 1] - b->key_off[q] - skip;
+	return q;
+}
+
+void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
+		  const struct pme_router *r, size_t from, size_t to, pm_wz *wz, size_t skip,
+		  uint32_t hid, struct pme_part *part)
 {
 	struct rec_arg a = {fc, b, 0, hid, part, false};
 	bool fast = fc->policy == PME_DUP_LAST && !fc->blob;
+	const uint32_t *idx = r->idx;
+	const struct pme_kp *kp = NULL;
+	uint8_t kbuf[256];
 	size_t i;
 	int rc;
 
+	/* sorted records carry their first key bytes: short keys need no batch read */
+	if (r->sorted && r->lcp + PME_KP_SHORT <= sizeof(kbuf)) {
+		kp = r->kp;
+		memcpy(kbuf, r->lcp_key, r->lcp);
+	}
 	for (i = from; i < to; i++) {
-		uint32_t r = idx[i];
 		const uint8_t *k;
 		size_t len;
+		uint32_t q;
 
 		/* idx follows key order, so the batch is read at random: fetch a record's offsets
 		 * FETCH_FAR records ahead, its key and value FETCH_NEAR ahead (the offsets are in
-		 * cache by then) */
-		if (i + FETCH_FAR < to)
+		 * cache by then); a short key in kp needs only its value */
+		if (i + FETCH_FAR < to && (!kp || kp[i + FETCH_FAR].len > PME_KP_SHORT))
 			__builtin_prefetch(&b->key_off[idx[i + FETCH_FAR]]);
 		if (i + FETCH_NEAR < to) {
-			uint32_t q = idx[i + FETCH_NEAR];
-
-			__builtin_prefetch(b->keys + b->key_off[q]);
+			q = idx[i + FETCH_NEAR];
+			if (!kp || kp[i + FETCH_NEAR].len > PME_KP_SHORT)
+				__builtin_prefetch(b->keys + b->key_off[q]);
 			__builtin_prefetch(&b->vals[q]);
 		}
-		k = b->keys + b->key_off[r] + skip;
-		len = b->key_off[r + 1] - b->key_off[r] - skip;
+		q = rec_at(b, r, kp, i, skip, kbuf, &k, &len);
 		if (fast) {
-			rc = pm_wz_set_at(wz, k, len, b->vals[r], NULL);
+			rc = pm_wz_set_at(wz, k, len, b->vals[q], NULL);
 		} else {
-			a.rec = r;
+			a.rec = q;
 			a.existed = false;
 			rc = pm_wz_update_at(wz, k, len, rule, &a);
 		}
@@ -158,7 +191,7 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, con
 		if (rc == 0)
 			part->dups++;
 		else if (rc < 0)
-			note_error(part, b, r, rc);
+			note_error(part, b, q, rc);
 	}
 }
 

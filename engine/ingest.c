@@ -398,7 +398,7 @@ static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t
 
 		while (k < e && (r->pre[r->idx[k]] >> (64 - 8 * d)) == dp)
 			k++;
-		pme_fill_run(&x->fc, b, r->idx, s, k, zfind(&x->zt, dp), d, p, &x->parts[p]);
+		pme_fill_run(&x->fc, b, r, s, k, zfind(&x->zt, dp), d, p, &x->parts[p]);
 		s = k;
 	}
 }
@@ -451,8 +451,8 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 		uint32_t q = (uint32_t)x->order[i];
 
 		if (x->c->scheme == PME_SCHEME_HASH)
-			pme_fill_run(&x->fc, b, r->idx, r->start[q], r->start[q + 1], x->wz[q], 0,
-				     q, &x->parts[q]);
+			pme_fill_run(&x->fc, b, r, r->start[q], r->start[q + 1], x->wz[q], 0, q,
+				     &x->parts[q]);
 		else if (q == x->nparts)
 			pme_fill_map(&x->fc, b, r->idx, r->start[q], r->start[q + 1], x->short_map,
 				     q, &x->parts[q]);

@@ -12,6 +12,7 @@
 #include "ingest.h"
 #include "pathmap.h"
 #include "pio.h"
+#include "pme_partition.h"
 
 /* A batch of records as the engine sees it: a pio_batch, or records loaded from --into. */
 struct pme_rbatch {
@@ -36,8 +37,27 @@ struct pme_kp {
 	uint64_t k0;  /* key bytes [L, L+8), big-endian, zero-padded (L: the batch's common
 			 prefix length) */
 	uint64_t k1;  /* key bytes [L+8, L+16), the same way */
-	uint64_t rec; /* record index in the batch */
+	uint32_t rec; /* record index in the batch */
+	uint32_t len; /* key length minus L, UINT32_MAX when longer than that */
 };
+
+/* A key at most this long after the batch's common prefix is whole in its pme_kp: the fill
+ * rebuilds it from there instead of reading the batch at random. */
+#define PME_KP_SHORT 16
+
+/*
+ * Rebuilds the key of record e at buf, whose first lcp bytes hold the batch's common prefix
+ * already (buf has room for lcp + PME_KP_SHORT bytes). Returns the key's length, or
+ * SIZE_MAX when the key is longer than what e holds (read it from the batch).
+ */
+static inline size_t pme_kp_key(const struct pme_kp *e, size_t lcp, uint8_t *buf)
+{
+	if (e->len > PME_KP_SHORT)
+		return SIZE_MAX;
+	pme_put8(buf + lcp, e->k0);
+	pme_put8(buf + lcp + 8, e->k1);
+	return lcp + e->len;
+}
 
 /*
  * Router: per-run scratch arrays, grown to the largest batch, and the partition layout.
@@ -47,6 +67,8 @@ struct pme_kp {
  *   pre[i]     first 8 key bytes, big-endian, zero-padded: the first sort key
  *   idx[]      record indices grouped by bucket, in input order inside a bucket (then by
  *              key if sorted); bucket b is idx[start[b] .. start[b+1])
+ *   kp[]       when sorted: the records of idx[] in the same order, with their first key
+ *              bytes after the common prefix (the fill reads short keys from here)
  */
 struct pme_router {
 	enum pme_scheme scheme; /* hash or prefix */
@@ -63,6 +85,8 @@ struct pme_router {
 	size_t *start;		/* nbuckets + 1 bucket starts in idx */
 	size_t *hist;		/* nthreads * nbuckets histogram / scatter cursors */
 	size_t lcp;		/* common prefix length of the batch's keys (sort) */
+	const uint8_t *lcp_key; /* those lcp bytes (in the routed batch) */
+	bool sorted;		/* kp[] follows idx[] (the batch was sorted) */
 	size_t cap;		/* records the arrays hold */
 };
 
@@ -124,12 +148,13 @@ struct pme_fill_ctx {
 	uint32_t nparts;	/* their number (router's nbuckets) */
 };
 
-/* Fills records idx[from..to) of batch b through write zipper wz (keys relative to the
- * zipper root after skipping skip bytes), into partition state part (heap id hid). Never
- * fails for duplicates except under the error policy: errors are kept in part. */
-void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
-		  size_t from, size_t to, pm_wz *wz, size_t skip, uint32_t hid,
-		  struct pme_part *part);
+/* Fills records r->idx[from..to) of batch b, as r routed it, through write zipper wz (keys
+ * relative to the zipper root after skipping skip bytes), into partition state part (heap
+ * id hid). Never fails for duplicates except under the error policy: errors are kept in
+ * part. */
+void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
+		  const struct pme_router *r, size_t from, size_t to, pm_wz *wz, size_t skip,
+		  uint32_t hid, struct pme_part *part);
 /* The same into a plain map (prefix scheme's short keys, written by one thread). */
 void pme_fill_map(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
 		  size_t from, size_t to, pm_map *m, uint32_t hid, struct pme_part *part);

@@ -54,6 +54,15 @@ static inline uint64_t pme_head8(const uint8_t *k, size_t len)
 	return v;
 }
 
+/* Writes v as 8 big-endian bytes at p: pme_head8 backwards. */
+static inline void pme_put8(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i)); /* compiles to a byte swap and one store */
+}
+
 /* Writes partition_path(id) (PME_PART_PATH_LEN bytes) to out. id < PME_MAX_PARTITIONS. */
 static inline void pme_partition_path(uint32_t id, uint8_t out[PME_PART_PATH_LEN])
 {

@@ -118,7 +118,8 @@ static int grow(struct pme_router *r, size_t n)
 }
 
 /* Key order of records a and b of batch bt, whose keys all share their first l bytes; ties
- * by record index (so any sort is stable). */
+ * by record index (so any sort is stable). Only keys that agree on 16 bytes after the common
+ * prefix and are both longer than that are read from the batch. */
 static inline bool rec_less(const struct pme_rbatch *bt, size_t l, const struct pme_kp *a,
 			    const struct pme_kp *b)
 {
@@ -129,17 +130,19 @@ static inline bool rec_less(const struct pme_rbatch *bt, size_t l, const struct 
 		return a->k0 < b->k0;
 	if (a->k1 != b->k1)
 		return a->k1 < b->k1;
-	la = bt->key_off[a->rec + 1] - bt->key_off[a->rec];
-	lb = bt->key_off[b->rec + 1] - bt->key_off[b->rec];
-	m = la < lb ? la : lb;
-	if (m > l + 16) {
+	if (a->len > PME_KP_SHORT && b->len > PME_KP_SHORT) {
+		la = bt->key_off[a->rec + 1] - bt->key_off[a->rec] - l;
+		lb = bt->key_off[b->rec + 1] - bt->key_off[b->rec] - l;
+		m = la < lb ? la : lb;
 		c = memcmp(bt->keys + bt->key_off[a->rec] + l + 16,
-			   bt->keys + bt->key_off[b->rec] + l + 16, m - l - 16);
+			   bt->keys + bt->key_off[b->rec] + l + 16, m - 16);
 		if (c)
 			return c < 0;
+		if (la != lb)
+			return la < lb;
+	} else if (a->len != b->len) {
+		return a->len < b->len; /* exact for the shorter key, so the order holds */
 	}
-	if (la != lb)
-		return la < lb;
 	return a->rec < b->rec;
 }
 
@@ -197,8 +200,8 @@ static void sort_slice(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, 
 #define RADIX_MIN 64 /* slices this long are split by their first byte before the sort */
 
 /*
- * Sorts a partition's slice v[0..n) by key and writes its record indices, in that order, to
- * idx[0..n); t[0..n) is scratch. rec_less is a total order (ties by record index), so the
+ * Sorts a partition's slice v[0..n) by key (in place) and writes its record indices, in that
+ * order, to idx[0..n); t[0..n) is scratch. rec_less is a total order (ties by record index), so the
  * result is the one sort_slice gives: long slices are first scattered by the first byte of
  * k0 (one counting pass), which leaves sort_slice short buckets, cheaper than merging the
  * whole slice.
@@ -212,7 +215,7 @@ static void sort_part(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, s
 	if (n < RADIX_MIN) {
 		sort_slice(bt, l, v, t, n);
 		for (i = 0; i < n; i++)
-			idx[i] = (uint32_t)v[i].rec;
+			idx[i] = v[i].rec;
 		return;
 	}
 	memset(cnt, 0, sizeof(cnt));
@@ -230,8 +233,9 @@ static void sort_part(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, s
 			sort_slice(bt, l, t + i, v + i, e - i);
 		i = e;
 	}
+	memcpy(v, t, n * sizeof(*v));
 	for (i = 0; i < n; i++)
-		idx[i] = (uint32_t)t[i].rec;
+		idx[i] = v[i].rec;
 }
 
 /* Length of the prefix that every key of b shares (0 for an empty batch). One pass over the
@@ -263,6 +267,8 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 	if (rc)
 		return rc;
 	r->lcp = sort ? batch_lcp(b) : 0;
+	r->lcp_key = n ? b->keys + b->key_off[0] : NULL;
+	r->sorted = sort;
 #pragma omp parallel num_threads(r->nthreads)
 	{
 		size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
@@ -311,7 +317,8 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 
 				r->kp[at].k0 = pme_head8(k, len);
 				r->kp[at].k1 = len > 8 ? pme_head8(k + 8, len - 8) : 0;
-				r->kp[at].rec = i;
+				r->kp[at].rec = (uint32_t)i;
+				r->kp[at].len = len < UINT32_MAX ? (uint32_t)len : UINT32_MAX;
 			}
 		}
 	}
