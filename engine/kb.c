@@ -1365,37 +1365,6 @@ static int part_close(struct wrange *r)
 	return rc ? (rc == PM_SNAP_ESINK ? PKB_ENOMEM : rc) : 0;
 }
 
-static int part_add(void *arg, const uint8_t *key, size_t len, uint64_t val)
-{
-	struct wrange *r = arg;
-	uint8_t c = key[r->clen]; /* the merger's range: len > clen */
-	struct wpart *p;
-	int rc;
-
-	if (!r->b || r->parts[r->nparts - 1].part.byte != c) {
-		if (r->b && (rc = part_close(r)))
-			return rc;
-		if (r->nparts == r->pcap) {
-			size_t nc = r->pcap ? 2 * r->pcap : 8;
-			struct wpart *np = realloc(r->parts, nc * sizeof(*np));
-
-			if (!np)
-				return PKB_ENOMEM;
-			r->parts = np;
-			r->pcap = nc;
-		}
-		p = &r->parts[r->nparts++];
-		memset(p, 0, sizeof(*p));
-		p->part.byte = c;
-		if (pm_snap_builder_create(NULL, NULL, part_sink, p, &r->b))
-			return PKB_ENOMEM;
-	}
-	p = &r->parts[r->nparts - 1];
-	p->key_bytes += len;
-	rc = pm_snap_builder_add(r->b, key + r->clen + 1, len - r->clen - 1, val);
-	return rc == PM_SNAP_ESINK ? PKB_ENOMEM : rc;
-}
-
 static void wrange_free(struct wrange *r)
 {
 	size_t i;
@@ -1406,25 +1375,156 @@ static void wrange_free(struct wrange *r)
 	free(r->parts);
 }
 
-/* The key range's merge: one task of write_parts. */
-static void write_range(const pm_map *map, const struct pkb_meta *meta, size_t cap,
-			const uint8_t *cp, struct wrange *r, const char *path,
-			volatile sig_atomic_t *cancel)
-{
-	struct merger m;
+/*
+ * What the union walk checks of every key: that it sits in the partition its hash names (the
+ * walk, unlike a merge, never needs the keys themselves, so this is where routing is
+ * verified), and now and then the cancel flag.
+ */
+struct route_check {
+	uint8_t *key;		       /* the user key: C ++ byte ++ the walk's key */
+	size_t head;		       /* bytes of C ++ byte */
+	size_t cap;		       /* bytes allocated */
+	uint32_t parts;		       /* P */
+	uint32_t src, hash;	       /* the misrouted key's partition and its hash's */
+	uint64_t seen;		       /* keys checked */
+	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
+};
 
-	r->rc = merger_init(&m, map, meta->partitions, cap, 1, cp, r->clen, r->lo, r->hi, cancel);
-	if (r->rc) {
-		seterr(&r->err, "%s: out of memory", path);
-		return;
+static int route_check(void *arg, size_t src, const uint8_t *key, size_t len)
+{
+	struct route_check *c = arg;
+	uint32_t h;
+
+	if (c->head + len > c->cap && grow_to((void **)&c->key, &c->cap, c->head + len, 1))
+		return PKB_ENOMEM;
+	if (len)
+		memcpy(c->key + c->head, key, len);
+	h = pme_hash_partition(c->key, c->head + len, c->parts);
+	if (h != src) {
+		c->src = (uint32_t)src;
+		c->hash = h;
+		return PKB_EROUTE;
 	}
-	r->rc = merger_run(&m, part_add, r, path, &r->err);
-	if (!r->rc && r->b)
-		r->rc = part_close(r);
-	if (r->rc && !r->err.msg[0])
-		seterr(&r->err, "%s: %s", path,
-		       r->rc == PKB_ENOMEM ? "out of memory" : pkb_strerror(r->rc));
-	merger_free(&m);
+	if (c->cancel && ++c->seen % CANCEL_KEYS == 0 && *c->cancel)
+		return PKB_ECANCELED;
+	return 0;
+}
+
+/* The error message of a failed union walk; returns its PKB code. */
+static int union_error(int rc, const struct route_check *c, const char *path, struct pkb_err *err)
+{
+	switch (rc) {
+	case PKB_EROUTE:
+		seterr(err, "%s: a key sits in partition %u, its hash says %u", path, c->src,
+		       c->hash);
+		return rc;
+	case PM_EINVAL:
+		seterr(err, "%s: a key is held by two partitions", path);
+		return PKB_EROUTE;
+	case PKB_ECANCELED:
+		seterr(err, "%s: interrupted, nothing written", path);
+		return rc;
+	case PM_ENOMEM: /* PKB_ENOMEM too */
+	case PM_EOVERFLOW:
+		seterr(err, "%s: out of memory", path);
+		return PKB_ENOMEM;
+	}
+	return rc;
+}
+
+/* Sets up the P partition paths of a walk under user prefix C ++ byte (the byte is put in by
+ * the caller at path[plen - 1]); *paths, *lens and *buf are malloc'd. 0 or PKB_ENOMEM. */
+static int walk_paths(uint32_t parts, const uint8_t *cp, size_t clen, size_t extra, uint8_t **buf,
+		      const uint8_t ***paths, size_t **lens)
+{
+	size_t pl = PME_PART_PATH_LEN + clen + extra;
+	uint32_t p;
+
+	*buf = malloc((size_t)parts * pl);
+	*paths = malloc((size_t)parts * sizeof(**paths));
+	*lens = malloc((size_t)parts * sizeof(**lens));
+	if (!*buf || !*paths || !*lens)
+		return PKB_ENOMEM;
+	for (p = 0; p < parts; p++) {
+		uint8_t *q = *buf + (size_t)p * pl;
+
+		pme_partition_path(p, q);
+		if (clen)
+			memcpy(q + PME_PART_PATH_LEN, cp, clen);
+		(*paths)[p] = q;
+		(*lens)[p] = pl;
+	}
+	return 0;
+}
+
+/* The key range's images, one part per branch byte: one task of write_parts. */
+static void write_range(const pm_map *map, const struct pkb_meta *meta, const uint8_t *cp,
+			struct wrange *r, const char *path, volatile sig_atomic_t *cancel)
+{
+	const uint32_t np = meta->partitions;
+	const size_t pl = PME_PART_PATH_LEN + r->clen + 1;
+	struct route_check ck;
+	const uint8_t **paths = NULL;
+	uint8_t *pbuf = NULL;
+	size_t *lens = NULL;
+	unsigned c;
+	uint32_t p;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	ck.parts = np;
+	ck.head = r->clen + 1;
+	ck.cancel = cancel;
+	rc = walk_paths(np, cp, r->clen, 1, &pbuf, &paths, &lens);
+	if (!rc && grow_to((void **)&ck.key, &ck.cap, ck.head + 64, 1))
+		rc = PKB_ENOMEM;
+	if (!rc && r->clen)
+		memcpy(ck.key, cp, r->clen);
+	for (c = r->lo; !rc && c < r->hi; c++) {
+		struct wpart *w;
+		uint64_t kb = 0, n;
+
+		for (p = 0; p < np; p++)
+			pbuf[(size_t)p * pl + pl - 1] = (uint8_t)c;
+		ck.key[r->clen] = (uint8_t)c;
+		if (r->nparts == r->pcap) {
+			size_t nc = r->pcap ? 2 * r->pcap : 8;
+			struct wpart *npp = realloc(r->parts, nc * sizeof(*npp));
+
+			if (!npp) {
+				rc = PKB_ENOMEM;
+				break;
+			}
+			r->parts = npp;
+			r->pcap = nc;
+		}
+		w = &r->parts[r->nparts];
+		memset(w, 0, sizeof(*w));
+		w->part.byte = (uint8_t)c;
+		if (pm_snap_builder_create(NULL, NULL, part_sink, w, &r->b)) {
+			rc = PKB_ENOMEM;
+			break;
+		}
+		rc = pm_snap_builder_add_union(r->b, map, paths, lens, np, route_check, &ck, &kb);
+		n = rc ? 0 : pm_snap_builder_count(r->b);
+		if (rc == PM_SNAP_ESINK)
+			rc = PKB_ENOMEM; /* the part sink fails only for memory */
+		if (n) {
+			r->nparts++;
+			w->key_bytes = kb + n * (r->clen + 1);
+			rc = part_close(r);
+		} else {
+			pm_snap_builder_destroy(r->b);
+			r->b = NULL;
+			free(w->buf);
+		}
+	}
+	if (rc)
+		r->rc = union_error(rc, &ck, path, &r->err);
+	free(ck.key);
+	free(pbuf);
+	free(paths);
+	free(lens);
 }
 
 /*
@@ -1518,7 +1618,7 @@ out:
  * 1 when the map does not suit (fewer than 2 ranges): the caller then writes serially.
  */
 static int write_parts(struct pkb_writer *w, const pm_map *map, const struct pkb_meta *meta,
-		       size_t nranges, size_t cap, unsigned threads, volatile sig_atomic_t *cancel,
+		       size_t nranges, unsigned threads, volatile sig_atomic_t *cancel,
 		       struct pkb_err *err)
 {
 	uint8_t *cp = NULL, *root = NULL;
@@ -1554,7 +1654,7 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct pkb
 	}
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
 	for (t = 0; t < (long)nranges; t++)
-		write_range(map, meta, cap, cp, &r[t], w->path, cancel);
+		write_range(map, meta, cp, &r[t], w->path, cancel);
 	for (i = 0; i < nranges; i++) {
 		if (r[i].rc) {
 			rc = r[i].rc;
@@ -1586,6 +1686,41 @@ out:
 	free(parts);
 	free(root);
 	free(cp);
+	return rc;
+}
+
+/* Writes the hash scheme's number values in one piece: the union of the partitions, streamed
+ * through w's builder. Returns 0 or an error (message in err). */
+static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb_meta *meta,
+		       volatile sig_atomic_t *cancel, struct pkb_err *err)
+{
+	struct route_check ck;
+	const uint8_t **paths = NULL;
+	uint8_t *pbuf = NULL;
+	size_t *lens = NULL;
+	uint64_t kb = 0;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	ck.parts = meta->partitions;
+	ck.cancel = cancel;
+	rc = walk_paths(meta->partitions, NULL, 0, 0, &pbuf, &paths, &lens);
+	if (!rc)
+		rc = pm_snap_builder_add_union(w->b, map, paths, lens, meta->partitions,
+					       route_check, &ck, &kb);
+	if (rc == PM_SNAP_ESINK) {
+		rc = pm_snap_builder_sink_error(w->b);
+		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
+	} else if (rc) {
+		rc = union_error(rc, &ck, w->path, err);
+	} else {
+		w->count = pm_snap_builder_count(w->b);
+		w->key_bytes = kb;
+	}
+	free(ck.key);
+	free(pbuf);
+	free(paths);
+	free(lens);
 	return rc;
 }
 
@@ -1640,9 +1775,13 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 	if (opts && opts->round_cap)
 		cap = opts->round_cap;
 	if (nranges > 1) {
-		rc = write_parts(c.w, map, meta, nranges, cap, threads, cancel, err);
+		rc = write_parts(c.w, map, meta, nranges, threads, cancel, err);
 		if (rc <= 0)
 			goto out_done;
+	}
+	if (!c.w->blob) {
+		rc = write_union(c.w, map, meta, cancel, err);
+		goto out_done;
 	}
 	rc = merger_init(&m, map, meta->partitions, cap, threads, NULL, 0, 0, 256, cancel);
 	if (rc) {

@@ -128,6 +128,27 @@ int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen,
 			 uint64_t val, const struct pm_snap_part *parts, size_t n,
 			 uint64_t *image_len);
 
+/* Told of each key of a union (see below): src is the index of the subtrie it comes from.
+ * Non-zero stops the walk, which then returns that code. */
+typedef int (*pm_snap_union_fn)(void *arg, size_t src, const uint8_t *key, size_t len);
+
+/*
+ * Adds the keys of the union of n subtries of m to a builder that has been given no key: the
+ * keys k such that paths[i] ++ k is a key of m, for some i (paths[i] has lens[i] bytes; a
+ * path with no key under it adds nothing), each with its value in m. The subtries' key sets
+ * must be disjoint. The result is byte for byte what adding the union's keys in order would
+ * give, but the walk follows the subtries' nodes instead of spelling out every key, so it
+ * costs about one step per node. check (if non-NULL) is told of every key, in order, before
+ * it is written. Afterwards the builder takes only finish, finish_part or destroy.
+ * *key_bytes (if non-NULL) receives the sum of the keys' lengths. m must not change during
+ * the call. Returns 0 (no key: the builder is as before), PM_EINVAL (the builder has keys, or
+ * one key is in two subtries), check's code, PM_ENOMEM, PM_EOVERFLOW or PM_SNAP_ESINK. After
+ * an error the builder can only be destroyed, unless no node was written yet.
+ */
+int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t *const *paths,
+			      const size_t *lens, size_t n, pm_snap_union_fn check, void *arg,
+			      uint64_t *key_bytes);
+
 /* The code the sink returned when a call failed with PM_SNAP_ESINK, else 0. */
 int pm_snap_builder_sink_error(const pm_snap_builder *b);
 

@@ -434,6 +434,146 @@ static void test_parts(void)
 	}
 }
 
+/* Checks each key a union walk reports against the sorted set and the subtrie it was put in;
+ * stops the walk (with -77) at key number stop, when stop is not 0. */
+struct union_check {
+	const struct set *s;
+	const size_t *src; /* subtrie of each key of s */
+	size_t at, bad, stop;
+};
+
+static int union_visit(void *arg, size_t src, const uint8_t *key, size_t len)
+{
+	struct union_check *c = arg;
+	const struct kv *e = c->at < c->s->n ? &c->s->kv[c->at] : NULL;
+
+	if (!e || bytes_cmp(key, len, e->k, e->len) || src != c->src[c->at])
+		c->bad++;
+	if (++c->at == c->stop)
+		return -77;
+	return 0;
+}
+
+/*
+ * pm_snap_builder_add_union against the builder fed key by key: random key sets spread over
+ * up to 5 subtries of one map (under prefix-free paths of 1-3 bytes, plus a path with no
+ * key under it and a key outside every path), or the whole map as one subtrie (the empty
+ * path); a key in two subtries is refused.
+ */
+static void test_union(void)
+{
+	static const uint8_t pathbytes[6][3] = {{7, 1, 0}, {7, 2, 0}, {9, 0, 0},
+						{7, 3, 5}, {7, 3, 6}, {8, 0, 0}};
+	static const size_t pathlens[6] = {2, 2, 1, 3, 3, 1}; /* path 5 stays empty */
+	int shape, round;
+
+	for (round = 0; round < 40; round++) {
+		for (shape = -1; shape < 4; shape++) {
+			const uint8_t *paths[6];
+			struct set s;
+			struct buf img, un;
+			pm_snap_builder *b;
+			pm_map *m;
+			size_t n = round < 3 ? (size_t)round : (size_t)(rnd() % 3000), i, k;
+			size_t np = round == 0 ? 1 : 1 + (size_t)(rnd() % 5);
+			uint64_t kb = 0, ilen = 0, want_kb = 0;
+			bool whole = round % 7 == 3; /* one subtrie: the empty path */
+			size_t lens[6], *srcof;
+			struct union_check uc;
+			uint8_t key[160];
+
+			set_make(&s, n, shape);
+			CU_ASSERT_EQUAL_FATAL(build(&s, &img), 0);
+			CU_ASSERT_EQUAL_FATAL(pm_map_create(&m, NULL, NULL), 0);
+			for (k = 0; k < 6; k++)
+				paths[k] = pathbytes[k];
+			if (whole)
+				np = 1;
+			for (k = 0; k < 6; k++)
+				lens[k] = whole ? 0 : pathlens[k];
+			srcof = calloc(s.n + 1, sizeof(*srcof));
+			for (i = 0; i < s.n; i++) {
+				size_t j = (size_t)(rnd() % np), pl = lens[j];
+
+				srcof[i] = j;
+				memcpy(key, paths[j], pl);
+				memcpy(key + pl, s.kv[i].k, s.kv[i].len);
+				CU_ASSERT_EQUAL_FATAL(
+				    pm_map_set(m, key, pl + s.kv[i].len, s.kv[i].val, NULL), 1);
+				want_kb += s.kv[i].len;
+			}
+			if (!whole) /* a key outside every path */
+				CU_ASSERT_EQUAL_FATAL(
+				    pm_map_set(m, (const uint8_t *)"\x07\x09zz", 4, 5, NULL), 1);
+			{
+				memset(&un, 0, sizeof(un));
+				CU_ASSERT_EQUAL_FATAL(
+				    pm_snap_builder_create(NULL, NULL, buf_sink, &un, &b), 0);
+				/* every path, the empty one (5) included, once */
+				memset(&uc, 0, sizeof(uc));
+				uc.s = &s;
+				uc.src = srcof;
+				CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens,
+									  whole ? 1 : 6,
+									  union_visit, &uc, &kb),
+						0);
+				CU_ASSERT(uc.at == s.n && uc.bad == 0);
+				CU_ASSERT_EQUAL(kb, want_kb);
+				CU_ASSERT_EQUAL(pm_snap_builder_count(b), s.n);
+				if (s.n) /* done: no key can follow */
+					CU_ASSERT_EQUAL(
+					    pm_snap_builder_add(b, (const uint8_t *)"q", 1, 1),
+					    PM_EINVAL);
+				CU_ASSERT_EQUAL(pm_snap_builder_finish(b, &ilen), 0);
+				pm_snap_builder_destroy(b);
+				CU_ASSERT(ilen == img.len && un.len == img.len &&
+					  !memcmp(un.p, img.p, img.len));
+				free(un.p);
+				/* the check stops the walk with its own code */
+				if (s.n > 1) {
+					memset(&uc, 0, sizeof(uc));
+					uc.s = &s;
+					uc.src = srcof;
+					uc.stop = 1 + (size_t)(rnd() % s.n);
+					memset(&un, 0, sizeof(un));
+					CU_ASSERT_EQUAL_FATAL(
+					    pm_snap_builder_create(NULL, NULL, buf_sink, &un, &b),
+					    0);
+					CU_ASSERT_EQUAL(pm_snap_builder_add_union(
+							    b, m, paths, lens, whole ? 1 : 6,
+							    union_visit, &uc, NULL),
+							-77);
+					pm_snap_builder_destroy(b);
+					free(un.p);
+				}
+				/* a key in two subtries: refused */
+				if (s.n && np > 1) {
+					for (k = 0; k < 2; k++) {
+						memcpy(key, paths[k], pathlens[k]);
+						memcpy(key + pathlens[k], s.kv[0].k, s.kv[0].len);
+						CU_ASSERT_FATAL(
+						    pm_map_set(m, key, pathlens[k] + s.kv[0].len, k,
+							       NULL) >= 0);
+					}
+					memset(&un, 0, sizeof(un));
+					CU_ASSERT_EQUAL_FATAL(
+					    pm_snap_builder_create(NULL, NULL, buf_sink, &un, &b),
+					    0);
+					CU_ASSERT_EQUAL(pm_snap_builder_add_union(
+							    b, m, paths, lens, 2, NULL, NULL, NULL),
+							PM_EINVAL);
+					pm_snap_builder_destroy(b);
+					free(un.p);
+				}
+			}
+			free(srcof);
+			pm_map_destroy(m);
+			free(img.p);
+			set_free(&s);
+		}
+	}
+}
+
 static void test_order_refused(void)
 {
 	pm_snap_builder *b;
@@ -718,6 +858,7 @@ int main(void)
 	CU_add_test(su, "build/open/get/count/seek against an oracle", test_roundtrip);
 	CU_add_test(su, "builder refuses keys out of order", test_order_refused);
 	CU_add_test(su, "images built in parts equal one builder's", test_parts);
+	CU_add_test(su, "union of subtries equals the builder fed key by key", test_union);
 	CU_add_test(su, "damaged images refused or read in bounds", test_damage);
 	CU_add_test(su, "same content, same bytes (orders, clones, joins)", test_canonical_maps);
 	CU_add_test(su, "allocation failures", test_alloc_failures);

@@ -34,6 +34,7 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t's size, to allocate it through the hook */
 #include <xxhash.h>
 
+#include "pm_internal.h"
 #include "pm_snap.h"
 
 #if defined(__GNUC__)
@@ -438,6 +439,8 @@ struct pm_snap_builder {
 	uint64_t pos;	      /* bytes emitted so far */
 	uint64_t count;	      /* keys added */
 	uint64_t max_key;     /* longest key added */
+	uint64_t done_root;   /* root offset, when done */
+	bool done;	      /* pm_snap_builder_add_union emitted every node, root included */
 	void *xs_raw;	      /* block holding the hash state */
 	XXH3_state_t *xs;     /* hash of the bytes emitted, 64-byte aligned inside xs_raw */
 	size_t blen;	      /* bytes waiting in buf */
@@ -672,6 +675,8 @@ int pm_snap_builder_add(pm_snap_builder *b, const uint8_t *key, size_t len, uint
 		return PM_EINVAL;
 	if (b->broken)
 		return b->broken;
+	if (b->done)
+		return PM_EINVAL;
 	if (b->count) {
 		m = len < b->last_len ? len : b->last_len;
 		while (l < m && key[l] == b->last[l])
@@ -778,6 +783,10 @@ static int close_frames(pm_snap_builder *b, uint64_t *root)
 	uint64_t cnt;
 	int rc;
 
+	if (b->done) {
+		*root = b->done_root;
+		return 0;
+	}
 	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + 1, sizeof(struct child));
 	while (!rc && b->nfr > 1)
 		rc = pop_frame(b);
@@ -879,6 +888,407 @@ int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen,
 out_broken:
 	b->broken = rc;
 	return rc;
+}
+
+/* ---- the union of subtries of a map (pm_snap_builder_add_union) ---- */
+
+/*
+ * The walk goes down the union of the source subtries in key order and emits a node where the
+ * union branches or holds a value, as the builder would on the same keys: a node's prefix is
+ * the run of bytes that every source continues with. Where one source is left, its own nodes
+ * are the union's (a pathmap is a compressed trie: a node has a value or two children), so
+ * the walk copies them without looking at the other sources again.
+ */
+
+/* A position in one source: inside node n, off bytes into its prefix. */
+struct upos {
+	pm_node *n;
+	size_t off;
+	uint32_t src; /* index of its subtrie */
+	uint8_t byte; /* in a parent's child list: the branch byte that leads here */
+};
+
+/* An open node of the union. */
+struct uframe {
+	struct frame f; /* for emit(): prefix last[f.start .. f.end), value, children */
+	pm_node *one;	/* the only source, at its branch point; NULL: several */
+	uint32_t src;	/* one: its subtrie */
+	size_t pbase;	/* several: children at pos[pbase .. pend), grouped by byte */
+	size_t pend;	/* ... */
+	size_t next;	/* next child: index into pos (several) or child index (one) */
+	int lastb;	/* one: byte of the last child visited (-1: none yet) */
+};
+
+struct ustate {
+	pm_snap_builder *b;
+	struct uframe *fr; /* open nodes, root first */
+	size_t nfr, cap_fr;
+	struct upos *pos; /* children of the open nodes with several sources, and one slot */
+	size_t npos, cap_pos;
+	struct upos *tmp; /* gathering scratch */
+	size_t cap_tmp;
+	uint64_t count, max_key, key_bytes;
+	pm_snap_union_fn check; /* told of every key, or NULL */
+	void *arg;		/* its argument */
+};
+
+static int u_grow(struct ustate *u, void **p, size_t *cap, size_t need, size_t elt)
+{
+	return grow(u->b->alloc, u->b->ud, p, cap, need, elt);
+}
+
+static int u_push(struct ustate *u, size_t start, size_t end, bool has_val, uint64_t val,
+		  uint32_t src, pm_node *one, size_t pbase, size_t pend)
+{
+	pm_snap_builder *b = u->b;
+	struct uframe *F;
+	int rc = u_grow(u, (void **)&u->fr, &u->cap_fr, u->nfr + 1, sizeof(*u->fr));
+
+	if (!rc) /* the branch byte of a child goes to last[end] */
+		rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, end + 1, 1);
+	if (rc)
+		return rc;
+	if (has_val && u->check && (rc = u->check(u->arg, src, b->last, end)))
+		return rc;
+	F = &u->fr[u->nfr++];
+	F->f.start = start;
+	F->f.end = end;
+	F->f.val = val;
+	F->f.has_val = has_val;
+	F->f.child_base = b->nch;
+	F->one = one;
+	F->src = src;
+	F->pbase = pbase;
+	F->pend = pend;
+	F->next = one ? 0 : pbase;
+	F->lastb = -1;
+	if (has_val) {
+		u->count++;
+		u->key_bytes += end;
+		if (end > u->max_key)
+			u->max_key = end;
+	}
+	return 0;
+}
+
+/* Asks for the headers of n's children, which the walk reads next: it is bound by the
+ * latency of reading nodes scattered over the heap. */
+static inline void u_prefetch_children(pm_node *n)
+{
+	pm_node **c;
+	unsigned i, k;
+
+	if (n->kind == PM_LEAF)
+		return;
+	if (n->kind == PM_SMALL) {
+		c = node_small(n)->child;
+		k = node_small(n)->n;
+	} else {
+		c = node_dense(n)->child;
+		k = node_dense(n)->n;
+	}
+	for (i = 0; i < k; i++)
+		__builtin_prefetch(c[i]);
+}
+
+#define U_SORT_SHORT 32 /* children of a union node sorted by insertion, not counting */
+
+/* Writes the positions that follow p, one per next byte, to t (in byte order); returns how
+ * many. */
+static size_t u_gather(const struct upos *p, struct upos *t)
+{
+	pm_node *n = p->n;
+	size_t k = 0;
+
+	if (p->off < node_plen(n)) {
+		t->n = n;
+		t->off = p->off + 1;
+		t->src = p->src;
+		t->byte = node_prefix(n)[p->off];
+		return 1;
+	}
+	if (n->kind == PM_SMALL) {
+		struct pm_small *sm = node_small(n);
+
+		for (k = 0; k < sm->n; k++) {
+			__builtin_prefetch(sm->child[k]);
+			t[k].n = sm->child[k];
+			t[k].off = 0;
+			t[k].src = p->src;
+			t[k].byte = sm->key[k];
+		}
+	} else if (n->kind == PM_DENSE) {
+		struct pm_dense *dn = node_dense(n);
+
+		for (unsigned w = 0; w < 4; w++)
+			for (uint64_t m = dn->mask[w]; m; m &= m - 1) {
+				__builtin_prefetch(dn->child[k]);
+				t[k].n = dn->child[k];
+				t[k].off = 0;
+				t[k].src = p->src;
+				t[k].byte = (uint8_t)(w * 64 + (unsigned)__builtin_ctzll(m));
+				k++;
+			}
+	}
+	return k;
+}
+
+/*
+ * Opens the union node of the sources pos[s .. e) (their positions after the branch byte
+ * last[d - 1]; adjusted in place), whose prefix starts at depth d.
+ */
+static int u_enter(struct ustate *u, size_t s, size_t e, size_t d)
+{
+	pm_snap_builder *b = u->b;
+	size_t start = d, i, total, pb;
+	uint32_t vsrc = 0;
+	uint64_t val = 0;
+	size_t cnt[257];
+	bool has_val;
+	int rc;
+
+	for (;;) {
+		int nb = -1;
+		bool run = true;
+
+		if (e - s == 1) {
+			struct upos *p = &u->pos[s];
+			size_t pl = node_plen(p->n) - p->off;
+
+			rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, d + pl + 1, 1);
+			if (rc)
+				return rc;
+			if (pl)
+				memcpy(b->last + d, node_prefix(p->n) + p->off, pl);
+			u_prefetch_children(p->n);
+			return u_push(u, start, d + pl, node_has_val(p->n), p->n->val, p->src, p->n,
+				      0, 0);
+		}
+		has_val = false;
+		for (i = s; i < e; i++) {
+			struct upos *p = &u->pos[i];
+			int c;
+
+			if (p->off < node_plen(p->n)) {
+				c = node_prefix(p->n)[p->off];
+			} else {
+				uint8_t cb;
+
+				if (node_has_val(p->n)) {
+					if (has_val)
+						return PM_EINVAL; /* one key in two sources */
+					has_val = true;
+					val = p->n->val;
+					vsrc = p->src;
+				}
+				if (node_nchild(p->n) != 1) {
+					run = false;
+					continue;
+				}
+				(void)node_child_at(p->n, 0, &cb);
+				c = cb;
+			}
+			if (nb < 0)
+				nb = c;
+			else if (c != nb)
+				run = false;
+		}
+		if (!run || has_val || nb < 0)
+			break;
+		/* every source goes on with byte nb: it belongs to the prefix */
+		rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, d + 2, 1);
+		if (rc)
+			return rc;
+		b->last[d++] = (uint8_t)nb;
+		for (i = s; i < e; i++) {
+			struct upos *p = &u->pos[i];
+
+			if (p->off < node_plen(p->n)) {
+				p->off++;
+			} else {
+				uint8_t cb;
+
+				p->n = node_child_at(p->n, 0, &cb);
+				p->off = 0;
+			}
+		}
+	}
+	/* a branch point: the sources' next positions, grouped by byte */
+	for (i = s, total = 0; i < e; i++) {
+		const struct upos *p = &u->pos[i];
+
+		total += p->off < node_plen(p->n) ? 1 : node_nchild(p->n);
+	}
+	rc = u_grow(u, (void **)&u->tmp, &u->cap_tmp, total, sizeof(*u->tmp));
+	if (!rc)
+		rc = u_grow(u, (void **)&u->pos, &u->cap_pos, u->npos + total + 1, sizeof(*u->pos));
+	if (rc)
+		return rc;
+	for (i = s, total = 0; i < e; i++)
+		total += u_gather(&u->pos[i], u->tmp + total);
+	pb = u->npos;
+	if (total <= U_SORT_SHORT) { /* few: an insertion sort */
+		struct upos *v = u->pos + pb;
+
+		for (i = 0; i < total; i++) {
+			size_t j = i;
+
+			while (j && v[j - 1].byte > u->tmp[i].byte) {
+				v[j] = v[j - 1];
+				j--;
+			}
+			v[j] = u->tmp[i];
+		}
+	} else { /* many: a counting sort */
+		memset(cnt, 0, sizeof(cnt));
+		for (i = 0; i < total; i++)
+			cnt[u->tmp[i].byte + 1]++;
+		for (i = 1; i <= 256; i++)
+			cnt[i] += cnt[i - 1];
+		for (i = 0; i < total; i++)
+			u->pos[pb + cnt[u->tmp[i].byte]++] = u->tmp[i];
+	}
+	u->npos = pb + total;
+	return u_push(u, start, d, has_val, val, vsrc, NULL, pb, pb + total);
+}
+
+/* Emits the top node and makes it a child of the one below (or the root). */
+static int u_close(struct ustate *u, uint64_t *root)
+{
+	pm_snap_builder *b = u->b;
+	struct uframe *F = &u->fr[u->nfr - 1];
+	uint64_t off, cnt;
+	int rc;
+
+	rc = emit(b, &F->f, b->last + F->f.start, F->f.end - F->f.start, &off, &cnt);
+	if (rc)
+		return rc;
+	if (!F->one)
+		u->npos = F->pbase;
+	u->nfr--;
+	if (!u->nfr) {
+		*root = off;
+		return 0;
+	}
+	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + 1, sizeof(struct child));
+	if (rc)
+		return rc;
+	b->ch[b->nch].off = off;
+	b->ch[b->nch].count = cnt;
+	b->ch[b->nch].byte = b->last[F->f.start - 1];
+	b->nch++;
+	return 0;
+}
+
+/* The next child of single-source node n after the one at index i - 1 (byte *lastb). */
+static pm_node *u_child(pm_node *n, size_t i, int *lastb)
+{
+	uint8_t cb;
+
+	if (n->kind == PM_DENSE) {
+		struct pm_dense *dn = node_dense(n);
+		unsigned b = (unsigned)(*lastb + 1), w = b >> 6;
+		uint64_t m = b < 256 ? dn->mask[w] & (~UINT64_C(0) << (b & 63)) : 0;
+
+		while (!m && ++w < 4)
+			m = dn->mask[w];
+		*lastb = (int)(w * 64 + (unsigned)__builtin_ctzll(m));
+		return dn->child[i];
+	}
+	n = node_child_at(n, (unsigned)i, &cb);
+	*lastb = cb;
+	return n;
+}
+
+int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t *const *paths,
+			      const size_t *lens, size_t n, pm_snap_union_fn check, void *arg,
+			      uint64_t *key_bytes)
+{
+	struct ustate u;
+	uint64_t root = 0;
+	size_t i;
+	int rc = 0;
+
+	if (!b || !m || (n && (!paths || !lens)))
+		return PM_EINVAL;
+	if (b->broken)
+		return b->broken;
+	if (b->count || b->pos || b->done)
+		return PM_EINVAL;
+	if (n > UINT32_MAX)
+		return PM_EOVERFLOW;
+	memset(&u, 0, sizeof(u));
+	u.b = b;
+	u.check = check;
+	u.arg = arg;
+	rc = u_grow(&u, (void **)&u.pos, &u.cap_pos, n + 1, sizeof(*u.pos));
+	for (i = 0; !rc && i < n; i++) {
+		pm_pos at;
+
+		if (!paths[i] && lens[i])
+			rc = PM_EINVAL;
+		else if (tr_find(m->root, paths[i], lens[i], &at)) {
+			u.pos[u.npos].n = at.n;
+			u.pos[u.npos].off = at.off;
+			u.pos[u.npos].src = (uint32_t)i;
+			u.npos++;
+		}
+	}
+	if (!rc && u.npos) {
+		size_t e = u.npos;
+
+		u.npos = e; /* the roots stay below the walk's slots */
+		rc = u_enter(&u, 0, e, 0);
+	}
+	while (!rc && u.nfr) {
+		struct uframe *F = &u.fr[u.nfr - 1];
+		size_t end = F->f.end;
+
+		if (F->one && F->next < node_nchild(F->one)) {
+			pm_node *c = u_child(F->one, F->next, &F->lastb);
+
+			F->next++;
+			b->last[end] = (uint8_t)F->lastb;
+			rc = u_grow(&u, (void **)&u.pos, &u.cap_pos, u.npos + 1, sizeof(*u.pos));
+			if (rc)
+				break;
+			u.pos[u.npos].n = c;
+			u.pos[u.npos].off = 0;
+			u.pos[u.npos].src = F->src;
+			rc = u_enter(&u, u.npos, u.npos + 1, end + 1);
+		} else if (!F->one && F->next < F->pend) {
+			size_t g = F->next, h = g + 1;
+			uint8_t byte = u.pos[g].byte;
+
+			while (h < F->pend && u.pos[h].byte == byte)
+				h++;
+			F->next = h;
+			b->last[end] = byte;
+			rc = u_enter(&u, g, h, end + 1);
+		} else {
+			rc = u_close(&u, &root);
+		}
+	}
+	if (u.fr)
+		b->alloc(b->ud, u.fr, u.cap_fr * sizeof(*u.fr), 0);
+	if (u.pos)
+		b->alloc(b->ud, u.pos, u.cap_pos * sizeof(*u.pos), 0);
+	if (u.tmp)
+		b->alloc(b->ud, u.tmp, u.cap_tmp * sizeof(*u.tmp), 0);
+	if (rc) {
+		if (b->pos || b->nch) /* nodes went out: the builder is spent */
+			b->broken = rc;
+		return rc;
+	}
+	if (u.count) {
+		b->done = true;
+		b->done_root = root;
+		b->count = u.count;
+		b->max_key = u.max_key;
+	}
+	if (key_bytes)
+		*key_bytes = u.key_bytes;
+	return 0;
 }
 
 struct write_map_ctx {
