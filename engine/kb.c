@@ -1395,15 +1395,17 @@ static int route_check(void *arg, size_t src, const uint8_t *key, size_t len)
 	struct route_check *c = arg;
 	uint32_t h;
 
-	if (c->head + len > c->cap && grow_to((void **)&c->key, &c->cap, c->head + len, 1))
-		return PKB_ENOMEM;
-	if (len)
-		memcpy(c->key + c->head, key, len);
-	h = pme_hash_partition(c->key, c->head + len, c->parts);
-	if (h != src) {
-		c->src = (uint32_t)src;
-		c->hash = h;
-		return PKB_EROUTE;
+	if (c->parts) {
+		if (c->head + len > c->cap && grow_to((void **)&c->key, &c->cap, c->head + len, 1))
+			return PKB_ENOMEM;
+		if (len)
+			memcpy(c->key + c->head, key, len);
+		h = pme_hash_partition(c->key, c->head + len, c->parts);
+		if (h != src) {
+			c->src = (uint32_t)src;
+			c->hash = h;
+			return PKB_EROUTE;
+		}
 	}
 	if (c->cancel && ++c->seen % CANCEL_KEYS == 0 && *c->cancel)
 		return PKB_ECANCELED;
@@ -1689,8 +1691,9 @@ out:
 	return rc;
 }
 
-/* Writes the hash scheme's number values in one piece: the union of the partitions, streamed
- * through w's builder. Returns 0 or an error (message in err). */
+/* Writes number values in one piece, streamed through w's builder: the union of the hash
+ * scheme's partitions, or the prefix scheme's map (its keys are the user keys). Returns 0 or
+ * an error (message in err). */
 static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb_meta *meta,
 		       volatile sig_atomic_t *cancel, struct pkb_err *err)
 {
@@ -1701,13 +1704,20 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb
 	uint64_t kb = 0;
 	int rc;
 
+	static const uint8_t *const whole[1] = {NULL};
+	static const size_t zero[1] = {0};
+
 	memset(&ck, 0, sizeof(ck));
-	ck.parts = meta->partitions;
 	ck.cancel = cancel;
-	rc = walk_paths(meta->partitions, NULL, 0, 0, &pbuf, &paths, &lens);
-	if (!rc)
-		rc = pm_snap_builder_add_union(w->b, map, paths, lens, meta->partitions,
-					       route_check, &ck, &kb);
+	if (meta->scheme == PME_SCHEME_PREFIX) {
+		rc = pm_snap_builder_add_union(w->b, map, whole, zero, 1, route_check, &ck, &kb);
+	} else {
+		ck.parts = meta->partitions;
+		rc = walk_paths(meta->partitions, NULL, 0, 0, &pbuf, &paths, &lens);
+		if (!rc)
+			rc = pm_snap_builder_add_union(w->b, map, paths, lens, meta->partitions,
+						       route_check, &ck, &kb);
+	}
 	if (rc == PM_SNAP_ESINK) {
 		rc = pm_snap_builder_sink_error(w->b);
 		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
@@ -1745,6 +1755,10 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 	rc = pkb_writer_open(path, meta, opts, &c.w, err);
 	if (rc)
 		return rc;
+	if (meta->scheme == PME_SCHEME_PREFIX && !c.w->blob) {
+		rc = write_union(c.w, map, meta, cancel, err);
+		goto out_done;
+	}
 	if (meta->scheme == PME_SCHEME_PREFIX) {
 		rc = pm_map_foreach(map, NULL, 0, NULL, 0, prefix_visit, &c);
 		if (rc == 1)
