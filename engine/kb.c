@@ -302,7 +302,8 @@ struct pkb_writer {
 	uint64_t key_bytes;	       /* sum of key lengths */
 	uint64_t count;		       /* keys added */
 	int io_errno;		       /* errno of a failed write */
-	bool joined;		       /* the trie was written by pkb_writer_join */
+	bool joined;		       /* the trie was written by pkb_writer_join_finish */
+	bool joining;		       /* pkb_writer_join_parts wrote parts */
 	uint64_t trie_len;	       /* ... its length */
 };
 
@@ -696,35 +697,57 @@ static int fsync_dir(const char *path)
 	return rc;
 }
 
-int pkb_writer_join(struct pkb_writer *w, const uint8_t *prefix, size_t plen, bool has_val,
-		    uint64_t val, const struct pm_snap_part *parts, size_t n, uint64_t key_bytes,
-		    struct pkb_err *err)
+/* The message and code of a failed join call. */
+static int join_error(struct pkb_writer *w, int rc, struct pkb_err *err)
 {
-	uint64_t count = has_val ? 1 : 0;
-	size_t i;
-	int rc;
-
-	if (w->blob || w->count || w->joined) {
-		seterr(err, "%s: pkb_writer_join: the writer is not fresh or takes string values",
-		       w->path);
-		return PKB_EINVAL;
-	}
-	for (i = 0; i < n; i++)
-		count += parts[i].count;
-	rc = pm_snap_builder_join(w->b, prefix, plen, has_val, val, parts, n, &w->trie_len);
 	if (rc == PM_SNAP_ESINK) {
 		rc = pm_snap_builder_sink_error(w->b);
 		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
 		return rc;
 	}
-	if (rc) {
-		seterr(err, "%s: %s", w->path,
-		       rc == PM_ENOMEM ? "out of memory" : pm_snap_strerror(rc));
-		return rc == PM_ENOMEM ? PKB_ENOMEM : PKB_EINVAL;
+	seterr(err, "%s: %s", w->path, rc == PM_ENOMEM ? "out of memory" : pm_snap_strerror(rc));
+	return rc == PM_ENOMEM ? PKB_ENOMEM : PKB_EINVAL;
+}
+
+int pkb_writer_join_parts(struct pkb_writer *w, const struct pm_snap_part *parts, size_t n,
+			  uint64_t key_bytes, struct pkb_err *err)
+{
+	size_t i;
+	int rc;
+
+	if (w->blob || (w->count && !w->joining) || w->joined) {
+		seterr(err, "%s: pkb_writer_join: the writer is not fresh or takes string values",
+		       w->path);
+		return PKB_EINVAL;
 	}
+	rc = pm_snap_builder_join_parts(w->b, parts, n);
+	if (rc)
+		return join_error(w, rc, err);
+	w->joining = true;
+	for (i = 0; i < n; i++)
+		w->count += parts[i].count;
+	w->key_bytes += key_bytes;
+	return 0;
+}
+
+int pkb_writer_join_finish(struct pkb_writer *w, const uint8_t *prefix, size_t plen, bool has_val,
+			   uint64_t val, struct pkb_err *err)
+{
+	int rc;
+
+	if (w->blob || (w->count && !w->joining) || w->joined) {
+		seterr(err, "%s: pkb_writer_join: the writer is not fresh or takes string values",
+		       w->path);
+		return PKB_EINVAL;
+	}
+	rc = pm_snap_builder_join_finish(w->b, prefix, plen, has_val, val, &w->trie_len);
+	if (rc)
+		return join_error(w, rc, err);
 	w->joined = true;
-	w->count = count;
-	w->key_bytes = key_bytes;
+	if (has_val) {
+		w->count++;
+		w->key_bytes += plen;
+	}
 	return 0;
 }
 
@@ -862,25 +885,31 @@ out_abort:
 
 /*
  * The hash scheme's partitions hold disjoint sets of user keys, each in key order under its
- * partition path; the KB wants them merged into one key order. A merger does that for the
- * keys of one range. The walk over the map's nodes is what costs (its nodes are scattered in
- * memory), so it runs in rounds: every partition copies its next keys, at most `cap` of them,
- * into a flat buffer of its own; then the buffers are merged up to the round's bound, the
- * smallest last-copied key of the partitions that have more. Every key at or below the bound
- * is in a buffer by then (a partition's later keys are above its last copied one), so the
- * merge is exact; the partition that set the bound is drained, so every round makes
- * progress; and memory stays at P x cap entries whatever the KB's size.
+ * partition path; the KB wants them in one key order.
  *
- * Two ways to use it (pkb_write picks one):
- *   - serial: one merger over all keys feeds the writer; the copying rounds run on all
- *     threads (OpenMP), the merge and the snapshot builder on one;
+ * Number values: one walk over the partitions' nodes together (pm_snap_builder_add_union)
+ * emits the image directly, and checks on the way that each key sits in the partition its
+ * hash names. Two ways (pkb_write picks one):
+ *   - serial: one walk over everything, streamed through the writer;
  *   - in parts: with C the longest common prefix of all user keys, the keys C ++ c ++ s are
- *     cut into ranges of the branch byte c; each range (an OpenMP task of a parallel loop)
- *     merges its keys with a merger of its own and builds, for each c, the image of the
- *     stripped keys s in memory (pm_snap_builder_finish_part); the writer then joins them
- *     under the root (pm_snap_builder_join): the same bytes as the serial way, as FORMAT.md's
- *     layout makes every subtree's encoding independent of where it lies. This needs the
- *     image in memory and numeric values (string values take heap offsets in key order).
+ *     cut into ranges of the branch byte c; each range (a task of a parallel loop) walks, for
+ *     each c, the subtries at the partition paths ++ C ++ c and builds the image of the
+ *     stripped keys s in memory (pm_snap_builder_finish_part); finished ranges are streamed
+ *     to the writer in byte order as soon as every range before them is (so the file is
+ *     written while later ranges are built, and each part's memory goes as soon as it is
+ *     written), and the root joins them (pm_snap_builder_join_parts / _finish): the same
+ *     bytes as the serial way, as FORMAT.md's layout makes every subtree's encoding
+ *     independent of where it lies. This needs the image in memory.
+ *
+ * String values take heap offsets in key order, so they go serially through a merger: the
+ * keys themselves, spelled out. Its walk over the map's nodes is what costs (its nodes are
+ * scattered in memory), so it runs in rounds: every partition copies its next keys, at most
+ * `cap` of them, into a flat buffer of its own; then the buffers are merged up to the round's
+ * bound, the smallest last-copied key of the partitions that have more. Every key at or below
+ * the bound is in a buffer by then (a partition's later keys are above its last copied one),
+ * so the merge is exact; the partition that set the bound is drained, so every round makes
+ * progress; and memory stays at P x cap entries whatever the KB's size. The copying rounds
+ * run on all threads (OpenMP), the merge and the snapshot builder on one.
  */
 struct pbuf {
 	uint8_t *keys;	/* key bytes of the buffered entries */
@@ -1341,6 +1370,7 @@ struct wrange {
 	size_t clen;	     /* bytes of C */
 	struct pkb_err err;  /* message of rc */
 	int rc;		     /* the task's error */
+	bool done;	     /* built (set in the stream's critical section) */
 };
 
 static int part_sink(void *ud, const void *data, size_t len)
@@ -1615,6 +1645,36 @@ out:
 	return rc;
 }
 
+/* The writer's side of write_parts: ranges go to it in byte order as they are finished. */
+struct wstream {
+	struct pkb_writer *w; /* the writer */
+	struct wrange *r;     /* the ranges */
+	size_t nranges;	      /* their number */
+	size_t next;	      /* the first range not written yet */
+	struct pkb_err err;   /* message of rc */
+	int rc;		      /* the first write error */
+};
+
+/* Writes the finished ranges that come next, freeing their parts; stops at a range that
+ * failed (write_parts reports it). Called in the stream's critical section. */
+static void stream_ready(struct wstream *s)
+{
+	while (!s->rc && s->next < s->nranges && s->r[s->next].done && !s->r[s->next].rc) {
+		struct wrange *r = &s->r[s->next];
+		size_t j;
+
+		for (j = 0; j < r->nparts && !s->rc; j++) {
+			struct wpart *p = &r->parts[j];
+
+			p->part.nodes = p->buf;
+			s->rc = pkb_writer_join_parts(s->w, &p->part, 1, p->key_bytes, &s->err);
+			free(p->buf);
+			p->buf = NULL;
+		}
+		s->next++;
+	}
+}
+
 /*
  * Writes the hash scheme's keys in parts (see above). Returns 0, an error (message in err), or
  * 1 when the map does not suit (fewer than 2 ranges): the caller then writes serially.
@@ -1624,14 +1684,15 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct pkb
 		       struct pkb_err *err)
 {
 	uint8_t *cp = NULL, *root = NULL;
-	size_t clen = 0, i, j, np = 0, first = 0;
+	size_t clen = 0, i;
 	struct wrange *r = NULL;
-	struct pm_snap_part *parts = NULL;
-	uint64_t val = 0, key_bytes = 0;
+	struct wstream st;
+	uint64_t val = 0;
 	bool has_val;
 	long t;
 	int rc;
 
+	memset(&st, 0, sizeof(st));
 	rc = common_prefix(map, meta->partitions, &cp, &clen);
 	if (rc <= 0) {
 		if (rc < 0)
@@ -1654,38 +1715,36 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct pkb
 		r[i].hi = (unsigned)((i + 1) * 256 / nranges);
 		r[i].clen = clen;
 	}
+	st.w = w;
+	st.r = r;
+	st.nranges = nranges;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-	for (t = 0; t < (long)nranges; t++)
+	for (t = 0; t < (long)nranges; t++) {
 		write_range(map, meta, cp, &r[t], w->path, cancel);
+#pragma omp critical(pkb_write_stream)
+		{
+			r[t].done = true;
+			stream_ready(&st);
+		}
+	}
 	for (i = 0; i < nranges; i++) {
 		if (r[i].rc) {
 			rc = r[i].rc;
 			*err = r[i].err;
 			goto out;
 		}
-		np += r[i].nparts;
 	}
-	parts = calloc(np ? np : 1, sizeof(*parts));
-	if (!parts) {
-		rc = PKB_ENOMEM;
-		seterr(err, "%s: out of memory", w->path);
+	if (st.rc) {
+		rc = st.rc;
+		*err = st.err;
 		goto out;
 	}
-	for (i = 0; i < nranges; i++)
-		for (j = 0; j < r[i].nparts; j++) {
-			r[i].parts[j].part.nodes = r[i].parts[j].buf;
-			parts[first++] = r[i].parts[j].part;
-			key_bytes += r[i].parts[j].key_bytes;
-		}
-	if (has_val)
-		key_bytes += clen;
-	rc = pkb_writer_join(w, cp, clen, has_val, val, parts, np, key_bytes, err);
+	rc = pkb_writer_join_finish(w, cp, clen, has_val, val, err);
 out:
 	if (r)
 		for (i = 0; i < nranges; i++)
 			wrange_free(&r[i]);
 	free(r);
-	free(parts);
 	free(root);
 	free(cp);
 	return rc;

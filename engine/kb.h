@@ -164,13 +164,16 @@ int pkb_writer_add(struct pkb_writer *w, const uint8_t *key, size_t len, uint64_
 		   const uint8_t *blob, size_t blob_len, struct pkb_err *err);
 
 /*
- * Writes the whole trie from image parts built elsewhere (pm_snap.h, "Building in parts"):
- * on a writer that has been given no key, for numeric values only; key_bytes is the sum of
- * the lengths of all the keys. Then only pkb_writer_commit() or pkb_writer_abort().
+ * Writes the trie from image parts built elsewhere (pm_snap.h, "Building in parts"), on a
+ * writer that has been given no key, for numeric values only: pkb_writer_join_parts() writes
+ * parts[0..n) (and may be called again with the next parts; key_bytes: the sum of the
+ * lengths of their full keys), pkb_writer_join_finish() the root (prefix C and the value of
+ * key C when has_val). Then only pkb_writer_commit() or pkb_writer_abort().
  */
-int pkb_writer_join(struct pkb_writer *w, const uint8_t *prefix, size_t plen, bool has_val,
-		    uint64_t val, const struct pm_snap_part *parts, size_t n, uint64_t key_bytes,
-		    struct pkb_err *err);
+int pkb_writer_join_parts(struct pkb_writer *w, const struct pm_snap_part *parts, size_t n,
+			  uint64_t key_bytes, struct pkb_err *err);
+int pkb_writer_join_finish(struct pkb_writer *w, const uint8_t *prefix, size_t plen, bool has_val,
+			   uint64_t val, struct pkb_err *err);
 
 /*
  * Appends a value-heap entry (u32 little-endian length, then the bytes), the layout of a KB's

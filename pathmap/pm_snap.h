@@ -149,6 +149,20 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 			      const size_t *lens, size_t n, pm_snap_union_fn check, void *arg,
 			      uint64_t *key_bytes);
 
+/*
+ * pm_snap_builder_join() piece by piece, so that parts can be written as they are finished
+ * (and freed): pm_snap_builder_join_parts() writes parts[0..n) through a builder that has been
+ * given no key, and may be called again with the next parts (bytes strictly increasing across
+ * the calls); the nodes of a part may be freed once the call returns.
+ * pm_snap_builder_join_finish() then writes the root (prefix C, the value of key C when
+ * has_val) and the footer, under the rules of pm_snap_builder_join(). Both return 0,
+ * PM_EINVAL (a rule broken: nothing written by that call), PM_ENOMEM or PM_SNAP_ESINK; after
+ * the latter two the builder can only be destroyed, as after join_finish.
+ */
+int pm_snap_builder_join_parts(pm_snap_builder *b, const struct pm_snap_part *parts, size_t n);
+int pm_snap_builder_join_finish(pm_snap_builder *b, const uint8_t *prefix, size_t plen,
+				bool has_val, uint64_t val, uint64_t *image_len);
+
 /* The code the sink returned when a call failed with PM_SNAP_ESINK, else 0. */
 int pm_snap_builder_sink_error(const pm_snap_builder *b);
 

@@ -414,6 +414,29 @@ static void test_parts(void)
 			pm_snap_builder_destroy(b);
 			CU_ASSERT(ilen == joined.len && joined.len == img.len &&
 				  !memcmp(joined.p, img.p, img.len));
+			/* the same join piece by piece: one part per call, then the root */
+			free(joined.p);
+			memset(&joined, 0, sizeof(joined));
+			CU_ASSERT_EQUAL_FATAL(
+			    pm_snap_builder_create(NULL, NULL, buf_sink, &joined, &b), 0);
+			for (i = 0; i < np; i++)
+				CU_ASSERT_EQUAL(pm_snap_builder_join_parts(b, &parts[i], 1), 0);
+			if (np >= 2) /* bytes must increase across the calls too */
+				CU_ASSERT_EQUAL(pm_snap_builder_join_parts(b, &parts[0], 1),
+						PM_EINVAL);
+			CU_ASSERT_EQUAL(pm_snap_builder_add(b, (const uint8_t *)"k", 1, 1),
+					np ? PM_EINVAL : 0);
+			if (np) {
+				CU_ASSERT_EQUAL(pm_snap_builder_join_finish(b, s.kv[0].k, c,
+									    has_val, val, &ilen),
+						np == 1 && !has_val ? PM_EINVAL : 0);
+				if (np > 1 || has_val)
+					CU_ASSERT(ilen == joined.len && joined.len == img.len &&
+						  !memcmp(joined.p, img.p, img.len));
+			}
+			pm_snap_builder_destroy(b);
+			free(joined.p);
+			memset(&joined, 0, sizeof(joined));
 			/* a single part without the root's value means C was not the longest */
 			if (np >= 1) {
 				CU_ASSERT_EQUAL_FATAL(

@@ -441,6 +441,7 @@ struct pm_snap_builder {
 	uint64_t max_key;     /* longest key added */
 	uint64_t done_root;   /* root offset, when done */
 	bool done;	      /* pm_snap_builder_add_union emitted every node, root included */
+	bool joining;	      /* pm_snap_builder_join_parts wrote parts: the root's children */
 	void *xs_raw;	      /* block holding the hash state */
 	XXH3_state_t *xs;     /* hash of the bytes emitted, 64-byte aligned inside xs_raw */
 	size_t blen;	      /* bytes waiting in buf */
@@ -675,7 +676,7 @@ int pm_snap_builder_add(pm_snap_builder *b, const uint8_t *key, size_t len, uint
 		return PM_EINVAL;
 	if (b->broken)
 		return b->broken;
-	if (b->done)
+	if (b->done || b->joining)
 		return PM_EINVAL;
 	if (b->count) {
 		m = len < b->last_len ? len : b->last_len;
@@ -841,12 +842,81 @@ int pm_snap_builder_finish_part(pm_snap_builder *b, struct pm_snap_part *part)
 	return 0;
 }
 
+int pm_snap_builder_join_parts(pm_snap_builder *b, const struct pm_snap_part *parts, size_t n)
+{
+	size_t i;
+	int rc;
+
+	if (!b || (!parts && n))
+		return PM_EINVAL;
+	if (b->broken)
+		return b->broken;
+	if (b->done || (!b->joining && (b->count || b->pos)))
+		return PM_EINVAL;
+	for (i = 0; i < n; i++)
+		if (!parts[i].count || parts[i].root >= parts[i].len ||
+		    parts[i].max_key == UINT64_MAX ||
+		    (i ? parts[i].byte <= parts[i - 1].byte
+		       : b->nch && parts[i].byte <= b->ch[b->nch - 1].byte))
+			return PM_EINVAL;
+	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + n + 1,
+		  sizeof(struct child));
+	if (rc)
+		return rc;
+	b->joining = true;
+	for (i = 0; i < n; i++) {
+		b->ch[b->nch].off = b->pos + parts[i].root;
+		b->ch[b->nch].count = parts[i].count;
+		b->ch[b->nch].byte = parts[i].byte;
+		b->nch++;
+		b->count += parts[i].count;
+		if (parts[i].max_key >= b->max_key)
+			b->max_key =
+			    parts[i].max_key + 1; /* the branch byte, then the part's key */
+		rc = out(b, parts[i].nodes, (size_t)parts[i].len);
+		if (rc) {
+			b->broken = rc;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int pm_snap_builder_join_finish(pm_snap_builder *b, const uint8_t *prefix, size_t plen,
+				bool has_val, uint64_t val, uint64_t *image_len)
+{
+	struct frame root = {0, plen, val, 0, has_val};
+	uint64_t off = 0, cnt;
+	int rc;
+
+	if (!b || (!prefix && plen))
+		return PM_EINVAL;
+	if (b->broken)
+		return b->broken;
+	if (b->done || (!b->joining && (b->count || b->pos)) || (b->nch == 1 && !has_val) ||
+	    (b->nch && b->max_key > UINT64_MAX - plen))
+		return PM_EINVAL;
+	/* b->max_key holds 1 + the longest part key (0: no part) */
+	b->max_key = b->nch ? plen + b->max_key : 0;
+	if (has_val) {
+		b->count++;
+		if (plen > b->max_key)
+			b->max_key = plen;
+	}
+	rc = 0;
+	if (b->nch || has_val)
+		rc = emit(b, &root, prefix, plen, &off, &cnt);
+	if (!rc)
+		rc = finish_image(b, off, image_len);
+	if (rc)
+		b->broken = rc;
+	return rc;
+}
+
 int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen, bool has_val,
 			 uint64_t val, const struct pm_snap_part *parts, size_t n,
 			 uint64_t *image_len)
 {
-	struct frame root = {0, plen, val, 0, has_val};
-	uint64_t off = 0, cnt, total = has_val ? 1 : 0, maxk = has_val ? plen : 0;
 	size_t i;
 	int rc;
 
@@ -854,39 +924,14 @@ int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen,
 		return PM_EINVAL;
 	if (b->broken)
 		return b->broken;
-	if (b->count || b->pos || (n == 1 && !has_val))
+	if (b->count || b->pos || b->joining || (n == 1 && !has_val))
 		return PM_EINVAL;
-	for (i = 0; i < n; i++) {
-		if (!parts[i].count || parts[i].root >= parts[i].len ||
-		    (i && parts[i].byte <= parts[i - 1].byte) ||
-		    parts[i].max_key > UINT64_MAX - plen - 1)
+	for (i = 0; i < n; i++)
+		if (parts[i].max_key > UINT64_MAX - plen - 1)
 			return PM_EINVAL;
-		total += parts[i].count;
-		if (plen + 1 + parts[i].max_key > maxk)
-			maxk = plen + 1 + parts[i].max_key;
-	}
-	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, n ? n : 1, sizeof(struct child));
-	if (rc)
-		return rc;
-	for (i = 0; i < n; i++) {
-		b->ch[i].off = b->pos + parts[i].root;
-		b->ch[i].count = parts[i].count;
-		b->ch[i].byte = parts[i].byte;
-		rc = out(b, parts[i].nodes, (size_t)parts[i].len);
-		if (rc)
-			goto out_broken;
-	}
-	b->nch = n;
-	b->count = total;
-	b->max_key = maxk;
-	if (n || has_val)
-		rc = emit(b, &root, prefix, plen, &off, &cnt);
+	rc = pm_snap_builder_join_parts(b, parts, n);
 	if (!rc)
-		rc = finish_image(b, off, image_len);
-	if (!rc)
-		return 0;
-out_broken:
-	b->broken = rc;
+		rc = pm_snap_builder_join_finish(b, prefix, plen, has_val, val, image_len);
 	return rc;
 }
 
@@ -1213,7 +1258,7 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 		return PM_EINVAL;
 	if (b->broken)
 		return b->broken;
-	if (b->count || b->pos || b->done)
+	if (b->count || b->pos || b->done || b->joining)
 		return PM_EINVAL;
 	if (n > UINT32_MAX)
 		return PM_EOVERFLOW;
