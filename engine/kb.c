@@ -929,15 +929,12 @@ struct pbuf {
 	int rc;		/* error of the last refill */
 };
 
-/* A merger: the keys of every partition within a range, in user-key order. */
+/* A merger: the keys of every partition, in user-key order. */
 struct merger {
 	const pm_map *map; /* the map */
 	uint32_t parts;	   /* P */
 	size_t cap;	   /* entries a buffer takes per round */
 	unsigned threads;  /* copy the partitions' keys on this many threads (1: serial) */
-	const uint8_t *cp; /* range: keys C ++ c ++ ..., c < hi (cp NULL: all keys) */
-	size_t clen;	   /* bytes of C */
-	unsigned hi;	   /* ... */
 	struct pbuf *bufs; /* one per partition */
 	struct src *h;	   /* the current entry of each buffer */
 	uint32_t *lt;	   /* the loser tree over them (P entries) */
@@ -946,11 +943,10 @@ struct merger {
 };
 
 struct refill {
-	struct pbuf *b;		/* buffer being filled */
-	const struct merger *m; /* its merger (range) */
-	size_t cap;		/* entries it may hold */
-	bool skip;		/* the walk's first visit is the resume key itself */
-	bool added;		/* keys were copied: last becomes the last of them */
+	struct pbuf *b; /* buffer being filled */
+	size_t cap;	/* entries it may hold */
+	bool skip;	/* the walk's first visit is the resume key itself */
+	bool added;	/* keys were copied: last becomes the last of them */
 };
 
 static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
@@ -974,7 +970,6 @@ static int refill_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
 {
 	struct refill *r = arg;
 	struct pbuf *b = r->b;
-	const struct merger *m = r->m;
 	const uint8_t *u = key + PME_PART_PATH_LEN;
 	size_t ul = len - PME_PART_PATH_LEN;
 
@@ -983,8 +978,6 @@ static int refill_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
 		if (len == b->llen && !memcmp(key, b->last, len))
 			return 0;
 	}
-	if (m->cp && (ul <= m->clen || memcmp(u, m->cp, m->clen) || u[m->clen] >= m->hi))
-		return 2; /* past the range: the partition is done */
 	if (b->n == r->cap)
 		return 1; /* full: the key stays for the next round */
 	if (grow_to((void **)&b->keys, &b->kcap, b->klen + ul, 1))
@@ -1016,7 +1009,7 @@ static int refill_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
 /* Drops the merged entries of b, then copies the partition's next keys into it. */
 static void refill(const struct merger *m, uint32_t pid, struct pbuf *b)
 {
-	struct refill r = {b, m, m->cap, b->resume, false};
+	struct refill r = {b, m->cap, b->resume, false};
 	uint8_t pp[PME_PART_PATH_LEN];
 	size_t i, k0 = b->pos < b->n ? b->off[b->pos] : b->klen;
 	int rc;
@@ -1053,7 +1046,7 @@ static void refill(const struct merger *m, uint32_t pid, struct pbuf *b)
 		b->has_last = true;
 		b->resume = true;
 	}
-	if (rc == 0 || rc == 2)
+	if (rc == 0)
 		b->done = true;
 	else if (rc != 1)
 		b->rc = rc == PM_ENOMEM ? PKB_ENOMEM : rc;
@@ -1186,48 +1179,24 @@ static void merger_free(struct merger *m)
 	m->lt = NULL;
 }
 
-/*
- * Sets up a merger over the keys C ++ c ++ ... with lo <= c < hi (cp == NULL: all keys).
- * Returns 0 or PKB_ENOMEM.
- */
+/* Sets up a merger over all keys. Returns 0 or PKB_ENOMEM. */
 static int merger_init(struct merger *m, const pm_map *map, uint32_t parts, size_t cap,
-		       unsigned threads, const uint8_t *cp, size_t clen, unsigned lo, unsigned hi,
-		       volatile sig_atomic_t *cancel)
+		       unsigned threads, volatile sig_atomic_t *cancel)
 {
-	uint32_t i;
-
 	memset(m, 0, sizeof(*m));
 	m->map = map;
 	m->parts = parts;
 	m->cap = cap;
 	m->threads = threads;
-	m->cp = cp;
-	m->clen = clen;
-	m->hi = hi;
 	m->cancel = cancel;
 	m->bufs = calloc(parts, sizeof(*m->bufs));
 	m->h = calloc(parts, sizeof(*m->h));
 	m->lt = calloc(parts, sizeof(*m->lt));
-	if (!m->bufs || !m->h || !m->lt)
-		goto out_nomem;
-	if (!cp)
-		return 0;
-	for (i = 0; i < parts; i++) {
-		struct pbuf *b = &m->bufs[i];
-
-		/* the walk starts at partition path ++ C ++ lo */
-		if (grow_to((void **)&b->last, &b->lcap, PME_PART_PATH_LEN + clen + 1, 1))
-			goto out_nomem;
-		pme_partition_path(i, b->last);
-		memcpy(b->last + PME_PART_PATH_LEN, cp, clen);
-		b->last[PME_PART_PATH_LEN + clen] = (uint8_t)lo;
-		b->llen = PME_PART_PATH_LEN + clen + 1;
-		b->has_last = true;
+	if (!m->bufs || !m->h || !m->lt) {
+		merger_free(m);
+		return PKB_ENOMEM;
 	}
 	return 0;
-out_nomem:
-	merger_free(m);
-	return PKB_ENOMEM;
 }
 
 /* Called for every key of a merger, in order; returns 0 or an error that stops it. */
@@ -1856,7 +1825,7 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 		rc = write_union(c.w, map, meta, cancel, err);
 		goto out_done;
 	}
-	rc = merger_init(&m, map, meta->partitions, cap, threads, NULL, 0, 0, 256, cancel);
+	rc = merger_init(&m, map, meta->partitions, cap, threads, cancel);
 	if (rc) {
 		seterr(err, "%s: out of memory", path);
 		goto out_done;
