@@ -591,6 +591,28 @@ uint64_t pkb_writer_count(const struct pkb_writer *w)
 	return w->count;
 }
 
+/* Appends a string value to w's heap ([u32 length][bytes]); *word gets its offset. Returns
+ * 0 or an error (message in err). */
+static int writer_blob(struct pkb_writer *w, const uint8_t *blob, size_t len, uint64_t *word,
+		       struct pkb_err *err)
+{
+	uint8_t l4[4];
+	int rc;
+
+	if (len > UINT32_MAX) {
+		seterr(err, "%s: a value is longer than 4 GiB", w->path);
+		return PKB_EINVAL;
+	}
+	*word = w->heap_pos;
+	put_le(l4, len, 4);
+	rc = heap_put(w, l4, 4);
+	if (!rc && len)
+		rc = heap_put(w, blob, len);
+	if (rc)
+		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
+	return rc;
+}
+
 int pkb_writer_add(struct pkb_writer *w, const uint8_t *key, size_t len, uint64_t word,
 		   const uint8_t *blob, size_t blob_len, struct pkb_err *err)
 {
@@ -621,18 +643,8 @@ int pkb_writer_add(struct pkb_writer *w, const uint8_t *key, size_t len, uint64_
 		seterr(err, "%s: %s", w->path, pm_snap_strerror(rc));
 		return rc == PM_EOVERFLOW ? PKB_ENOMEM : rc;
 	}
-	if (w->blob) {
-		uint8_t l4[4];
-
-		put_le(l4, blob_len, 4);
-		rc = heap_put(w, l4, 4);
-		if (!rc && blob_len)
-			rc = heap_put(w, blob, blob_len);
-		if (rc) {
-			seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
-			return rc;
-		}
-	}
+	if (w->blob && (rc = writer_blob(w, blob, blob_len, &word, err)))
+		return rc;
 	w->count++;
 	w->key_bytes += len;
 	return 0;
@@ -885,69 +897,26 @@ out_abort:
 
 /*
  * The hash scheme's partitions hold disjoint sets of user keys, each in key order under its
- * partition path; the KB wants them in one key order.
- *
- * Number values: one walk over the partitions' nodes together (pm_snap_builder_add_union)
- * emits the image directly, and checks on the way that each key sits in the partition its
- * hash names. Two ways (pkb_write picks one):
- *   - serial: one walk over everything, streamed through the writer;
- *   - in parts: with C the longest common prefix of all user keys, the keys C ++ c ++ s are
- *     cut into ranges of the branch byte c; each range (a task of a parallel loop) walks, for
- *     each c, the subtries at the partition paths ++ C ++ c and builds the image of the
- *     stripped keys s in memory (pm_snap_builder_finish_part); finished ranges are streamed
- *     to the writer in byte order as soon as every range before them is (so the file is
- *     written while later ranges are built, and each part's memory goes as soon as it is
- *     written), and the root joins them (pm_snap_builder_join_parts / _finish): the same
- *     bytes as the serial way, as FORMAT.md's layout makes every subtree's encoding
- *     independent of where it lies. This needs the image in memory.
- *
- * String values take heap offsets in key order, so they go serially through a merger: the
- * keys themselves, spelled out. Its walk over the map's nodes is what costs (its nodes are
- * scattered in memory), so it runs in rounds: every partition copies its next keys, at most
- * `cap` of them, into a flat buffer of its own; then the buffers are merged up to the round's
- * bound, the smallest last-copied key of the partitions that have more. Every key at or below
- * the bound is in a buffer by then (a partition's later keys are above its last copied one),
- * so the merge is exact; the partition that set the bound is drained, so every round makes
- * progress; and memory stays at P x cap entries whatever the KB's size. The copying rounds
- * run on all threads (OpenMP), the merge and the snapshot builder on one.
+ * partition path; the KB wants them in one key order. One walk over the partitions' nodes
+ * together (pm_snap_builder_add_union) emits the image directly, and checks on the way that
+ * each key sits in the partition its hash names. Two ways (pkb_write picks one):
+ *   - serial: one walk over everything, streamed through the writer; string values are
+ *     copied to the KB's heap as the walk meets them (their offsets follow key order);
+ *   - in parts (number values): with C the longest common prefix of all user keys, the keys
+ *     C ++ c ++ s are cut into ranges of the branch byte c; each range (a task of a parallel
+ *     loop) walks, for each c, the subtries at the partition paths ++ C ++ c and builds the
+ *     image of the stripped keys s in memory (pm_snap_builder_finish_part); finished ranges
+ *     are streamed to the writer in byte order as soon as every range before them is (so
+ *     the file is written while later ranges are built, and each part's memory goes as soon
+ *     as it is written), and the root joins them (pm_snap_builder_join_parts / _finish):
+ *     the same bytes as the serial way, as FORMAT.md's layout makes every subtree's
+ *     encoding independent of where it lies. This needs the image in memory.
+ * The prefix scheme's map holds the user keys themselves: one subtrie, the whole map.
  */
-struct pbuf {
-	uint8_t *keys;	/* key bytes of the buffered entries */
-	size_t klen;	/* bytes used */
-	size_t kcap;	/* bytes allocated */
-	size_t *off;	/* entry i's key is keys[off[i] .. off[i + 1]) */
-	uint64_t *vals; /* entry i's value word */
-	size_t n;	/* entries buffered */
-	size_t pos;	/* next entry to merge */
-	size_t ecap;	/* entries allocated (off and vals) */
-	uint8_t *last;	/* where the next refill starts (partition path included) */
-	size_t llen;	/* its length */
-	size_t lcap;	/* bytes allocated for last */
-	bool has_last;	/* last is set (else: from the partition's first key) */
-	bool resume;	/* last is a key already copied: the walk skips it */
-	bool done;	/* the partition has no more keys in range */
-	int rc;		/* error of the last refill */
-};
-
-/* A merger: the keys of every partition, in user-key order. */
-struct merger {
-	const pm_map *map; /* the map */
-	uint32_t parts;	   /* P */
-	size_t cap;	   /* entries a buffer takes per round */
-	unsigned threads;  /* copy the partitions' keys on this many threads (1: serial) */
-	struct pbuf *bufs; /* one per partition */
-	struct src *h;	   /* the current entry of each buffer */
-	uint32_t *lt;	   /* the loser tree over them (P entries) */
-	uint64_t seen;	   /* keys merged so far */
-	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
-};
-
-struct refill {
-	struct pbuf *b; /* buffer being filled */
-	size_t cap;	/* entries it may hold */
-	bool skip;	/* the walk's first visit is the resume key itself */
-	bool added;	/* keys were copied: last becomes the last of them */
-};
+#define WRITE_RANGES_PER_THREAD 8u     /* in parts: key ranges per thread */
+#define CANCEL_KEYS 65536u	       /* keys walked between looks at the cancel flag */
+#define WRITE_IMAGE_BYTES_PER_KEY 48.0 /* in parts: image bytes per key, a generous guess */
+#define WRITE_IMAGE_DEFAULT_MEMORY ((uint64_t)1 << 30) /* ... allowed without opts->memory */
 
 static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
 {
@@ -966,108 +935,6 @@ static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static int refill_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
-{
-	struct refill *r = arg;
-	struct pbuf *b = r->b;
-	const uint8_t *u = key + PME_PART_PATH_LEN;
-	size_t ul = len - PME_PART_PATH_LEN;
-
-	if (r->skip) {
-		r->skip = false;
-		if (len == b->llen && !memcmp(key, b->last, len))
-			return 0;
-	}
-	if (b->n == r->cap)
-		return 1; /* full: the key stays for the next round */
-	if (grow_to((void **)&b->keys, &b->kcap, b->klen + ul, 1))
-		return PKB_ENOMEM;
-	if (b->n + 2 > b->ecap) {
-		size_t nc = b->ecap ? 2 * b->ecap : 64;
-		size_t *no = realloc(b->off, nc * sizeof(*no));
-		uint64_t *nv;
-
-		if (!no)
-			return PKB_ENOMEM;
-		b->off = no;
-		nv = realloc(b->vals, nc * sizeof(*nv));
-		if (!nv)
-			return PKB_ENOMEM;
-		b->vals = nv;
-		b->ecap = nc;
-	}
-	if (ul)
-		memcpy(b->keys + b->klen, u, ul);
-	b->off[b->n] = b->klen;
-	b->klen += ul;
-	b->off[b->n + 1] = b->klen;
-	b->vals[b->n++] = val;
-	r->added = true;
-	return 0;
-}
-
-/* Drops the merged entries of b, then copies the partition's next keys into it. */
-static void refill(const struct merger *m, uint32_t pid, struct pbuf *b)
-{
-	struct refill r = {b, m->cap, b->resume, false};
-	uint8_t pp[PME_PART_PATH_LEN];
-	size_t i, k0 = b->pos < b->n ? b->off[b->pos] : b->klen;
-	int rc;
-
-	if (b->pos) {
-		for (i = b->pos; i < b->n; i++) {
-			b->off[i - b->pos] = b->off[i] - k0;
-			b->vals[i - b->pos] = b->vals[i];
-		}
-		if (b->klen > k0)
-			memmove(b->keys, b->keys + k0, b->klen - k0);
-		b->klen -= k0;
-		b->n -= b->pos;
-		if (b->off)
-			b->off[b->n] = b->klen;
-		b->pos = 0;
-	}
-	if (b->done || b->n == m->cap)
-		return;
-	pme_partition_path(pid, pp);
-	rc = pm_map_foreach(m->map, pp, sizeof(pp), b->has_last ? b->last : NULL,
-			    b->has_last ? b->llen : 0, refill_visit, &r);
-	if (r.added) { /* the next walk resumes after the last key copied */
-		size_t ul = b->off[b->n] - b->off[b->n - 1];
-
-		if (grow_to((void **)&b->last, &b->lcap, sizeof(pp) + ul, 1)) {
-			b->rc = PKB_ENOMEM;
-			return;
-		}
-		memcpy(b->last, pp, sizeof(pp));
-		if (ul)
-			memcpy(b->last + sizeof(pp), b->keys + b->off[b->n - 1], ul);
-		b->llen = sizeof(pp) + ul;
-		b->has_last = true;
-		b->resume = true;
-	}
-	if (rc == 0)
-		b->done = true;
-	else if (rc != 1)
-		b->rc = rc == PM_ENOMEM ? PKB_ENOMEM : rc;
-}
-
-#define WRITE_ROUND_ENTRIES (1u << 21) /* entries buffered per round, all partitions */
-#define WRITE_MIN_ENTRIES 32u	       /* ... at least, per partition */
-#define WRITE_RANGES_PER_THREAD 8u     /* in parts: key ranges per thread */
-#define CANCEL_KEYS 65536u	       /* keys merged between looks at the cancel flag */
-#define WRITE_IMAGE_BYTES_PER_KEY 48.0 /* in parts: image bytes per key, a generous guess */
-#define WRITE_IMAGE_DEFAULT_MEMORY ((uint64_t)1 << 30) /* ... allowed without opts->memory */
-
-/* A buffer's entry in the merge heap. */
-struct src {
-	uint64_t k8;	    /* first 8 bytes of key, big-endian, zero-padded: most
-			       comparisons end here (UINT64_MAX when drained) */
-	const uint8_t *key; /* the current entry's key */
-	size_t len;	    /* its length */
-	bool live;	    /* the buffer has an entry (else: drained) */
-};
-
 static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
 	size_t m = al < bl ? al : bl;
@@ -1076,246 +943,6 @@ static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 	if (c)
 		return c;
 	return al < bl ? -1 : al > bl;
-}
-
-/*
- * The merge is a loser tree over the P buffers: nodes 1..P-1 hold the source that lost the
- * match played there, t[0] the overall winner; leaf P + i is buffer i. Taking the winner's
- * next entry replays only its path to the root: log2(P) comparisons, most decided by the
- * first 8 key bytes. A drained buffer loses to everything.
- */
-
-/* a < b when their first 8 bytes tie (or one is drained, its k8 UINT64_MAX) */
-static bool lt_less_tie(const struct src *s, uint32_t a, uint32_t b)
-{
-	int c;
-
-	if (!s[a].live || !s[b].live)
-		return s[a].live && !s[b].live;
-	c = key_cmp(s[a].key, s[a].len, s[b].key, s[b].len);
-	return c ? c < 0 : a < b;
-}
-
-static inline bool lt_less(const struct src *s, uint32_t a, uint32_t b)
-{
-	/* unequal heads decide (a drained source's UINT64_MAX is above every live key's
-	 * head but a head of eight 0xff bytes, which ties and goes the slow way) */
-	if (__builtin_expect(s[a].k8 != s[b].k8, 1))
-		return s[a].k8 < s[b].k8;
-	return lt_less_tie(s, a, b);
-}
-
-/* Plays the matches below node (1 <= node < 2k); returns the winner. */
-static uint32_t lt_build(const struct src *s, uint32_t *t, size_t k, size_t node)
-{
-	uint32_t a, b;
-
-	if (node >= k)
-		return (uint32_t)(node - k);
-	a = lt_build(s, t, k, 2 * node);
-	b = lt_build(s, t, k, 2 * node + 1);
-	if (lt_less(s, a, b)) {
-		t[node] = b;
-		return a;
-	}
-	t[node] = a;
-	return b;
-}
-
-/* Source w changed: replays its path; t[0] gets the new winner. */
-static inline void lt_replay(const struct src *s, uint32_t *t, size_t k, uint32_t w)
-{
-	size_t n;
-
-	/* branch-free swaps: with keys from P hash partitions, who wins a match is a coin
-	 * toss that a branch would mispredict half the time */
-	for (n = (w + k) >> 1; n >= 1; n >>= 1) {
-		uint32_t x = t[n];
-		uint32_t d = (x ^ w) & (0u - (uint32_t)lt_less(s, x, w)); /* x ^ w if x wins */
-
-		t[n] = x ^ d;
-		w ^= d;
-	}
-	t[0] = w;
-}
-
-/* Points s at the next entry of its buffer; false when the buffer is drained. */
-static bool src_load(struct src *s, const struct pbuf *b)
-{
-	s->live = b->pos < b->n;
-	if (!s->live) {
-		s->k8 = UINT64_MAX;
-		return false;
-	}
-	/* this buffer's turn comes again after about P other entries: fetch its next one */
-	if (b->pos + 1 < b->n) {
-		__builtin_prefetch(b->keys + b->off[b->pos + 1]);
-		__builtin_prefetch(&b->off[b->pos + 2]);
-		__builtin_prefetch(&b->vals[b->pos + 1]);
-	}
-	s->key = b->keys + b->off[b->pos];
-	s->len = b->off[b->pos + 1] - b->off[b->pos];
-	s->k8 = pme_head8(s->key, s->len);
-	return true;
-}
-
-static void merger_free(struct merger *m)
-{
-	size_t i;
-
-	if (m->bufs) {
-		for (i = 0; i < m->parts; i++) {
-			free(m->bufs[i].keys);
-			free(m->bufs[i].off);
-			free(m->bufs[i].vals);
-			free(m->bufs[i].last);
-		}
-		free(m->bufs);
-	}
-	free(m->h);
-	free(m->lt);
-	m->bufs = NULL;
-	m->h = NULL;
-	m->lt = NULL;
-}
-
-/* Sets up a merger over all keys. Returns 0 or PKB_ENOMEM. */
-static int merger_init(struct merger *m, const pm_map *map, uint32_t parts, size_t cap,
-		       unsigned threads, volatile sig_atomic_t *cancel)
-{
-	memset(m, 0, sizeof(*m));
-	m->map = map;
-	m->parts = parts;
-	m->cap = cap;
-	m->threads = threads;
-	m->cancel = cancel;
-	m->bufs = calloc(parts, sizeof(*m->bufs));
-	m->h = calloc(parts, sizeof(*m->h));
-	m->lt = calloc(parts, sizeof(*m->lt));
-	if (!m->bufs || !m->h || !m->lt) {
-		merger_free(m);
-		return PKB_ENOMEM;
-	}
-	return 0;
-}
-
-/* Called for every key of a merger, in order; returns 0 or an error that stops it. */
-typedef int (*merge_fn)(void *arg, const uint8_t *key, size_t len, uint64_t val);
-
-/* Runs the merger to its end. Returns 0, fn's error or its own (message in err). */
-static int merger_run(struct merger *m, merge_fn fn, void *arg, const char *path,
-		      struct pkb_err *err)
-{
-	const uint32_t np = m->parts;
-	size_t n, i;
-	int rc;
-
-	for (;;) {
-		const struct pbuf *lim = NULL;
-		const uint8_t *lk = NULL; /* the bound's user key (lim's last, path stripped) */
-		size_t ll = 0;
-		uint64_t lim8 = 0;
-		long p;
-
-		if (m->threads > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(m->threads)
-			for (p = 0; p < (long)np; p++)
-				refill(m, (uint32_t)p, &m->bufs[p]);
-		} else {
-			for (p = 0; p < (long)np; p++)
-				refill(m, (uint32_t)p, &m->bufs[p]);
-		}
-		n = 0;
-		for (i = 0; i < np; i++) {
-			struct pbuf *b = &m->bufs[i];
-
-			if (b->rc) {
-				seterr(err, "%s: out of memory", path);
-				return b->rc;
-			}
-			/* the bound: the smallest last key of the partitions with more */
-			if (!b->done && (!lim || key_cmp(b->last + PME_PART_PATH_LEN,
-							 b->llen - PME_PART_PATH_LEN,
-							 lim->last + PME_PART_PATH_LEN,
-							 lim->llen - PME_PART_PATH_LEN) < 0))
-				lim = b;
-			n += src_load(&m->h[i], b);
-		}
-		if (!n)
-			return 0;
-		if (lim) {
-			lk = lim->last + PME_PART_PATH_LEN;
-			ll = lim->llen - PME_PART_PATH_LEN;
-			lim8 = pme_head8(lk, ll);
-		}
-		m->lt[0] = np > 1 ? lt_build(m->h, m->lt, np, 1) : 0;
-		for (;;) {
-			uint32_t w = m->lt[0];
-			struct src *s = &m->h[w];
-			struct pbuf *b = &m->bufs[w];
-
-			if (!s->live)
-				break; /* every buffer drained */
-			/* past the bound? the heads decide unless they tie */
-			if (lk && s->k8 >= lim8 &&
-			    (s->k8 > lim8 || key_cmp(s->key, s->len, lk, ll) > 0))
-				break;
-			if (pme_hash_partition(s->key, s->len, np) != w) {
-				seterr(err, "%s: a key sits in partition %u, its hash says %u",
-				       path, w, pme_hash_partition(s->key, s->len, np));
-				return PKB_EROUTE;
-			}
-			if (m->cancel && ++m->seen % CANCEL_KEYS == 0 && *m->cancel) {
-				seterr(err, "%s: interrupted, nothing written", path);
-				return PKB_ECANCELED;
-			}
-			rc = fn(arg, s->key, s->len, b->vals[b->pos]);
-			if (rc)
-				return rc;
-			b->pos++;
-			src_load(s, b);
-			if (np > 1)
-				lt_replay(m->h, m->lt, np, w);
-		}
-	}
-}
-
-struct add_ctx {
-	struct pkb_writer *w; /* output */
-	pkb_blob_fn blob;     /* accessor for blob values */
-	void *blob_ud;	      /* its argument */
-	struct pkb_err *err;  /* message */
-	int rc;		      /* first error */
-};
-
-static int add_record(struct add_ctx *c, const uint8_t *key, size_t len, uint64_t val)
-{
-	const uint8_t *data = NULL;
-	size_t dlen = 0;
-	int rc;
-
-	if (c->w->blob) {
-		rc = c->blob(c->blob_ud, val, &data, &dlen);
-		if (rc) {
-			seterr(c->err, "%s: the value of a key cannot be read (%s)", c->w->path,
-			       pkb_strerror(rc));
-			return rc;
-		}
-	}
-	return pkb_writer_add(c->w, key, len, val, data, dlen, c->err);
-}
-
-static int merge_add(void *arg, const uint8_t *key, size_t len, uint64_t val)
-{
-	return add_record(arg, key, len, val);
-}
-
-static int prefix_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
-{
-	struct add_ctx *c = arg;
-
-	c->rc = add_record(c, key, len, val);
-	return c->rc ? 1 : 0;
 }
 
 /* ---- in parts ---- */
@@ -1380,19 +1007,24 @@ static void wrange_free(struct wrange *r)
  * verified), and now and then the cancel flag.
  */
 struct route_check {
+	struct pkb_writer *w;	       /* string values: the writer whose heap takes them */
+	pkb_blob_fn blob;	       /* ... their accessor */
+	void *blob_ud;		       /* ... its argument */
+	struct pkb_err err;	       /* the message of a failure met here */
 	uint8_t *key;		       /* the user key: C ++ byte ++ the walk's key */
 	size_t head;		       /* bytes of C ++ byte */
 	size_t cap;		       /* bytes allocated */
-	uint32_t parts;		       /* P */
+	uint32_t parts;		       /* P (0: the prefix scheme, nothing to check) */
 	uint32_t src, hash;	       /* the misrouted key's partition and its hash's */
 	uint64_t seen;		       /* keys checked */
 	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
 };
 
-static int route_check(void *arg, size_t src, const uint8_t *key, size_t len)
+static int route_check(void *arg, size_t src, const uint8_t *key, size_t len, uint64_t *val)
 {
 	struct route_check *c = arg;
 	uint32_t h;
+	int rc;
 
 	if (c->parts) {
 		if (c->head + len > c->cap && grow_to((void **)&c->key, &c->cap, c->head + len, 1))
@@ -1408,12 +1040,28 @@ static int route_check(void *arg, size_t src, const uint8_t *key, size_t len)
 	}
 	if (c->cancel && ++c->seen % CANCEL_KEYS == 0 && *c->cancel)
 		return PKB_ECANCELED;
+	if (c->w) {
+		const uint8_t *data = NULL;
+		size_t dlen = 0;
+
+		rc = c->blob(c->blob_ud, *val, &data, &dlen);
+		if (rc) {
+			seterr(&c->err, "%s: the value of a key cannot be read (%s)", c->w->path,
+			       pkb_strerror(rc));
+			return rc;
+		}
+		return writer_blob(c->w, data, dlen, val, &c->err);
+	}
 	return 0;
 }
 
 /* The error message of a failed union walk; returns its PKB code. */
 static int union_error(int rc, const struct route_check *c, const char *path, struct pkb_err *err)
 {
+	if (c->err.msg[0]) { /* a string value's failure, already told */
+		*err = c->err;
+		return rc;
+	}
 	switch (rc) {
 	case PKB_EROUTE:
 		seterr(err, "%s: a key sits in partition %u, its hash says %u", path, c->src,
@@ -1719,11 +1367,12 @@ out:
 	return rc;
 }
 
-/* Writes number values in one piece, streamed through w's builder: the union of the hash
- * scheme's partitions, or the prefix scheme's map (its keys are the user keys). Returns 0 or
- * an error (message in err). */
+/* Writes the trie in one piece, streamed through w's builder: the union of the hash scheme's
+ * partitions, or the prefix scheme's map (its keys are the user keys); string values go to
+ * the heap on the way. Returns 0 or an error (message in err). */
 static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb_meta *meta,
-		       volatile sig_atomic_t *cancel, struct pkb_err *err)
+		       pkb_blob_fn blob, void *blob_ud, volatile sig_atomic_t *cancel,
+		       struct pkb_err *err)
 {
 	struct route_check ck;
 	const uint8_t **paths = NULL;
@@ -1737,6 +1386,11 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb
 
 	memset(&ck, 0, sizeof(ck));
 	ck.cancel = cancel;
+	if (w->blob) {
+		ck.w = w;
+		ck.blob = blob;
+		ck.blob_ud = blob_ud;
+	}
 	if (meta->scheme == PME_SCHEME_PREFIX) {
 		rc = pm_snap_builder_add_union(w->b, map, whole, zero, 1, route_check, &ck, &kb);
 	} else {
@@ -1765,10 +1419,9 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb
 int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, pkb_blob_fn blob,
 	      void *blob_ud, const struct pkb_write_opts *opts, struct pkb_err *err)
 {
-	struct add_ctx c = {NULL, blob, blob_ud, err, 0};
 	volatile sig_atomic_t *cancel = opts ? opts->cancel : NULL;
-	struct merger m;
-	size_t cap, nranges;
+	struct pkb_writer *w;
+	size_t nranges;
 	unsigned threads = opts && opts->threads ? opts->threads : (unsigned)omp_get_max_threads();
 	int rc;
 
@@ -1780,24 +1433,13 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 		seterr(err, "%s: string/opaque values need a value accessor", path);
 		return PKB_EINVAL;
 	}
-	rc = pkb_writer_open(path, meta, opts, &c.w, err);
+	rc = pkb_writer_open(path, meta, opts, &w, err);
 	if (rc)
 		return rc;
-	if (meta->scheme == PME_SCHEME_PREFIX && !c.w->blob) {
-		rc = write_union(c.w, map, meta, cancel, err);
-		goto out_done;
-	}
-	if (meta->scheme == PME_SCHEME_PREFIX) {
-		rc = pm_map_foreach(map, NULL, 0, NULL, 0, prefix_visit, &c);
-		if (rc == 1)
-			rc = c.rc;
-		else if (rc)
-			seterr(err, "%s: out of memory", path);
-		goto out_done;
-	}
-	/* In parts when there are threads to share the work, the values are numbers and the
-	 * image fits the memory budget; ranges: 8 per thread for balance (each range walks
-	 * every partition, so more cost more), at most 256 and a budget of P x ranges seeks. */
+	/* In parts when there are threads to share the work, the values are numbers, the
+	 * scheme is hash and the image fits the memory budget; ranges: 8 per thread for
+	 * balance (each range walks every partition, so more cost more), at most 256 and a
+	 * budget of P x ranges seeks. */
 	nranges = opts && opts->parts ? opts->parts : WRITE_RANGES_PER_THREAD * (size_t)threads;
 	if (!(opts && opts->parts) && nranges > ((size_t)1 << 20) / meta->partitions)
 		nranges = ((size_t)1 << 20) / meta->partitions;
@@ -1809,40 +1451,23 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 				       : (double)pm_map_count(map) * WRITE_IMAGE_BYTES_PER_KEY) >
 		 (double)(opts && opts->memory ? opts->memory : WRITE_IMAGE_DEFAULT_MEMORY)))
 		nranges = 1;
-	if (c.w->blob)
+	if (w->blob || meta->scheme == PME_SCHEME_PREFIX)
 		nranges = 1;
-	cap = WRITE_ROUND_ENTRIES / meta->partitions / (nranges > 1 ? threads : 1);
-	if (cap < WRITE_MIN_ENTRIES)
-		cap = WRITE_MIN_ENTRIES;
-	if (opts && opts->round_cap)
-		cap = opts->round_cap;
-	if (nranges > 1) {
-		rc = write_parts(c.w, map, meta, nranges, threads, cancel, err);
-		if (rc <= 0)
-			goto out_done;
-	}
-	if (!c.w->blob) {
-		rc = write_union(c.w, map, meta, cancel, err);
-		goto out_done;
-	}
-	rc = merger_init(&m, map, meta->partitions, cap, threads, cancel);
-	if (rc) {
-		seterr(err, "%s: out of memory", path);
-		goto out_done;
-	}
-	rc = merger_run(&m, merge_add, &c, path, err);
-	merger_free(&m);
-out_done:
-	if (!rc && pkb_writer_count(c.w) != pm_map_count(map)) {
+	rc = 1;
+	if (nranges > 1)
+		rc = write_parts(w, map, meta, nranges, threads, cancel, err);
+	if (rc > 0)
+		rc = write_union(w, map, meta, blob, blob_ud, cancel, err);
+	if (!rc && pkb_writer_count(w) != pm_map_count(map)) {
 		rc = PKB_EROUTE;
 		seterr(err, "%s: the map holds %zu paths, %llu of them under partition paths", path,
-		       pm_map_count(map), (unsigned long long)pkb_writer_count(c.w));
+		       pm_map_count(map), (unsigned long long)pkb_writer_count(w));
 	}
 	if (rc) {
-		pkb_writer_abort(c.w);
+		pkb_writer_abort(w);
 		return rc;
 	}
-	return pkb_writer_commit(c.w, err);
+	return pkb_writer_commit(w, err);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -114,11 +114,8 @@ struct pkb_write_opts {
 					  parts (0: 1 GiB); above, it builds serially */
 	uint64_t image_hint;	       /* pkb_write: expected image bytes, e.g. key bytes + 24
 					  per key (0: 48 per key) */
-	size_t parts;		       /* pkb_write, hash scheme: 1 builds serially, n > 1 in n
-					  ranges of parts (0: chosen from P, threads, memory) */
-	size_t round_cap;	       /* pkb_write, hash scheme, string values: keys a partition
-					  buffers per merge round (0: automatic; tests use tiny
-					  rounds) */
+	size_t parts; /* pkb_write, hash scheme, number values: 1 builds serially, n > 1 in n
+			 ranges of parts (0: chosen from P, threads, memory) */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -135,7 +132,7 @@ typedef int (*pkb_blob_fn)(void *ud, uint64_t w, const uint8_t **data, size_t *l
  * Writes map as the KB file path. map holds internal paths: with PME_SCHEME_HASH, every key
  * K at path (pme_partition_path(pme_hash_partition(K)) ++ K); with PME_SCHEME_PREFIX, K at
  * path K. The partitions' subtries are walked together in user-key order (one walk over
- * their nodes; string values: a merge of their key streams). For blob value types, blob(ud, w)
+ * their nodes, no key spelled out). For blob value types, blob(ud, w)
  * gives each value's bytes (required then; ignored otherwise). opts may be NULL.
  * Returns 0; PKB_EINVAL (bad meta); PKB_EROUTE (a path that is not where its scheme puts
  * it); PKB_ENOMEM; PKB_ECANCELED; -errno (cannot write: the message names the file and the

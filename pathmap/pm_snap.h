@@ -128,9 +128,11 @@ int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen,
 			 uint64_t val, const struct pm_snap_part *parts, size_t n,
 			 uint64_t *image_len);
 
-/* Told of each key of a union (see below): src is the index of the subtrie it comes from.
- * Non-zero stops the walk, which then returns that code. */
-typedef int (*pm_snap_union_fn)(void *arg, size_t src, const uint8_t *key, size_t len);
+/* Told of each key of a union (see below), in order: src is the index of the subtrie it
+ * comes from, *val its value, which the callback may replace (the image then holds the new
+ * one). Non-zero stops the walk, which then returns that code. */
+typedef int (*pm_snap_union_fn)(void *arg, size_t src, const uint8_t *key, size_t len,
+				uint64_t *val);
 
 /*
  * Adds the keys of the union of n subtries of m to a builder that has been given no key: the

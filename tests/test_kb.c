@@ -259,33 +259,30 @@ static void write_read(size_t nkeys, const char *common)
 		fb = slurp(tpath("b.kb"), &lb);
 		fc = slurp(tpath("c.kb"), &lc);
 		CU_ASSERT(la == lb && !memcmp(fa, fb, la));
-		/* The hash scheme's merge in rounds of a few keys per partition (many bounds,
-		 * partitions drained and resumed), serial or in parts over 2, 3, 7 or 256 ranges of
-		 * branch bytes, on 1 or 2 threads, writes the same bytes as the defaults. */
+		/* The hash scheme's walk, serial or in parts over 2, 3, 7 or 256 ranges of branch
+		 * bytes (string values: always serial), on 1 or 2 threads, writes the same bytes
+		 * as the defaults. */
 		{
-			size_t caps[] = {1, 2, 5, 97, 0}, nparts[] = {1, 2, 3, 7, 256};
-			unsigned r, q, th;
+			size_t nparts[] = {1, 2, 3, 7, 256};
+			unsigned q, th;
 
 			meta_for(&m, PME_SCHEME_HASH, 64, strings, &in);
-			for (r = 0; r < sizeof(caps) / sizeof(caps[0]); r++)
-				for (q = 0; q < sizeof(nparts) / sizeof(nparts[0]); q++)
-					for (th = 1; th <= 2; th++) {
-						struct pkb_write_opts wo = {.threads = th,
-									    .parts = nparts[q],
-									    .round_cap = caps[r]};
-						uint8_t *fr;
-						size_t lr;
-						int wrc = pkb_write(tpath("r.kb"), b, &m, blob_of,
-								    NULL, &wo, &err);
+			for (q = 0; q < sizeof(nparts) / sizeof(nparts[0]); q++)
+				for (th = 1; th <= 2; th++) {
+					struct pkb_write_opts wo = {.threads = th,
+								    .parts = nparts[q]};
+					uint8_t *fr;
+					size_t lr;
+					int wrc = pkb_write(tpath("r.kb"), b, &m, blob_of, NULL,
+							    &wo, &err);
 
-						CU_ASSERT_EQUAL(wrc, 0);
-						if (wrc)
-							printf("cap %zu parts %zu: %s\n", caps[r],
-							       nparts[q], err.msg);
-						fr = slurp(tpath("r.kb"), &lr);
-						CU_ASSERT(fr && la == lr && !memcmp(fa, fr, la));
-						free(fr);
-					}
+					CU_ASSERT_EQUAL(wrc, 0);
+					if (wrc)
+						printf("parts %zu: %s\n", nparts[q], err.msg);
+					fr = slurp(tpath("r.kb"), &lr);
+					CU_ASSERT(fr && la == lr && !memcmp(fa, fr, la));
+					free(fr);
+				}
 		}
 		CU_ASSERT(la == lc && !memcmp(fa + PKB_HEADER_SIZE, fc + PKB_HEADER_SIZE,
 					      la - PKB_HEADER_SIZE));
@@ -329,6 +326,42 @@ static void test_route_refused(void)
 	CU_ASSERT_EQUAL(pkb_write(tpath("r.kb"), a, &m, NULL, NULL, NULL, &err), PKB_EROUTE);
 	CU_ASSERT(stat(tpath("r.kb"), &st) != 0);
 	pm_map_destroy(a);
+	free(o.e);
+}
+
+/* A string accessor that fails at the value word *ud names. */
+static int blob_fail_at(void *ud, uint64_t w, const uint8_t **data, size_t *len)
+{
+	if (w == *(const uint64_t *)ud)
+		return -5; /* -EIO */
+	return blob_of(NULL, w, data, len);
+}
+
+/* A string value that cannot be read stops the write with the accessor's code and a message
+ * that says so (both schemes); nothing is written. */
+static void test_blob_refused(void)
+{
+	struct oracle o;
+	struct pkb_meta m;
+	struct pkb_err err;
+	struct stat st;
+	int sc;
+
+	make_oracle(&o, 300);
+	for (sc = 0; sc < 2; sc++) {
+		enum pme_scheme scheme = sc ? PME_SCHEME_PREFIX : PME_SCHEME_HASH;
+		pm_map *a = map_for(&o, scheme, sc ? 1 : 64, true);
+		uint64_t bad = o.e[o.n / 2].val;
+
+		meta_for(&m, scheme, sc ? 1 : 64, true, NULL);
+		unlink(tpath("s.kb"));
+		memset(&err, 0, sizeof(err));
+		CU_ASSERT_EQUAL(pkb_write(tpath("s.kb"), a, &m, blob_fail_at, &bad, NULL, &err),
+				-5);
+		CU_ASSERT(strstr(err.msg, "cannot be read") != NULL);
+		CU_ASSERT(stat(tpath("s.kb"), &st) != 0);
+		pm_map_destroy(a);
+	}
 	free(o.e);
 }
 
@@ -570,6 +603,7 @@ int main(void)
 	CU_add_test(su, "write, read, load back; canonical bytes", test_write_read);
 	CU_add_test(su, "numeric arithmetic of the duplicate policies", test_num);
 	CU_add_test(su, "maps outside the partition layout are refused", test_route_refused);
+	CU_add_test(su, "an unreadable string value stops the write", test_blob_refused);
 	CU_add_test(su, "failed or cancelled writes leave the old file", test_safe_write);
 	CU_add_test(su, "damaged, truncated, foreign, newer files refused", test_damage);
 	CU_add_test(su, "merge, intersect, subtract against an oracle", test_algebra);

@@ -457,21 +457,24 @@ static void test_parts(void)
 	}
 }
 
-/* Checks each key a union walk reports against the sorted set and the subtrie it was put in;
- * stops the walk (with -77) at key number stop, when stop is not 0. */
+/* Checks each key a union walk reports against the sorted set, the subtrie it was put in and
+ * its value (then adds add to the value); stops the walk (with -77) at key number stop,
+ * when stop is not 0. */
 struct union_check {
 	const struct set *s;
 	const size_t *src; /* subtrie of each key of s */
 	size_t at, bad, stop;
+	uint64_t add;
 };
 
-static int union_visit(void *arg, size_t src, const uint8_t *key, size_t len)
+static int union_visit(void *arg, size_t src, const uint8_t *key, size_t len, uint64_t *val)
 {
 	struct union_check *c = arg;
 	const struct kv *e = c->at < c->s->n ? &c->s->kv[c->at] : NULL;
 
-	if (!e || bytes_cmp(key, len, e->k, e->len) || src != c->src[c->at])
+	if (!e || bytes_cmp(key, len, e->k, e->len) || src != c->src[c->at] || *val != e->val)
 		c->bad++;
+	*val += c->add;
 	if (++c->at == c->stop)
 		return -77;
 	return 0;
@@ -552,6 +555,34 @@ static void test_union(void)
 				CU_ASSERT(ilen == img.len && un.len == img.len &&
 					  !memcmp(un.p, img.p, img.len));
 				free(un.p);
+				/* the callback rewrites values: the image of the set with v + 3 */
+				if (s.n) {
+					struct buf img3;
+
+					memset(&uc, 0, sizeof(uc));
+					uc.s = &s;
+					uc.src = srcof;
+					uc.add = 3;
+					memset(&un, 0, sizeof(un));
+					CU_ASSERT_EQUAL_FATAL(
+					    pm_snap_builder_create(NULL, NULL, buf_sink, &un, &b),
+					    0);
+					CU_ASSERT_EQUAL(pm_snap_builder_add_union(
+							    b, m, paths, lens, whole ? 1 : 6,
+							    union_visit, &uc, NULL),
+							0);
+					CU_ASSERT_EQUAL(pm_snap_builder_finish(b, NULL), 0);
+					pm_snap_builder_destroy(b);
+					for (i = 0; i < s.n; i++)
+						s.kv[i].val += 3;
+					CU_ASSERT_EQUAL_FATAL(build(&s, &img3), 0);
+					for (i = 0; i < s.n; i++)
+						s.kv[i].val -= 3;
+					CU_ASSERT(uc.bad == 0 && un.len == img3.len &&
+						  !memcmp(un.p, img3.p, img3.len));
+					free(img3.p);
+					free(un.p);
+				}
 				/* the check stops the walk with its own code */
 				if (s.n > 1) {
 					memset(&uc, 0, sizeof(uc));

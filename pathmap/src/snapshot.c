@@ -993,7 +993,7 @@ static int u_push(struct ustate *u, size_t start, size_t end, bool has_val, uint
 		rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, end + 1, 1);
 	if (rc)
 		return rc;
-	if (has_val && u->check && (rc = u->check(u->arg, src, b->last, end)))
+	if (has_val && u->check && (rc = u->check(u->arg, src, b->last, end, &val)))
 		return rc;
 	F = &u->fr[u->nfr++];
 	F->f.start = start;
