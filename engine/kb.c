@@ -1003,7 +1003,7 @@ static void wrange_free(struct wrange *r)
 
 /*
  * What the union walk checks of every key: that it sits in the partition its hash names (the
- * walk, unlike a merge, never needs the keys themselves, so this is where routing is
+ * walk never needs the keys themselves, so this is where routing is
  * verified), and now and then the cancel flag.
  */
 struct route_check {

@@ -38,7 +38,7 @@ static inline uint32_t pme_hash_partition(const void *key, size_t len, uint32_t 
 
 /* The first 8 bytes of a key as a big-endian number, zero-padded: these numbers order keys
  * as their first 8 bytes do (a shorter key pads with zeros; ties need the full compare).
- * Routing sorts partitions by it and the KB writer's merge compares heads with it. */
+ * Routing sorts a partition's records by it (then by the bytes after it). */
 static inline uint64_t pme_head8(const uint8_t *k, size_t len)
 {
 	uint64_t v = 0;

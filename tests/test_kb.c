@@ -219,7 +219,7 @@ static void write_read(size_t nkeys, const char *common);
 static void test_write_read(void)
 {
 	/* key sets: random; sharing a prefix (the root's); one key; none; every key starting
-	 * with eight 0xff bytes (the merge's key heads all tie with a drained partition's) */
+	 * with eight 0xff bytes (a long common prefix C over every partition) */
 	static const struct {
 		size_t n;
 		const char *common;

@@ -261,7 +261,7 @@ static void test_route_sort_long(void)
 	free_batch(&t);
 }
 
-/* pme_head8 (the sort and merge key head) against the definition, byte by byte, for every
+/* pme_head8 (the sort's key head) against the definition, byte by byte, for every
  * length 0-12 and bytes drawn mostly from {0, 1, 0xfe, 0xff} (padding ties); and its order:
  * unequal heads order two keys as the full byte compare does. */
 static void test_head8(void)
