@@ -728,7 +728,8 @@ int pkb_writer_join_parts(struct pkb_writer *w, const struct pm_snap_part *parts
 	int rc;
 
 	if (w->blob || (w->count && !w->joining) || w->joined) {
-		seterr(err, "%s: pkb_writer_join: the writer is not fresh or takes string values",
+		seterr(err,
+		       "%s: pkb_writer_join_parts: the writer is not fresh or takes string values",
 		       w->path);
 		return PKB_EINVAL;
 	}
@@ -748,7 +749,8 @@ int pkb_writer_join_finish(struct pkb_writer *w, const uint8_t *prefix, size_t p
 	int rc;
 
 	if (w->blob || (w->count && !w->joining) || w->joined) {
-		seterr(err, "%s: pkb_writer_join: the writer is not fresh or takes string values",
+		seterr(err,
+		       "%s: pkb_writer_join_finish: the writer is not fresh or takes string values",
 		       w->path);
 		return PKB_EINVAL;
 	}
