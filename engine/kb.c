@@ -721,18 +721,25 @@ static int join_error(struct pkb_writer *w, int rc, struct pkb_err *err)
 	return rc == PM_ENOMEM ? PKB_ENOMEM : PKB_EINVAL;
 }
 
+/* Whether w may take (more) parts: a writer of numbers given no key but parts, not joined. */
+static int join_ready(struct pkb_writer *w, const char *call, struct pkb_err *err)
+{
+	if (w->blob || (w->count && !w->joining) || w->joined) {
+		seterr(err, "%s: %s: the writer is not fresh or takes string values", w->path,
+		       call);
+		return PKB_EINVAL;
+	}
+	return 0;
+}
+
 int pkb_writer_join_parts(struct pkb_writer *w, const struct pm_snap_part *parts, size_t n,
 			  uint64_t key_bytes, struct pkb_err *err)
 {
 	size_t i;
-	int rc;
+	int rc = join_ready(w, "pkb_writer_join_parts", err);
 
-	if (w->blob || (w->count && !w->joining) || w->joined) {
-		seterr(err,
-		       "%s: pkb_writer_join_parts: the writer is not fresh or takes string values",
-		       w->path);
-		return PKB_EINVAL;
-	}
+	if (rc)
+		return rc;
 	rc = pm_snap_builder_join_parts(w->b, parts, n);
 	if (rc)
 		return join_error(w, rc, err);
@@ -746,14 +753,10 @@ int pkb_writer_join_parts(struct pkb_writer *w, const struct pm_snap_part *parts
 int pkb_writer_join_finish(struct pkb_writer *w, const uint8_t *prefix, size_t plen, bool has_val,
 			   uint64_t val, struct pkb_err *err)
 {
-	int rc;
+	int rc = join_ready(w, "pkb_writer_join_finish", err);
 
-	if (w->blob || (w->count && !w->joining) || w->joined) {
-		seterr(err,
-		       "%s: pkb_writer_join_finish: the writer is not fresh or takes string values",
-		       w->path);
-		return PKB_EINVAL;
-	}
+	if (rc)
+		return rc;
 	rc = pm_snap_builder_join_finish(w->b, prefix, plen, has_val, val, &w->trie_len);
 	if (rc)
 		return join_error(w, rc, err);
@@ -1004,11 +1007,12 @@ static void wrange_free(struct wrange *r)
 }
 
 /*
- * What the union walk checks of every key: that it sits in the partition its hash names (the
- * walk never needs the keys themselves, so this is where routing is
- * verified), and now and then the cancel flag.
+ * What the union walk does at every key: checks that it sits in the partition its hash names
+ * (the walk never spells out keys otherwise, so this is where routing is verified), looks at
+ * the cancel flag now and then, and copies a string value to the heap (its word becomes the
+ * heap offset).
  */
-struct route_check {
+struct walk_check {
 	struct pkb_writer *w;	       /* string values: the writer whose heap takes them */
 	pkb_blob_fn blob;	       /* ... their accessor */
 	void *blob_ud;		       /* ... its argument */
@@ -1022,9 +1026,9 @@ struct route_check {
 	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
 };
 
-static int route_check(void *arg, size_t src, const uint8_t *key, size_t len, uint64_t *val)
+static int walk_check(void *arg, size_t src, const uint8_t *key, size_t len, uint64_t *val)
 {
-	struct route_check *c = arg;
+	struct walk_check *c = arg;
 	uint32_t h;
 	int rc;
 
@@ -1058,7 +1062,7 @@ static int route_check(void *arg, size_t src, const uint8_t *key, size_t len, ui
 }
 
 /* The error message of a failed union walk; returns its PKB code. */
-static int union_error(int rc, const struct route_check *c, const char *path, struct pkb_err *err)
+static int union_error(int rc, const struct walk_check *c, const char *path, struct pkb_err *err)
 {
 	if (c->err.msg[0]) { /* a string value's failure, already told */
 		*err = c->err;
@@ -1114,7 +1118,7 @@ static void write_range(const pm_map *map, const struct pkb_meta *meta, const ui
 {
 	const uint32_t np = meta->partitions;
 	const size_t pl = PME_PART_PATH_LEN + r->clen + 1;
-	struct route_check ck;
+	struct walk_check ck;
 	const uint8_t **paths = NULL;
 	uint8_t *pbuf = NULL;
 	size_t *lens = NULL;
@@ -1156,7 +1160,7 @@ static void write_range(const pm_map *map, const struct pkb_meta *meta, const ui
 			rc = PKB_ENOMEM;
 			break;
 		}
-		rc = pm_snap_builder_add_union(r->b, map, paths, lens, np, route_check, &ck, &kb);
+		rc = pm_snap_builder_add_union(r->b, map, paths, lens, np, walk_check, &ck, &kb);
 		n = rc ? 0 : pm_snap_builder_count(r->b);
 		if (rc == PM_SNAP_ESINK)
 			rc = PKB_ENOMEM; /* the part sink fails only for memory */
@@ -1376,7 +1380,7 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb
 		       pkb_blob_fn blob, void *blob_ud, volatile sig_atomic_t *cancel,
 		       struct pkb_err *err)
 {
-	struct route_check ck;
+	struct walk_check ck;
 	const uint8_t **paths = NULL;
 	uint8_t *pbuf = NULL;
 	size_t *lens = NULL;
@@ -1394,13 +1398,13 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb
 		ck.blob_ud = blob_ud;
 	}
 	if (meta->scheme == PME_SCHEME_PREFIX) {
-		rc = pm_snap_builder_add_union(w->b, map, whole, zero, 1, route_check, &ck, &kb);
+		rc = pm_snap_builder_add_union(w->b, map, whole, zero, 1, walk_check, &ck, &kb);
 	} else {
 		ck.parts = meta->partitions;
 		rc = walk_paths(meta->partitions, NULL, 0, 0, &pbuf, &paths, &lens);
 		if (!rc)
 			rc = pm_snap_builder_add_union(w->b, map, paths, lens, meta->partitions,
-						       route_check, &ck, &kb);
+						       walk_check, &ck, &kb);
 	}
 	if (rc == PM_SNAP_ESINK) {
 		rc = pm_snap_builder_sink_error(w->b);

@@ -480,6 +480,28 @@ static int union_visit(void *arg, size_t src, const uint8_t *key, size_t len, ui
 	return 0;
 }
 
+/* Walks the union of m's subtries paths[0..n) into a new builder writing to *out, checked by
+ * c (a fresh check from c->s and c->src, adding add to every value; NULL: no check), and
+ * finishes the image when the walk succeeds. Returns the walk's code. */
+static int union_image(const pm_map *m, const uint8_t *const *paths, const size_t *lens, size_t n,
+		       struct union_check *c, uint64_t add, struct buf *out)
+{
+	pm_snap_builder *b;
+	int rc;
+
+	if (c) {
+		c->at = c->bad = 0;
+		c->add = add;
+	}
+	memset(out, 0, sizeof(*out));
+	CU_ASSERT_EQUAL_FATAL(pm_snap_builder_create(NULL, NULL, buf_sink, out, &b), 0);
+	rc = pm_snap_builder_add_union(b, m, paths, lens, n, c ? union_visit : NULL, c, NULL);
+	if (!rc)
+		CU_ASSERT_EQUAL(pm_snap_builder_finish(b, NULL), 0);
+	pm_snap_builder_destroy(b);
+	return rc;
+}
+
 /*
  * pm_snap_builder_add_union against the builder fed key by key: random key sets spread over
  * up to 5 subtries of one map (under prefix-free paths of 1-3 bytes, plus a path with no
@@ -559,20 +581,9 @@ static void test_union(void)
 				if (s.n) {
 					struct buf img3;
 
-					memset(&uc, 0, sizeof(uc));
-					uc.s = &s;
-					uc.src = srcof;
-					uc.add = 3;
-					memset(&un, 0, sizeof(un));
-					CU_ASSERT_EQUAL_FATAL(
-					    pm_snap_builder_create(NULL, NULL, buf_sink, &un, &b),
+					CU_ASSERT_EQUAL(
+					    union_image(m, paths, lens, whole ? 1 : 6, &uc, 3, &un),
 					    0);
-					CU_ASSERT_EQUAL(pm_snap_builder_add_union(
-							    b, m, paths, lens, whole ? 1 : 6,
-							    union_visit, &uc, NULL),
-							0);
-					CU_ASSERT_EQUAL(pm_snap_builder_finish(b, NULL), 0);
-					pm_snap_builder_destroy(b);
 					for (i = 0; i < s.n; i++)
 						s.kv[i].val += 3;
 					CU_ASSERT_EQUAL_FATAL(build(&s, &img3), 0);
@@ -585,19 +596,12 @@ static void test_union(void)
 				}
 				/* the check stops the walk with its own code */
 				if (s.n > 1) {
-					memset(&uc, 0, sizeof(uc));
-					uc.s = &s;
-					uc.src = srcof;
 					uc.stop = 1 + (size_t)(rnd() % s.n);
-					memset(&un, 0, sizeof(un));
-					CU_ASSERT_EQUAL_FATAL(
-					    pm_snap_builder_create(NULL, NULL, buf_sink, &un, &b),
-					    0);
-					CU_ASSERT_EQUAL(pm_snap_builder_add_union(
-							    b, m, paths, lens, whole ? 1 : 6,
-							    union_visit, &uc, NULL),
-							-77);
-					pm_snap_builder_destroy(b);
+					CU_ASSERT_EQUAL(
+					    union_image(m, paths, lens, whole ? 1 : 6, &uc, 0, &un),
+					    -77);
+					CU_ASSERT_EQUAL(uc.at, uc.stop);
+					uc.stop = 0;
 					free(un.p);
 				}
 				/* a key in two subtries: refused */
@@ -609,14 +613,9 @@ static void test_union(void)
 						    pm_map_set(m, key, pathlens[k] + s.kv[0].len, k,
 							       NULL) >= 0);
 					}
-					memset(&un, 0, sizeof(un));
-					CU_ASSERT_EQUAL_FATAL(
-					    pm_snap_builder_create(NULL, NULL, buf_sink, &un, &b),
-					    0);
-					CU_ASSERT_EQUAL(pm_snap_builder_add_union(
-							    b, m, paths, lens, 2, NULL, NULL, NULL),
-							PM_EINVAL);
-					pm_snap_builder_destroy(b);
+					CU_ASSERT_EQUAL(
+					    union_image(m, paths, lens, 2, NULL, 0, &un),
+					    PM_EINVAL);
 					free(un.p);
 				}
 			}
