@@ -940,16 +940,6 @@ static int grow_to(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
-{
-	size_t m = al < bl ? al : bl;
-	int c = m ? memcmp(a, b, m) : 0;
-
-	if (c)
-		return c;
-	return al < bl ? -1 : al > bl;
-}
-
 /* ---- in parts ---- */
 
 /* One branch byte's image, built in memory. */
@@ -1242,11 +1232,11 @@ static int common_prefix(const pm_map *map, uint32_t parts, uint8_t **cp, size_t
 				goto out;
 			if (rc == 0)
 				break;
-			if (dir == 0 && (!lo || key_cmp(k, kl, lo, lol) < 0)) {
+			if (dir == 0 && (!lo || pme_key_cmp(k, kl, lo, lol) < 0)) {
 				free(lo);
 				lo = k;
 				lol = kl;
-			} else if (dir == 1 && (!hi || key_cmp(k, kl, hi, hil) > 0)) {
+			} else if (dir == 1 && (!hi || pme_key_cmp(k, kl, hi, hil) > 0)) {
 				free(hi);
 				hi = k;
 				hil = kl;
@@ -2117,7 +2107,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 
 			if (!c[i].key)
 				continue;
-			cmp = mk ? key_cmp(c[i].key, c[i].len, mk, ml) : -1;
+			cmp = mk ? pme_key_cmp(c[i].key, c[i].len, mk, ml) : -1;
 			if (cmp < 0) {
 				mk = c[i].key;
 				ml = c[i].len;
@@ -2131,7 +2121,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 			const uint8_t *d = NULL;
 			size_t dl = 0;
 
-			if (!c[i].key || key_cmp(c[i].key, c[i].len, mk, ml))
+			if (!c[i].key || pme_key_cmp(c[i].key, c[i].len, mk, ml))
 				continue;
 			if (blob) {
 				rc = pkb_blob(kbs[i], c[i].val, &d, &dl);
@@ -2178,7 +2168,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 		}
 		/* mk points into the buffer of input own: move the others first. */
 		for (i = 0; i < n; i++) {
-			if (i == own || !c[i].key || key_cmp(c[i].key, c[i].len, mk, ml))
+			if (i == own || !c[i].key || pme_key_cmp(c[i].key, c[i].len, mk, ml))
 				continue;
 			rc = cur_next(&c[i]);
 			if (rc)

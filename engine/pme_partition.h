@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <xxhash.h>
 
 #define PME_PART_PATH_LEN 2 /* bytes of partition_path() in the hash scheme */
@@ -34,6 +35,17 @@ enum pme_scheme {
 static inline uint32_t pme_hash_partition(const void *key, size_t len, uint32_t nparts)
 {
 	return (uint32_t)(XXH3_64bits(key, len) & (uint64_t)(nparts - 1));
+}
+
+/* Compares keys in byte order (a proper prefix first): < 0, 0, > 0. */
+static inline int pme_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	size_t m = al < bl ? al : bl;
+	int c = m ? memcmp(a, b, m) : 0;
+
+	if (c)
+		return c;
+	return al < bl ? -1 : al > bl;
 }
 
 /* The first 8 bytes of a key as a big-endian number, zero-padded: these numbers order keys

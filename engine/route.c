@@ -13,16 +13,6 @@
 
 #include "ingest_internal.h"
 
-int pme_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
-{
-	size_t m = al < bl ? al : bl;
-	int c = m ? memcmp(a, b, m) : 0;
-
-	if (c)
-		return c;
-	return al < bl ? -1 : al > bl;
-}
-
 uint64_t pme_dprefix(const uint8_t *key, unsigned depth)
 {
 	uint64_t v = 0;
