@@ -174,7 +174,7 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 		if (i + FETCH_FAR < to && (!kp || kp[i + FETCH_FAR].len > PME_KP_SHORT))
 			__builtin_prefetch(&b->key_off[idx[i + FETCH_FAR]]);
 		if (i + FETCH_NEAR < to) {
-			q = idx[i + FETCH_NEAR];
+			q = kp ? kp[i + FETCH_NEAR].rec : idx[i + FETCH_NEAR];
 			if (!kp || kp[i + FETCH_NEAR].len > PME_KP_SHORT)
 				__builtin_prefetch(b->keys + b->key_off[q]);
 			__builtin_prefetch(&b->vals[q]);

@@ -103,7 +103,6 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort);
 uint32_t pme_prefix_partition(const struct pme_router *r, uint64_t dprefix);
 /* The d-byte prefix of key (len >= depth), as a number. */
 uint64_t pme_dprefix(const uint8_t *key, unsigned depth);
-
 /* qsort comparator of uint64_t values, ascending. */
 int pme_u64_cmp(const void *a, const void *b);
 

@@ -174,8 +174,9 @@ uint64_t pm_snap_builder_count(const pm_snap_builder *b);
 /* Destroys a builder. NULL is a no-op. */
 void pm_snap_builder_destroy(pm_snap_builder *b);
 
-/* Writes the image of every key of m (a builder fed by pm_map_foreach). m must not change
- * during the call. Returns 0, PM_ENOMEM or PM_SNAP_ESINK (sink's code in *sink_rc). */
+/* Writes the image of every key of m (pm_snap_builder_add_union over the whole map). m must
+ * not change during the call. Returns 0, PM_ENOMEM or PM_SNAP_ESINK (sink's code in
+ * *sink_rc). */
 int pm_snap_write_map(const pm_map *m, pm_snap_sink_fn sink, void *sink_ud, uint64_t *image_len,
 		      int *sink_rc);
 

@@ -770,6 +770,14 @@ static void test_canonical_maps(void)
 	CU_ASSERT(a.len == c.len && !memcmp(a.p, c.p, a.len));
 	CU_ASSERT(a.len == d.len && !memcmp(a.p, d.p, a.len));
 	check_image(&s, &a);
+	/* the map's image is the builder's on the same keys */
+	{
+		struct buf ref;
+
+		CU_ASSERT_EQUAL_FATAL(build(&s, &ref), 0);
+		CU_ASSERT(a.len == ref.len && !memcmp(a.p, ref.p, a.len));
+		free(ref.p);
+	}
 	/* Load back: the map equals the original. */
 	{
 		pm_snap sn;

@@ -1279,12 +1279,8 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 			u.npos++;
 		}
 	}
-	if (!rc && u.npos) {
-		size_t e = u.npos;
-
-		u.npos = e; /* the roots stay below the walk's slots */
-		rc = u_enter(&u, 0, e, 0);
-	}
+	if (!rc && u.npos) /* the roots stay in pos[0 .. npos), below the walk's slots */
+		rc = u_enter(&u, 0, u.npos, 0);
 	while (!rc && u.nfr) {
 		struct uframe *F = &u.fr[u.nfr - 1];
 		size_t end = F->f.end;
@@ -1336,36 +1332,23 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 	return 0;
 }
 
-struct write_map_ctx {
-	pm_snap_builder *b; /* the builder fed */
-	int rc;		    /* its first error */
-};
-
-static int write_map_visit(const uint8_t *key, size_t len, uint64_t val, void *arg)
-{
-	struct write_map_ctx *c = arg;
-
-	c->rc = pm_snap_builder_add(c->b, key, len, val);
-	return c->rc ? 1 : 0;
-}
-
 int pm_snap_write_map(const pm_map *m, pm_snap_sink_fn sink, void *sink_ud, uint64_t *image_len,
 		      int *sink_rc)
 {
-	struct write_map_ctx c = {NULL, 0};
+	static const uint8_t *const whole[1] = {NULL};
+	static const size_t zero[1] = {0};
+	pm_snap_builder *b;
 	int rc;
 
-	rc = pm_snap_builder_create(NULL, NULL, sink, sink_ud, &c.b);
+	rc = pm_snap_builder_create(NULL, NULL, sink, sink_ud, &b);
 	if (rc)
 		return rc;
-	rc = pm_map_foreach(m, NULL, 0, NULL, 0, write_map_visit, &c);
-	if (rc == 1)
-		rc = c.rc;
+	rc = pm_snap_builder_add_union(b, m, whole, zero, 1, NULL, NULL, NULL);
 	if (!rc)
-		rc = pm_snap_builder_finish(c.b, image_len);
+		rc = pm_snap_builder_finish(b, image_len);
 	if (rc == PM_SNAP_ESINK && sink_rc)
-		*sink_rc = pm_snap_builder_sink_error(c.b);
-	pm_snap_builder_destroy(c.b);
+		*sink_rc = pm_snap_builder_sink_error(b);
+	pm_snap_builder_destroy(b);
 	return rc;
 }
 
