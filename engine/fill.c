@@ -18,6 +18,7 @@ struct rec_arg {
 	const struct pme_fill_ctx *fc; /* policy and value class */
 	const struct pme_rbatch *b;    /* the record's batch */
 	uint32_t rec;		       /* its index in b */
+	uint64_t val;		       /* its value word (b->vals[rec]) */
 	uint32_t hid;		       /* heap id of the partition */
 	struct pme_part *part;	       /* partition state (heap) */
 	bool existed;		       /* out: the key had a value */
@@ -63,7 +64,7 @@ static int heap_put(struct pme_heap *h, uint32_t hid, const struct pme_rbatch *b
 /* The new value a record brings (its own, before combining). */
 static int new_value(struct rec_arg *a, uint64_t *out)
 {
-	uint64_t w = a->b->vals[a->rec];
+	uint64_t w = a->val;
 
 	if (a->fc->policy == PME_DUP_COUNT) {
 		*out = a->b->preagg ? w : 1;
@@ -78,7 +79,7 @@ static int new_value(struct rec_arg *a, uint64_t *out)
 static int rule(bool exists, uint64_t old, uint64_t *val, void *arg)
 {
 	struct rec_arg *a = arg;
-	uint64_t v = a->b->vals[a->rec];
+	uint64_t v = a->val;
 	bool less;
 
 	a->existed = exists;
@@ -120,18 +121,20 @@ static void note_error(struct pme_part *part, const struct pme_rbatch *b, uint32
 	}
 }
 
-/* Record i of the routed batch: its index into b, and its key (after skip bytes) in *k and
- * *len. kbuf holds the batch's common prefix when kp is set (then the key of a short record
- * is rebuilt there from its pme_kp, without reading the batch). */
+/* Record i of the routed batch: its index into b, its value word in *v and its key (after
+ * skip bytes) in *k and *len. kbuf holds the batch's common prefix when kp is set (then the
+ * value comes from the pme_kp, and the key of a short record is rebuilt there from it:
+ * nothing of such a record is read from the batch). */
 static inline uint32_t rec_at(const struct pme_rbatch *b, const struct pme_router *r,
 			      const struct pme_kp *kp, size_t i, size_t skip, uint8_t *kbuf,
-			      const uint8_t **k, size_t *len)
+			      uint64_t *v, const uint8_t **k, size_t *len)
 {
 	uint32_t q;
 	size_t l;
 
 	if (kp) {
 		q = kp[i].rec;
+		*v = kp[i].val;
 		l = pme_kp_key(&kp[i], r->lcp, kbuf);
 		if (l != SIZE_MAX) {
 			*k = kbuf + skip;
@@ -140,6 +143,7 @@ static inline uint32_t rec_at(const struct pme_rbatch *b, const struct pme_route
 		}
 	} else {
 		q = r->idx[i];
+		*v = b->vals[q];
 	}
 	*k = b->keys + b->key_off[q] + skip;
 	*len = b->key_off[q + 1] - b->key_off[q] - skip;
@@ -150,7 +154,7 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 		  const struct pme_router *r, size_t from, size_t to, pm_wz *wz, size_t skip,
 		  uint32_t hid, struct pme_part *part)
 {
-	struct rec_arg a = {fc, b, 0, hid, part, false};
+	struct rec_arg a = {fc, b, 0, 0, hid, part, false};
 	bool fast = fc->policy == PME_DUP_LAST && !fc->blob;
 	const uint32_t *idx = r->idx;
 	const struct pme_kp *kp = NULL;
@@ -166,24 +170,26 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 	for (i = from; i < to; i++) {
 		const uint8_t *k;
 		size_t len;
+		uint64_t v;
 		uint32_t q;
 
 		/* idx follows key order, so the batch is read at random: fetch a record's offsets
-		 * FETCH_FAR records ahead, its key and value FETCH_NEAR ahead (the offsets are in
-		 * cache by then); a short key in kp needs only its value */
+		 * FETCH_FAR records ahead, its key (and without kp its value) FETCH_NEAR ahead
+		 * (the offsets are in cache by then); a short key in kp needs nothing */
 		if (i + FETCH_FAR < to && (!kp || kp[i + FETCH_FAR].len > PME_KP_SHORT))
 			__builtin_prefetch(&b->key_off[idx[i + FETCH_FAR]]);
-		if (i + FETCH_NEAR < to) {
+		if (i + FETCH_NEAR < to && (!kp || kp[i + FETCH_NEAR].len > PME_KP_SHORT)) {
 			q = kp ? kp[i + FETCH_NEAR].rec : idx[i + FETCH_NEAR];
-			if (!kp || kp[i + FETCH_NEAR].len > PME_KP_SHORT)
-				__builtin_prefetch(b->keys + b->key_off[q]);
-			__builtin_prefetch(&b->vals[q]);
+			__builtin_prefetch(b->keys + b->key_off[q]);
+			if (!kp)
+				__builtin_prefetch(&b->vals[q]);
 		}
-		q = rec_at(b, r, kp, i, skip, kbuf, &k, &len);
+		q = rec_at(b, r, kp, i, skip, kbuf, &v, &k, &len);
 		if (fast) {
-			rc = pm_wz_set_at(wz, k, len, b->vals[q], NULL);
+			rc = pm_wz_set_at(wz, k, len, v, NULL);
 		} else {
 			a.rec = q;
+			a.val = v;
 			a.existed = false;
 			rc = pm_wz_update_at(wz, k, len, rule, &a);
 		}
@@ -198,7 +204,7 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 void pme_fill_map(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
 		  size_t from, size_t to, pm_map *m, uint32_t hid, struct pme_part *part)
 {
-	struct rec_arg a = {fc, b, 0, hid, part, false};
+	struct rec_arg a = {fc, b, 0, 0, hid, part, false};
 	size_t i;
 	int rc;
 
@@ -206,6 +212,7 @@ void pme_fill_map(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, con
 		uint32_t r = idx[i];
 
 		a.rec = r;
+		a.val = b->vals[r];
 		a.existed = false;
 		rc = pm_map_update(m, b->keys + b->key_off[r], b->key_off[r + 1] - b->key_off[r],
 				   rule, &a);

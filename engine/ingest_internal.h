@@ -32,13 +32,16 @@ __attribute__((format(printf, 3, 4))) int pme_seterr(struct pme_err *err, int rc
 
 /* A record as the bucket sort moves it: 16 key bytes next to its index, so that most
  * comparisons read nothing but the contiguous slice being sorted. The bytes start after the
- * batch's common prefix (every key of a batch of paths may share its first 8 bytes). */
+ * batch's common prefix (every key of a batch of paths may share its first 8 bytes). The
+ * record's value word comes along, so that the fill reads its partition's records in order
+ * and never the batch's value array at random (a TLB miss per record on big batches). */
 struct pme_kp {
 	uint64_t k0;  /* key bytes [L, L+8), big-endian, zero-padded (L: the batch's common
 			 prefix length) */
 	uint64_t k1;  /* key bytes [L+8, L+16), the same way */
 	uint32_t rec; /* record index in the batch */
 	uint32_t len; /* key length minus L, UINT32_MAX when longer than that */
+	uint64_t val; /* the record's value word (vals[rec]) */
 };
 
 /* A key at most this long after the batch's common prefix is whole in its pme_kp: the fill
@@ -68,7 +71,8 @@ static inline size_t pme_kp_key(const struct pme_kp *e, size_t lcp, uint8_t *buf
  *   idx[]      record indices grouped by bucket, in input order inside a bucket (then by
  *              key if sorted); bucket b is idx[start[b] .. start[b+1])
  *   kp[]       when sorted: the records of idx[] in the same order, with their first key
- *              bytes after the common prefix (the fill reads short keys from here)
+ *              bytes after the common prefix and their value words (the fill reads short
+ *              keys and all values from here)
  */
 struct pme_router {
 	enum pme_scheme scheme; /* hash or prefix */
@@ -80,7 +84,7 @@ struct pme_router {
 	uint32_t *pid;		/* n bucket ids */
 	uint64_t *pre;		/* n sort prefixes */
 	uint32_t *idx;		/* n record indices by bucket */
-	struct pme_kp *kp;	/* n: (pre, record) of idx[], what the bucket sorts move */
+	struct pme_kp *kp;	/* n: key bytes, record and value of idx[] (what the sorts move) */
 	struct pme_kp *tmp;	/* n: merge sort scratch */
 	size_t *start;		/* nbuckets + 1 bucket starts in idx */
 	size_t *hist;		/* nthreads * nbuckets histogram / scatter cursors */

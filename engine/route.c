@@ -309,6 +309,7 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 				r->kp[at].k1 = len > 8 ? pme_head8(k + 8, len - 8) : 0;
 				r->kp[at].rec = (uint32_t)i;
 				r->kp[at].len = len < UINT32_MAX ? (uint32_t)len : UINT32_MAX;
+				r->kp[at].val = b->vals[i];
 			}
 		}
 	}

@@ -103,7 +103,7 @@ static void make_batch(struct tbatch *t, size_t n)
 			t->keys[o + j] = (uint8_t)("ab\0c"[(r >> j) & 3]);
 		o += len;
 		t->off[i + 1] = o;
-		t->vals[i] = i;
+		t->vals[i] = rnd(); /* not the index: a value taken for a record index shows */
 	}
 	memset(&t->b, 0, sizeof(t->b));
 	t->b.n = n;
@@ -126,7 +126,8 @@ static const uint8_t *tkey(const struct tbatch *t, uint32_t i, size_t *len)
 }
 
 /* Checks r's routing of t: buckets, order, and (sorted) the records' pme_kp copies, from
- * which every short key must come back whole. Returns how many keys came back that way. */
+ * which every short key must come back whole, and every value word. Returns how many keys
+ * came back that way. */
 static size_t check_routing(const struct tbatch *t, const struct pme_router *r, bool sorted)
 {
 	uint8_t kbuf[64 + PME_KP_SHORT];
@@ -148,6 +149,7 @@ static size_t check_routing(const struct tbatch *t, const struct pme_router *r, 
 				size_t l = pme_kp_key(&r->kp[i], r->lcp, kbuf);
 
 				CU_ASSERT_EQUAL_FATAL(r->kp[i].rec, r->idx[i]);
+				CU_ASSERT_EQUAL_FATAL(r->kp[i].val, t->b.vals[r->idx[i]]);
 				CU_ASSERT_EQUAL_FATAL(l == SIZE_MAX, la - r->lcp > PME_KP_SHORT);
 				if (l != SIZE_MAX) {
 					CU_ASSERT_EQUAL_FATAL(l, la);
@@ -241,7 +243,7 @@ static void test_route_sort_long(void)
 		}
 		o += len;
 		t.off[i + 1] = o;
-		t.vals[i] = i;
+		t.vals[i] = rnd();
 	}
 	memset(&t.b, 0, sizeof(t.b));
 	t.b.n = n;
