@@ -908,7 +908,8 @@ out_abort:
  *   - serial: one walk over everything, streamed through the writer; string values are
  *     copied to the KB's heap as the walk meets them (their offsets follow key order);
  *   - in parts (number values): with C the longest common prefix of all user keys, the keys
- *     C ++ c ++ s are cut into ranges of the branch byte c; each range (a task of a parallel
+ *     C ++ c ++ s are cut into ranges of the branch byte c, of about equal weight (the
+ *     bytes' key counts, estimated: range_weights); each range (a task of a parallel
  *     loop) walks, for each c, the subtries at the partition paths ++ C ++ c and builds the
  *     image of the stripped keys s in memory (pm_snap_builder_finish_part); finished ranges
  *     are streamed to the writer in byte order as soon as every range before them is (so
@@ -916,9 +917,11 @@ out_abort:
  *     as it is written), and the root joins them (pm_snap_builder_join_parts / _finish):
  *     the same bytes as the serial way, as FORMAT.md's layout makes every subtree's
  *     encoding independent of where it lies. This needs the image in memory.
- * The prefix scheme's map holds the user keys themselves: one subtrie, the whole map.
+ * The prefix scheme's map holds the user keys themselves: one subtrie, the whole map, written
+ * the same two ways (with nothing to check).
  */
 #define WRITE_RANGES_PER_THREAD 8u     /* in parts: key ranges per thread */
+#define WRITE_SAMPLE_SUBTRIES 4u       /* in parts: partitions counted to weigh the ranges */
 #define CANCEL_KEYS 65536u	       /* keys walked between looks at the cancel flag */
 #define WRITE_IMAGE_BYTES_PER_KEY 48.0 /* in parts: image bytes per key, a generous guess */
 #define WRITE_IMAGE_DEFAULT_MEMORY ((uint64_t)1 << 30) /* ... allowed without opts->memory */
@@ -1077,25 +1080,50 @@ static int union_error(int rc, const struct walk_check *c, const char *path, str
 	return rc;
 }
 
-/* Sets up the P partition paths of a walk under user prefix C ++ byte (the byte is put in by
- * the caller at path[plen - 1]); *paths, *lens and *buf are malloc'd. 0 or PKB_ENOMEM. */
-static int walk_paths(uint32_t parts, const uint8_t *cp, size_t clen, size_t extra, uint8_t **buf,
-		      const uint8_t ***paths, size_t **lens)
+/* Where a map's user keys live: the hash scheme's P subtries under the partition paths, or
+ * the prefix scheme's one subtrie, the whole map. */
+struct wlayout {
+	uint32_t nsub; /* subtries: P, or 1 */
+	size_t ppl;    /* bytes of path before a subtrie's user keys: PME_PART_PATH_LEN, or 0 */
+	uint32_t hash; /* P when keys are checked against their hash (hash scheme), else 0 */
+};
+
+static void layout_of(const struct pkb_meta *meta, struct wlayout *l)
 {
-	size_t pl = PME_PART_PATH_LEN + clen + extra;
+	bool hash = meta->scheme == PME_SCHEME_HASH;
+
+	l->nsub = hash ? meta->partitions : 1;
+	l->ppl = hash ? PME_PART_PATH_LEN : 0;
+	l->hash = hash ? meta->partitions : 0;
+}
+
+/* Writes subtrie p's path to user prefix C (clen bytes) at q. */
+static void sub_path(const struct wlayout *l, uint32_t p, const uint8_t *cp, size_t clen,
+		     uint8_t *q)
+{
+	if (l->ppl)
+		pme_partition_path(p, q);
+	if (clen)
+		memcpy(q + l->ppl, cp, clen);
+}
+
+/* Sets up the subtries' paths of a walk under user prefix C ++ byte (the byte is put in by
+ * the caller at path[plen - 1]); *paths, *lens and *buf are malloc'd. 0 or PKB_ENOMEM. */
+static int walk_paths(const struct wlayout *l, const uint8_t *cp, size_t clen, size_t extra,
+		      uint8_t **buf, const uint8_t ***paths, size_t **lens)
+{
+	size_t pl = l->ppl + clen + extra;
 	uint32_t p;
 
-	*buf = malloc((size_t)parts * pl);
-	*paths = malloc((size_t)parts * sizeof(**paths));
-	*lens = malloc((size_t)parts * sizeof(**lens));
+	*buf = malloc((size_t)l->nsub * pl + 1);
+	*paths = malloc((size_t)l->nsub * sizeof(**paths));
+	*lens = malloc((size_t)l->nsub * sizeof(**lens));
 	if (!*buf || !*paths || !*lens)
 		return PKB_ENOMEM;
-	for (p = 0; p < parts; p++) {
+	for (p = 0; p < l->nsub; p++) {
 		uint8_t *q = *buf + (size_t)p * pl;
 
-		pme_partition_path(p, q);
-		if (clen)
-			memcpy(q + PME_PART_PATH_LEN, cp, clen);
+		sub_path(l, p, cp, clen, q);
 		(*paths)[p] = q;
 		(*lens)[p] = pl;
 	}
@@ -1103,11 +1131,11 @@ static int walk_paths(uint32_t parts, const uint8_t *cp, size_t clen, size_t ext
 }
 
 /* The key range's images, one part per branch byte: one task of write_parts. */
-static void write_range(const pm_map *map, const struct pkb_meta *meta, const uint8_t *cp,
+static void write_range(const pm_map *map, const struct wlayout *l, const uint8_t *cp,
 			struct wrange *r, const char *path, volatile sig_atomic_t *cancel)
 {
-	const uint32_t np = meta->partitions;
-	const size_t pl = PME_PART_PATH_LEN + r->clen + 1;
+	const uint32_t np = l->nsub;
+	const size_t pl = l->ppl + r->clen + 1;
 	struct walk_check ck;
 	const uint8_t **paths = NULL;
 	uint8_t *pbuf = NULL;
@@ -1117,10 +1145,10 @@ static void write_range(const pm_map *map, const struct pkb_meta *meta, const ui
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
-	ck.parts = np;
+	ck.parts = l->hash;
 	ck.head = r->clen + 1;
 	ck.cancel = cancel;
-	rc = walk_paths(np, cp, r->clen, 1, &pbuf, &paths, &lens);
+	rc = walk_paths(l, cp, r->clen, 1, &pbuf, &paths, &lens);
 	if (!rc && grow_to((void **)&ck.key, &ck.cap, ck.head + 64, 1))
 		rc = PKB_ENOMEM;
 	if (!rc && r->clen)
@@ -1173,10 +1201,11 @@ static void write_range(const pm_map *map, const struct pkb_meta *meta, const ui
 }
 
 /*
- * The first (last: dir > 0) user key of partition pid into *key (malloc'd) and *len; returns 1
+ * The first (last: dir > 0) user key of subtrie pid into *key (malloc'd) and *len; returns 1
  * found, 0 empty, or PKB_ENOMEM.
  */
-static int part_edge(const pm_map *map, uint32_t pid, bool last, uint8_t **key, size_t *len)
+static int part_edge(const pm_map *map, const struct wlayout *l, uint32_t pid, bool last,
+		     uint8_t **key, size_t *len)
 {
 	uint8_t pp[PME_PART_PATH_LEN], bytes[256];
 	const uint8_t *k;
@@ -1184,8 +1213,8 @@ static int part_edge(const pm_map *map, uint32_t pid, bool last, uint8_t **key, 
 	unsigned nb;
 	pm_rz *z;
 
-	pme_partition_path(pid, pp);
-	if (pm_rz_create_at(map, pp, sizeof(pp), &z))
+	sub_path(l, pid, NULL, 0, pp);
+	if (pm_rz_create_at(map, pp, l->ppl, &z))
 		return PKB_ENOMEM;
 	if (!pm_rz_exists(z)) {
 		pm_rz_destroy(z);
@@ -1218,16 +1247,16 @@ static int part_edge(const pm_map *map, uint32_t pid, bool last, uint8_t **key, 
  * The longest common prefix C of all user keys: that of the smallest and the largest.
  * *cp (malloc'd) and *clen; returns 1, 0 (no key) or PKB_ENOMEM.
  */
-static int common_prefix(const pm_map *map, uint32_t parts, uint8_t **cp, size_t *clen)
+static int common_prefix(const pm_map *map, const struct wlayout *l, uint8_t **cp, size_t *clen)
 {
 	uint8_t *lo = NULL, *hi = NULL, *k;
 	size_t lol = 0, hil = 0, kl, c = 0;
 	uint32_t p;
 	int rc = 0;
 
-	for (p = 0; p < parts; p++) {
+	for (p = 0; p < l->nsub; p++) {
 		for (int dir = 0; dir < 2; dir++) {
-			rc = part_edge(map, p, dir, &k, &kl);
+			rc = part_edge(map, l, p, dir, &k, &kl);
 			if (rc < 0)
 				goto out;
 			if (rc == 0)
@@ -1289,15 +1318,121 @@ static void stream_ready(struct wstream *s)
 }
 
 /*
- * Writes the hash scheme's keys in parts (see above). Returns 0, an error (message in err), or
- * 1 when the map does not suit (fewer than 2 ranges): the caller then writes serially.
+ * Weight of the keys under user prefix C ++ c, for every branch byte c, into w[256] (0: no
+ * key): the number of subtries with keys there, plus, for the hash scheme, the keys that the
+ * first WRITE_SAMPLE_SUBTRIES partitions hold there, scaled to all P (a partition holds a
+ * uniform sample of the keys, so a few of them tell the spread for a fraction of a walk),
+ * and for the prefix scheme the number of nodes in the two levels below (its one subtrie
+ * cannot be sampled that way; the levels are cheap to count and follow the fan-out). Returns
+ * 0 or PKB_ENOMEM.
  */
-static int write_parts(struct pkb_writer *w, const pm_map *map, const struct pkb_meta *meta,
-		       size_t nranges, unsigned threads, volatile sig_atomic_t *cancel,
+static int range_weights(const pm_map *map, const struct wlayout *l, const uint8_t *cp, size_t clen,
+			 uint64_t w[256])
+{
+	uint32_t ns = l->nsub < WRITE_SAMPLE_SUBTRIES ? l->nsub : WRITE_SAMPLE_SUBTRIES;
+	uint8_t *path = malloc(l->ppl + clen + 1), bytes[256], gb[256];
+	unsigned nb, i, j, ng;
+	uint32_t p;
+	pm_rz *z;
+
+	if (!path)
+		return PKB_ENOMEM;
+	memset(w, 0, 256 * sizeof(*w));
+	for (p = 0; p < l->nsub; p++) {
+		sub_path(l, p, cp, clen, path);
+		if (pm_rz_create_at(map, path, l->ppl + clen, &z)) {
+			free(path);
+			return PKB_ENOMEM;
+		}
+		nb = pm_rz_child_bytes(z, bytes);
+		for (i = 0; i < nb; i++) {
+			uint64_t x = 1;
+
+			if ((l->nsub > 1 && p < ns) || l->nsub == 1) {
+				if (pm_rz_descend_byte(z, bytes[i])) {
+					pm_rz_destroy(z);
+					free(path);
+					return PKB_ENOMEM;
+				}
+				if (l->nsub > 1) {
+					x += pm_rz_count(z) * (l->nsub / ns);
+				} else {
+					ng = pm_rz_child_count(z);
+					x += ng;
+					ng = pm_rz_child_bytes(z, gb);
+					for (j = 0; j < ng; j++) {
+						if (pm_rz_descend_byte(z, gb[j])) {
+							pm_rz_destroy(z);
+							free(path);
+							return PKB_ENOMEM;
+						}
+						x += pm_rz_child_count(z);
+						pm_rz_ascend(z, 1);
+					}
+				}
+				pm_rz_ascend(z, 1);
+			}
+			w[bytes[i]] += x;
+		}
+		pm_rz_destroy(z);
+	}
+	free(path);
+	return 0;
+}
+
+/*
+ * Cuts the branch bytes after C into at most nwant ranges of about equal weight (each with
+ * at least one byte that has keys): r[0..*nr) get lo and hi. Returns 0 or PKB_ENOMEM.
+ */
+static int plan_ranges(const pm_map *map, const struct wlayout *l, const uint8_t *cp, size_t clen,
+		       size_t nwant, struct wrange *r, size_t *nr)
+{
+	uint64_t w[256], total = 0, acc = 0;
+	size_t present = 0, seen = 0, n, i = 0;
+	unsigned c;
+	int rc = range_weights(map, l, cp, clen, w);
+
+	if (rc)
+		return rc;
+	for (c = 0; c < 256; c++) {
+		total += w[c];
+		present += w[c] != 0;
+	}
+	n = nwant < present ? nwant : present;
+	*nr = n;
+	if (n < 2)
+		return 0;
+	r[0].lo = 0;
+	for (c = 0; c < 256 && i + 1 < n; c++) {
+		if (!w[c])
+			continue;
+		acc += w[c];
+		seen++;
+		/* close range i at c once it holds its share, or when the bytes left are just
+		 * enough for one per range left */
+		if ((double)acc * (double)n >= (double)total * (double)(i + 1) ||
+		    present - seen == n - 1 - i) {
+			r[i].hi = c + 1;
+			r[++i].lo = c + 1;
+		}
+	}
+	r[n - 1].hi = 256;
+	for (i = 0; i < n; i++)
+		r[i].clen = clen;
+	return 0;
+}
+
+/*
+ * Writes the keys in parts (see above), in about nwant ranges. Returns 0, an error (message
+ * in err), or 1 when the map does not suit (fewer than 2 ranges): the caller then writes
+ * serially.
+ */
+static int write_parts(struct pkb_writer *w, const pm_map *map, const struct wlayout *l,
+		       size_t nwant, unsigned threads, volatile sig_atomic_t *cancel,
 		       struct pkb_err *err)
 {
 	uint8_t *cp = NULL, *root = NULL;
-	size_t clen = 0, i;
+	size_t clen = 0, i, nranges = 0;
 	struct wrange *r = NULL;
 	struct wstream st;
 	uint64_t val = 0;
@@ -1306,34 +1441,32 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct pkb
 	int rc;
 
 	memset(&st, 0, sizeof(st));
-	rc = common_prefix(map, meta->partitions, &cp, &clen);
+	rc = common_prefix(map, l, &cp, &clen);
 	if (rc <= 0) {
 		if (rc < 0)
 			seterr(err, "%s: out of memory", w->path);
 		return rc < 0 ? rc : 1;
 	}
-	/* the root's value: key C, in the partition its hash names */
-	root = malloc(PME_PART_PATH_LEN + clen + 1);
-	r = calloc(nranges, sizeof(*r));
-	if (!root || !r) {
+	/* the root's value: key C, in the subtrie that holds it */
+	root = malloc(l->ppl + clen + 1);
+	r = calloc(nwant, sizeof(*r));
+	if (!root || !r || plan_ranges(map, l, cp, clen, nwant, r, &nranges)) {
 		rc = PKB_ENOMEM;
 		seterr(err, "%s: out of memory", w->path);
 		goto out;
 	}
-	pme_partition_path(pme_hash_partition(cp, clen, meta->partitions), root);
-	memcpy(root + PME_PART_PATH_LEN, cp, clen);
-	has_val = pm_map_get(map, root, PME_PART_PATH_LEN + clen, &val);
-	for (i = 0; i < nranges; i++) {
-		r[i].lo = (unsigned)(i * 256 / nranges);
-		r[i].hi = (unsigned)((i + 1) * 256 / nranges);
-		r[i].clen = clen;
+	if (nranges < 2) {
+		rc = 1;
+		goto out;
 	}
+	sub_path(l, l->hash ? pme_hash_partition(cp, clen, l->hash) : 0, cp, clen, root);
+	has_val = pm_map_get(map, root, l->ppl + clen, &val);
 	st.w = w;
 	st.r = r;
 	st.nranges = nranges;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
 	for (t = 0; t < (long)nranges; t++) {
-		write_range(map, meta, cp, &r[t], w->path, cancel);
+		write_range(map, l, cp, &r[t], w->path, cancel);
 #pragma omp critical(pkb_write_stream)
 		{
 			r[t].done = true;
@@ -1371,14 +1504,12 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb
 		       struct pkb_err *err)
 {
 	struct walk_check ck;
+	struct wlayout l;
 	const uint8_t **paths = NULL;
 	uint8_t *pbuf = NULL;
 	size_t *lens = NULL;
 	uint64_t kb = 0;
 	int rc;
-
-	static const uint8_t *const whole[1] = {NULL};
-	static const size_t zero[1] = {0};
 
 	memset(&ck, 0, sizeof(ck));
 	ck.cancel = cancel;
@@ -1387,15 +1518,12 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb
 		ck.blob = blob;
 		ck.blob_ud = blob_ud;
 	}
-	if (meta->scheme == PME_SCHEME_PREFIX) {
-		rc = pm_snap_builder_add_union(w->b, map, whole, zero, 1, walk_check, &ck, &kb);
-	} else {
-		ck.parts = meta->partitions;
-		rc = walk_paths(meta->partitions, NULL, 0, 0, &pbuf, &paths, &lens);
-		if (!rc)
-			rc = pm_snap_builder_add_union(w->b, map, paths, lens, meta->partitions,
-						       walk_check, &ck, &kb);
-	}
+	layout_of(meta, &l);
+	ck.parts = l.hash;
+	rc = walk_paths(&l, NULL, 0, 0, &pbuf, &paths, &lens);
+	if (!rc)
+		rc =
+		    pm_snap_builder_add_union(w->b, map, paths, lens, l.nsub, walk_check, &ck, &kb);
 	if (rc == PM_SNAP_ESINK) {
 		rc = pm_snap_builder_sink_error(w->b);
 		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
@@ -1417,6 +1545,7 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 {
 	volatile sig_atomic_t *cancel = opts ? opts->cancel : NULL;
 	struct pkb_writer *w;
+	struct wlayout l;
 	size_t nranges;
 	unsigned threads = opts && opts->threads ? opts->threads : (unsigned)omp_get_max_threads();
 	int rc;
@@ -1432,26 +1561,27 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 	rc = pkb_writer_open(path, meta, opts, &w, err);
 	if (rc)
 		return rc;
-	/* In parts when there are threads to share the work, the values are numbers, the
-	 * scheme is hash and the image fits the memory budget; ranges: 8 per thread for
-	 * balance (each range walks every partition, so more cost more), at most 256 and a
-	 * budget of P x ranges seeks. */
+	/* In parts when there are threads to share the work, the values are numbers and the
+	 * image fits the memory budget; ranges: up to 8 per thread for balance (each range
+	 * walks every subtrie, so more cost more), at most 256 and a budget of subtries x
+	 * ranges seeks; write_parts cuts them by weight. */
+	layout_of(meta, &l);
 	nranges = opts && opts->parts ? opts->parts : WRITE_RANGES_PER_THREAD * (size_t)threads;
-	if (!(opts && opts->parts) && nranges > ((size_t)1 << 20) / meta->partitions)
-		nranges = ((size_t)1 << 20) / meta->partitions;
+	if (!(opts && opts->parts) && nranges > ((size_t)1 << 20) / l.nsub)
+		nranges = ((size_t)1 << 20) / l.nsub;
 	if (nranges > 256)
 		nranges = 256;
 	if (!(opts && opts->parts) &&
-	    (threads < 2 || nranges < 2 * threads ||
+	    (threads < 2 ||
 	     (opts && opts->image_hint ? (double)opts->image_hint
 				       : (double)pm_map_count(map) * WRITE_IMAGE_BYTES_PER_KEY) >
 		 (double)(opts && opts->memory ? opts->memory : WRITE_IMAGE_DEFAULT_MEMORY)))
 		nranges = 1;
-	if (w->blob || meta->scheme == PME_SCHEME_PREFIX)
+	if (w->blob)
 		nranges = 1;
 	rc = 1;
 	if (nranges > 1)
-		rc = write_parts(w, map, meta, nranges, threads, cancel, err);
+		rc = write_parts(w, map, &l, nranges, threads, cancel, err);
 	if (rc > 0)
 		rc = write_union(w, map, meta, blob, blob_ud, cancel, err);
 	if (!rc && pkb_writer_count(w) != pm_map_count(map)) {

@@ -114,8 +114,9 @@ struct pkb_write_opts {
 					  parts (0: 1 GiB); above, it builds serially */
 	uint64_t image_hint;	       /* pkb_write: expected image bytes, e.g. key bytes + 24
 					  per key (0: 48 per key) */
-	size_t parts; /* pkb_write, hash scheme, number values: 1 builds serially, n > 1 in n
-			 ranges of parts (0: chosen from P, threads, memory) */
+	size_t parts; /* pkb_write, number values: 1 builds serially, n > 1 in up to n ranges
+			 of parts (fewer when fewer branch bytes have keys; 0: chosen from
+			 threads, P, memory) */
 };
 
 /* ------------------------------------------------------------------------------------------ */

@@ -232,6 +232,25 @@ static void test_write_read(void)
 		write_read(sets[si].n, sets[si].common);
 }
 
+/* Writes map with meta in (up to) nparts ranges on th threads, and checks that the file is
+ * want[0..wlen). */
+static void parts_same(const pm_map *map, const struct pkb_meta *meta, size_t nparts, unsigned th,
+		       const uint8_t *want, size_t wlen)
+{
+	struct pkb_write_opts wo = {.threads = th, .parts = nparts};
+	struct pkb_err err;
+	uint8_t *fr;
+	size_t lr;
+	int wrc = pkb_write(tpath("r.kb"), map, meta, blob_of, NULL, &wo, &err);
+
+	CU_ASSERT_EQUAL(wrc, 0);
+	if (wrc)
+		printf("parts %zu: %s\n", nparts, err.msg);
+	fr = slurp(tpath("r.kb"), &lr);
+	CU_ASSERT(fr && wlen == lr && !memcmp(want, fr, wlen));
+	free(fr);
+}
+
 static void write_read(size_t nkeys, const char *common)
 {
 	struct oracle o;
@@ -259,30 +278,23 @@ static void write_read(size_t nkeys, const char *common)
 		fb = slurp(tpath("b.kb"), &lb);
 		fc = slurp(tpath("c.kb"), &lc);
 		CU_ASSERT(la == lb && !memcmp(fa, fb, la));
-		/* The hash scheme's walk, serial or in parts over 2, 3, 7 or 256 ranges of branch
-		 * bytes (string values: always serial), on 1 or 2 threads, writes the same bytes
-		 * as the defaults. */
+		/* Either scheme's walk, serial or in parts over up to 2, 3, 7 or 256 ranges of
+		 * branch bytes (string values: always serial), on 1 or 2 threads, writes the same
+		 * bytes as the defaults. */
 		{
 			size_t nparts[] = {1, 2, 3, 7, 256};
-			unsigned q, th;
+			unsigned q, th, sc;
 
-			meta_for(&m, PME_SCHEME_HASH, 64, strings, &in);
-			for (q = 0; q < sizeof(nparts) / sizeof(nparts[0]); q++)
-				for (th = 1; th <= 2; th++) {
-					struct pkb_write_opts wo = {.threads = th,
-								    .parts = nparts[q]};
-					uint8_t *fr;
-					size_t lr;
-					int wrc = pkb_write(tpath("r.kb"), b, &m, blob_of, NULL,
-							    &wo, &err);
-
-					CU_ASSERT_EQUAL(wrc, 0);
-					if (wrc)
-						printf("parts %zu: %s\n", nparts[q], err.msg);
-					fr = slurp(tpath("r.kb"), &lr);
-					CU_ASSERT(fr && la == lr && !memcmp(fa, fr, la));
-					free(fr);
-				}
+			for (sc = 0; sc < 2; sc++) {
+				if (sc == 0)
+					meta_for(&m, PME_SCHEME_HASH, 64, strings, &in);
+				else
+					meta_for(&m, PME_SCHEME_PREFIX, 1, strings, &in);
+				for (q = 0; q < sizeof(nparts) / sizeof(nparts[0]); q++)
+					for (th = 1; th <= 2; th++)
+						parts_same(sc ? c : b, &m, nparts[q], th,
+							   sc ? fc : fa, sc ? lc : la);
+			}
 		}
 		CU_ASSERT(la == lc && !memcmp(fa + PKB_HEADER_SIZE, fc + PKB_HEADER_SIZE,
 					      la - PKB_HEADER_SIZE));
