@@ -353,15 +353,20 @@ static int take_zipper(struct run *x, const uint8_t *path, size_t len, pm_wz **o
 	return rc;
 }
 
-/* Makes the zippers the batch's d-prefixes need (prefix scheme), serially. */
+/* Makes the zippers the batch's d-prefixes need (prefix scheme), serially: at stem ++ the
+ * d bytes, so every zipper path has the same length, and distinct paths of one length are
+ * never prefixes of one another (the disjointness the fill relies on). */
 static int prefix_zippers(struct run *x, const struct pme_rbatch *b)
 {
 	const struct pme_router *r = &x->r;
 	unsigned d = r->depth;
-	uint8_t path[8];
+	size_t sl = r->stem_len;
+	uint8_t path[PME_STEM_MAX + 8];
 	size_t i;
 	int rc;
 
+	if (sl)
+		memcpy(path, r->stem, sl);
 	for (i = 0; i < r->start[x->nparts]; i++) {
 		uint64_t dp = r->pre[r->idx[i]] >> (64 - 8 * d);
 		pm_wz *z;
@@ -372,8 +377,8 @@ static int prefix_zippers(struct run *x, const struct pme_rbatch *b)
 		if (zfind(&x->zt, dp))
 			continue;
 		for (j = 0; j < d; j++)
-			path[j] = (uint8_t)(dp >> (8 * (d - 1 - j)));
-		rc = take_zipper(x, path, d, &z);
+			path[sl + j] = (uint8_t)(dp >> (8 * (d - 1 - j)));
+		rc = take_zipper(x, path, sl + d, &z);
 		if (rc)
 			return rc;
 		rc = zinsert(&x->zt, dp, z);
@@ -398,7 +403,8 @@ static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t
 
 		while (k < e && (r->pre[r->idx[k]] >> (64 - 8 * d)) == dp)
 			k++;
-		pme_fill_run(&x->fc, b, r, s, k, zfind(&x->zt, dp), d, p, &x->parts[p]);
+		pme_fill_run(&x->fc, b, r, s, k, zfind(&x->zt, dp), r->stem_len + d, p,
+			     &x->parts[p]);
 		s = k;
 	}
 }
@@ -546,7 +552,8 @@ static int batch_error(struct run *x, const struct pme_rbatch *b, int rc)
 }
 
 /* Sampling for the prefix scheme: SAMPLE_SLICES slices spread over every input. */
-static int prefix_sample(struct run *x, struct pio_reader *rd, unsigned *depth, uint64_t *splits)
+static int prefix_sample(struct run *x, struct pio_reader *rd, uint8_t *stem, size_t *stem_len,
+			 unsigned *depth, uint64_t *splits)
 {
 	uint8_t *keys = NULL;
 	size_t *off = NULL, n = 0, kcap = 0, ncap = 0, s, i;
@@ -616,8 +623,10 @@ static int prefix_sample(struct run *x, struct pio_reader *rd, unsigned *depth, 
 	}
 	pio_batch_free(&b);
 	if (!rc)
-		rc = pme_prefix_plan(keys ? keys : (const uint8_t *)"", off, n, x->nparts, depth,
-				     splits);
+		rc = pme_prefix_plan(keys ? keys : (const uint8_t *)"", off, n, x->nparts, stem_len,
+				     depth, splits);
+	if (!rc && *stem_len)
+		memcpy(stem, keys, *stem_len);
 	free(keys);
 	free(off);
 	return rc;
@@ -832,6 +841,8 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	struct pio_err pe;
 	struct pme_progress *prog = NULL;
 	uint64_t *splits = NULL, total, memory;
+	uint8_t stem[PME_STEM_MAX];
+	size_t stem_len = 0;
 	unsigned depth = 0;
 	double t_start = now(), t;
 	uint32_t p;
@@ -929,7 +940,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 			rc = pme_seterr(err, PM_ENOMEM, "out of memory");
 			goto out;
 		}
-		rc = prefix_sample(&x, rd, &depth, splits);
+		rc = prefix_sample(&x, rd, stem, &stem_len, &depth, splits);
 		if (rc && rc != PM_ENOMEM)
 			rc = from_pio(rc);
 		if (rc) {
@@ -937,7 +948,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 			goto out;
 		}
 	}
-	rc = pme_router_init(&x.r, c->scheme, x.nparts, x.nthreads, depth, splits);
+	rc = pme_router_init(&x.r, c->scheme, x.nparts, x.nthreads, stem, stem_len, depth, splits);
 	if (rc)
 		goto out_nomem;
 	x.parts = calloc(x.r.nbuckets, sizeof(*x.parts));
@@ -1081,6 +1092,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	x.rep.threads = x.nthreads;
 	x.rep.partitions = x.nparts;
 	x.rep.prefix_depth = depth;
+	x.rep.prefix_stem = (uint32_t)stem_len;
 	x.rep.zippers = x.zippers;
 	x.rep.scheme = c->scheme;
 	x.rep.allocator = pme_allocator_name();
@@ -1158,7 +1170,8 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    "  \"distinct_keys\": %llu,\n  \"duplicates\": %llu,\n  \"batches\": %llu,\n"
 	    "  \"batch_records\": %llu,\n  \"imbalance\": %.4f,\n  \"peak_memory_bytes\": %llu,\n"
 	    "  \"threads\": %d,\n  \"partitions\": %u,\n  \"scheme\": \"%s\",\n"
-	    "  \"prefix_depth\": %u,\n  \"zippers\": %u,\n  \"on_duplicate\": \"%s\",\n"
+	    "  \"prefix_stem\": %u,\n  \"prefix_depth\": %u,\n  \"zippers\": %u,\n  "
+	    "\"on_duplicate\": \"%s\",\n"
 	    "  \"sort\": %s,\n  \"allocator\": \"%s\",\n  \"huge_pages\": \"%s\"\n}\n",
 	    r->t_read, r->t_route, r->t_fill, r->t_write, r->t_total,
 	    (unsigned long long)r->records, (unsigned long long)r->kb_records, rate,
@@ -1166,8 +1179,8 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    (unsigned long long)r->distinct, (unsigned long long)r->duplicates,
 	    (unsigned long long)r->batches, (unsigned long long)r->batch_records, r->imbalance,
 	    (unsigned long long)r->peak_rss, r->threads, r->partitions,
-	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_depth, r->zippers,
-	    pme_policy_name(c->on_duplicate), c->sort ? "true" : "false", r->allocator,
+	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_stem, r->prefix_depth,
+	    r->zippers, pme_policy_name(c->on_duplicate), c->sort ? "true" : "false", r->allocator,
 	    r->huge_pages);
 	if (ferror(f) | fclose(f)) {
 		rc = -EIO;

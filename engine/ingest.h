@@ -6,7 +6,7 @@
  * A run (pme_ingest_run)
  *   plan      scheme, partition count P, batch size from the memory budget; serially, one
  *             exclusive write zipper per partition from the map's pm_head (hash scheme: at
- *             pme_partition_path(p); prefix scheme: one per d-byte key prefix met, each
+ *             pme_partition_path(p); prefix scheme: one per stem ++ d-byte key prefix met, each
  *             prefix owned by exactly one partition)
  *   loop      the I/O thread (pio_prefetch_*) reads batch k+1 while this thread routes and
  *             fills batch k:
@@ -16,8 +16,8 @@
  *     fill    one `omp parallel for schedule(dynamic)` over partitions; partition p writes
  *             only through its own zippers and its own value heap: no lock, no atomic, no
  *             shared allocation on the hot path
- *   finalize  release the zippers (serial), write keys shorter than the prefix depth
- *             (serial), pkb_write the KB (temporary file, fsync, rename), report
+ *   finalize  release the zippers (serial), write the prefix scheme's keys outside its
+ *             partitions (serial), pkb_write the KB (temporary file, fsync, rename), report
  *
  * Determinism: records keep input order inside their partition and duplicates of a key
  * always meet in the same partition, so the map's content, and thus the canonical KB, is the
@@ -120,6 +120,7 @@ struct pme_report {
 	uint64_t peak_rss;	/* peak resident memory, bytes */
 	int threads;		/* OpenMP threads */
 	uint32_t partitions;	/* P */
+	uint32_t prefix_stem;	/* prefix scheme: bytes of the stem before the split; hash: 0 */
 	uint32_t prefix_depth;	/* prefix scheme: split depth d; hash: 0 */
 	uint32_t zippers;	/* write zippers made */
 	enum pme_scheme scheme; /* scheme */

@@ -48,6 +48,9 @@ struct pme_kp {
  * rebuilds it from there instead of reading the batch at random. */
 #define PME_KP_SHORT 16
 
+/* The prefix scheme's stem (the sample's common prefix) is cut to this many bytes. */
+#define PME_STEM_MAX 64
+
 /*
  * Rebuilds the key of record e at buf, whose first lcp bytes hold the batch's common prefix
  * already (buf has room for lcp + PME_KP_SHORT bytes). Returns the key's length, or
@@ -66,8 +69,9 @@ static inline size_t pme_kp_key(const struct pme_kp *e, size_t lcp, uint8_t *buf
  * Router: per-run scratch arrays, grown to the largest batch, and the partition layout.
  *
  *   pid[i]     bucket of record i (hash: partition; prefix: partition, or P for keys
- *              shorter than the split depth)
- *   pre[i]     first 8 key bytes, big-endian, zero-padded: the first sort key
+ *              that do not start with the stem or end before stem + depth)
+ *   pre[i]     prefix scheme: the 8 key bytes after the stem, big-endian, zero-padded (its
+ *              top d bytes name the zipper)
  *   idx[]      record indices grouped by bucket, in input order inside a bucket (then by
  *              key if sorted); bucket b is idx[start[b] .. start[b+1])
  *   kp[]       when sorted: the records of idx[] in the same order, with their first key
@@ -80,9 +84,11 @@ struct pme_router {
 	uint32_t nbuckets;	/* hash: P; prefix: P + 1 (bucket P: short keys) */
 	int nthreads;		/* threads for the histograms */
 	unsigned depth;		/* prefix: split depth d in bytes (1..8) */
+	uint8_t *stem;		/* prefix: the bytes every partitioned key starts with */
+	size_t stem_len;	/* ... their number (0..PME_STEM_MAX) */
 	uint64_t *splits;	/* prefix: P lower bounds of d-byte prefixes; splits[0] == 0 */
 	uint32_t *pid;		/* n bucket ids */
-	uint64_t *pre;		/* n sort prefixes */
+	uint64_t *pre;		/* n: prefix scheme, key bytes after the stem */
 	uint32_t *idx;		/* n record indices by bucket */
 	struct pme_kp *kp;	/* n: key bytes, record and value of idx[] (what the sorts move) */
 	struct pme_kp *tmp;	/* n: merge sort scratch */
@@ -97,7 +103,7 @@ struct pme_router {
 /* Sets up r for P partitions of the scheme (prefix: with depth and P splits, copied).
  * Returns 0 or PM_ENOMEM. */
 int pme_router_init(struct pme_router *r, enum pme_scheme scheme, uint32_t nparts, int nthreads,
-		    unsigned depth, const uint64_t *splits);
+		    const uint8_t *stem, size_t stem_len, unsigned depth, const uint64_t *splits);
 /* Frees r's arrays. */
 void pme_router_free(struct pme_router *r);
 /* Routes b: fills pid, pre, idx and start (parallel, stable); sorts every bucket by key
@@ -111,13 +117,15 @@ uint64_t pme_dprefix(const uint8_t *key, unsigned depth);
 int pme_u64_cmp(const void *a, const void *b);
 
 /*
- * Chooses the prefix scheme's split depth and P lower bounds from a sample of keys
- * (sample[i] is keys[off[i] .. off[i+1])): the smallest depth d (1..8) at which the
- * sample has at least P distinct d-byte prefixes (else 8), then P quantiles of the sample's
- * d-prefixes. Writes *depth and splits[0..P). Returns 0 or PM_ENOMEM.
+ * Chooses the prefix scheme's stem, split depth and P lower bounds from a sample of keys
+ * (sample[i] is keys[off[i] .. off[i+1])): the stem is the sample's longest common prefix
+ * (at most PME_STEM_MAX bytes; its length goes to *stem_len, its bytes are those of the
+ * first sample key); then, on the bytes after the stem, the smallest depth d (1..8) at which
+ * the sample has at least P distinct d-byte prefixes (else 8), and P quantiles of those
+ * d-prefixes. Writes *stem_len, *depth and splits[0..P). Returns 0 or PM_ENOMEM.
  */
 int pme_prefix_plan(const uint8_t *keys, const size_t *off, size_t n, uint32_t nparts,
-		    unsigned *depth, uint64_t *splits);
+		    size_t *stem_len, unsigned *depth, uint64_t *splits);
 
 /* A growable byte heap of one partition: [u32 LE length][bytes] entries. */
 struct pme_heap {

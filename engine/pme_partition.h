@@ -13,7 +13,12 @@
  *   subtries below them: exclusive write zippers at these paths touch disjoint memory.
  *
  * prefix scheme: internal path = the user key itself (no added bytes); partitions are P
- *   disjoint key ranges chosen from a sample (see the engine's planner).
+ *   disjoint key ranges chosen from a sample (see the engine's planner): ranges of the d
+ *   bytes that follow the sample's common prefix (the stem), so that keys sharing a long
+ *   prefix (paths under one project) still spread. Each d-byte value met gets a write
+ *   zipper at stem ++ those d bytes: every such path has the same length, so two distinct
+ *   ones are never prefixes of one another. Keys that do not start with the stem or end
+ *   before stem + d bytes go to no partition: one thread writes them apart.
  */
 #ifndef PME_PARTITION_H
 #define PME_PARTITION_H

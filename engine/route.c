@@ -41,6 +41,7 @@ uint32_t pme_prefix_partition(const struct pme_router *r, uint64_t dprefix)
 void pme_router_free(struct pme_router *r)
 {
 	free(r->splits);
+	free(r->stem);
 	free(r->pid);
 	free(r->pre);
 	free(r->idx);
@@ -52,7 +53,7 @@ void pme_router_free(struct pme_router *r)
 }
 
 int pme_router_init(struct pme_router *r, enum pme_scheme scheme, uint32_t nparts, int nthreads,
-		    unsigned depth, const uint64_t *splits)
+		    const uint8_t *stem, size_t stem_len, unsigned depth, const uint64_t *splits)
 {
 	memset(r, 0, sizeof(*r));
 	r->scheme = scheme;
@@ -60,15 +61,21 @@ int pme_router_init(struct pme_router *r, enum pme_scheme scheme, uint32_t npart
 	r->nbuckets = scheme == PME_SCHEME_PREFIX ? nparts + 1 : nparts;
 	r->nthreads = nthreads < 1 ? 1 : nthreads;
 	r->depth = depth;
+	if (stem_len > PME_STEM_MAX)
+		return PM_EINVAL;
 	r->start = calloc((size_t)r->nbuckets + 1, sizeof(*r->start));
 	r->hist = calloc((size_t)r->nbuckets * (size_t)r->nthreads, sizeof(*r->hist));
 	if (!r->start || !r->hist)
 		goto out_nomem;
 	if (scheme == PME_SCHEME_PREFIX) {
 		r->splits = malloc((size_t)nparts * sizeof(*r->splits));
-		if (!r->splits)
+		r->stem = malloc(stem_len + 1);
+		if (!r->splits || !r->stem)
 			goto out_nomem;
 		memcpy(r->splits, splits, (size_t)nparts * sizeof(*r->splits));
+		if (stem_len)
+			memcpy(r->stem, stem, stem_len);
+		r->stem_len = stem_len;
 	}
 	return 0;
 out_nomem:
@@ -271,13 +278,15 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 			size_t len = b->key_off[i + 1] - b->key_off[i];
 			uint32_t p;
 
-			r->pre[i] = pme_head8(k, len);
-			if (r->scheme == PME_SCHEME_HASH)
+			if (r->scheme == PME_SCHEME_HASH) {
 				p = pme_hash_partition(k, len, r->nparts);
-			else if (len < r->depth)
+			} else if (len < r->stem_len + r->depth ||
+				   (r->stem_len && memcmp(k, r->stem, r->stem_len))) {
 				p = r->nparts;
-			else
+			} else {
+				r->pre[i] = pme_head8(k + r->stem_len, len - r->stem_len);
 				p = pme_prefix_partition(r, r->pre[i] >> (64 - 8 * r->depth));
+			}
 			r->pid[i] = p;
 			h[p]++;
 		}
@@ -333,20 +342,31 @@ int pme_u64_cmp(const void *a, const void *b)
 }
 
 int pme_prefix_plan(const uint8_t *keys, const size_t *off, size_t n, uint32_t nparts,
-		    unsigned *depth, uint64_t *splits)
+		    size_t *stem_len, unsigned *depth, uint64_t *splits)
 {
 	uint64_t *v = malloc((n ? n : 1) * sizeof(*v));
 	unsigned d;
-	size_t m = 0, i, distinct = 0;
+	size_t m = 0, i, j, distinct = 0, s = n ? off[1] - off[0] : 0;
 	uint32_t p;
 
 	if (!v)
 		return PM_ENOMEM;
+	/* the stem: keys that share their first bytes (paths under one project, say) are
+	 * told apart by the bytes after them */
+	if (s > PME_STEM_MAX)
+		s = PME_STEM_MAX;
+	for (i = 1; i < n && s; i++) {
+		size_t l = off[i + 1] - off[i];
+
+		for (j = 0; j < s && j < l && keys[off[i] + j] == keys[off[0] + j]; j++)
+			;
+		s = j;
+	}
 	for (d = 1; d <= 8; d++) {
 		m = 0;
 		for (i = 0; i < n; i++)
-			if (off[i + 1] - off[i] >= d)
-				v[m++] = pme_dprefix(keys + off[i], d);
+			if (off[i + 1] - off[i] >= s + d)
+				v[m++] = pme_dprefix(keys + off[i] + s, d);
 		qsort(v, m, sizeof(*v), pme_u64_cmp);
 		for (i = 0, distinct = 0; i < m; i++)
 			distinct += i == 0 || v[i] != v[i - 1];
@@ -358,11 +378,12 @@ int pme_prefix_plan(const uint8_t *keys, const size_t *off, size_t n, uint32_t n
 	/* quantiles; equal neighbours leave some partitions empty, which is harmless */
 	splits[0] = 0;
 	for (p = 1; p < nparts; p++) {
-		uint64_t s = m ? v[(size_t)((uint64_t)m * p / nparts)] : 0;
+		uint64_t q = m ? v[(size_t)((uint64_t)m * p / nparts)] : 0;
 
-		splits[p] = s > splits[p - 1] ? s : splits[p - 1];
+		splits[p] = q > splits[p - 1] ? q : splits[p - 1];
 	}
 	free(v);
+	*stem_len = s;
 	*depth = d;
 	return 0;
 }

@@ -237,6 +237,51 @@ def into_and_multi():
           "a glob input differs from the files listed")
 
 
+def prefix_stem():
+    """Keys under a long common prefix: the prefix scheme splits after it (the report's
+    prefix_stem), balanced; --into brings keys outside it (routed to the serial bucket): the
+    same content as the hash scheme, for policies, P, threads and batch sizes."""
+    n = 5000
+    keys = [b"/proj/run%05d/a" % rng.randint(0, 3000) for _ in range(n)]  # stem /proj/run0
+    vals = [rng.randint(-1000, 1000) for _ in range(n)]
+    f = write_compound("stem.h5", keys, vals, width=20)
+    okeys = [b"/other/%d" % i for i in range(300)] + [b"/proj/run", b"/proj/r", b""]
+    okeys += keys[:200]  # some keys of the input too
+    ovals = [rng.randint(-1000, 1000) for _ in okeys]
+    o = write_compound("other.h5", okeys, ovals, width=20)
+    for policy in ["last", "sum"]:
+        base = path("stem_base_%s.kb" % policy)
+        ingest([o + ":/data"], base, ["--on-duplicate", policy])
+        ref = wrap64(reference(okeys + keys, ovals + vals, policy))
+        want = {}
+        for parts in [4, 64]:
+            for threads in [1, 2]:
+                for batch in [300, 100000]:
+                    out = path("stem_%s_%d_%d_%d.kb" % (policy, parts, threads, batch))
+                    rep = path("stem.json")
+                    pr = ingest([f + ":/data"], out,
+                                ["--on-duplicate", policy, "--scheme", "prefix",
+                                 "--partitions", parts, "--batch-records", batch, "--into",
+                                 base, "--report", rep], threads=threads)
+                    if pr.returncode:
+                        continue
+                    r = json.load(open(rep))
+                    check(r["prefix_stem"] == 10, "stem: prefix_stem %d, not 10 (/proj/run0)"
+                          % r["prefix_stem"])
+                    check(r["imbalance"] < 2.0,
+                          "stem: partitions unbalanced (%.2f)" % r["imbalance"])
+                    got = scan(out)
+                    check(got == ref, "stem %s P=%d t=%d b=%d: content differs" %
+                          (policy, parts, threads, batch))
+                    blob = open(out, "rb").read()
+                    if parts in want:
+                        check(blob == want[parts], "stem %s P=%d: not byte-identical across "
+                              "threads/batch sizes" % (policy, parts))
+                    else:
+                        want[parts] = blob
+                    os.unlink(out)
+
+
 def errors_and_config():
     keys = [b"k1", b"k2", b"dup", b"k3", b"dup", b"k4", b"dup"]
     f = write_compound("err.h5", keys, list(range(len(keys))))
@@ -314,7 +359,8 @@ def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     t = time.time()
-    for step in [matrix, strings_and_pairs, into_and_multi, errors_and_config, sigterm]:
+    for step in [matrix, strings_and_pairs, into_and_multi, prefix_stem, errors_and_config,
+                 sigterm]:
         if step is matrix:
             step(quick)
         else:

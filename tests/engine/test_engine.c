@@ -160,8 +160,13 @@ static size_t check_routing(const struct tbatch *t, const struct pme_router *r, 
 			CU_ASSERT_EQUAL_FATAL(r->pid[r->idx[i]], bk);
 			if (r->scheme == PME_SCHEME_HASH) {
 				CU_ASSERT_EQUAL_FATAL(pme_hash_partition(ka, la, r->nparts), bk);
-			} else if (la < r->depth) {
+			} else if (la < r->stem_len + r->depth ||
+				   memcmp(ka, r->stem, r->stem_len) != 0) {
 				CU_ASSERT_EQUAL_FATAL(bk, r->nparts);
+			} else {
+				uint64_t dp = pme_dprefix(ka + r->stem_len, r->depth);
+
+				CU_ASSERT_EQUAL_FATAL(bk, pme_prefix_partition(r, dp));
 			}
 			if (i == r->start[bk])
 				continue;
@@ -184,11 +189,13 @@ static void test_route_stable(void)
 	struct tbatch t;
 	uint64_t splits[7];
 	unsigned depth;
+	size_t stem;
 	int s, th;
 
 	make_batch(&t, 20000);
-	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, t.b.n, 7, &depth, splits) == 0);
+	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, t.b.n, 7, &stem, &depth, splits) == 0);
 	CU_ASSERT(depth >= 1 && depth <= 8);
+	CU_ASSERT_EQUAL(stem, 0); /* the batch has empty keys */
 	for (s = 0; s < 4; s++) {
 		uint32_t *first = NULL;
 
@@ -197,11 +204,11 @@ static void test_route_stable(void)
 			bool sorted = s & 1;
 
 			if (s < 2) {
-				CU_ASSERT_FATAL(
-				    pme_router_init(&r, PME_SCHEME_HASH, 16, th, 0, NULL) == 0);
+				CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_HASH, 16, th, NULL,
+								0, 0, NULL) == 0);
 			} else {
-				CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_PREFIX, 7, th, depth,
-								splits) == 0);
+				CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_PREFIX, 7, th, NULL,
+								0, depth, splits) == 0);
 			}
 			CU_ASSERT_FATAL(pme_route(&r, &t.b, sorted) == 0);
 			/* keys are 0-11 bytes: all of them are short */
@@ -253,7 +260,7 @@ static void test_route_sort_long(void)
 	for (th = 1; th <= 2; th++) {
 		struct pme_router r;
 
-		CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_HASH, 2, th, 0, NULL) == 0);
+		CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_HASH, 2, th, NULL, 0, 0, NULL) == 0);
 		CU_ASSERT_FATAL(pme_route(&r, &t.b, true) == 0);
 		rebuilt = check_routing(&t, &r, true);
 		/* lengths 0-19: about 17 in 20 are short, the others are read from the batch */
@@ -300,6 +307,7 @@ static void test_prefix_plan(void)
 	size_t off[11], i, o = 0;
 	uint64_t splits[4];
 	unsigned depth;
+	size_t stem;
 
 	off[0] = 0;
 	for (i = 0; i < 10; i++) {
@@ -309,11 +317,77 @@ static void test_prefix_plan(void)
 		o += l;
 		off[i + 1] = o;
 	}
-	CU_ASSERT_FATAL(pme_prefix_plan(arena, off, 10, 4, &depth, splits) == 0);
+	CU_ASSERT_FATAL(pme_prefix_plan(arena, off, 10, 4, &stem, &depth, splits) == 0);
+	CU_ASSERT_EQUAL(stem, 0);
 	CU_ASSERT_EQUAL(depth, 1);
 	CU_ASSERT_EQUAL(splits[0], 0);
 	for (i = 1; i < 4; i++)
 		CU_ASSERT(splits[i] >= splits[i - 1]);
+	/* a common prefix is the stem; the split looks at the bytes after it */
+	memcpy(arena, "run1run2run3run44", 17);
+	for (i = 0; i < 4; i++)
+		off[i + 1] = 4 * (i + 1) + (i == 3);
+	CU_ASSERT_FATAL(pme_prefix_plan(arena, off, 4, 4, &stem, &depth, splits) == 0);
+	CU_ASSERT_EQUAL(stem, 3);
+	CU_ASSERT_EQUAL(depth, 1);
+	CU_ASSERT_EQUAL(splits[1], '2');
+	CU_ASSERT_EQUAL(splits[2], '3');
+	CU_ASSERT_EQUAL(splits[3], '4');
+}
+
+/* Keys under a long common prefix (paths of one project): the prefix scheme's partitions
+ * split them after it, evenly; keys that do not start with the sample's stem, or end inside
+ * stem + depth, go to the short bucket; routing is checked record by record. */
+static void test_route_stem(void)
+{
+	const size_t n = 40000, ns = 20000, np = 16;
+	struct tbatch t;
+	struct pme_router r;
+	uint64_t splits[16];
+	unsigned depth;
+	size_t stem, i, o = 0, max = 0;
+	uint32_t bk;
+
+	t.keys = malloc(n * 32);
+	t.off = malloc((n + 1) * sizeof(size_t));
+	t.vals = malloc(n * sizeof(uint64_t));
+	t.off[0] = 0;
+	for (i = 0; i < n; i++) {
+		int l;
+
+		if (i >= ns && i % 97 == 0)
+			l = snprintf((char *)t.keys + o, 32, "/other/%05u",
+				     (unsigned)(rnd() % 100000));
+		else if (i >= ns && i % 89 == 0)
+			l = snprintf((char *)t.keys + o, 32, "/proj/run");
+		else
+			l = snprintf((char *)t.keys + o, 32, "/proj/run%05u/attr",
+				     (unsigned)(rnd() % 100000));
+		o += (size_t)l;
+		t.off[i + 1] = o;
+		t.vals[i] = rnd();
+	}
+	memset(&t.b, 0, sizeof(t.b));
+	t.b.n = n;
+	t.b.keys = t.keys;
+	t.b.key_off = t.off;
+	t.b.vals = t.vals;
+	/* the sample: the first half, all under /proj/run */
+	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, ns, np, &stem, &depth, splits) == 0);
+	CU_ASSERT_EQUAL_FATAL(stem, 9);
+	CU_ASSERT(depth >= 1 && depth <= 3);
+	CU_ASSERT_FATAL(
+	    pme_router_init(&r, PME_SCHEME_PREFIX, np, 2, t.keys, stem, depth, splits) == 0);
+	CU_ASSERT_FATAL(pme_route(&r, &t.b, true) == 0);
+	check_routing(&t, &r, true);
+	for (bk = 0; bk < np; bk++)
+		if (r.start[bk + 1] - r.start[bk] > max)
+			max = r.start[bk + 1] - r.start[bk];
+	/* about 2500 a partition; before the stem, all of them went to one */
+	CU_ASSERT(max < 2 * (n / np));
+	CU_ASSERT(r.start[np + 1] - r.start[np] > 200); /* the short bucket: /other, /proj/run */
+	pme_router_free(&r);
+	free_batch(&t);
 }
 
 static char *slurp(const char *path, size_t *len)
@@ -469,6 +543,7 @@ int main(void)
 	CU_add_test(s, "key sort of long slices (first-byte split)", test_route_sort_long);
 	CU_add_test(s, "key heads (first 8 bytes) order keys", test_head8);
 	CU_add_test(s, "prefix planner", test_prefix_plan);
+	CU_add_test(s, "prefix scheme: keys under a common stem", test_route_stem);
 	CU_add_test(s, "KBs are byte-identical for any threads/batch size", test_determinism);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
