@@ -194,20 +194,24 @@ static void sort_slice(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, 
 		memcpy(v, src, n * sizeof(*v));
 }
 
-#define RADIX_MIN 64 /* slices this long are split by their first byte before the sort */
+#define RADIX_MIN 64   /* slices this long are split by their first key bits before the sort */
+#define RADIX_BUCKET 8 /* ... into about this many records a bucket */
+#define RADIX_BITS 12  /* ... on at most this many bits */
 
 /*
  * Sorts a partition's slice v[0..n) by key (in place) and writes its record indices, in that
  * order, to idx[0..n); t[0..n) is scratch. rec_less is a total order (ties by record index), so the
- * result is the one sort_slice gives: long slices are first scattered by the first byte of
- * k0 (one counting pass), which leaves sort_slice short buckets, cheaper than merging the
- * whole slice.
+ * result is the one sort_slice gives: long slices are first scattered by the top bits of k0
+ * (one counting pass; 8 to RADIX_BITS bits, so that random keys leave about RADIX_BUCKET
+ * records a bucket), which leaves sort_slice short buckets, cheaper than merging the whole
+ * slice.
  */
 static void sort_part(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, struct pme_kp *t,
 		      size_t n, uint32_t *idx)
 {
-	size_t cnt[257], i;
-	unsigned c;
+	uint32_t cnt[(1u << RADIX_BITS) + 1];
+	unsigned bits = 8, c, nb;
+	size_t i;
 
 	if (n < RADIX_MIN) {
 		sort_slice(bt, l, v, t, n);
@@ -215,15 +219,18 @@ static void sort_part(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, s
 			idx[i] = v[i].rec;
 		return;
 	}
-	memset(cnt, 0, sizeof(cnt));
+	while (bits < RADIX_BITS && ((size_t)RADIX_BUCKET << (bits + 1)) <= n)
+		bits++;
+	nb = 1u << bits;
+	memset(cnt, 0, (nb + 1) * sizeof(*cnt));
 	for (i = 0; i < n; i++)
-		cnt[(v[i].k0 >> 56) + 1]++;
-	for (c = 1; c <= 256; c++)
+		cnt[(v[i].k0 >> (64 - bits)) + 1]++;
+	for (c = 1; c <= nb; c++)
 		cnt[c] += cnt[c - 1];
 	for (i = 0; i < n; i++)
-		t[cnt[v[i].k0 >> 56]++] = v[i];
+		t[cnt[v[i].k0 >> (64 - bits)]++] = v[i];
 	/* cnt[c] is now where bucket c ends; sort each bucket in t, with v as scratch */
-	for (c = 0, i = 0; c < 256; c++) {
+	for (c = 0, i = 0; c < nb; c++) {
 		size_t e = cnt[c];
 
 		if (e - i > 1)

@@ -226,12 +226,13 @@ static void test_route_stable(void)
 	free_batch(&t);
 }
 
-/* The key sort on slices long enough to be split by their first byte first: random keys of
- * any byte and length 0-19 over 2 partitions (about 2500 records each), 1 and 2 threads. */
+/* The key sort on slices long enough to be split by their top key bits first: random keys
+ * of any byte and length 0-19 over 2 partitions (about 20000 records each: an 11-bit split),
+ * 1 and 2 threads. */
 static void test_route_sort_long(void)
 {
 	struct tbatch t;
-	size_t n = 5000, i, o = 0, rebuilt;
+	size_t n = 40000, i, o = 0, rebuilt;
 	int th;
 
 	t.keys = malloc(n * 20);
@@ -540,7 +541,7 @@ int main(void)
 	CU_add_test(s, "partition paths are prefix-free for every P",
 		    test_partition_paths_prefix_free);
 	CU_add_test(s, "routing is stable and thread-count independent", test_route_stable);
-	CU_add_test(s, "key sort of long slices (first-byte split)", test_route_sort_long);
+	CU_add_test(s, "key sort of long slices (top-bits split)", test_route_sort_long);
 	CU_add_test(s, "key heads (first 8 bytes) order keys", test_head8);
 	CU_add_test(s, "prefix planner", test_prefix_plan);
 	CU_add_test(s, "prefix scheme: keys under a common stem", test_route_stem);
