@@ -45,6 +45,7 @@
 
 #define LIST_MAX 32	  /* most children of a list node; more make a dense node */
 #define OUTBUF (1u << 16) /* builder's output buffer */
+#define STAGE_PREFIX 64	  /* emit: prefixes up to this long are staged with their node */
 #define FOOTER_SUM_AT 56  /* footer bytes covered by the footer checksum */
 
 static const uint8_t snap_magic[8] = {'P', 'M', 'S', 'N', 'A', 'P', 0x1a, '\n'};
@@ -572,13 +573,15 @@ uint64_t pm_snap_builder_count(const pm_snap_builder *b)
 static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix, uint64_t plen,
 		uint64_t *off, uint64_t *count)
 {
-	uint8_t hdr[32], mask[32];
+	/* the node up to its refs is staged here and goes out in one piece (most nodes are
+	 * leaves: one copy each); a longer prefix goes out on its own */
+	uint8_t st[STAGE_PREFIX + 96];
 	uint8_t refs[8 * 64];
-	size_t n = b->nch - f->child_base, i, k;
+	size_t n = b->nch - f->child_base, i, k, h = 0;
 	const struct child *c = b->ch + f->child_base;
-	unsigned kind, vcode = 0, rw = 1, h = 0;
+	unsigned kind, vcode = 0, rw = 1;
 	uint64_t cnt = f->has_val ? 1 : 0;
-	int rc;
+	int rc = 0;
 
 	*off = b->pos;
 	kind = n == 0 ? K_LEAF : n <= LIST_MAX ? K_LIST : K_DENSE;
@@ -588,33 +591,38 @@ static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix
 		rw = width_of(*off - c[0].off);
 	for (i = 0; i < n; i++)
 		cnt += c[i].count;
-	hdr[h++] = (uint8_t)(kind | vcode << 2 | (rw - 1) << 5);
-	h += varint_put(hdr + h, plen);
-	rc = out(b, hdr, h);
-	if (!rc && plen)
-		rc = out(b, prefix, (size_t)plen);
-	h = 0;
+	st[h++] = (uint8_t)(kind | vcode << 2 | (rw - 1) << 5);
+	h += varint_put(st + h, plen);
+	if (plen <= STAGE_PREFIX) {
+		memcpy(st + h, prefix, (size_t)plen);
+		h += (size_t)plen;
+	} else {
+		rc = out(b, st, h);
+		if (!rc)
+			rc = out(b, prefix, (size_t)plen);
+		h = 0;
+	}
 	if (vcode) {
-		put_le(hdr, f->val, vwidth[vcode]);
-		h = vwidth[vcode];
+		put_le(st + h, f->val, vwidth[vcode]);
+		h += vwidth[vcode];
 	}
 	if (n) {
-		h += varint_put(hdr + h, cnt);
+		h += varint_put(st + h, cnt);
 		if (kind == K_LIST)
-			hdr[h++] = (uint8_t)(n - 1);
+			st[h++] = (uint8_t)(n - 1);
+	}
+	if (kind == K_LIST) {
+		for (i = 0; i < n; i++)
+			st[h + i] = c[i].byte;
+		h += n;
+	} else if (kind == K_DENSE) {
+		memset(st + h, 0, 32);
+		for (i = 0; i < n; i++)
+			st[h + (c[i].byte >> 3)] |= (uint8_t)(1u << (c[i].byte & 7));
+		h += 32;
 	}
 	if (!rc && h)
-		rc = out(b, hdr, h);
-	if (!rc && kind == K_LIST) {
-		for (i = 0; i < n; i++)
-			mask[i] = c[i].byte;
-		rc = out(b, mask, n);
-	} else if (!rc && kind == K_DENSE) {
-		memset(mask, 0, sizeof(mask));
-		for (i = 0; i < n; i++)
-			mask[c[i].byte >> 3] |= (uint8_t)(1u << (c[i].byte & 7));
-		rc = out(b, mask, sizeof(mask));
-	}
+		rc = out(b, st, h);
 	for (i = 0; !rc && i < n; i += k) {
 		size_t j;
 
