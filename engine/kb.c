@@ -922,6 +922,7 @@ out_abort:
  */
 #define WRITE_RANGES_PER_THREAD 8u     /* in parts: key ranges per thread */
 #define WRITE_SAMPLE_SUBTRIES 4u       /* in parts: partitions counted to weigh the ranges */
+#define WRITE_SAMPLE_MIN 64u	       /* ... when there are at least this many */
 #define CANCEL_KEYS 65536u	       /* keys walked between looks at the cancel flag */
 #define WRITE_IMAGE_BYTES_PER_KEY 48.0 /* in parts: image bytes per key, a generous guess */
 #define WRITE_IMAGE_DEFAULT_MEMORY ((uint64_t)1 << 30) /* ... allowed without opts->memory */
@@ -1319,17 +1320,17 @@ static void stream_ready(struct wstream *s)
 
 /*
  * Weight of the keys under user prefix C ++ c, for every branch byte c, into w[256] (0: no
- * key): the number of subtries with keys there, plus, for the hash scheme, the keys that the
- * first WRITE_SAMPLE_SUBTRIES partitions hold there, scaled to all P (a partition holds a
- * uniform sample of the keys, so a few of them tell the spread for a fraction of a walk),
- * and for the prefix scheme the number of nodes in the two levels below (its one subtrie
- * cannot be sampled that way; the levels are cheap to count and follow the fan-out). Returns
- * 0 or PKB_ENOMEM.
+ * key): the number of subtries with keys there, plus, with many subtries (the hash scheme's
+ * P >= WRITE_SAMPLE_MIN), the keys that the first WRITE_SAMPLE_SUBTRIES of them hold there,
+ * scaled to all P (a hash partition holds a uniform sample of the keys, so a few tell the
+ * spread for a small fraction of a walk), else the number of nodes in the two levels below
+ * (the prefix scheme's one subtrie cannot be sampled that way; the levels are cheap to count
+ * and follow the fan-out). Returns 0 or PKB_ENOMEM.
  */
 static int range_weights(const pm_map *map, const struct wlayout *l, const uint8_t *cp, size_t clen,
 			 uint64_t w[256])
 {
-	uint32_t ns = l->nsub < WRITE_SAMPLE_SUBTRIES ? l->nsub : WRITE_SAMPLE_SUBTRIES;
+	const bool sample = l->nsub >= WRITE_SAMPLE_MIN;
 	uint8_t *path = malloc(l->ppl + clen + 1), bytes[256], gb[256];
 	unsigned nb, i, j, ng;
 	uint32_t p;
@@ -1348,14 +1349,14 @@ static int range_weights(const pm_map *map, const struct wlayout *l, const uint8
 		for (i = 0; i < nb; i++) {
 			uint64_t x = 1;
 
-			if ((l->nsub > 1 && p < ns) || l->nsub == 1) {
+			if (!sample || p < WRITE_SAMPLE_SUBTRIES) {
 				if (pm_rz_descend_byte(z, bytes[i])) {
 					pm_rz_destroy(z);
 					free(path);
 					return PKB_ENOMEM;
 				}
-				if (l->nsub > 1) {
-					x += pm_rz_count(z) * (l->nsub / ns);
+				if (sample) {
+					x += pm_rz_count(z) * (l->nsub / WRITE_SAMPLE_SUBTRIES);
 				} else {
 					ng = pm_rz_child_count(z);
 					x += ng;
