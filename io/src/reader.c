@@ -38,16 +38,96 @@ struct source {
 	size_t vchunk_bytes;	 /* same for the values dataset */
 };
 
+/*
+ * Where HDF5 puts the variable-length strings of one read: a bump arena (the transfer
+ * properties name it as the VL memory manager) instead of one malloc and one free per
+ * string. Reset before each read, freed with the handles.
+ */
+struct varena {
+	uint8_t **chunk; /* n chunks */
+	size_t *size;	 /* their sizes */
+	size_t n, cap;	 /* chunks, slots */
+	size_t cur;	 /* chunk in use */
+	size_t used;	 /* bytes of it given out */
+};
+
+#define VARENA_CHUNK ((size_t)4 << 20) /* bytes of an arena chunk (more for a longer string) */
+
+static void *varena_alloc(size_t len, void *info)
+{
+	struct varena *a = info;
+	size_t need = (len + 15) & ~(size_t)15;
+	void *p;
+
+	if (need < len)
+		return NULL;
+	while (a->cur < a->n && a->size[a->cur] - a->used < need) {
+		a->cur++;
+		a->used = 0;
+	}
+	if (a->cur == a->n) {
+		size_t sz = need > VARENA_CHUNK ? need : VARENA_CHUNK;
+
+		if (a->n == a->cap) {
+			size_t nc = a->cap ? 2 * a->cap : 16;
+			uint8_t **c = realloc(a->chunk, nc * sizeof(*c));
+			size_t *z;
+
+			if (!c)
+				return NULL;
+			a->chunk = c;
+			z = realloc(a->size, nc * sizeof(*z));
+			if (!z)
+				return NULL;
+			a->size = z;
+			a->cap = nc;
+		}
+		a->chunk[a->n] = malloc(sz);
+		if (!a->chunk[a->n])
+			return NULL;
+		a->size[a->n++] = sz;
+		a->used = 0;
+	}
+	p = a->chunk[a->cur] + a->used;
+	a->used += need;
+	return p;
+}
+
+/* Strings go with the whole arena (varena_reset). */
+static void varena_free(void *mem, void *info)
+{
+	(void)mem;
+	(void)info;
+}
+
+static void varena_reset(struct varena *a)
+{
+	a->cur = 0;
+	a->used = 0;
+}
+
+static void varena_release(struct varena *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->n; i++)
+		free(a->chunk[i]);
+	free(a->chunk);
+	free(a->size);
+	memset(a, 0, sizeof(*a));
+}
+
 /* HDF5 handles of the input being read. */
 struct handles {
-	hid_t file; /* the file */
-	hid_t dk;   /* compound dataset, or keys dataset */
-	hid_t dv;   /* values dataset, or H5I_INVALID_HID (compound) */
-	hid_t memk; /* memory type to read dk with */
-	hid_t memv; /* memory type to read dv with */
-	hid_t dxpl; /* transfer properties (type conversion buffer size) */
-	int krank;  /* rank of dk (1, or 2 for rows) */
-	int vrank;  /* rank of dv */
+	hid_t file;	  /* the file */
+	hid_t dk;	  /* compound dataset, or keys dataset */
+	hid_t dv;	  /* values dataset, or H5I_INVALID_HID (compound) */
+	hid_t memk;	  /* memory type to read dk with */
+	hid_t memv;	  /* memory type to read dv with */
+	hid_t dxpl;	  /* transfer properties (type conversion buffer size) */
+	int krank;	  /* rank of dk (1, or 2 for rows) */
+	int vrank;	  /* rank of dv */
+	struct varena va; /* the variable-length strings of a read */
 };
 
 struct pio_reader {
@@ -69,6 +149,7 @@ static void handles_init(struct handles *h)
 {
 	h->file = h->dk = h->dv = h->memk = h->memv = h->dxpl = H5I_INVALID_HID;
 	h->krank = h->vrank = 1;
+	memset(&h->va, 0, sizeof(h->va));
 }
 
 static void handles_close(struct handles *h)
@@ -85,6 +166,7 @@ static void handles_close(struct handles *h)
 		H5Dclose(h->dv);
 	if (h->file >= 0)
 		H5Fclose(h->file);
+	varena_release(&h->va);
 	handles_init(h);
 }
 
@@ -461,6 +543,8 @@ static int source_open(struct source *s, struct handles *h, uint64_t *crec, stru
 	if (tconv > ((size_t)64 << 20))
 		tconv = (size_t)64 << 20;
 	H5Pset_buffer(h->dxpl, tconv, NULL, NULL);
+	if (H5Pset_vlen_mem_manager(h->dxpl, varena_alloc, &h->va, varena_free, &h->va) < 0)
+		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath, "out of memory");
 	return 0;
 }
 
@@ -965,6 +1049,7 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 
 	if ((s->kstride && n > SIZE_MAX / s->kstride) || (s->vstride && n > SIZE_MAX / s->vstride))
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath, "batch too large");
+	varena_reset(&h->va); /* the strings of the last read are decoded */
 	if (grow_buf(&r->kbuf, &r->kbuf_cap, n * s->kstride) ||
 	    grow_buf(&r->vbuf, &r->vbuf_cap, n * s->vstride))
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath,
@@ -976,7 +1061,7 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 	if (s->vpath && read_part(h->dv, h->memv, h->dxpl, h->vrank, s->vf.size, pos, n, r->vbuf)) {
 		rc = pio_seterr(err, PIO_EREAD, s->file, s->vpath, "cannot read records %llu..%llu",
 				(unsigned long long)pos, (unsigned long long)(pos + n - 1));
-		goto out_reclaim;
+		goto out;
 	}
 	vbuf = s->vpath ? r->vbuf : r->kbuf;
 	vstride = s->vpath ? s->vstride : s->kstride;
@@ -988,7 +1073,7 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 	if (rc) {
 		rc = pio_seterr(err, rc, s->file, s->kpath,
 				"out of memory for a batch of %zu records", n);
-		goto out_reclaim;
+		goto out;
 	}
 	decode_keys(&s->kf, r->kbuf, s->kstride, n, b);
 	decode_values(&s->vf, vbuf, vstride, n, b);
@@ -996,21 +1081,7 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 	b->first_record = pos;
 	b->source = (int)r->cur;
 
-out_reclaim:
-	if (s->kf.kind == FK_VSTR || (!s->vpath && s->vf.kind == FK_VSTR)) {
-		hsize_t c[2] = {n, s->kf.size};
-		hid_t ms = H5Screate_simple(h->krank, c, NULL);
-
-		H5Dvlen_reclaim(h->memk, ms, H5P_DEFAULT, r->kbuf);
-		H5Sclose(ms);
-	}
-	if (s->vpath && s->vf.kind == FK_VSTR && rc == 0) {
-		hsize_t c[2] = {n, s->vf.size};
-		hid_t ms = H5Screate_simple(h->vrank, c, NULL);
-
-		H5Dvlen_reclaim(h->memv, ms, H5P_DEFAULT, r->vbuf);
-		H5Sclose(ms);
-	}
+out: /* the strings stay in h->va until the next read */
 	return rc;
 }
 
