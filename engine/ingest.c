@@ -623,10 +623,8 @@ static int prefix_sample(struct run *x, struct pio_reader *rd, uint8_t *stem, si
 	}
 	pio_batch_free(&b);
 	if (!rc)
-		rc = pme_prefix_plan(keys ? keys : (const uint8_t *)"", off, n, x->nparts, stem_len,
-				     depth, splits);
-	if (!rc && *stem_len)
-		memcpy(stem, keys, *stem_len);
+		rc = pme_prefix_plan(keys ? keys : (const uint8_t *)"", off, n, x->nparts, stem,
+				     stem_len, depth, splits);
 	free(keys);
 	free(off);
 	return rc;
@@ -1075,14 +1073,15 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	}
 	x.rep.t_write = now() - t;
 
-	/* report */
+	/* report; imbalance: the largest bucket (the prefix scheme's keys outside its partitions
+	 * included: one thread writes them) against the mean partition */
 	{
 		uint64_t most = 0, sum = 0, dups = 0;
 
 		for (p = 0; p < x.r.nbuckets; p++) {
 			sum += x.parts[p].records;
 			dups += x.parts[p].dups;
-			if (p < x.nparts && x.parts[p].records > most)
+			if (x.parts[p].records > most)
 				most = x.parts[p].records;
 		}
 		x.rep.duplicates = dups;

@@ -116,7 +116,8 @@ struct pme_report {
 	uint64_t duplicates;	/* records whose key was already present */
 	uint64_t batches;	/* batches read */
 	uint64_t batch_records; /* records per batch (largest batch) */
-	double imbalance;	/* largest / mean records per partition */
+	double imbalance;	/* largest bucket / mean records per partition (prefix: the
+				   keys outside the partitions count as one bucket) */
 	uint64_t peak_rss;	/* peak resident memory, bytes */
 	int threads;		/* OpenMP threads */
 	uint32_t partitions;	/* P */

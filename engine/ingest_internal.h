@@ -49,7 +49,7 @@ struct pme_kp {
 #define PME_KP_SHORT 16
 
 /* The prefix scheme's stem (the sample's common prefix) is cut to this many bytes. */
-#define PME_STEM_MAX 64
+#define PME_STEM_MAX 1024
 
 /*
  * Rebuilds the key of record e at buf, whose first lcp bytes hold the batch's common prefix
@@ -118,14 +118,14 @@ int pme_u64_cmp(const void *a, const void *b);
 
 /*
  * Chooses the prefix scheme's stem, split depth and P lower bounds from a sample of keys
- * (sample[i] is keys[off[i] .. off[i+1])): the stem is the sample's longest common prefix
- * (at most PME_STEM_MAX bytes; its length goes to *stem_len, its bytes are those of the
- * first sample key); then, on the bytes after the stem, the smallest depth d (1..8) at which
- * the sample has at least P distinct d-byte prefixes (else 8), and P quantiles of those
- * d-prefixes. Writes *stem_len, *depth and splits[0..P). Returns 0 or PM_ENOMEM.
+ * (sample[i] is keys[off[i] .. off[i+1])): the stem is the longest prefix that all but the
+ * outer 1% of the sample (in key order) share, at most PME_STEM_MAX bytes; then, on the
+ * bytes after the stem of the keys that have it, the smallest depth d (1..8) at which they
+ * have at least P distinct d-byte prefixes (else 8), and P quantiles of those d-prefixes.
+ * Writes stem[0..*stem_len), *depth and splits[0..P). Returns 0 or PM_ENOMEM.
  */
 int pme_prefix_plan(const uint8_t *keys, const size_t *off, size_t n, uint32_t nparts,
-		    size_t *stem_len, unsigned *depth, uint64_t *splits);
+		    uint8_t *stem, size_t *stem_len, unsigned *depth, uint64_t *splits);
 
 /* A growable byte heap of one partition: [u32 LE length][bytes] entries. */
 struct pme_heap {

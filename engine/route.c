@@ -348,31 +348,58 @@ int pme_u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A sample key, for sorting the sample. */
+struct kref {
+	const uint8_t *p;
+	size_t len;
+};
+
+static int kref_cmp(const void *a, const void *b)
+{
+	const struct kref *x = a, *y = b;
+
+	return pme_key_cmp(x->p, x->len, y->p, y->len);
+}
+
 int pme_prefix_plan(const uint8_t *keys, const size_t *off, size_t n, uint32_t nparts,
-		    size_t *stem_len, unsigned *depth, uint64_t *splits)
+		    uint8_t *stem, size_t *stem_len, unsigned *depth, uint64_t *splits)
 {
 	uint64_t *v = malloc((n ? n : 1) * sizeof(*v));
+	struct kref *r = malloc((n ? n : 1) * sizeof(*r));
 	unsigned d;
-	size_t m = 0, i, j, distinct = 0, s = n ? off[1] - off[0] : 0;
+	size_t m = 0, i, distinct = 0, s = 0;
 	uint32_t p;
 
-	if (!v)
+	if (!v || !r) {
+		free(v);
+		free(r);
 		return PM_ENOMEM;
-	/* the stem: keys that share their first bytes (paths under one project, say) are
-	 * told apart by the bytes after them */
-	if (s > PME_STEM_MAX)
-		s = PME_STEM_MAX;
-	for (i = 1; i < n && s; i++) {
-		size_t l = off[i + 1] - off[i];
-
-		for (j = 0; j < s && j < l && keys[off[i] + j] == keys[off[0] + j]; j++)
-			;
-		s = j;
 	}
+	/* the stem: the prefix that all but the outer 1% of the sample share, that of its keys
+	 * of rank n/100 and n-1-n/100 in key order (every key between two keys shares their
+	 * common prefix). Keys that share their first bytes (paths under one project, say) are
+	 * told apart by the bytes after them; a stray key does not take the stem away (it is
+	 * written apart, as every key outside the stem). */
+	if (n) {
+		const struct kref *lo, *hi;
+
+		for (i = 0; i < n; i++) {
+			r[i].p = keys + off[i];
+			r[i].len = off[i + 1] - off[i];
+		}
+		qsort(r, n, sizeof(*r), kref_cmp);
+		lo = &r[n / 100];
+		hi = &r[n - 1 - n / 100];
+		while (s < lo->len && s < hi->len && s < PME_STEM_MAX && lo->p[s] == hi->p[s])
+			s++;
+		if (s)
+			memcpy(stem, lo->p, s);
+	}
+	free(r);
 	for (d = 1; d <= 8; d++) {
 		m = 0;
 		for (i = 0; i < n; i++)
-			if (off[i + 1] - off[i] >= s + d)
+			if (off[i + 1] - off[i] >= s + d && (!s || !memcmp(keys + off[i], stem, s)))
 				v[m++] = pme_dprefix(keys + off[i] + s, d);
 		qsort(v, m, sizeof(*v), pme_u64_cmp);
 		for (i = 0, distinct = 0; i < m; i++)

@@ -268,7 +268,9 @@ def prefix_stem():
                     r = json.load(open(rep))
                     check(r["prefix_stem"] == 10, "stem: prefix_stem %d, not 10 (/proj/run0)"
                           % r["prefix_stem"])
-                    check(r["imbalance"] < 2.0,
+                    # all in one partition would be P; at P=64 the 303 keys outside the
+                    # stem (one bucket, one thread) are 3.5x a mean partition
+                    check(r["imbalance"] < {4: 2.0, 64: 5.0}[parts],
                           "stem: partitions unbalanced (%.2f)" % r["imbalance"])
                     got = scan(out)
                     check(got == ref, "stem %s P=%d t=%d b=%d: content differs" %

@@ -190,10 +190,11 @@ static void test_route_stable(void)
 	uint64_t splits[7];
 	unsigned depth;
 	size_t stem;
+	uint8_t sb[PME_STEM_MAX];
 	int s, th;
 
 	make_batch(&t, 20000);
-	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, t.b.n, 7, &stem, &depth, splits) == 0);
+	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, t.b.n, 7, sb, &stem, &depth, splits) == 0);
 	CU_ASSERT(depth >= 1 && depth <= 8);
 	CU_ASSERT_EQUAL(stem, 0); /* the batch has empty keys */
 	for (s = 0; s < 4; s++) {
@@ -309,6 +310,7 @@ static void test_prefix_plan(void)
 	uint64_t splits[4];
 	unsigned depth;
 	size_t stem;
+	uint8_t sb[PME_STEM_MAX];
 
 	off[0] = 0;
 	for (i = 0; i < 10; i++) {
@@ -318,7 +320,7 @@ static void test_prefix_plan(void)
 		o += l;
 		off[i + 1] = o;
 	}
-	CU_ASSERT_FATAL(pme_prefix_plan(arena, off, 10, 4, &stem, &depth, splits) == 0);
+	CU_ASSERT_FATAL(pme_prefix_plan(arena, off, 10, 4, sb, &stem, &depth, splits) == 0);
 	CU_ASSERT_EQUAL(stem, 0);
 	CU_ASSERT_EQUAL(depth, 1);
 	CU_ASSERT_EQUAL(splits[0], 0);
@@ -328,12 +330,31 @@ static void test_prefix_plan(void)
 	memcpy(arena, "run1run2run3run44", 17);
 	for (i = 0; i < 4; i++)
 		off[i + 1] = 4 * (i + 1) + (i == 3);
-	CU_ASSERT_FATAL(pme_prefix_plan(arena, off, 4, 4, &stem, &depth, splits) == 0);
+	CU_ASSERT_FATAL(pme_prefix_plan(arena, off, 4, 4, sb, &stem, &depth, splits) == 0);
 	CU_ASSERT_EQUAL(stem, 3);
 	CU_ASSERT_EQUAL(depth, 1);
 	CU_ASSERT_EQUAL(splits[1], '2');
 	CU_ASSERT_EQUAL(splits[2], '3');
 	CU_ASSERT_EQUAL(splits[3], '4');
+	/* a stray key (the empty one) among 300 does not take the stem away */
+	{
+		uint8_t big[300 * 8];
+		size_t boff[302], b = 0;
+
+		boff[0] = 0;
+		for (i = 0; i < 300; i++) {
+			memcpy(big + b, "run", 3);
+			big[b + 3] = (uint8_t)('0' + i % 10);
+			big[b + 4] = (uint8_t)('0' + i / 10 % 10);
+			b += 5;
+			boff[i + 1] = b;
+		}
+		boff[301] = b; /* the empty key */
+		CU_ASSERT_FATAL(pme_prefix_plan(big, boff, 301, 4, sb, &stem, &depth, splits) == 0);
+		CU_ASSERT_EQUAL(stem, 3);
+		CU_ASSERT(memcmp(sb, "run", 3) == 0);
+		CU_ASSERT_EQUAL(depth, 1);
+	}
 }
 
 /* Keys under a long common prefix (paths of one project): the prefix scheme's partitions
@@ -347,6 +368,7 @@ static void test_route_stem(void)
 	uint64_t splits[16];
 	unsigned depth;
 	size_t stem, i, o = 0, max = 0;
+	uint8_t sb[PME_STEM_MAX];
 	uint32_t bk;
 
 	t.keys = malloc(n * 32);
@@ -356,7 +378,9 @@ static void test_route_stem(void)
 	for (i = 0; i < n; i++) {
 		int l;
 
-		if (i >= ns && i % 97 == 0)
+		if (i == 5) /* a stray key in the sample: it does not take the stem away */
+			l = snprintf((char *)t.keys + o, 32, "/zzz");
+		else if (i >= ns && i % 97 == 0)
 			l = snprintf((char *)t.keys + o, 32, "/other/%05u",
 				     (unsigned)(rnd() % 100000));
 		else if (i >= ns && i % 89 == 0)
@@ -374,11 +398,12 @@ static void test_route_stem(void)
 	t.b.key_off = t.off;
 	t.b.vals = t.vals;
 	/* the sample: the first half, all under /proj/run */
-	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, ns, np, &stem, &depth, splits) == 0);
+	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, ns, np, sb, &stem, &depth, splits) == 0);
 	CU_ASSERT_EQUAL_FATAL(stem, 9);
+	CU_ASSERT(memcmp(sb, "/proj/run", 9) == 0);
 	CU_ASSERT(depth >= 1 && depth <= 3);
-	CU_ASSERT_FATAL(
-	    pme_router_init(&r, PME_SCHEME_PREFIX, np, 2, t.keys, stem, depth, splits) == 0);
+	CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_PREFIX, np, 2, sb, stem, depth, splits) ==
+			0);
 	CU_ASSERT_FATAL(pme_route(&r, &t.b, true) == 0);
 	check_routing(&t, &r, true);
 	for (bk = 0; bk < np; bk++)
