@@ -1210,4 +1210,8 @@ void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_repo
 	    r->t_route, r->t_fill, r->t_write, r->threads,
 	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->partitions, r->imbalance,
 	    r->allocator, r->huge_pages, (double)r->peak_rss / 1048576.0);
+	if (r->scheme == PME_SCHEME_PREFIX)
+		fprintf(f,
+			"  prefix split: after the %u-byte common prefix, on the next %u bytes\n",
+			r->prefix_stem, r->prefix_depth);
 }
