@@ -7,6 +7,7 @@
 #include <glob.h>
 #include <omp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +327,8 @@ struct run {
 	struct pme_router r;	    /* routing scratch */
 	struct pme_part *parts;	    /* nbuckets partition states */
 	uint64_t *order;	    /* fill order of the buckets, largest first */
+	uint32_t *home;		    /* fill: nbuckets + nthreads + 1 (home lists, their starts) */
+	_Atomic uint32_t *home_cur; /* fill: nthreads cursors into the home lists */
 	struct pme_fill_ctx fc;	    /* policy, value class */
 	struct pme_report rep;	    /* measurements */
 	struct inputs inp;	    /* expanded inputs */
@@ -430,10 +433,92 @@ static uint32_t fill_order(struct run *x)
 	return n;
 }
 
+/* Fills bucket q of the routed batch b (one task of the fill). */
+static void fill_bucket(struct run *x, const struct pme_rbatch *b, uint32_t q)
+{
+	const struct pme_router *r = &x->r;
+
+	if (x->c->scheme == PME_SCHEME_HASH)
+		pme_fill_run(&x->fc, b, r, r->start[q], r->start[q + 1], x->wz[q], 0, q,
+			     &x->parts[q]);
+	else if (q == x->nparts)
+		pme_fill_map(&x->fc, b, r->idx, r->start[q], r->start[q + 1], x->short_map, q,
+			     &x->parts[q]);
+	else
+		fill_prefix_part(x, b, q);
+}
+
+/*
+ * The fill's schedule. Bucket q has a home thread, q mod T, the same in every batch, so a
+ * partition's nodes are grown and freed by the thread that allocated them (with glibc malloc,
+ * a free from another thread takes the owner arena's lock: 2-thread fill 1.1x -> 1.3x-1.65x
+ * on 4 M random keys, measured). Each thread takes its own buckets largest first, then
+ * helps the others, taking their largest left (a skewed batch, one hot partition, still
+ * ends together). One atomic step per bucket, none per record.
+ */
+static void fill_batch(struct run *x, const struct pme_rbatch *b, uint32_t nfill)
+{
+	const int nt = x->nthreads;
+	uint32_t *list = x->home, *cnt = x->home + nfill;
+	_Atomic uint32_t *cur = x->home_cur;
+	uint32_t i;
+	int t;
+
+	/* home lists, each largest first (x->order is), one after the other in list[] */
+	for (t = 0; t < nt; t++)
+		cnt[t] = 0;
+	for (i = 0; i < nfill; i++)
+		cnt[(uint32_t)x->order[i] % (uint32_t)nt]++;
+	for (t = 0, i = 0; t < nt; t++) {
+		uint32_t c = cnt[t];
+
+		cnt[t] = i; /* start of list t */
+		i += c;
+	}
+	cnt[nt] = nfill;
+	for (t = 0; t < nt; t++)
+		atomic_store_explicit(&cur[t], cnt[t], memory_order_relaxed);
+	for (i = 0; i < nfill; i++) {
+		uint32_t q = (uint32_t)x->order[i];
+		uint32_t h = q % (uint32_t)nt;
+
+		list[atomic_fetch_add_explicit(&cur[h], 1, memory_order_relaxed)] = q;
+	}
+	for (t = 0; t < nt; t++)
+		atomic_store_explicit(&cur[t], cnt[t], memory_order_relaxed);
+#pragma omp parallel num_threads(nt)
+	{
+		int me = omp_get_thread_num(), n = omp_get_num_threads(), k;
+
+		for (k = 0; k < n; k++) {
+			int v = (me + k) % n;
+
+			for (;;) {
+				uint32_t j =
+				    atomic_fetch_add_explicit(&cur[v], 1, memory_order_relaxed);
+
+				if (j >= cnt[v + 1])
+					break;
+				fill_bucket(x, b, list[j]);
+			}
+		}
+		/* with fewer threads than asked, the lists of the missing ones */
+		for (k = n; k < nt; k++) {
+			for (;;) {
+				uint32_t j =
+				    atomic_fetch_add_explicit(&cur[k], 1, memory_order_relaxed);
+
+				if (j >= cnt[k + 1])
+					break;
+				fill_bucket(x, b, list[j]);
+			}
+		}
+	}
+}
+
 /* Routes and fills one batch. */
 static int do_batch(struct run *x, const struct pme_rbatch *b)
 {
-	const struct pme_router *r = &x->r;
 	const uint32_t nb = x->r.nbuckets;
 	double t0 = now(), t1;
 	int rc;
@@ -452,19 +537,7 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 	nfill = fill_order(x);
 	t1 = now();
 	x->rep.t_route += t1 - t0;
-#pragma omp parallel for schedule(dynamic) num_threads(x->nthreads)
-	for (uint32_t i = 0; i < nfill; i++) {
-		uint32_t q = (uint32_t)x->order[i];
-
-		if (x->c->scheme == PME_SCHEME_HASH)
-			pme_fill_run(&x->fc, b, r, r->start[q], r->start[q + 1], x->wz[q], 0, q,
-				     &x->parts[q]);
-		else if (q == x->nparts)
-			pme_fill_map(&x->fc, b, r->idx, r->start[q], r->start[q + 1], x->short_map,
-				     q, &x->parts[q]);
-		else
-			fill_prefix_part(x, b, q);
-	}
+	fill_batch(x, b, nfill);
 	x->rep.t_fill += now() - t1;
 	/* the first failing record in input order, whatever partition met it */
 	rc = 0;
@@ -780,6 +853,8 @@ static void run_free(struct run *x)
 			free(x->parts[p].heap.buf);
 	free(x->parts);
 	free(x->order);
+	free(x->home);
+	free((void *)x->home_cur);
 	pme_router_free(&x->r);
 	pm_map_destroy(x->short_map);
 	if (x->c && x->c->leave_map && x->map) {
@@ -951,7 +1026,9 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		goto out_nomem;
 	x.parts = calloc(x.r.nbuckets, sizeof(*x.parts));
 	x.order = calloc(x.r.nbuckets, sizeof(*x.order));
-	if (!x.parts || !x.order)
+	x.home = calloc((size_t)x.r.nbuckets + (size_t)x.nthreads + 1, sizeof(*x.home));
+	x.home_cur = calloc((size_t)x.nthreads, sizeof(*x.home_cur));
+	if (!x.parts || !x.order || !x.home || !x.home_cur)
 		goto out_nomem;
 	x.fc.parts = x.parts;
 	x.fc.nparts = x.r.nbuckets;
