@@ -13,9 +13,11 @@
  *     route   hash (or binary-search) every key in parallel, stable counting sort of record
  *             indices by partition (per-thread histograms, prefix sums, scatter), then a
  *             stable sort of each partition's slice by key (duplicate order is kept)
- *     fill    one `omp parallel for schedule(dynamic)` over partitions; partition p writes
- *             only through its own zippers and its own value heap: no lock, no atomic, no
- *             shared allocation on the hot path
+ *     fill    one `omp parallel` region over partitions, dynamically balanced with a home
+ *             thread per partition (the same every batch; idle threads take the largest
+ *             partitions left from the others); partition p writes only through its own
+ *             zippers and its own value heap: no lock, no atomic, no shared allocation on
+ *             the hot path (one atomic step per partition to claim it)
  *   finalize  release the zippers (serial), write the prefix scheme's keys outside its
  *             partitions (serial), pkb_write the KB (temporary file, fsync, rename), report
  *
