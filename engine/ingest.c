@@ -488,27 +488,18 @@ static void fill_batch(struct run *x, const struct pme_rbatch *b, uint32_t nfill
 		atomic_store_explicit(&cur[t], cnt[t], memory_order_relaxed);
 #pragma omp parallel num_threads(nt)
 	{
-		int me = omp_get_thread_num(), n = omp_get_num_threads(), k;
+		int me = omp_get_thread_num(), k;
 
-		for (k = 0; k < n; k++) {
-			int v = (me + k) % n;
+		/* its own list, then the others' (those of threads the runtime did not give
+		 * too) */
+		for (k = 0; k < nt; k++) {
+			int v = (me + k) % nt;
 
 			for (;;) {
 				uint32_t j =
 				    atomic_fetch_add_explicit(&cur[v], 1, memory_order_relaxed);
 
 				if (j >= cnt[v + 1])
-					break;
-				fill_bucket(x, b, list[j]);
-			}
-		}
-		/* with fewer threads than asked, the lists of the missing ones */
-		for (k = n; k < nt; k++) {
-			for (;;) {
-				uint32_t j =
-				    atomic_fetch_add_explicit(&cur[k], 1, memory_order_relaxed);
-
-				if (j >= cnt[k + 1])
 					break;
 				fill_bucket(x, b, list[j]);
 			}
