@@ -87,14 +87,30 @@ struct tbatch {
 	uint64_t *vals;	     /* values */
 };
 
+/* Room for n records of up to kmax key bytes each. */
+static void batch_alloc(struct tbatch *t, size_t n, size_t kmax)
+{
+	t->keys = malloc(n * kmax + 1);
+	t->off = malloc((n + 1) * sizeof(size_t));
+	t->vals = malloc(n * sizeof(uint64_t));
+	t->off[0] = 0;
+}
+
+/* Points t->b at the n records written to t's arrays. */
+static void batch_wrap(struct tbatch *t, size_t n)
+{
+	memset(&t->b, 0, sizeof(t->b));
+	t->b.n = n;
+	t->b.keys = t->keys;
+	t->b.key_off = t->off;
+	t->b.vals = t->vals;
+}
+
 static void make_batch(struct tbatch *t, size_t n)
 {
 	size_t i, o = 0;
 
-	t->keys = malloc(n * 12 + 1);
-	t->off = malloc((n + 1) * sizeof(size_t));
-	t->vals = malloc(n * sizeof(uint64_t));
-	t->off[0] = 0;
+	batch_alloc(t, n, 12);
 	for (i = 0; i < n; i++) {
 		uint64_t r = rnd() % 700;
 		size_t len = (size_t)(r % 12), j;
@@ -105,11 +121,7 @@ static void make_batch(struct tbatch *t, size_t n)
 		t->off[i + 1] = o;
 		t->vals[i] = rnd(); /* not the index: a value taken for a record index shows */
 	}
-	memset(&t->b, 0, sizeof(t->b));
-	t->b.n = n;
-	t->b.keys = t->keys;
-	t->b.key_off = t->off;
-	t->b.vals = t->vals;
+	batch_wrap(t, n);
 }
 
 static void free_batch(struct tbatch *t)
@@ -236,10 +248,7 @@ static void test_route_sort_long(void)
 	size_t n = 40000, i, o = 0, rebuilt;
 	int th;
 
-	t.keys = malloc(n * 20);
-	t.off = malloc((n + 1) * sizeof(size_t));
-	t.vals = malloc(n * sizeof(uint64_t));
-	t.off[0] = 0;
+	batch_alloc(&t, n, 20);
 	for (i = 0; i < n; i++) {
 		size_t len = (size_t)(rnd() % 20), j;
 
@@ -254,11 +263,7 @@ static void test_route_sort_long(void)
 		t.off[i + 1] = o;
 		t.vals[i] = rnd();
 	}
-	memset(&t.b, 0, sizeof(t.b));
-	t.b.n = n;
-	t.b.keys = t.keys;
-	t.b.key_off = t.off;
-	t.b.vals = t.vals;
+	batch_wrap(&t, n);
 	for (th = 1; th <= 2; th++) {
 		struct pme_router r;
 
@@ -371,10 +376,7 @@ static void test_route_stem(void)
 	uint8_t sb[PME_STEM_MAX];
 	uint32_t bk;
 
-	t.keys = malloc(n * 32);
-	t.off = malloc((n + 1) * sizeof(size_t));
-	t.vals = malloc(n * sizeof(uint64_t));
-	t.off[0] = 0;
+	batch_alloc(&t, n, 32);
 	for (i = 0; i < n; i++) {
 		int l;
 
@@ -392,11 +394,7 @@ static void test_route_stem(void)
 		t.off[i + 1] = o;
 		t.vals[i] = rnd();
 	}
-	memset(&t.b, 0, sizeof(t.b));
-	t.b.n = n;
-	t.b.keys = t.keys;
-	t.b.key_off = t.off;
-	t.b.vals = t.vals;
+	batch_wrap(&t, n);
 	/* the sample: the first half, all under /proj/run */
 	CU_ASSERT_FATAL(pme_prefix_plan(t.keys, t.off, ns, np, sb, &stem, &depth, splits) == 0);
 	CU_ASSERT_EQUAL_FATAL(stem, 9);
