@@ -150,9 +150,97 @@ static inline uint32_t rec_at(const struct pme_rbatch *b, const struct pme_route
 	return q;
 }
 
+void pme_fill_buf_free(struct pme_fill_buf *fb)
+{
+	free(fb->kv);
+	free(fb->keys);
+	memset(fb, 0, sizeof(*fb));
+}
+
+/* Makes room for need bytes after used in fb->keys. */
+static bool keys_room(struct pme_fill_buf *fb, size_t used, size_t need)
+{
+	size_t cap = fb->keys_cap ? fb->keys_cap : 4096;
+	uint8_t *k;
+
+	if (need > SIZE_MAX / 2 - used)
+		return false;
+	if (used + need <= fb->keys_cap)
+		return true;
+	while (cap < used + need)
+		cap *= 2;
+	k = realloc(fb->keys, cap);
+	if (!k)
+		return false;
+	fb->keys = k;
+	fb->keys_cap = cap;
+	return true;
+}
+
+/*
+ * The last-value policy on numbers over a sorted run: the run's keys are laid out one after
+ * the other in fb->keys (short ones rebuilt from their pme_kp, long ones copied from the
+ * batch, which is read at random: prefetched ahead) and go to the zipper in key order in one
+ * call, which builds the nodes they add whole. Equal keys are next to each other in input
+ * order, so the last one wins, as record by record. Returns false when fb cannot grow (the
+ * caller then goes record by record).
+ */
+static bool fill_sorted(const struct pme_rbatch *b, const struct pme_router *r, size_t from,
+			size_t to, pm_wz *wz, size_t skip, struct pme_part *part,
+			struct pme_fill_buf *fb)
+{
+	const struct pme_kp *kp = r->kp + from;
+	const size_t n = to - from;
+	size_t i, used = 0, added = 0;
+	int rc;
+
+	if (n > fb->kv_cap) {
+		pm_kv *kv = realloc(fb->kv, n * sizeof(*kv));
+
+		if (!kv)
+			return false;
+		fb->kv = kv;
+		fb->kv_cap = n;
+	}
+	for (i = 0; i < n; i++) {
+		const struct pme_kp *e = &kp[i];
+		size_t l;
+
+		if (i + FETCH_FAR < n && kp[i + FETCH_FAR].len > PME_KP_SHORT)
+			__builtin_prefetch(&b->key_off[kp[i + FETCH_FAR].rec]);
+		if (i + FETCH_NEAR < n && kp[i + FETCH_NEAR].len > PME_KP_SHORT)
+			__builtin_prefetch(b->keys + b->key_off[kp[i + FETCH_NEAR].rec]);
+		if (e->len <= PME_KP_SHORT) {
+			if (!keys_room(fb, used, r->lcp + PME_KP_SHORT))
+				return false;
+			if (r->lcp)
+				memcpy(fb->keys + used, r->lcp_key, r->lcp);
+			l = pme_kp_key(e, r->lcp, fb->keys + used);
+		} else {
+			l = b->key_off[e->rec + 1] - b->key_off[e->rec];
+			if (!keys_room(fb, used, l))
+				return false;
+			memcpy(fb->keys + used, b->keys + b->key_off[e->rec], l);
+		}
+		/* an offset until the arena stops moving */
+		fb->kv[i].key = (const uint8_t *)(uintptr_t)(used + skip);
+		fb->kv[i].len = l - skip;
+		fb->kv[i].val = e->val;
+		used += e->len <= PME_KP_SHORT ? r->lcp + PME_KP_SHORT : l;
+	}
+	for (i = 0; i < n; i++)
+		fb->kv[i].key = fb->keys + (uintptr_t)fb->kv[i].key;
+	rc = pm_wz_set_sorted(wz, fb->kv, n, &added);
+	part->records += n;
+	part->dups += n - added;
+	if (rc < 0)
+		note_error(part, b, kp[0].rec, rc);
+	return true;
+}
+
 void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 		  const struct pme_router *r, size_t from, size_t to, pm_wz *wz, size_t skip,
-		  uint32_t hid, struct pme_part *part)
+		  uint32_t hid, struct pme_part *part, struct pme_fill_buf *fb)
 {
 	struct rec_arg a = {fc, b, 0, 0, hid, part, false};
 	bool fast = fc->policy == PME_DUP_LAST && !fc->blob;
@@ -162,6 +250,8 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 	size_t i;
 	int rc;
 
+	if (fast && fb && r->sorted && fill_sorted(b, r, from, to, wz, skip, part, fb))
+		return;
 	/* sorted records carry their first key bytes: short keys need no batch read */
 	if (r->sorted && r->lcp + PME_KP_SHORT <= sizeof(kbuf)) {
 		kp = r->kp;

@@ -329,6 +329,7 @@ struct run {
 	uint64_t *order;	    /* fill order of the buckets, largest first */
 	uint32_t *home;		    /* fill: nbuckets + nthreads + 1 (home lists, their starts) */
 	_Atomic uint32_t *home_cur; /* fill: nthreads cursors into the home lists */
+	struct pme_fill_buf *fbuf;  /* fill: each thread's scratch */
 	struct pme_fill_ctx fc;	    /* policy, value class */
 	struct pme_report rep;	    /* measurements */
 	struct inputs inp;	    /* expanded inputs */
@@ -394,7 +395,8 @@ static int prefix_zippers(struct run *x, const struct pme_rbatch *b)
 	return 0;
 }
 
-static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t p)
+static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t p,
+			     struct pme_fill_buf *fb)
 {
 	const struct pme_router *r = &x->r;
 	unsigned d = r->depth;
@@ -407,7 +409,7 @@ static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t
 		while (k < e && (r->pre[r->idx[k]] >> (64 - 8 * d)) == dp)
 			k++;
 		pme_fill_run(&x->fc, b, r, s, k, zfind(&x->zt, dp), r->stem_len + d, p,
-			     &x->parts[p]);
+			     &x->parts[p], fb);
 		s = k;
 	}
 }
@@ -434,18 +436,19 @@ static uint32_t fill_order(struct run *x)
 }
 
 /* Fills bucket q of the routed batch b (one task of the fill). */
-static void fill_bucket(struct run *x, const struct pme_rbatch *b, uint32_t q)
+static void fill_bucket(struct run *x, const struct pme_rbatch *b, uint32_t q,
+			struct pme_fill_buf *fb)
 {
 	const struct pme_router *r = &x->r;
 
 	if (x->c->scheme == PME_SCHEME_HASH)
 		pme_fill_run(&x->fc, b, r, r->start[q], r->start[q + 1], x->wz[q], 0, q,
-			     &x->parts[q]);
+			     &x->parts[q], fb);
 	else if (q == x->nparts)
 		pme_fill_map(&x->fc, b, r->idx, r->start[q], r->start[q + 1], x->short_map, q,
 			     &x->parts[q]);
 	else
-		fill_prefix_part(x, b, q);
+		fill_prefix_part(x, b, q, fb);
 }
 
 /*
@@ -501,7 +504,7 @@ static void fill_batch(struct run *x, const struct pme_rbatch *b, uint32_t nfill
 
 				if (j >= cnt[v + 1])
 					break;
-				fill_bucket(x, b, list[j]);
+				fill_bucket(x, b, list[j], &x->fbuf[me]);
 			}
 		}
 	}
@@ -846,6 +849,10 @@ static void run_free(struct run *x)
 	free(x->order);
 	free(x->home);
 	free((void *)x->home_cur);
+	if (x->fbuf)
+		for (p = 0; p < (uint32_t)x->nthreads; p++)
+			pme_fill_buf_free(&x->fbuf[p]);
+	free(x->fbuf);
 	pme_router_free(&x->r);
 	pm_map_destroy(x->short_map);
 	if (x->c && x->c->leave_map && x->map) {
@@ -1019,7 +1026,8 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	x.order = calloc(x.r.nbuckets, sizeof(*x.order));
 	x.home = calloc((size_t)x.r.nbuckets + (size_t)x.nthreads + 1, sizeof(*x.home));
 	x.home_cur = calloc((size_t)x.nthreads, sizeof(*x.home_cur));
-	if (!x.parts || !x.order || !x.home || !x.home_cur)
+	x.fbuf = calloc((size_t)x.nthreads, sizeof(*x.fbuf));
+	if (!x.parts || !x.order || !x.home || !x.home_cur || !x.fbuf)
 		goto out_nomem;
 	x.fc.parts = x.parts;
 	x.fc.nparts = x.r.nbuckets;

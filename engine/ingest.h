@@ -17,7 +17,9 @@
  *             thread per partition (the same every batch; idle threads take the largest
  *             partitions left from the others); partition p writes only through its own
  *             zippers and its own value heap: no lock, no atomic, no shared allocation on
- *             the hot path (one atomic step per partition to claim it)
+ *             the hot path (one atomic step per partition to claim it); under the last-value
+ *             policy on numbers a partition's sorted slice goes in one pm_wz_set_sorted call
+ *             (the nodes it adds are built whole), else record by record
  *   finalize  release the zippers (serial), write the prefix scheme's keys outside its
  *             partitions (serial), pkb_write the KB (temporary file, fsync, rename), report
  *

@@ -158,13 +158,24 @@ struct pme_fill_ctx {
 	uint32_t nparts;	/* their number (router's nbuckets) */
 };
 
+/* A filling thread's scratch for a sorted run's keys (grown as needed, kept across runs). */
+struct pme_fill_buf {
+	pm_kv *kv;     /* the run's keys and values */
+	size_t kv_cap; /* entries allocated */
+	uint8_t *keys; /* short keys rebuilt from their pme_kp */
+	size_t keys_cap;
+};
+
+void pme_fill_buf_free(struct pme_fill_buf *fb);
+
 /* Fills records r->idx[from..to) of batch b, as r routed it, through write zipper wz (keys
  * relative to the zipper root after skipping skip bytes), into partition state part (heap
  * id hid). Never fails for duplicates except under the error policy: errors are kept in
- * part. */
+ * part. With the last-value policy on numbers and a sorted batch, the run goes to the zipper
+ * in one pm_wz_set_sorted call, its keys gathered in fb. */
 void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 		  const struct pme_router *r, size_t from, size_t to, pm_wz *wz, size_t skip,
-		  uint32_t hid, struct pme_part *part);
+		  uint32_t hid, struct pme_part *part, struct pme_fill_buf *fb);
 /* The same into a plain map (prefix scheme's short keys, written by one thread). */
 void pme_fill_map(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
 		  size_t from, size_t to, pm_map *m, uint32_t hid, struct pme_part *part);

@@ -101,6 +101,22 @@ int pm_map_clone(const pm_map *m, pm_map **out);
  */
 int pm_map_set(pm_map *m, const uint8_t *key, size_t len, uint64_t val, uint64_t *old);
 
+/* A key and its value, for the calls that set a sorted run. */
+typedef struct pm_kv {
+	const uint8_t *key; /* len bytes; NULL only when len is 0 */
+	size_t len;
+	uint64_t val;
+} pm_kv;
+
+/*
+ * Sets kv[0..n), whose keys are in ascending byte order (equal keys next to each other, the
+ * last of them wins): the map ends as n pm_map_set calls in that order leave it, but the
+ * nodes the run adds are built whole, each allocated once. *added (if non-NULL) gets how many
+ * keys were inserted. Returns 0, PM_EINVAL (keys out of order, or a NULL key with len > 0;
+ * nothing set) or PM_ENOMEM (some keys set, *added counts them; the map stays valid).
+ */
+int pm_map_set_sorted(pm_map *m, const pm_kv *kv, size_t n, size_t *added);
+
 /*
  * Update rule for pm_map_update / pm_wz_update_at: called once, with exists telling whether
  * the key has a value (then in old). It writes the value to store into *val and returns
@@ -292,6 +308,8 @@ int pm_wz_set_value(pm_wz *z, uint64_t val, uint64_t *old);
 /* Sets the value at focus ++ suffix without moving the focus; same returns. This is the fast
  * path for filling a zipper's subtrie. */
 int pm_wz_set_at(pm_wz *z, const uint8_t *suffix, size_t len, uint64_t val, uint64_t *old);
+/* Sets the sorted run kv[0..n) at focus ++ each key, as pm_map_set_sorted does. */
+int pm_wz_set_sorted(pm_wz *z, const pm_kv *kv, size_t n, size_t *added);
 /* Updates the value at focus ++ suffix by rule fn (see pm_map_update); same returns. */
 int pm_wz_update_at(pm_wz *z, const uint8_t *suffix, size_t len, pm_update_fn fn, void *arg);
 /* Looks up the value at focus ++ suffix without moving the focus. */

@@ -88,6 +88,205 @@ static int new_value(pm_update_fn fn, void *arg, uint64_t *val)
 	return fn ? fn(false, 0, val, arg) : PM_UPDATE_STORE;
 }
 
+/* ---- sorted runs (tr_set_sorted) ---- */
+
+/*
+ * A run of keys in ascending order is set by building the nodes it adds whole, bottom up,
+ * each allocated once at its final size, and by merging where the trie has nodes already:
+ * a node on the run's way takes all its new children in one resize. A node whose prefix the
+ * run leaves somewhere inside, and a run nested deeper than SORTED_DEPTH branch points, fall
+ * back to one tr_set a key (the same result, and a bounded recursion).
+ */
+#define SORTED_DEPTH 48
+#define SORTED_AHEAD 8 /* groups whose child a merge prefetches ahead */
+
+/* a's and b's common prefix length, knowing that it is at least d. */
+static inline size_t kv_lcp(const pm_kv *a, const pm_kv *b, size_t d)
+{
+	return d + common_len(PM_KEY(a->key) + d, a->len - d, PM_KEY(b->key) + d, b->len - d);
+}
+
+/* End of the group of kv[s..hi) that has byte kv[s].key[at] at offset at. */
+static inline size_t kv_group(const pm_kv *kv, size_t s, size_t hi, size_t at)
+{
+	uint8_t b = kv[s].key[at];
+
+	while (++s < hi && kv[s].key[at] == b)
+		;
+	return s;
+}
+
+/* Sets kv[lo..hi) one by one under *slot (their first d bytes lead to it). */
+static int sorted_each(const pm_ctx *c, pm_node **slot, const pm_kv *kv, size_t lo, size_t hi,
+		       size_t d, size_t *added)
+{
+	size_t i;
+	int rc;
+
+	for (i = lo; i < hi; i++) {
+		rc = tr_set(c, slot, PM_KEY(kv[i].key) + d, kv[i].len - d, kv[i].val, NULL);
+		if (rc < 0)
+			return rc;
+		*added += (size_t)rc;
+	}
+	return 0;
+}
+
+/* The trie of kv[lo..hi) (lo < hi) without their first d bytes, shared by all; *keys grows by
+ * its number of keys. NULL when out of memory (*rc set, nothing counted). */
+static pm_node *sorted_build(const pm_ctx *c, const pm_kv *kv, size_t lo, size_t hi, size_t d,
+			     unsigned level, size_t *keys, int *rc)
+{
+	const pm_kv *a = &kv[lo], *z = &kv[hi - 1];
+	size_t l = kv_lcp(a, z, d), j = lo, s, e, got = 0;
+	unsigned groups = 0;
+	pm_node *n, *t;
+
+	if (l == a->len && l == z->len) { /* one key (maybe repeated): the last value wins */
+		n = node_make_leaf(c, PM_KEY(a->key) + d, l - d, z->val);
+		if (!n)
+			*rc = PM_ENOMEM;
+		else
+			(*keys)++;
+		return n;
+	}
+	if (level >= SORTED_DEPTH) {
+		n = NULL;
+		*rc = sorted_each(c, &n, kv, lo, hi, d, &got);
+		if (*rc) {
+			node_unref(c, n);
+			return NULL;
+		}
+		*keys += got;
+		return n;
+	}
+	/* the key equal to the common prefix (a prefix of the others) sorts first */
+	while (j < hi && kv[j].len == l)
+		j++;
+	for (s = j; s < hi; s = kv_group(kv, s, hi, l))
+		groups++;
+	n = node_build(c, PM_KEY(a->key) + d, l - d, j > lo, j > lo ? kv[j - 1].val : 0, groups);
+	if (!n) {
+		*rc = PM_ENOMEM;
+		return NULL;
+	}
+	got = j > lo;
+	for (s = j; s < hi; s = e) {
+		e = kv_group(kv, s, hi, l);
+		t = sorted_build(c, kv, s, e, l + 1, level + 1, &got, rc);
+		if (!t) {
+			node_unref(c, n);
+			return NULL;
+		}
+		node_build_push(n, kv[s].key[l], t);
+	}
+	*keys += got;
+	return n;
+}
+
+/* Sets kv[lo..hi) (lo < hi) under *slot, which their first d bytes lead to. */
+static int sorted_merge(const pm_ctx *c, pm_node **slot, const pm_kv *kv, size_t lo, size_t hi,
+			size_t d, unsigned level, size_t *added)
+{
+	pm_node *n = *slot, *t, **cs;
+	size_t plen, at, j, s, e, got, pf;
+	unsigned fresh = 0, room, k;
+	bool reserved = false;
+	int rc = 0;
+
+	if (!n) {
+		got = 0;
+		t = sorted_build(c, kv, lo, hi, d, level, &got, &rc);
+		if (!t)
+			return rc;
+		*slot = t;
+		*added += got;
+		return 0;
+	}
+	if (hi - lo == 1 || level >= SORTED_DEPTH)
+		return sorted_each(c, slot, kv, lo, hi, d, added);
+	plen = node_plen(n);
+	at = d + plen;
+	/* every key of the run goes through n's whole prefix when the first and the last do */
+	if (kv_lcp(&kv[lo], &kv[hi - 1], d) < at ||
+	    common_len(node_prefix(n), plen, PM_KEY(kv[lo].key) + d, kv[lo].len - d) < plen)
+		return sorted_each(c, slot, kv, lo, hi, d, added);
+	if (node_shared(n)) {
+		n = node_cow(c, slot);
+		if (!n)
+			return PM_ENOMEM;
+	}
+	for (j = lo; j < hi && kv[j].len == at; j++)
+		;
+	if (j > lo) {
+		*added += !node_has_val(n);
+		n->flags |= PM_F_VAL;
+		n->val = kv[j - 1].val;
+	}
+	for (s = j; s < hi; s = kv_group(kv, s, hi, at))
+		fresh += node_child(n, kv[s].key[at]) == NULL;
+	room = node_nchild(n) + fresh;
+	/* the children the run goes into are scattered over the heap: ask for them a few
+	 * groups ahead, so their loads overlap */
+	for (pf = j, k = 0; pf < hi && k < SORTED_AHEAD; pf = kv_group(kv, pf, hi, at), k++)
+		if ((cs = node_child(n, kv[pf].key[at])))
+			__builtin_prefetch(*cs);
+	for (s = j; s < hi && !rc; s = e) {
+		e = kv_group(kv, s, hi, at);
+		if (pf < hi) {
+			if ((cs = node_child(n, kv[pf].key[at])))
+				__builtin_prefetch(*cs);
+			pf = kv_group(kv, pf, hi, at);
+		}
+		cs = node_child(n, kv[s].key[at]);
+		if (cs) {
+			rc = sorted_merge(c, cs, kv, s, e, at + 1, level + 1, added);
+			continue;
+		}
+		got = 0;
+		t = sorted_build(c, kv, s, e, at + 1, level + 1, &got, &rc);
+		if (!t)
+			break;
+		if (!reserved) { /* every new child in one resize */
+			pm_node *m = node_reserve(c, n, room);
+
+			if (!m) {
+				node_unref(c, t);
+				rc = PM_ENOMEM;
+				break;
+			}
+			*slot = n = m;
+			reserved = true;
+		}
+		node_add_child(c, n, kv[s].key[at], t);
+		*added += got;
+	}
+	return rc;
+}
+
+int tr_kv_check(const pm_kv *kv, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!kv[i].key && kv[i].len)
+			return PM_EINVAL;
+		if (i) {
+			const uint8_t *a = PM_KEY(kv[i - 1].key), *b = PM_KEY(kv[i].key);
+			size_t la = kv[i - 1].len, lb = kv[i].len, m = common_len(a, la, b, lb);
+
+			if (m < la && (m == lb || a[m] > b[m]))
+				return PM_EINVAL; /* not in ascending order */
+		}
+	}
+	return 0;
+}
+
+int tr_set_sorted(const pm_ctx *c, pm_node **rootp, const pm_kv *kv, size_t n, size_t *added)
+{
+	return n ? sorted_merge(c, rootp, kv, 0, n, 0, 0, added) : 0;
+}
+
 int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t val,
 	      pm_update_fn fn, void *arg, uint64_t *old)
 {
@@ -516,6 +715,22 @@ int pm_map_set(pm_map *m, const uint8_t *key, size_t len, uint64_t val, uint64_t
 	rc = tr_set(&m->ctx, &m->root, key, len, val, old);
 	if (rc == 1)
 		m->count++;
+	return rc;
+}
+
+int pm_map_set_sorted(pm_map *m, const pm_kv *kv, size_t n, size_t *added)
+{
+	size_t got = 0;
+	int rc;
+
+	if (!m || (!kv && n))
+		return PM_EINVAL;
+	rc = tr_kv_check(kv, n);
+	if (!rc)
+		rc = tr_set_sorted(&m->ctx, &m->root, kv, n, &got);
+	m->count += got;
+	if (added)
+		*added = got;
 	return rc;
 }
 

@@ -406,6 +406,15 @@ dense : {
 }
 }
 
+pm_node *node_reserve(const pm_ctx *c, pm_node *n, unsigned total)
+{
+	if (total <= node_cap(n))
+		return n;
+	if (n->kind == PM_DENSE || (n->kind == PM_SMALL && total <= PM_SMALL_MAX))
+		return node_resize(c, n, total);
+	return node_rekind(c, n, total <= PM_SMALL_MAX ? PM_SMALL : PM_DENSE, total);
+}
+
 void node_del_child(pm_node *n, uint8_t b)
 {
 	if (n->kind == PM_SMALL) {

@@ -218,6 +218,9 @@ pm_node *node_make_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_
 pm_node *node_copy(const pm_ctx *c, pm_node *n);
 pm_node *node_cow(const pm_ctx *c, pm_node **slot);
 pm_node *node_add_child(const pm_ctx *c, pm_node *n, uint8_t b, pm_node *child);
+/* n (private) with room for total children (a leaf becomes a SMALL or DENSE node), or NULL
+ * when out of memory (n unchanged). */
+pm_node *node_reserve(const pm_ctx *c, pm_node *n, unsigned total);
 void node_del_child(pm_node *n, uint8_t b);
 pm_node *node_reprefix(const pm_ctx *c, pm_node *n, const uint8_t *a, size_t la, const uint8_t *b,
 		       size_t lb, size_t cut);
@@ -234,6 +237,10 @@ int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uin
 int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t val,
 	      pm_update_fn fn, void *arg, uint64_t *old);
 bool tr_get(pm_node *root, const uint8_t *key, size_t len, uint64_t *val);
+/* 0 when kv[0..n) is a run pm_map_set_sorted takes, else PM_EINVAL. */
+int tr_kv_check(const pm_kv *kv, size_t n);
+/* pm_map_set_sorted on a trie, kv checked: *added grows by the keys inserted. */
+int tr_set_sorted(const pm_ctx *c, pm_node **rootp, const pm_kv *kv, size_t n, size_t *added);
 int tr_remove(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uint64_t *old);
 int tr_take(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, pm_node **out);
 int tr_graft(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, pm_node *sub);

@@ -737,6 +737,37 @@ int pm_wz_set_at(pm_wz *w, const uint8_t *suffix, size_t len, uint64_t val, uint
 	return rc;
 }
 
+int pm_wz_set_sorted(pm_wz *w, const pm_kv *kv, size_t n, size_t *added)
+{
+	size_t got = 0, i;
+	int rc;
+
+	if (!kv && n)
+		return PM_EINVAL;
+	rc = tr_kv_check(kv, n);
+	if (rc)
+		return rc;
+	if (w->z.len == 0) { /* at the root: the keys are the trie's own */
+		rc = tr_set_sorted(&w->z.ctx, w->z.rootp, kv, n, &got);
+	} else {
+		for (i = 0; i < n; i++) {
+			rc = pm_wz_set_at(w, kv[i].key, kv[i].len, kv[i].val, NULL);
+			if (rc < 0)
+				break;
+			got += (size_t)rc;
+			rc = 0;
+		}
+		if (added)
+			*added = got;
+		return rc;
+	}
+	w->z.stale = true;
+	wz_account(w, (int64_t)got);
+	if (added)
+		*added = got;
+	return rc;
+}
+
 int pm_wz_update_at(pm_wz *w, const uint8_t *suffix, size_t len, pm_update_fn fn, void *arg)
 {
 	const uint8_t *k;

@@ -490,6 +490,112 @@ static void test_sweep_head(void)
 	printf("\n    %-28s %zu failures injected", "head", failures);
 }
 
+/*
+ * pm_map_set_sorted: a run that fails part way may have set some of its keys (its contract),
+ * so the sweep checks what may be: the map is valid, keeps every key it had, holds nothing
+ * but those and the run's keys (each with its old value or the run's last), counts them, and
+ * *added is the growth; a success holds exactly the record-by-record result. A clone of the
+ * map must not change.
+ */
+struct sorted_check {
+	const struct model *base; /* the content before */
+	const struct model *run;  /* the run's keys, each with its last value */
+	size_t seen;		  /* keys met */
+	size_t base_seen;	  /* ... of them, keys of base */
+	bool ok;
+};
+
+static int sorted_visit(const uint8_t *k, size_t len, uint64_t v, void *arg)
+{
+	struct sorted_check *c = arg;
+	uint64_t bv, rv;
+	bool inb = model_get(c->base, k, len, &bv), inr = model_get(c->run, k, len, &rv);
+
+	c->seen++;
+	c->base_seen += inb;
+	if (!((inb && v == bv) || (inr && v == rv)))
+		c->ok = false;
+	return 0;
+}
+
+static void test_sweep_set_sorted(void)
+{
+	struct model run;
+	pm_kv kv[512];
+	size_t n = 0, i;
+	int share;
+
+	/* every 5th base key (replaced) and the other map's keys (new), one key twice */
+	model_init(&run);
+	for (i = 0; i < base_model.n; i += 5)
+		model_set(&run, base_model.e[i].key, base_model.e[i].len, 7000 + i, NULL);
+	for (i = 0; i < other_model.n; i++)
+		model_set(&run, other_model.e[i].key, other_model.e[i].len, other_model.e[i].val,
+			  NULL);
+	CU_ASSERT_FATAL(run.n + 1 <= sizeof(kv) / sizeof(kv[0]));
+	for (i = 0; i < run.n; i++) {
+		if (i == 3) { /* the same key before, with a value that must lose */
+			kv[n].key = run.e[i].key;
+			kv[n].len = run.e[i].len;
+			kv[n++].val = 1;
+		}
+		kv[n].key = run.e[i].key;
+		kv[n].len = run.e[i].len;
+		kv[n++].val = run.e[i].val;
+	}
+	for (share = 0; share < 2; share++) {
+		size_t failures = 0;
+		long fail_at;
+
+		for (fail_at = 0; fail_at < 100000; fail_at++) {
+			struct sorted_check c = {&base_model, &run, 0, 0, true};
+			struct model all;
+			pm_map *a, *b = NULL, *t;
+			size_t added = 0;
+			int rc;
+
+			FA.countdown = -1;
+			a = build(&base_model);
+			if (share)
+				CU_ASSERT_EQUAL_FATAL(pm_map_clone(a, &b), 0);
+			t = share ? b : a;
+			FA.injected = false;
+			FA.countdown = fail_at;
+			rc = pm_map_set_sorted(t, kv, n, &added);
+			FA.countdown = -1;
+			CU_ASSERT(rc == 0 || (rc == PM_ENOMEM && FA.injected));
+			CU_ASSERT(valid(t));
+			CU_ASSERT_EQUAL(pm_map_foreach(t, NULL, 0, NULL, 0, sorted_visit, &c), 0);
+			CU_ASSERT(c.ok);
+			CU_ASSERT_EQUAL(c.base_seen, base_model.n);
+			CU_ASSERT_EQUAL(pm_map_count(t), c.seen);
+			CU_ASSERT_EQUAL(added, c.seen - base_model.n);
+			if (rc == 0) {
+				model_copy(&all, &base_model);
+				for (i = 0; i < n; i++)
+					model_set(&all, kv[i].key, kv[i].len, kv[i].val, NULL);
+				CU_ASSERT(model_matches(&all, t));
+				model_free(&all);
+			}
+			if (share) {
+				CU_ASSERT(valid(a));
+				CU_ASSERT(model_matches(&base_model, a));
+			}
+			pm_map_destroy(a);
+			pm_map_destroy(b);
+			CU_ASSERT_EQUAL(FA.live, 0);
+			CU_ASSERT_EQUAL(FA.blocks, 0);
+			if (!FA.injected)
+				break;
+			failures++;
+		}
+		CU_ASSERT(failures > 10);
+		printf("\n    %-28s %zu failures injected",
+		       share ? "set sorted on a clone" : "set sorted", failures);
+	}
+	model_free(&run);
+}
+
 static void test_some_failures_injected(void)
 {
 	/* The sweep proves nothing if the hook never failed. */
@@ -517,6 +623,7 @@ int main(void)
 		return 2;
 	s = CU_add_suite("pathmap allocation failures", NULL, NULL);
 	CU_add_test(s, "set", test_sweep_set);
+	CU_add_test(s, "set a sorted run", test_sweep_set_sorted);
 	CU_add_test(s, "remove", test_sweep_remove);
 	CU_add_test(s, "graft, take, zipper join", test_sweep_graft_take);
 	CU_add_test(s, "algebra and iteration", test_sweep_algebra);

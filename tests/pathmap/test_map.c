@@ -491,6 +491,190 @@ static void test_clone_isolation(void)
 	pm_map_destroy(c);
 }
 
+/* ---- sorted runs ---- */
+
+static uint64_t srnd_state = 12345;
+
+static uint64_t srnd(void)
+{
+	srnd_state ^= srnd_state << 13;
+	srnd_state ^= srnd_state >> 7;
+	srnd_state ^= srnd_state << 17;
+	return srnd_state;
+}
+
+/* A random key over a 4-letter alphabet (NUL included) of 0..maxlen bytes: many prefixes of
+ * one another, shared runs, and collisions. */
+static size_t rand_key(uint8_t *k, size_t maxlen)
+{
+	static const uint8_t abc[4] = {0, 'a', 'b', 0xff};
+	size_t len = (size_t)(srnd() % (maxlen + 1)), i;
+
+	for (i = 0; i < len; i++)
+		k[i] = abc[srnd() % 4];
+	return len;
+}
+
+static int kv_order(const void *a, const void *b)
+{
+	const pm_kv *x = a, *y = b;
+	int c = model_cmp(x->key, x->len, y->key, y->len);
+
+	/* ties by value, which the test makes increase with input order: a stable sort */
+	return c ? c : (x->val > y->val) - (x->val < y->val);
+}
+
+/* Sets a random sorted run into a random map (a clone of it stays as it was) and compares
+ * with record-by-record sets on the reference model. */
+static void test_set_sorted_random(void)
+{
+	enum { ROUNDS = 400, MAXRUN = 300, MAXLEN = 9 };
+	uint8_t *arena = malloc((size_t)MAXRUN * MAXLEN + 1);
+	pm_kv *kv = malloc(MAXRUN * sizeof(*kv));
+	size_t round;
+
+	CU_ASSERT_FATAL(arena && kv);
+	for (round = 0; round < ROUNDS; round++) {
+		struct model m, before;
+		pm_map *map = new_map(), *clone = NULL;
+		size_t nbase = (size_t)(srnd() % 200), nrun = (size_t)(srnd() % MAXRUN), i;
+		size_t added = 99999, was;
+		uint8_t k[MAXLEN];
+
+		model_init(&m);
+		for (i = 0; i < nbase; i++) {
+			size_t len = rand_key(k, round % 2 ? MAXLEN : 3);
+
+			model_set(&m, k, len, srnd(), NULL);
+			pm_map_set(map, k, len, m.e[model_lower(&m, k, len)].val, NULL);
+		}
+		model_copy(&before, &m);
+		if (round % 3 == 0)
+			CU_ASSERT_EQUAL_FATAL(pm_map_clone(map, &clone), 0);
+		for (i = 0; i < nrun; i++) {
+			kv[i].len = rand_key(arena + i * MAXLEN, MAXLEN);
+			kv[i].key = arena + i * MAXLEN;
+			kv[i].val = 1000000 + i;
+		}
+		qsort(kv, nrun, sizeof(*kv), kv_order);
+		was = m.n;
+		for (i = 0; i < nrun; i++)
+			model_set(&m, kv[i].key, kv[i].len, kv[i].val, NULL);
+		CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, nrun, &added), 0);
+		CU_ASSERT_EQUAL(added, m.n - was);
+		CU_ASSERT_EQUAL(pm_map_count(map), m.n);
+		CU_ASSERT_TRUE(model_matches(&m, map));
+		assert_valid(map);
+		if (clone) {
+			CU_ASSERT_TRUE(model_matches(&before, clone));
+			assert_valid(clone);
+		}
+		pm_map_destroy(clone);
+		pm_map_destroy(map);
+		model_free(&m);
+		model_free(&before);
+	}
+	free(arena);
+	free(kv);
+}
+
+/* Runs nested deeper than the bulk path recurses, refusals, and the zipper forms. */
+static void test_set_sorted_edges(void)
+{
+	enum { DEEP = 150 };
+	uint8_t deep[DEEP];
+	pm_kv kv[DEEP + 2];
+	pm_map *map = new_map();
+	struct model m;
+	pm_head *h;
+	pm_wz *w;
+	size_t i, added = 0;
+	uint64_t v;
+
+	/* a, aa, aaa, ... (each a prefix of the next), into an empty map, then again over it
+	 * with new values (merged into the nodes that exist now) */
+	memset(deep, 'a', sizeof(deep));
+	model_init(&m);
+	for (i = 0; i < DEEP; i++) {
+		kv[i].key = deep;
+		kv[i].len = i + 1;
+		kv[i].val = i;
+		model_set(&m, deep, i + 1, i, NULL);
+	}
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, DEEP, &added), 0);
+	CU_ASSERT_EQUAL(added, DEEP);
+	CU_ASSERT_TRUE(model_matches(&m, map));
+	assert_valid(map);
+	for (i = 0; i < DEEP; i++)
+		kv[i].val = 500 + i;
+	for (i = 0; i < DEEP; i++)
+		model_set(&m, deep, i + 1, 500 + i, NULL);
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, DEEP, &added), 0);
+	CU_ASSERT_EQUAL(added, 0);
+	CU_ASSERT_TRUE(model_matches(&m, map));
+	assert_valid(map);
+
+	/* out of order, or a NULL key with bytes: refused, nothing set */
+	kv[0].key = (const uint8_t *)"b";
+	kv[0].len = 1;
+	kv[1].key = (const uint8_t *)"a";
+	kv[1].len = 1;
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, 2, NULL), PM_EINVAL);
+	kv[0].key = (const uint8_t *)"a";
+	kv[1].key = (const uint8_t *)"";
+	kv[1].len = 0;
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, 2, NULL), PM_EINVAL);
+	kv[1].key = NULL;
+	kv[1].len = 3;
+	kv[0].len = 0;
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, 2, NULL), PM_EINVAL);
+	CU_ASSERT_TRUE(model_matches(&m, map));
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, NULL, 0, &added), 0);
+	CU_ASSERT_EQUAL(added, 0);
+
+	/* a head's zipper at its root, and a direct zipper with its focus below the root (the
+	 * keys then follow the focus) */
+	CU_ASSERT_EQUAL_FATAL(pm_head_create(map, &h), 0);
+	CU_ASSERT_EQUAL_FATAL(pm_head_write_zipper_unchecked(h, K("p/"), &w), 0);
+	kv[0].key = (const uint8_t *)"";
+	kv[0].len = 0;
+	kv[0].val = 1;
+	kv[1].key = (const uint8_t *)"x\0y";
+	kv[1].len = 3;
+	kv[1].val = 2;
+	kv[2].key = (const uint8_t *)"x\0z";
+	kv[2].len = 3;
+	kv[2].val = 3;
+	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, kv, 3, &added), 0);
+	CU_ASSERT_EQUAL(added, 3);
+	CU_ASSERT_EQUAL(pm_head_release(h, w), 0);
+	pm_head_destroy(h);
+	model_set(&m, K("p/"), 1, NULL);
+	model_set(&m, (const uint8_t *)"p/x\0y", 5, 2, NULL);
+	model_set(&m, (const uint8_t *)"p/x\0z", 5, 3, NULL);
+	CU_ASSERT_TRUE(model_matches(&m, map));
+	CU_ASSERT_EQUAL_FATAL(pm_wz_create(map, K("p"), &w), 0);
+	CU_ASSERT_EQUAL(pm_wz_descend(w, K("/x")), 0);
+	kv[0].key = (const uint8_t *)"\0y";
+	kv[0].len = 2;
+	kv[0].val = 7;
+	kv[1].key = (const uint8_t *)"q";
+	kv[1].len = 1;
+	kv[1].val = 8;
+	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, kv, 2, &added), 0);
+	CU_ASSERT_EQUAL(added, 1);
+	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, kv + 1, 1, NULL), 0);
+	pm_wz_destroy(w);
+	model_set(&m, (const uint8_t *)"p/x\0y", 5, 7, NULL);
+	model_set(&m, K("p/xq"), 8, NULL);
+	CU_ASSERT_TRUE(model_matches(&m, map));
+	CU_ASSERT_TRUE(pm_map_get(map, K("p/xq"), &v));
+	CU_ASSERT_EQUAL(v, 8);
+	assert_valid(map);
+	pm_map_destroy(map);
+	model_free(&m);
+}
+
 static void test_head_conflicts(void)
 {
 	pm_map *m = new_map();
@@ -562,6 +746,8 @@ int main(void)
 	CU_add_test(s, "write zipper", test_write_zipper);
 	CU_add_test(s, "algebra", test_algebra);
 	CU_add_test(s, "clone isolation", test_clone_isolation);
+	CU_add_test(s, "sorted runs against record-by-record sets", test_set_sorted_random);
+	CU_add_test(s, "sorted runs: deep nesting, refusals, zippers", test_set_sorted_edges);
 	CU_add_test(s, "zipper head conflicts", test_head_conflicts);
 	CU_add_test(s, "strerror", test_strerror);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
