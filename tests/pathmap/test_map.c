@@ -582,8 +582,13 @@ static void test_set_sorted_random(void)
 static void test_set_sorted_edges(void)
 {
 	enum { DEEP = 150 };
+	const pm_kv backwards[] = {{K("b"), 0}, {K("a"), 0}};
+	const pm_kv longer_first[] = {{K("a"), 0}, {K(""), 0}};
+	const pm_kv null_key[] = {{K(""), 0}, {NULL, 3, 0}};
+	const pm_kv at_root[] = {{K(""), 1}, {K("x\0y"), 2}, {K("x\0z"), 3}};
+	const pm_kv below[] = {{K("\0y"), 7}, {K("q"), 8}};
 	uint8_t deep[DEEP];
-	pm_kv kv[DEEP + 2];
+	pm_kv kv[DEEP];
 	pm_map *map = new_map();
 	struct model m;
 	pm_head *h;
@@ -615,19 +620,9 @@ static void test_set_sorted_edges(void)
 	assert_valid(map);
 
 	/* out of order, or a NULL key with bytes: refused, nothing set */
-	kv[0].key = (const uint8_t *)"b";
-	kv[0].len = 1;
-	kv[1].key = (const uint8_t *)"a";
-	kv[1].len = 1;
-	CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, 2, NULL), PM_EINVAL);
-	kv[0].key = (const uint8_t *)"a";
-	kv[1].key = (const uint8_t *)"";
-	kv[1].len = 0;
-	CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, 2, NULL), PM_EINVAL);
-	kv[1].key = NULL;
-	kv[1].len = 3;
-	kv[0].len = 0;
-	CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, 2, NULL), PM_EINVAL);
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, backwards, 2, NULL), PM_EINVAL);
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, longer_first, 2, NULL), PM_EINVAL);
+	CU_ASSERT_EQUAL(pm_map_set_sorted(map, null_key, 2, NULL), PM_EINVAL);
 	CU_ASSERT_TRUE(model_matches(&m, map));
 	CU_ASSERT_EQUAL(pm_map_set_sorted(map, NULL, 0, &added), 0);
 	CU_ASSERT_EQUAL(added, 0);
@@ -636,16 +631,7 @@ static void test_set_sorted_edges(void)
 	 * keys then follow the focus) */
 	CU_ASSERT_EQUAL_FATAL(pm_head_create(map, &h), 0);
 	CU_ASSERT_EQUAL_FATAL(pm_head_write_zipper_unchecked(h, K("p/"), &w), 0);
-	kv[0].key = (const uint8_t *)"";
-	kv[0].len = 0;
-	kv[0].val = 1;
-	kv[1].key = (const uint8_t *)"x\0y";
-	kv[1].len = 3;
-	kv[1].val = 2;
-	kv[2].key = (const uint8_t *)"x\0z";
-	kv[2].len = 3;
-	kv[2].val = 3;
-	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, kv, 3, &added), 0);
+	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, at_root, 3, &added), 0);
 	CU_ASSERT_EQUAL(added, 3);
 	CU_ASSERT_EQUAL(pm_head_release(h, w), 0);
 	pm_head_destroy(h);
@@ -655,15 +641,9 @@ static void test_set_sorted_edges(void)
 	CU_ASSERT_TRUE(model_matches(&m, map));
 	CU_ASSERT_EQUAL_FATAL(pm_wz_create(map, K("p"), &w), 0);
 	CU_ASSERT_EQUAL(pm_wz_descend(w, K("/x")), 0);
-	kv[0].key = (const uint8_t *)"\0y";
-	kv[0].len = 2;
-	kv[0].val = 7;
-	kv[1].key = (const uint8_t *)"q";
-	kv[1].len = 1;
-	kv[1].val = 8;
-	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, kv, 2, &added), 0);
+	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, below, 2, &added), 0);
 	CU_ASSERT_EQUAL(added, 1);
-	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, kv + 1, 1, NULL), 0);
+	CU_ASSERT_EQUAL(pm_wz_set_sorted(w, below + 1, 1, NULL), 0);
 	pm_wz_destroy(w);
 	model_set(&m, (const uint8_t *)"p/x\0y", 5, 7, NULL);
 	model_set(&m, K("p/xq"), 8, NULL);
