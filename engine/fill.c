@@ -24,12 +24,35 @@ struct rec_arg {
 	bool existed;		       /* out: the key had a value */
 };
 
+/* Makes room for need more bytes after the first used of *buf (*cap allocated, doubled from
+ * 4096): 0, PM_ENOMEM or PM_EOVERFLOW. */
+static int buf_room(uint8_t **buf, size_t *cap, size_t used, size_t need)
+{
+	size_t ncap = *cap ? *cap : 4096;
+	uint8_t *nb;
+
+	if (*cap - used >= need)
+		return 0;
+	while (ncap - used < need) {
+		if (ncap > SIZE_MAX / 2)
+			return PM_EOVERFLOW;
+		ncap *= 2;
+	}
+	nb = realloc(*buf, ncap);
+	if (!nb)
+		return PM_ENOMEM;
+	*buf = nb;
+	*cap = ncap;
+	return 0;
+}
+
 /* Copies the blob of value word w of batch b into heap h; *out gets its map word. */
 static int heap_put(struct pme_heap *h, uint32_t hid, const struct pme_rbatch *b, uint64_t w,
 		    uint64_t *out)
 {
 	uint32_t len;
 	size_t need;
+	int rc;
 
 	if (w > b->heap_len || b->heap_len - w < 4)
 		return PME_EINTERNAL;
@@ -38,21 +61,9 @@ static int heap_put(struct pme_heap *h, uint32_t hid, const struct pme_rbatch *b
 	if (b->heap_len - w - 4 < len)
 		return PME_EINTERNAL;
 	need = 4 + (size_t)len;
-	if (h->cap - h->len < need) {
-		size_t ncap = h->cap ? h->cap : 4096;
-		uint8_t *nb;
-
-		while (ncap - h->len < need) {
-			if (ncap > SIZE_MAX / 2)
-				return PM_EOVERFLOW;
-			ncap *= 2;
-		}
-		nb = realloc(h->buf, ncap);
-		if (!nb)
-			return PM_ENOMEM;
-		h->buf = nb;
-		h->cap = ncap;
-	}
+	rc = buf_room(&h->buf, &h->cap, h->len, need);
+	if (rc)
+		return rc;
 	if (h->len >= ((uint64_t)1 << PME_HEAP_SHIFT))
 		return PM_EOVERFLOW;
 	memcpy(h->buf + h->len, b->heap + w, need);
@@ -157,26 +168,6 @@ void pme_fill_buf_free(struct pme_fill_buf *fb)
 	memset(fb, 0, sizeof(*fb));
 }
 
-/* Makes room for need bytes after used in fb->keys. */
-static bool keys_room(struct pme_fill_buf *fb, size_t used, size_t need)
-{
-	size_t cap = fb->keys_cap ? fb->keys_cap : 4096;
-	uint8_t *k;
-
-	if (need > SIZE_MAX / 2 - used)
-		return false;
-	if (used + need <= fb->keys_cap)
-		return true;
-	while (cap < used + need)
-		cap *= 2;
-	k = realloc(fb->keys, cap);
-	if (!k)
-		return false;
-	fb->keys = k;
-	fb->keys_cap = cap;
-	return true;
-}
-
 /*
  * The last-value policy on numbers over a sorted run: the run's keys are laid out one after
  * the other in fb->keys (short ones rebuilt from their pme_kp, long ones copied from the
@@ -204,21 +195,22 @@ static bool fill_sorted(const struct pme_rbatch *b, const struct pme_router *r, 
 	}
 	for (i = 0; i < n; i++) {
 		const struct pme_kp *e = &kp[i];
-		size_t l;
+		size_t l, sz;
 
 		if (i + FETCH_FAR < n && kp[i + FETCH_FAR].len > PME_KP_SHORT)
 			__builtin_prefetch(&b->key_off[kp[i + FETCH_FAR].rec]);
 		if (i + FETCH_NEAR < n && kp[i + FETCH_NEAR].len > PME_KP_SHORT)
 			__builtin_prefetch(b->keys + b->key_off[kp[i + FETCH_NEAR].rec]);
 		if (e->len <= PME_KP_SHORT) {
-			if (!keys_room(fb, used, r->lcp + PME_KP_SHORT))
+			sz = r->lcp + PME_KP_SHORT; /* pme_kp_key writes all 16 bytes */
+			if (buf_room(&fb->keys, &fb->keys_cap, used, sz))
 				return false;
 			if (r->lcp)
 				memcpy(fb->keys + used, r->lcp_key, r->lcp);
 			l = pme_kp_key(e, r->lcp, fb->keys + used);
 		} else {
-			l = b->key_off[e->rec + 1] - b->key_off[e->rec];
-			if (!keys_room(fb, used, l))
+			sz = l = b->key_off[e->rec + 1] - b->key_off[e->rec];
+			if (buf_room(&fb->keys, &fb->keys_cap, used, sz))
 				return false;
 			memcpy(fb->keys + used, b->keys + b->key_off[e->rec], l);
 		}
@@ -226,7 +218,7 @@ static bool fill_sorted(const struct pme_rbatch *b, const struct pme_router *r, 
 		fb->kv[i].key = (const uint8_t *)(uintptr_t)(used + skip);
 		fb->kv[i].len = l - skip;
 		fb->kv[i].val = e->val;
-		used += e->len <= PME_KP_SHORT ? r->lcp + PME_KP_SHORT : l;
+		used += sz;
 	}
 	for (i = 0; i < n; i++)
 		fb->kv[i].key = fb->keys + (uintptr_t)fb->kv[i].key;
