@@ -357,10 +357,48 @@ static int take_zipper(struct run *x, const uint8_t *path, size_t len, pm_wz **o
 	return rc;
 }
 
+/* The d-prefix (prefix scheme) of the record at routed position i. */
+static inline uint64_t pos_dp(const struct pme_router *r, size_t i)
+{
+	return r->pre[r->idx[i]] >> (64 - 8 * r->depth);
+}
+
+/*
+ * The end of the run of routed positions from s (< e) that share s's d-prefix. A sorted
+ * batch has its prefix-scheme records in key order, so their d-prefixes ascend and the run's
+ * end is found by galloping, a few reads of pre[] (at random) a run instead of one a record;
+ * an unsorted one is walked.
+ */
+static size_t dp_run_end(const struct pme_router *r, size_t s, size_t e)
+{
+	const uint64_t dp = pos_dp(r, s);
+	size_t lo = s, hi = s + 1, step = 1; /* lo in the run; its end in (lo, hi] */
+
+	if (!r->sorted) {
+		while (hi < e && pos_dp(r, hi) == dp)
+			hi++;
+		return hi;
+	}
+	while (hi < e && pos_dp(r, hi) == dp) {
+		lo = hi;
+		step *= 2;
+		hi = e - lo > step ? lo + step : e;
+	}
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (pos_dp(r, mid) == dp)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return hi;
+}
+
 /* Makes the zippers the batch's d-prefixes need (prefix scheme), serially: at stem ++ the
  * d bytes, so every zipper path has the same length, and distinct paths of one length are
  * never prefixes of one another (the disjointness the fill relies on). */
-static int prefix_zippers(struct run *x, const struct pme_rbatch *b)
+static int prefix_zippers(struct run *x)
 {
 	const struct pme_router *r = &x->r;
 	unsigned d = r->depth;
@@ -371,13 +409,11 @@ static int prefix_zippers(struct run *x, const struct pme_rbatch *b)
 
 	if (sl)
 		memcpy(path, r->stem, sl);
-	for (i = 0; i < r->start[x->nparts]; i++) {
-		uint64_t dp = r->pre[r->idx[i]] >> (64 - 8 * d);
+	for (i = 0; i < r->start[x->nparts]; i = dp_run_end(r, i, r->start[x->nparts])) {
+		uint64_t dp = pos_dp(r, i);
 		pm_wz *z;
 		unsigned j;
 
-		if (i > 0 && dp == (r->pre[r->idx[i - 1]] >> (64 - 8 * d)))
-			continue;
 		if (zfind(&x->zt, dp))
 			continue;
 		for (j = 0; j < d; j++)
@@ -391,7 +427,6 @@ static int prefix_zippers(struct run *x, const struct pme_rbatch *b)
 			return rc;
 		}
 	}
-	(void)b;
 	return 0;
 }
 
@@ -399,17 +434,13 @@ static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t
 			     struct pme_fill_buf *fb)
 {
 	const struct pme_router *r = &x->r;
-	unsigned d = r->depth;
 	size_t s = r->start[p], e = r->start[p + 1];
 
 	while (s < e) {
-		uint64_t dp = r->pre[r->idx[s]] >> (64 - 8 * d);
-		size_t k = s + 1;
+		size_t k = dp_run_end(r, s, e);
 
-		while (k < e && (r->pre[r->idx[k]] >> (64 - 8 * d)) == dp)
-			k++;
-		pme_fill_run(&x->fc, b, r, s, k, zfind(&x->zt, dp), r->stem_len + d, p,
-			     &x->parts[p], fb);
+		pme_fill_run(&x->fc, b, r, s, k, zfind(&x->zt, pos_dp(r, s)),
+			     r->stem_len + r->depth, p, &x->parts[p], fb);
 		s = k;
 	}
 }
@@ -523,7 +554,7 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 		return pme_seterr(x->err, rc, "out of memory routing a batch");
 	x->key_bytes += b->n ? b->key_off[b->n] - b->key_off[0] : 0;
 	if (x->c->scheme == PME_SCHEME_PREFIX) {
-		rc = prefix_zippers(x, b);
+		rc = prefix_zippers(x);
 		if (rc)
 			return pme_seterr(x->err, rc, "cannot make a write zipper (%s)",
 					  pm_strerror(rc));

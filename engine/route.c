@@ -201,34 +201,41 @@ static void sort_slice(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, 
 /*
  * Sorts a partition's slice v[0..n) by key (in place) and writes its record indices, in that
  * order, to idx[0..n); t[0..n) is scratch. rec_less is a total order (ties by record index), so the
- * result is the one sort_slice gives: long slices are first scattered by the top bits of k0
- * (one counting pass; 8 to RADIX_BITS bits, so that random keys leave about RADIX_BUCKET
- * records a bucket), which leaves sort_slice short buckets, cheaper than merging the whole
- * slice.
+ * result is the one sort_slice gives: long slices are first scattered by the first bits of
+ * k0 that differ in the slice (one counting pass; 8 to RADIX_BITS bits, so that random keys
+ * leave about RADIX_BUCKET records a bucket), which leaves sort_slice short buckets, cheaper
+ * than merging the whole slice.
  */
 static void sort_part(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, struct pme_kp *t,
 		      size_t n, uint32_t *idx)
 {
 	uint32_t cnt[(1u << RADIX_BITS) + 1];
-	unsigned bits = 8, c, nb;
+	unsigned bits = 8, c, nb, skip;
+	uint64_t diff;
 	size_t i;
 
-	if (n < RADIX_MIN) {
+	/* the bits every k0 of the slice shares (a prefix partition's keys share their first
+	 * bytes) split nothing: the split starts after them; short slices, or ones whose k0
+	 * are all equal, go to sort_slice whole */
+	for (i = 1, diff = 0; n >= RADIX_MIN && i < n; i++)
+		diff |= v[i].k0 ^ v[0].k0;
+	if (!diff) {
 		sort_slice(bt, l, v, t, n);
 		for (i = 0; i < n; i++)
 			idx[i] = v[i].rec;
 		return;
 	}
+	skip = (unsigned)__builtin_clzll(diff);
 	while (bits < RADIX_BITS && ((size_t)RADIX_BUCKET << (bits + 1)) <= n)
 		bits++;
 	nb = 1u << bits;
 	memset(cnt, 0, (nb + 1) * sizeof(*cnt));
 	for (i = 0; i < n; i++)
-		cnt[(v[i].k0 >> (64 - bits)) + 1]++;
+		cnt[(v[i].k0 << skip >> (64 - bits)) + 1]++;
 	for (c = 1; c <= nb; c++)
 		cnt[c] += cnt[c - 1];
 	for (i = 0; i < n; i++)
-		t[cnt[v[i].k0 >> (64 - bits)]++] = v[i];
+		t[cnt[v[i].k0 << skip >> (64 - bits)]++] = v[i];
 	/* cnt[c] is now where bucket c ends; sort each bucket in t, with v as scratch */
 	for (c = 0, i = 0; c < nb; c++) {
 		size_t e = cnt[c];

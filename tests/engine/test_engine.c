@@ -239,20 +239,36 @@ static void test_route_stable(void)
 	free_batch(&t);
 }
 
-/* The key sort on slices long enough to be split by their top key bits first: random keys
- * of any byte and length 0-19 over 2 partitions (about 20000 records each: an 11-bit split),
- * 1 and 2 threads. */
+/* The key sort on slices long enough to be split by their first differing key bits: random
+ * keys of any byte and length 0-19 over 2 partitions (about 20000 records each: an 11-bit
+ * split), 1 and 2 threads; then the same with every key of length 1-20 starting with byte
+ * 0x40 or 0x41 (the batch has no common prefix, but its keys share their top 7 bits, which
+ * the split must skip). */
+static void route_sort_long(bool shared);
+
 static void test_route_sort_long(void)
+{
+	int shared;
+
+	for (shared = 0; shared < 2; shared++)
+		route_sort_long(shared);
+}
+
+static void route_sort_long(bool shared)
 {
 	struct tbatch t;
 	size_t n = 40000, i, o = 0, rebuilt;
 	int th;
 
-	batch_alloc(&t, n, 20);
+	batch_alloc(&t, n, 21);
 	for (i = 0; i < n; i++) {
 		size_t len = (size_t)(rnd() % 20), j;
 
+		if (shared)
+			t.keys[o++] = (uint8_t)(0x40 | (rnd() & 1));
+
 		if (i >= 3 && i % 11 == 0) { /* an exact duplicate of an earlier key */
+			o -= shared;
 			len = t.off[i - 2] - t.off[i - 3];
 			memcpy(t.keys + o, t.keys + t.off[i - 3], len);
 		} else {
@@ -433,7 +449,7 @@ static char *slurp(const char *path, size_t *len)
 }
 
 static int run_one(const char *in, const char *out, int threads, uint64_t batch,
-		   enum pme_scheme scheme, uint32_t parts, const char *policy,
+		   enum pme_scheme scheme, uint32_t parts, bool sort, const char *policy,
 		   struct pme_report *rep)
 {
 	struct pme_config c;
@@ -449,6 +465,7 @@ static int run_one(const char *in, const char *out, int threads, uint64_t batch,
 	c.threads = threads;
 	c.batch_records = batch;
 	c.scheme = scheme;
+	c.sort = sort;
 	snprintf(num, sizeof(num), "%u", parts);
 	pme_config_set(&c, "partitions", num, &err);
 	rc = pme_ingest_run(&c, rep, &err);
@@ -458,8 +475,8 @@ static int run_one(const char *in, const char *out, int threads, uint64_t batch,
 	return rc;
 }
 
-/* Whole runs: the KB is byte-identical for 1 and 2 threads and any batch size; hash and
- * prefix KBs hold the same keys and values. */
+/* Whole runs: the KB is byte-identical for 1 and 2 threads, any batch size, and with or
+ * without the key sort before the fill; hash and prefix KBs hold the same keys and values. */
 static void test_determinism(void)
 {
 	static const char *policies[] = {"last", "sum", "first"};
@@ -481,15 +498,22 @@ static void test_determinism(void)
 	g.seed = seed;
 	CU_ASSERT_FATAL(pio_generate(&g, &pe) == 0);
 	for (p = 0; p < 3; p++) {
+		/* base: the KB the next ones (same) must equal byte for byte */
 		static const struct {
 			int threads;
 			uint64_t batch;
 			enum pme_scheme scheme;
 			uint32_t parts;
-		} cfg[] = {{1, 0, PME_SCHEME_HASH, 64},	   {2, 1000, PME_SCHEME_HASH, 64},
-			   {2, 7000, PME_SCHEME_HASH, 64}, {1, 1000, PME_SCHEME_PREFIX, 13},
-			   {2, 0, PME_SCHEME_PREFIX, 13},  {2, 3000, PME_SCHEME_HASH, 1},
-			   {2, 3000, PME_SCHEME_PREFIX, 1}};
+			bool sort, base, same;
+		} cfg[] = {{1, 0, PME_SCHEME_HASH, 64, true, true, false},
+			   {2, 1000, PME_SCHEME_HASH, 64, true, false, true},
+			   {2, 7000, PME_SCHEME_HASH, 64, true, false, true},
+			   {2, 1000, PME_SCHEME_HASH, 64, false, false, true},
+			   {1, 1000, PME_SCHEME_PREFIX, 13, true, true, false},
+			   {2, 0, PME_SCHEME_PREFIX, 13, true, false, true},
+			   {2, 3000, PME_SCHEME_PREFIX, 13, false, false, true},
+			   {2, 3000, PME_SCHEME_HASH, 1, true, false, false},
+			   {2, 3000, PME_SCHEME_PREFIX, 1, true, false, false}};
 		char *a = NULL, *b;
 		size_t la = 0, lb, i;
 		struct pkb *ka, *kb2;
@@ -497,17 +521,17 @@ static void test_determinism(void)
 		for (i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
 			snprintf(out, sizeof(out), "%s/det_%zu.kb", dir, i);
 			CU_ASSERT_FATAL(run_one(in, out, cfg[i].threads, cfg[i].batch,
-						cfg[i].scheme, cfg[i].parts, policies[p],
-						&rep) == 0);
+						cfg[i].scheme, cfg[i].parts, cfg[i].sort,
+						policies[p], &rep) == 0);
 			CU_ASSERT_EQUAL(rep.records, 60000);
 			b = slurp(out, &lb);
 			CU_ASSERT_FATAL(b != NULL);
-			if (i == 0 || i == 3) {
+			if (cfg[i].base) {
 				free(a);
 				a = b;
 				la = lb;
 				strcpy(ref, out);
-			} else if (i == 1 || i == 2 || i == 4) {
+			} else if (cfg[i].same) {
 				CU_ASSERT(la == lb && memcmp(a, b, la) == 0);
 				free(b);
 			} else {
@@ -516,7 +540,7 @@ static void test_determinism(void)
 		}
 		free(a);
 		/* content across schemes and P: compare every key and value */
-		for (i = 3; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
+		for (i = 1; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
 			pm_snap_iter *ia, *ib;
 			const uint8_t *k1, *k2;
 			size_t l1, l2;
@@ -564,7 +588,8 @@ int main(void)
 	CU_add_test(s, "partition paths are prefix-free for every P",
 		    test_partition_paths_prefix_free);
 	CU_add_test(s, "routing is stable and thread-count independent", test_route_stable);
-	CU_add_test(s, "key sort of long slices (top-bits split)", test_route_sort_long);
+	CU_add_test(s, "key sort of long slices (split on their first differing bits)",
+		    test_route_sort_long);
 	CU_add_test(s, "key heads (first 8 bytes) order keys", test_head8);
 	CU_add_test(s, "prefix planner", test_prefix_plan);
 	CU_add_test(s, "prefix scheme: keys under a common stem", test_route_stem);
