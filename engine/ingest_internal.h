@@ -88,7 +88,7 @@ struct pme_router {
 	size_t stem_len;	/* ... their number (0..PME_STEM_MAX) */
 	uint64_t *splits;	/* prefix: P lower bounds of d-byte prefixes; splits[0] == 0 */
 	uint32_t *pid;		/* n bucket ids */
-	uint64_t *pre;		/* n: prefix scheme, key bytes after the stem */
+	uint64_t *pre;		/* n: prefix scheme only, key bytes after the stem */
 	uint32_t *idx;		/* n record indices by bucket */
 	struct pme_kp *kp;	/* n: key bytes, record and value of idx[] (what the sorts move) */
 	struct pme_kp *tmp;	/* n: merge sort scratch */

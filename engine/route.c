@@ -96,9 +96,12 @@ static int grow(struct pme_router *r, size_t n)
 	pid = realloc(r->pid, n * sizeof(*pid));
 	if (pid)
 		r->pid = pid;
-	pre = realloc(r->pre, n * sizeof(*pre));
-	if (pre)
-		r->pre = pre;
+	pre = NULL; /* key heads: the prefix scheme's only */
+	if (r->scheme == PME_SCHEME_PREFIX) {
+		pre = realloc(r->pre, n * sizeof(*pre));
+		if (pre)
+			r->pre = pre;
+	}
 	idx = realloc(r->idx, n * sizeof(*idx));
 	if (idx)
 		r->idx = idx;
@@ -108,7 +111,7 @@ static int grow(struct pme_router *r, size_t n)
 	tmp = realloc(r->tmp, n * sizeof(*tmp));
 	if (tmp)
 		r->tmp = tmp;
-	if (!pid || !pre || !idx || !kp || !tmp)
+	if (!pid || (r->scheme == PME_SCHEME_PREFIX && !pre) || !idx || !kp || !tmp)
 		return PM_ENOMEM;
 	r->cap = n;
 	return 0;
