@@ -913,8 +913,9 @@ out_abort:
  *     loop) walks, for each c, the subtries at the partition paths ++ C ++ c and builds the
  *     image of the stripped keys s in memory (pm_snap_builder_finish_part); finished ranges
  *     are streamed to the writer in byte order as soon as every range before them is (so
- *     the file is written while later ranges are built, and each part's memory goes as soon
- *     as it is written), and the root joins them (pm_snap_builder_join_parts / _finish):
+ *     the file is written while later ranges are built, and each part's buffer goes back to
+ *     a pool for later parts as soon as it is written), and the root joins them
+ *     (pm_snap_builder_join_parts / _finish):
  *     the same bytes as the serial way, as FORMAT.md's layout makes every subtree's
  *     encoding independent of where it lies. This needs the image in memory.
  * The prefix scheme's map holds the user keys themselves: one subtrie, the whole map, written
@@ -967,6 +968,57 @@ struct wrange {
 	int rc;		     /* the task's error */
 	bool done;	     /* built (set in the stream's critical section) */
 };
+
+/*
+ * Part buffers written out go back to a pool that later parts take from: a part grows to
+ * about a megabyte, and memory the process has touched is reused instead of fresh pages
+ * (a first touch costs microseconds a page in a virtual machine). Taken and given back under
+ * the pool's critical section.
+ */
+#define WPOOL_MAX 64 /* buffers kept */
+
+struct wpool {
+	struct {
+		uint8_t *buf;
+		size_t cap;
+	} b[WPOOL_MAX];
+	size_t n; /* buffers kept */
+};
+
+/* A kept buffer (the last given back) for part p, if any. */
+static void pool_take(struct wpool *pool, struct wpart *p)
+{
+#pragma omp critical(pkb_write_pool)
+	if (pool->n) {
+		pool->n--;
+		p->buf = pool->b[pool->n].buf;
+		p->cap = pool->b[pool->n].cap;
+	}
+}
+
+/* Gives part p's buffer back (freed when the pool is full). */
+static void pool_put(struct wpool *pool, struct wpart *p)
+{
+	bool kept = false;
+
+#pragma omp critical(pkb_write_pool)
+	if (p->buf && pool->n < WPOOL_MAX) {
+		pool->b[pool->n].buf = p->buf;
+		pool->b[pool->n].cap = p->cap;
+		pool->n++;
+		kept = true;
+	}
+	if (!kept)
+		free(p->buf);
+	p->buf = NULL;
+	p->cap = 0;
+}
+
+static void pool_free(struct wpool *pool)
+{
+	while (pool->n)
+		free(pool->b[--pool->n].buf);
+}
 
 static int part_sink(void *ud, const void *data, size_t len)
 {
@@ -1133,7 +1185,8 @@ static int walk_paths(const struct wlayout *l, const uint8_t *cp, size_t clen, s
 
 /* The key range's images, one part per branch byte: one task of write_parts. */
 static void write_range(const pm_map *map, const struct wlayout *l, const uint8_t *cp,
-			struct wrange *r, const char *path, volatile sig_atomic_t *cancel)
+			struct wrange *r, struct wpool *pool, const char *path,
+			volatile sig_atomic_t *cancel)
 {
 	const uint32_t np = l->nsub;
 	const size_t pl = l->ppl + r->clen + 1;
@@ -1175,6 +1228,7 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 		w = &r->parts[r->nparts];
 		memset(w, 0, sizeof(*w));
 		w->part.byte = (uint8_t)c;
+		pool_take(pool, w);
 		if (pm_snap_builder_create(NULL, NULL, part_sink, w, &r->b)) {
 			rc = PKB_ENOMEM;
 			break;
@@ -1190,7 +1244,7 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 		} else {
 			pm_snap_builder_destroy(r->b);
 			r->b = NULL;
-			free(w->buf);
+			pool_put(pool, w);
 		}
 	}
 	if (rc)
@@ -1300,7 +1354,7 @@ struct wstream {
 
 /* Writes the finished ranges that come next, freeing their parts; stops at a range that
  * failed (write_parts reports it). Called in the stream's critical section. */
-static void stream_ready(struct wstream *s)
+static void stream_ready(struct wstream *s, struct wpool *pool)
 {
 	while (!s->rc && s->next < s->nranges && s->r[s->next].done && !s->r[s->next].rc) {
 		struct wrange *r = &s->r[s->next];
@@ -1311,8 +1365,7 @@ static void stream_ready(struct wstream *s)
 
 			p->part.nodes = p->buf;
 			s->rc = pkb_writer_join_parts(s->w, &p->part, 1, p->key_bytes, &s->err);
-			free(p->buf);
-			p->buf = NULL;
+			pool_put(pool, p);
 		}
 		s->next++;
 	}
@@ -1436,12 +1489,14 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct wla
 	size_t clen = 0, i, nranges = 0;
 	struct wrange *r = NULL;
 	struct wstream st;
+	struct wpool pool;
 	uint64_t val = 0;
 	bool has_val;
 	long t;
 	int rc;
 
 	memset(&st, 0, sizeof(st));
+	pool.n = 0;
 	rc = common_prefix(map, l, &cp, &clen);
 	if (rc <= 0) {
 		if (rc < 0)
@@ -1467,11 +1522,11 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct wla
 	st.nranges = nranges;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
 	for (t = 0; t < (long)nranges; t++) {
-		write_range(map, l, cp, &r[t], w->path, cancel);
+		write_range(map, l, cp, &r[t], &pool, w->path, cancel);
 #pragma omp critical(pkb_write_stream)
 		{
 			r[t].done = true;
-			stream_ready(&st);
+			stream_ready(&st, &pool);
 		}
 	}
 	for (i = 0; i < nranges; i++) {
@@ -1491,6 +1546,7 @@ out:
 	if (r)
 		for (i = 0; i < nranges; i++)
 			wrange_free(&r[i]);
+	pool_free(&pool);
 	free(r);
 	free(root);
 	free(cp);
