@@ -1352,7 +1352,7 @@ struct wstream {
 	int rc;		      /* the first write error */
 };
 
-/* Writes the finished ranges that come next, freeing their parts; stops at a range that
+/* Writes the finished ranges that come next, their buffers back to the pool; stops at a range that
  * failed (write_parts reports it). Called in the stream's critical section. */
 static void stream_ready(struct wstream *s, struct wpool *pool)
 {
