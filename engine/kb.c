@@ -1229,7 +1229,8 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 		memset(w, 0, sizeof(*w));
 		w->part.byte = (uint8_t)c;
 		pool_take(pool, w);
-		if (pm_snap_builder_create(NULL, NULL, part_sink, w, &r->b)) {
+		if (pm_snap_builder_create(NULL, NULL, part_sink, w, &r->b) ||
+		    pm_snap_builder_for_part(r->b)) {
 			rc = PKB_ENOMEM;
 			break;
 		}

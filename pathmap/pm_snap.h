@@ -110,6 +110,14 @@ struct pm_snap_part {
 };
 
 /*
+ * Marks a fresh builder (no key, nothing written) as one that will be closed with
+ * pm_snap_builder_finish_part(): it skips hashing its output, which only a whole image needs
+ * (the joining builder hashes the part's bytes as it writes them). finish and join then
+ * return PM_EINVAL. Returns 0 or PM_EINVAL (not fresh).
+ */
+int pm_snap_builder_for_part(pm_snap_builder *b);
+
+/*
  * Writes the open nodes of a builder that has been given at least one key, and fills *part
  * (all but nodes and byte). Returns 0, PM_EINVAL (no key), PM_ENOMEM or PM_SNAP_ESINK. The
  * builder can then only be destroyed.

@@ -82,6 +82,13 @@ static void rand_key(uint8_t *k, size_t *len, int shape)
 		for (i = 0; i < n; i++)
 			k[i] = (uint8_t)(i < 30 ? 'x' : rnd() % 256);
 		break;
+	case 4: /* one first byte takes 99% of the keys: a part bigger than the output buffer */
+		n = 17;
+		for (i = 0; i < n; i++)
+			k[i] = (uint8_t)rnd();
+		if (rnd() % 100)
+			k[0] = 'a';
+		break;
 	default: /* mixed */
 		n = rnd() % 12;
 		for (i = 0; i < n; i++)
@@ -358,14 +365,18 @@ static void test_roundtrip(void)
 static void test_parts(void)
 {
 	int shape, round;
+	size_t big = 0;
 
 	for (round = 0; round < 30; round++) {
-		for (shape = -1; shape < 4; shape++) {
+		for (shape = -1; shape < 5; shape++) {
 			struct set s;
 			struct buf img, joined, *pb;
 			struct pm_snap_part *parts;
 			pm_snap_builder *b;
 			size_t n = round < 3 ? (size_t)round : (size_t)(rnd() % 2000), i, np = 0, c;
+
+			if (shape == 4 && round >= 3)
+				n = 4000 + (size_t)(rnd() % 8000);
 			bool has_val = false;
 			uint64_t val = 0, ilen = 0;
 
@@ -390,6 +401,10 @@ static void test_parts(void)
 				}
 				CU_ASSERT_EQUAL_FATAL(
 				    pm_snap_builder_create(NULL, NULL, buf_sink, &pb[np], &b), 0);
+				/* every other part skips the image hash: the same bytes either way
+				 */
+				if (np % 2)
+					CU_ASSERT_EQUAL(pm_snap_builder_for_part(b), 0);
 				parts[np].byte = k[c];
 				while (i < s.n && s.kv[i].len > c &&
 				       s.kv[i].k[c] == parts[np].byte) {
@@ -399,10 +414,20 @@ static void test_parts(void)
 							0);
 					i++;
 				}
+				if (np %
+				    2) { /* a part builder makes no whole image, and stays one */
+					CU_ASSERT_EQUAL(pm_snap_builder_finish(b, NULL), PM_EINVAL);
+					CU_ASSERT_EQUAL(
+					    pm_snap_builder_join_finish(b, NULL, 0, true, 1, NULL),
+					    PM_EINVAL);
+				} else { /* it has keys */
+					CU_ASSERT_EQUAL(pm_snap_builder_for_part(b), PM_EINVAL);
+				}
 				CU_ASSERT_EQUAL(pm_snap_builder_finish_part(b, &parts[np]), 0);
 				pm_snap_builder_destroy(b);
 				parts[np].nodes = pb[np].p;
 				CU_ASSERT_EQUAL(parts[np].len, pb[np].len);
+				big += parts[np].len > 65536; /* joined past the output buffer */
 				np++;
 			}
 			memset(&joined, 0, sizeof(joined));
@@ -455,6 +480,7 @@ static void test_parts(void)
 			set_free(&s);
 		}
 	}
+	CU_ASSERT(big > 0);
 }
 
 /* Checks each key a union walk reports against the sorted set, the subtrie it was put in and

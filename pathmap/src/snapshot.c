@@ -443,6 +443,7 @@ struct pm_snap_builder {
 	uint64_t done_root;   /* root offset, when done */
 	bool done;	      /* pm_snap_builder_add_union emitted every node, root included */
 	bool joining;	      /* pm_snap_builder_join_parts wrote parts: the root's children */
+	bool part;	      /* pm_snap_builder_for_part: no image hash, no footer */
 	void *xs_raw;	      /* block holding the hash state */
 	XXH3_state_t *xs;     /* hash of the bytes emitted, 64-byte aligned inside xs_raw */
 	size_t blen;	      /* bytes waiting in buf */
@@ -471,15 +472,14 @@ static int grow(pm_alloc_fn alloc, void *ud, void **p, size_t *cap, size_t need,
 	return 0;
 }
 
-static int flush(pm_snap_builder *b)
+/* Hashes (unless the builder makes a part) and sinks len bytes of output. */
+static int put_out(pm_snap_builder *b, const void *data, size_t len)
 {
 	int rc;
 
-	if (!b->blen)
-		return 0;
-	XXH3_64bits_update(b->xs, b->buf, b->blen);
-	rc = b->sink(b->sink_ud, b->buf, b->blen);
-	b->blen = 0;
+	if (!b->part)
+		XXH3_64bits_update(b->xs, data, len);
+	rc = b->sink(b->sink_ud, data, len);
 	if (rc) {
 		b->sink_rc = rc;
 		return PM_SNAP_ESINK;
@@ -487,26 +487,47 @@ static int flush(pm_snap_builder *b)
 	return 0;
 }
 
+static int flush(pm_snap_builder *b)
+{
+	int rc;
+
+	if (!b->blen)
+		return 0;
+	rc = put_out(b, b->buf, b->blen);
+	b->blen = 0;
+	return rc;
+}
+
+/* Writes data to the builder's output: small pieces gather in buf, a buffer's worth or more
+ * (a part being joined) goes to the sink straight from data once buf is flushed. */
 static int out(pm_snap_builder *b, const void *data, size_t len)
 {
 	const uint8_t *p = data;
+	size_t k;
 	int rc;
 
 	b->pos += len;
-	while (len) {
-		size_t k = OUTBUF - b->blen;
-
-		if (k > len)
-			k = len;
+	if (b->blen && b->blen + len >= OUTBUF) {
+		k = OUTBUF - b->blen;
 		memcpy(b->buf + b->blen, p, k);
-		b->blen += k;
+		b->blen = OUTBUF;
 		p += k;
 		len -= k;
-		if (b->blen == OUTBUF) {
-			rc = flush(b);
-			if (rc)
-				return rc;
-		}
+		rc = flush(b);
+		if (rc)
+			return rc;
+	}
+	if (len >= OUTBUF) {
+		k = len - len % OUTBUF;
+		rc = put_out(b, p, k);
+		if (rc)
+			return rc;
+		p += k;
+		len -= k;
+	}
+	if (len) {
+		memcpy(b->buf + b->blen, p, len);
+		b->blen += len;
 	}
 	return 0;
 }
@@ -538,6 +559,14 @@ int pm_snap_builder_create(pm_alloc_fn alloc, void *ud, pm_snap_sink_fn sink, vo
 	b->xs = (XXH3_state_t *)a;
 	XXH3_64bits_reset(b->xs);
 	*out_b = b;
+	return 0;
+}
+
+int pm_snap_builder_for_part(pm_snap_builder *b)
+{
+	if (!b || b->broken || b->count || b->pos || b->joining)
+		return PM_EINVAL;
+	b->part = true;
 	return 0;
 }
 
@@ -813,6 +842,8 @@ int pm_snap_builder_finish(pm_snap_builder *b, uint64_t *image_len)
 
 	if (!b)
 		return PM_EINVAL;
+	if (b->part)
+		return PM_EINVAL; /* a part builder's bytes are not hashed */
 	if (b->broken)
 		return b->broken;
 	if (b->count)
@@ -857,6 +888,8 @@ int pm_snap_builder_join_parts(pm_snap_builder *b, const struct pm_snap_part *pa
 
 	if (!b || (!parts && n))
 		return PM_EINVAL;
+	if (b->part)
+		return PM_EINVAL; /* a part builder's bytes are not hashed */
 	if (b->broken)
 		return b->broken;
 	if (b->done || (!b->joining && (b->count || b->pos)))
@@ -901,8 +934,8 @@ int pm_snap_builder_join_finish(pm_snap_builder *b, const uint8_t *prefix, size_
 		return PM_EINVAL;
 	if (b->broken)
 		return b->broken;
-	if (b->done || (!b->joining && (b->count || b->pos)) || (b->nch == 1 && !has_val) ||
-	    (b->nch && b->max_key > UINT64_MAX - plen))
+	if (b->part || b->done || (!b->joining && (b->count || b->pos)) ||
+	    (b->nch == 1 && !has_val) || (b->nch && b->max_key > UINT64_MAX - plen))
 		return PM_EINVAL;
 	/* b->max_key holds 1 + the longest part key (0: no part) */
 	b->max_key = b->nch ? plen + b->max_key : 0;
@@ -932,7 +965,7 @@ int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen,
 		return PM_EINVAL;
 	if (b->broken)
 		return b->broken;
-	if (b->count || b->pos || b->joining || (n == 1 && !has_val))
+	if (b->part || b->count || b->pos || b->joining || (n == 1 && !has_val))
 		return PM_EINVAL;
 	for (i = 0; i < n; i++)
 		if (parts[i].max_key > UINT64_MAX - plen - 1)
