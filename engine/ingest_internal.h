@@ -82,7 +82,8 @@ struct pme_router {
 	enum pme_scheme scheme; /* hash or prefix */
 	uint32_t nparts;	/* P */
 	uint32_t nbuckets;	/* hash: P; prefix: P + 1 (bucket P: short keys) */
-	int nthreads;		/* threads for the histograms */
+	int nthreads;		/* threads that route */
+	size_t nchunks;		/* slices of a batch routed as one task each */
 	unsigned depth;		/* prefix: split depth d in bytes (1..8) */
 	uint8_t *stem;		/* prefix: the bytes every partitioned key starts with */
 	size_t stem_len;	/* ... their number (0..PME_STEM_MAX) */
@@ -93,7 +94,7 @@ struct pme_router {
 	struct pme_kp *kp;	/* n: key bytes, record and value of idx[] (what the sorts move) */
 	struct pme_kp *tmp;	/* n: merge sort scratch */
 	size_t *start;		/* nbuckets + 1 bucket starts in idx */
-	size_t *hist;		/* nthreads * nbuckets histogram / scatter cursors */
+	size_t *hist;		/* nchunks * nbuckets histogram / scatter cursors */
 	size_t lcp;		/* common prefix length of the batch's keys (sort) */
 	const uint8_t *lcp_key; /* those lcp bytes (in the routed batch) */
 	bool sorted;		/* kp[] follows idx[] (the batch was sorted) */

@@ -38,6 +38,25 @@ uint32_t pme_prefix_partition(const struct pme_router *r, uint64_t dprefix)
 	return lo;
 }
 
+/*
+ * Slices of a batch for the routing passes: several a thread, taken dynamically, so that a
+ * thread that loses its core for a while (to the reader thread, or another job) does not
+ * hold the others at the end of a pass, as a static split would; the slices' histograms and
+ * cursors (nbuckets each) stay within ROUTE_HIST_MAX entries. Records keep their order
+ * across slices, so the sort stays stable whatever thread takes which slice.
+ */
+#define ROUTE_CHUNKS_PER_THREAD 8
+#define ROUTE_HIST_MAX ((size_t)1 << 20)
+
+static size_t route_chunks(int nthreads, uint32_t nbuckets)
+{
+	size_t c = nthreads > 1 ? (size_t)nthreads * ROUTE_CHUNKS_PER_THREAD : 1;
+
+	while (c > (size_t)nthreads && c * nbuckets > ROUTE_HIST_MAX)
+		c /= 2;
+	return c < (size_t)nthreads ? (size_t)nthreads : c;
+}
+
 void pme_router_free(struct pme_router *r)
 {
 	free(r->splits);
@@ -60,11 +79,12 @@ int pme_router_init(struct pme_router *r, enum pme_scheme scheme, uint32_t npart
 	r->nparts = nparts;
 	r->nbuckets = scheme == PME_SCHEME_PREFIX ? nparts + 1 : nparts;
 	r->nthreads = nthreads < 1 ? 1 : nthreads;
+	r->nchunks = route_chunks(r->nthreads, r->nbuckets);
 	r->depth = depth;
 	if (stem_len > PME_STEM_MAX)
 		return PM_EINVAL;
 	r->start = calloc((size_t)r->nbuckets + 1, sizeof(*r->start));
-	r->hist = calloc((size_t)r->nbuckets * (size_t)r->nthreads, sizeof(*r->hist));
+	r->hist = calloc((size_t)r->nbuckets * r->nchunks, sizeof(*r->hist));
 	if (!r->start || !r->hist)
 		goto out_nomem;
 	if (scheme == PME_SCHEME_PREFIX) {
@@ -285,57 +305,69 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 	r->sorted = sort;
 #pragma omp parallel num_threads(r->nthreads)
 	{
-		size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-		size_t lo = n * t / nt, hi = n * (t + 1) / nt, i, bk;
-		size_t *h = r->hist + t * nb;
+		const size_t nc = r->nchunks;
+		long c;
 
-		memset(h, 0, nb * sizeof(*h));
-		for (i = lo; i < hi; i++) {
-			const uint8_t *k = b->keys + b->key_off[i];
-			size_t len = b->key_off[i + 1] - b->key_off[i];
-			uint32_t p;
+#pragma omp for schedule(dynamic, 1)
+		for (c = 0; c < (long)nc; c++) {
+			size_t lo = n * (size_t)c / nc, hi = n * ((size_t)c + 1) / nc, i;
+			size_t *h = r->hist + (size_t)c * nb;
 
-			if (r->scheme == PME_SCHEME_HASH) {
-				p = pme_hash_partition(k, len, r->nparts);
-			} else if (len < r->stem_len + r->depth ||
-				   (r->stem_len && memcmp(k, r->stem, r->stem_len))) {
-				p = r->nparts;
-			} else {
-				r->pre[i] = pme_head8(k + r->stem_len, len - r->stem_len);
-				p = pme_prefix_partition(r, r->pre[i] >> (64 - 8 * r->depth));
+			memset(h, 0, nb * sizeof(*h));
+			for (i = lo; i < hi; i++) {
+				const uint8_t *k = b->keys + b->key_off[i];
+				size_t len = b->key_off[i + 1] - b->key_off[i];
+				uint32_t p;
+
+				if (r->scheme == PME_SCHEME_HASH) {
+					p = pme_hash_partition(k, len, r->nparts);
+				} else if (len < r->stem_len + r->depth ||
+					   (r->stem_len && memcmp(k, r->stem, r->stem_len))) {
+					p = r->nparts;
+				} else {
+					r->pre[i] = pme_head8(k + r->stem_len, len - r->stem_len);
+					p = pme_prefix_partition(r,
+								 r->pre[i] >> (64 - 8 * r->depth));
+				}
+				r->pid[i] = p;
+				h[p]++;
 			}
-			r->pid[i] = p;
-			h[p]++;
 		}
-#pragma omp barrier
 #pragma omp single
 		{
-			size_t run = 0, tt;
+			size_t run = 0, bk, cc;
 
 			for (bk = 0; bk < nb; bk++) {
 				r->start[bk] = run;
-				for (tt = 0; tt < nt; tt++) {
-					size_t c = r->hist[tt * nb + bk];
+				for (cc = 0; cc < nc; cc++) {
+					size_t cnt = r->hist[cc * nb + bk];
 
-					r->hist[tt * nb + bk] = run;
-					run += c;
+					r->hist[cc * nb + bk] = run;
+					run += cnt;
 				}
 			}
 			r->start[nb] = run;
 		}
-		for (i = lo; i < hi; i++) {
-			size_t at = h[r->pid[i]]++;
+#pragma omp for schedule(dynamic, 1)
+		for (c = 0; c < (long)nc; c++) {
+			size_t lo = n * (size_t)c / nc, hi = n * ((size_t)c + 1) / nc, i;
+			size_t *h = r->hist + (size_t)c * nb;
 
-			r->idx[at] = (uint32_t)i;
-			if (sort) {
-				const uint8_t *k = b->keys + b->key_off[i] + r->lcp;
-				size_t len = b->key_off[i + 1] - b->key_off[i] - r->lcp;
+			for (i = lo; i < hi; i++) {
+				size_t at = h[r->pid[i]]++;
 
-				r->kp[at].k0 = pme_head8(k, len);
-				r->kp[at].k1 = len > 8 ? pme_head8(k + 8, len - 8) : 0;
-				r->kp[at].rec = (uint32_t)i;
-				r->kp[at].len = len < UINT32_MAX ? (uint32_t)len : UINT32_MAX;
-				r->kp[at].val = b->vals[i];
+				r->idx[at] = (uint32_t)i;
+				if (sort) {
+					const uint8_t *k = b->keys + b->key_off[i] + r->lcp;
+					size_t len = b->key_off[i + 1] - b->key_off[i] - r->lcp;
+
+					r->kp[at].k0 = pme_head8(k, len);
+					r->kp[at].k1 = len > 8 ? pme_head8(k + 8, len - 8) : 0;
+					r->kp[at].rec = (uint32_t)i;
+					r->kp[at].len =
+					    len < UINT32_MAX ? (uint32_t)len : UINT32_MAX;
+					r->kp[at].val = b->vals[i];
+				}
 			}
 		}
 	}
