@@ -218,8 +218,8 @@ static void sort_slice(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, 
 }
 
 #define RADIX_MIN 64   /* slices this long are split by their first key bits before the sort */
-#define RADIX_BUCKET 8 /* ... into about this many records a bucket */
-#define RADIX_BITS 12  /* ... on at most this many bits */
+#define RADIX_BUCKET 2 /* ... into about this many records a bucket */
+#define RADIX_BITS 14  /* ... on at most this many bits */
 
 /*
  * Sorts a partition's slice v[0..n) by key (in place) and writes its record indices, in that
