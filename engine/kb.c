@@ -1136,18 +1136,21 @@ static int union_error(int rc, const struct walk_check *c, const char *path, str
 /* Where a map's user keys live: the hash scheme's P subtries under the partition paths, or
  * the prefix scheme's one subtrie, the whole map. */
 struct wlayout {
-	uint32_t nsub; /* subtries: P, or 1 */
-	size_t ppl;    /* bytes of path before a subtrie's user keys: PME_PART_PATH_LEN, or 0 */
-	uint32_t hash; /* P when keys are checked against their hash (hash scheme), else 0 */
+	uint32_t nsub;	/* subtries: P, or 1 */
+	size_t ppl;	/* bytes of path before a subtrie's user keys: PME_PART_PATH_LEN, or 0 */
+	uint32_t hash;	/* P: the hash scheme, else 0 */
+	uint32_t check; /* P when every key is checked against its hash, else 0 */
 };
 
-static void layout_of(const struct pkb_meta *meta, struct wlayout *l)
+static void layout_of(const struct pkb_meta *meta, const struct pkb_write_opts *opts,
+		      struct wlayout *l)
 {
 	bool hash = meta->scheme == PME_SCHEME_HASH;
 
 	l->nsub = hash ? meta->partitions : 1;
 	l->ppl = hash ? PME_PART_PATH_LEN : 0;
 	l->hash = hash ? meta->partitions : 0;
+	l->check = opts && opts->trust_routes ? 0 : l->hash;
 }
 
 /* Writes subtrie p's path to user prefix C (clen bytes) at q. */
@@ -1199,7 +1202,7 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
-	ck.parts = l->hash;
+	ck.parts = l->check;
 	ck.head = r->clen + 1;
 	ck.cancel = cancel;
 	rc = walk_paths(l, cp, r->clen, 1, &pbuf, &paths, &lens);
@@ -1557,12 +1560,11 @@ out:
 /* Writes the trie in one piece, streamed through w's builder: the union of the hash scheme's
  * partitions, or the prefix scheme's map (its keys are the user keys); string values go to
  * the heap on the way. Returns 0 or an error (message in err). */
-static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb_meta *meta,
+static int write_union(struct pkb_writer *w, const pm_map *map, const struct wlayout *l,
 		       pkb_blob_fn blob, void *blob_ud, volatile sig_atomic_t *cancel,
 		       struct pkb_err *err)
 {
 	struct walk_check ck;
-	struct wlayout l;
 	const uint8_t **paths = NULL;
 	uint8_t *pbuf = NULL;
 	size_t *lens = NULL;
@@ -1576,12 +1578,11 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct pkb
 		ck.blob = blob;
 		ck.blob_ud = blob_ud;
 	}
-	layout_of(meta, &l);
-	ck.parts = l.hash;
-	rc = walk_paths(&l, NULL, 0, 0, &pbuf, &paths, &lens);
+	ck.parts = l->check;
+	rc = walk_paths(l, NULL, 0, 0, &pbuf, &paths, &lens);
 	if (!rc)
-		rc =
-		    pm_snap_builder_add_union(w->b, map, paths, lens, l.nsub, walk_check, &ck, &kb);
+		rc = pm_snap_builder_add_union(w->b, map, paths, lens, l->nsub, walk_check, &ck,
+					       &kb);
 	if (rc == PM_SNAP_ESINK) {
 		rc = pm_snap_builder_sink_error(w->b);
 		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
@@ -1623,7 +1624,7 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 	 * image fits the memory budget; ranges: up to 8 per thread for balance (each range
 	 * walks every subtrie, so more cost more), at most 256 and a budget of subtries x
 	 * ranges seeks; write_parts cuts them by weight. */
-	layout_of(meta, &l);
+	layout_of(meta, opts, &l);
 	nranges = opts && opts->parts ? opts->parts : WRITE_RANGES_PER_THREAD * (size_t)threads;
 	if (!(opts && opts->parts) && nranges > ((size_t)1 << 20) / l.nsub)
 		nranges = ((size_t)1 << 20) / l.nsub;
@@ -1641,7 +1642,7 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 	if (nranges > 1)
 		rc = write_parts(w, map, &l, nranges, threads, cancel, err);
 	if (rc > 0)
-		rc = write_union(w, map, meta, blob, blob_ud, cancel, err);
+		rc = write_union(w, map, &l, blob, blob_ud, cancel, err);
 	if (!rc && pkb_writer_count(w) != pm_map_count(map)) {
 		rc = PKB_EROUTE;
 		seterr(err, "%s: the map holds %zu paths, %llu of them under partition paths", path,
