@@ -1188,11 +1188,11 @@ static void print_stats(const struct row *r)
 	if (r->failed || !r->has_stats)
 		return;
 
-	printf("%s shape: %zu nodes (%.3f/key: %zu leaf, %zu small, %zu dense), node bytes "
-	       "%.1f/key, prefix bytes %.1f/key, max depth %zu\n",
-	       r->name, s->nodes, (double)s->nodes / v, s->leaf_nodes, s->small_nodes,
-	       s->dense_nodes, (double)s->node_bytes / v, (double)s->prefix_bytes / v,
-	       s->max_depth);
+	printf("%s shape: %zu nodes (%.3f/key: %zu leaf of which %zu value tags, %zu small, %zu "
+	       "dense), node bytes %.1f/key, prefix bytes %.1f/key, max depth %zu\n",
+	       r->name, s->nodes, (double)s->nodes / v, s->leaf_nodes, s->value_tags,
+	       s->small_nodes, s->dense_nodes, (double)s->node_bytes / v,
+	       (double)s->prefix_bytes / v, s->max_depth);
 }
 
 static void print_load(void)

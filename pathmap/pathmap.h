@@ -169,8 +169,10 @@ int pm_map_check(const pm_map *m, char *msg, size_t msglen);
  * time they are reached (a map and its clone each count the shared nodes). */
 typedef struct pm_stats {
 	size_t values;	     /* number of values */
-	size_t nodes;	     /* all nodes */
-	size_t leaf_nodes;   /* nodes without children */
+	size_t nodes;	     /* all nodes (value tags included) */
+	size_t leaf_nodes;   /* nodes without children (value tags included) */
+	size_t value_tags;   /* leaves held in their parent's child slot, no block: a key
+				ending at its branch byte, with a value below 2^63 */
 	size_t small_nodes;  /* nodes with a sorted child list (up to 6 children) */
 	size_t dense_nodes;  /* nodes with a 256-bit child mask */
 	size_t node_bytes;   /* bytes requested from the allocator for nodes */

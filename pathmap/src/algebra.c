@@ -13,7 +13,7 @@ static bool pos_val(pm_pos p, uint64_t *v)
 {
 	if (!p.n || p.off != node_plen(p.n) || !node_has_val(p.n))
 		return false;
-	*v = p.n->val;
+	*v = node_val(p.n);
 	return true;
 }
 

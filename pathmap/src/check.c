@@ -33,6 +33,10 @@ static bool check_node(struct chk *k, pm_node *n, size_t depth)
 	unsigned i, kids = 0;
 	size_t plen;
 
+	if (node_is_tag(n)) { /* a leaf with an empty prefix, by construction */
+		k->values++;
+		return true;
+	}
 	if (atomic_load(&n->refs) < 1)
 		return fail(k, "node at depth %zu has reference count 0", depth);
 	if (n->kind > PM_DENSE)
@@ -103,7 +107,8 @@ static void stats_node(pm_node *n, size_t depth, pm_stats *st)
 	st->node_bytes += node_size(n);
 	st->prefix_bytes += plen;
 	st->values += node_has_val(n);
-	if (n->kind == PM_LEAF)
+	st->value_tags += node_is_tag(n);
+	if (node_kind(n) == PM_LEAF)
 		st->leaf_nodes++;
 	else if (n->kind == PM_SMALL)
 		st->small_nodes++;

@@ -73,6 +73,7 @@ static int split(const pm_ctx *c, pm_node **slot, size_t m, pm_node *tail, uint8
 		node_free_block(c, s);
 		return PM_ENOMEM;
 	}
+	rest = node_pack(c, rest); /* a leaf left with an empty prefix */
 	if (tail && tb < nb)
 		node_build_push(s, tb, tail);
 	node_build_push(s, nb, rest);
@@ -143,7 +144,7 @@ static pm_node *sorted_build(const pm_ctx *c, const pm_kv *kv, size_t lo, size_t
 	pm_node *n, *t;
 
 	if (l == a->len && l == z->len) { /* one key (maybe repeated): the last value wins */
-		n = node_make_leaf(c, PM_KEY(a->key) + d, l - d, z->val);
+		n = node_leaf(c, PM_KEY(a->key) + d, l - d, z->val);
 		if (!n)
 			*rc = PM_ENOMEM;
 		else
@@ -301,7 +302,7 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 			rc = new_value(fn, arg, &val);
 			if (rc != PM_UPDATE_STORE)
 				return rc < 0 ? rc : 0;
-			t = node_make_leaf(c, key + i, len - i, val);
+			t = node_leaf(c, key + i, len - i, val);
 			if (!t)
 				return PM_ENOMEM;
 			*slot = t;
@@ -322,7 +323,7 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 				rc = split(c, slot, m, NULL, 0, true, val);
 				return rc ? rc : 1;
 			}
-			t = node_make_leaf(c, key + i + m + 1, len - i - m - 1, val);
+			t = node_leaf(c, key + i + m + 1, len - i - m - 1, val);
 			if (!t)
 				return PM_ENOMEM;
 			rc = split(c, slot, m, t, key[i + m], false, 0);
@@ -343,6 +344,7 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 				if (old)
 					*old = n->val;
 				n->val = val;
+				*slot = node_pack(c, n);
 				return 0;
 			}
 			rc = new_value(fn, arg, &val);
@@ -361,7 +363,7 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 		rc = new_value(fn, arg, &val);
 		if (rc != PM_UPDATE_STORE)
 			return rc < 0 ? rc : 0;
-		t = node_make_leaf(c, key + i + 1, len - i - 1, val);
+		t = node_leaf(c, key + i + 1, len - i - 1, val);
 		if (!t)
 			return PM_ENOMEM;
 		n = node_add_child(c, n, key[i], t);
@@ -395,7 +397,7 @@ bool tr_get(pm_node *n, const uint8_t *key, size_t len, uint64_t *val)
 			if (!node_has_val(n))
 				return false;
 			if (val)
-				*val = n->val;
+				*val = node_val(n);
 			return true;
 		}
 		cs = node_child(n, key[i++]);

@@ -8,6 +8,8 @@
 
 #include "pm_internal.h"
 
+uint8_t pm_no_prefix[1];
+
 void *pm_default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	(void)ud;
@@ -62,6 +64,8 @@ static size_t shape_size(int kind, size_t plen, unsigned cap)
 
 static unsigned node_cap(pm_node *n)
 {
+	if (node_is_tag(n))
+		return 0;
 	if (n->kind == PM_SMALL)
 		return node_small(n)->cap;
 	if (n->kind == PM_DENSE)
@@ -71,12 +75,15 @@ static unsigned node_cap(pm_node *n)
 
 size_t node_size(pm_node *n)
 {
+	if (node_is_tag(n))
+		return 0;
 	return shape_size(n->kind, node_plen(n), node_cap(n));
 }
 
 void node_free_block(const pm_ctx *c, pm_node *n)
 {
-	pm_xalloc(c, n, node_size(n), 0);
+	if (!node_is_tag(n))
+		pm_xalloc(c, n, node_size(n), 0);
 }
 
 pm_node *node_new(const pm_ctx *c, int kind, size_t plen, unsigned cap)
@@ -131,8 +138,30 @@ pm_node *node_make_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_
 	return n;
 }
 
+pm_node *node_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val)
+{
+	if (len == 0 && val < PM_TAG_MAX)
+		return node_tag(val);
+	return node_make_leaf(c, key, len, val);
+}
+
+pm_node *node_pack(const pm_ctx *c, pm_node *n)
+{
+	pm_node *t;
+
+	if (!n || node_is_tag(n) || n->kind != PM_LEAF || !(n->flags & PM_F_VAL) ||
+	    node_block_plen(n) || n->val >= PM_TAG_MAX ||
+	    atomic_load_explicit(&n->refs, memory_order_acquire) != 1)
+		return n;
+	t = node_tag(n->val);
+	node_free_block(c, n);
+	return t;
+}
+
 static pm_node **node_children(pm_node *n)
 {
+	if (node_is_tag(n))
+		return NULL;
 	if (n->kind == PM_SMALL)
 		return node_small(n)->child;
 	if (n->kind == PM_DENSE)
@@ -158,7 +187,7 @@ void node_unref(const pm_ctx *c, pm_node *n)
 {
 	pm_node *list;
 
-	if (!n)
+	if (!n || node_is_tag(n))
 		return;
 	if (atomic_load_explicit(&n->refs, memory_order_acquire) != 1 &&
 	    atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1)
@@ -173,6 +202,8 @@ void node_unref(const pm_ctx *c, pm_node *n)
 		for (i = 0; i < k; i++) {
 			pm_node *y = ch[i];
 
+			if (node_is_tag(y))
+				continue;
 			if (atomic_load_explicit(&y->refs, memory_order_acquire) != 1 &&
 			    atomic_fetch_sub_explicit(&y->refs, 1, memory_order_acq_rel) != 1)
 				continue;
@@ -185,8 +216,13 @@ void node_unref(const pm_ctx *c, pm_node *n)
 
 pm_node *node_copy(const pm_ctx *c, pm_node *n)
 {
-	size_t sz = node_size(n);
-	pm_node *m = pm_xalloc(c, NULL, 0, sz);
+	size_t sz;
+	pm_node *m;
+
+	if (node_is_tag(n)) /* the block it stands for */
+		return node_make_leaf(c, NULL, 0, node_val(n));
+	sz = node_size(n);
+	m = pm_xalloc(c, NULL, 0, sz);
 
 	if (!m)
 		return NULL;
@@ -212,6 +248,8 @@ pm_node *node_cow(const pm_ctx *c, pm_node **slot)
 
 pm_node *node_child_at(pm_node *n, unsigned i, uint8_t *b)
 {
+	if (node_is_tag(n))
+		return NULL;
 	if (n->kind == PM_SMALL) {
 		struct pm_small *s = node_small(n);
 
@@ -241,6 +279,8 @@ pm_node *node_child_at(pm_node *n, unsigned i, uint8_t *b)
 
 pm_node *node_child_after(pm_node *n, int after, uint8_t *b)
 {
+	if (node_is_tag(n))
+		return NULL;
 	if (n->kind == PM_SMALL) {
 		struct pm_small *s = node_small(n);
 		unsigned i;
@@ -275,6 +315,8 @@ pm_node *node_child_after(pm_node *n, int after, uint8_t *b)
 
 pm_node *node_child_before(pm_node *n, int before, uint8_t *b)
 {
+	if (node_is_tag(n))
+		return NULL;
 	if (n->kind == PM_SMALL) {
 		struct pm_small *s = node_small(n);
 		unsigned i;
@@ -332,9 +374,11 @@ static pm_node *node_rekind(const pm_ctx *c, pm_node *n, int kind, unsigned cap)
 
 	if (!m)
 		return NULL;
-	memcpy(node_prefix(m), node_prefix(n), plen);
-	m->flags = n->flags;
-	m->val = n->val;
+	if (plen)
+		memcpy(node_prefix(m), node_prefix(n), plen);
+	if (node_has_val(n))
+		m->flags |= PM_F_VAL;
+	m->val = node_val(n);
 	for (i = 0; i < k; i++) {
 		uint8_t b = 0;
 		pm_node *ch = node_child_at(n, i, &b);
@@ -347,7 +391,7 @@ static pm_node *node_rekind(const pm_ctx *c, pm_node *n, int kind, unsigned cap)
 
 pm_node *node_add_child(const pm_ctx *c, pm_node *n, uint8_t b, pm_node *child)
 {
-	if (n->kind == PM_LEAF) {
+	if (node_kind(n) == PM_LEAF) {
 		n = node_rekind(c, n, PM_SMALL, 2);
 		if (!n)
 			return NULL;
@@ -410,7 +454,7 @@ pm_node *node_reserve(const pm_ctx *c, pm_node *n, unsigned total)
 {
 	if (total <= node_cap(n))
 		return n;
-	if (n->kind == PM_DENSE || (n->kind == PM_SMALL && total <= PM_SMALL_MAX))
+	if (node_kind(n) == PM_DENSE || (node_kind(n) == PM_SMALL && total <= PM_SMALL_MAX))
 		return node_resize(c, n, total);
 	return node_rekind(c, n, total <= PM_SMALL_MAX ? PM_SMALL : PM_DENSE, total);
 }
@@ -450,18 +494,20 @@ pm_node *node_reprefix(const pm_ctx *c, pm_node *n, const uint8_t *a, size_t la,
 	if (la > UINT32_MAX || lb > UINT32_MAX || la + lb > UINT32_MAX - (plen - cut))
 		return NULL;
 	nl = la + lb + plen - cut;
-	m = node_new(c, n->kind, nl, node_cap(n));
+	m = node_new(c, node_kind(n), nl, node_cap(n));
 	if (!m)
 		return NULL;
-	m->flags = (uint8_t)((m->flags & PM_F_LONGP) | (n->flags & PM_F_VAL));
-	m->val = n->val;
+	if (node_has_val(n))
+		m->flags |= PM_F_VAL;
+	m->val = node_val(n);
 	p = node_prefix(m);
 	if (la)
 		memcpy(p, a, la);
 	if (lb)
 		memcpy(p + la, b, lb);
-	memcpy(p + la + lb, node_prefix(n) + cut, plen - cut);
-	if (n->kind != PM_LEAF) {
+	if (plen > cut)
+		memcpy(p + la + lb, node_prefix(n) + cut, plen - cut);
+	if (node_kind(n) != PM_LEAF) {
 		boff = node_body_off(n);
 		memcpy((uint8_t *)m + node_body_off(m), (uint8_t *)n + boff, node_size(n) - boff);
 	}
@@ -556,9 +602,9 @@ pm_node *node_shrink(const pm_ctx *c, pm_node *n)
 	unsigned k = node_nchild(n);
 	pm_node *m = NULL;
 
-	if (k == 0 && n->kind != PM_LEAF)
+	if (k == 0 && node_kind(n) != PM_LEAF)
 		m = node_rekind(c, n, PM_LEAF, 0);
-	else if (n->kind == PM_DENSE && k <= PM_SMALL_MAX / 2)
+	else if (node_kind(n) == PM_DENSE && k <= PM_SMALL_MAX / 2)
 		m = node_rekind(c, n, PM_SMALL, k);
 	return m ? m : n;
 }

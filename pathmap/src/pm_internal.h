@@ -23,6 +23,13 @@
  *   A LEAF holds a unique key suffix and its value in one block: 16 + plen bytes, which is
  *   what keeps long unique suffixes cheap (a 16-byte random key costs about 32 bytes of leaf).
  *
+ *   A VALUE TAG stands for a leaf with an empty prefix and a value below 2^63 (a key that
+ *   ends right after its branch byte: the last character of a path, the last digit of a
+ *   number), and costs no block at all: the pointer word itself holds (val << 1) | 1. Blocks
+ *   are 8-byte aligned, so bit 0 tells the two apart. A tag is read through the accessors
+ *   below like any leaf; it has no reference count and counts as shared, so a writer's
+ *   copy-on-write (node_cow) turns it into a block before writing (it is immutable).
+ *
  * Invariants (checked by pm_map_check):
  *   - a node has a value or at least one child; a node without a value has at least two
  *     children (so every single-branch run of bytes is a prefix, never a chain of nodes);
@@ -98,9 +105,37 @@ typedef struct pm_pos {
 /* A key pointer that is never NULL: the empty key may come as (NULL, 0). */
 #define PM_KEY(k) ((k) ? (k) : (const uint8_t *)"")
 
-/* ---- node accessors ---- */
+/* ---- value tags ---- */
 
-static inline size_t node_plen(const pm_node *n)
+_Static_assert(sizeof(uintptr_t) == 8, "value tags need 64-bit pointers");
+
+#define PM_TAG_MAX (UINT64_C(1) << 63) /* values below this fit a tag */
+
+static inline bool node_is_tag(const pm_node *n)
+{
+	return (uintptr_t)n & 1;
+}
+
+static inline pm_node *node_tag(uint64_t val)
+{
+	return (pm_node *)(uintptr_t)(val << 1 | 1);
+}
+
+/* ---- node accessors (tags included, where it says so) ---- */
+
+extern uint8_t pm_no_prefix[1]; /* the prefix of a tag: empty */
+
+static inline int node_kind(const pm_node *n) /* tag: PM_LEAF */
+{
+	return node_is_tag(n) ? PM_LEAF : n->kind;
+}
+
+static inline uint64_t node_val(const pm_node *n) /* tag: its value */
+{
+	return node_is_tag(n) ? (uint64_t)(uintptr_t)n >> 1 : n->val;
+}
+
+static inline size_t node_block_plen(const pm_node *n) /* a block's (not a tag's) */
 {
 	uint32_t l;
 
@@ -110,8 +145,15 @@ static inline size_t node_plen(const pm_node *n)
 	return l;
 }
 
-static inline uint8_t *node_prefix(pm_node *n)
+static inline size_t node_plen(const pm_node *n) /* tag: 0 */
 {
+	return node_is_tag(n) ? 0 : node_block_plen(n);
+}
+
+static inline uint8_t *node_prefix(pm_node *n) /* tag: an empty prefix (not to be written) */
+{
+	if (node_is_tag(n))
+		return pm_no_prefix;
 	return (uint8_t *)(n + 1) + ((n->flags & PM_F_LONGP) ? 4 : 0);
 }
 
@@ -120,10 +162,10 @@ static inline size_t pm_align8(size_t x)
 	return (x + 7) & ~(size_t)7;
 }
 
-/* Offset of the body from the node's start. */
+/* Offset of the body from the node's start (a block's). */
 static inline size_t node_body_off(const pm_node *n)
 {
-	return pm_align8(sizeof(pm_node) + ((n->flags & PM_F_LONGP) ? 4 : 0) + node_plen(n));
+	return pm_align8(sizeof(pm_node) + ((n->flags & PM_F_LONGP) ? 4 : 0) + node_block_plen(n));
 }
 
 static inline struct pm_small *node_small(pm_node *n)
@@ -136,16 +178,18 @@ static inline struct pm_dense *node_dense(pm_node *n)
 	return (struct pm_dense *)((uint8_t *)n + node_body_off(n));
 }
 
-static inline bool node_has_val(const pm_node *n)
+static inline bool node_has_val(const pm_node *n) /* tag: true */
 {
-	return n->flags & PM_F_VAL;
+	return node_is_tag(n) || (n->flags & PM_F_VAL);
 }
 
-static inline unsigned node_nchild(pm_node *n)
+static inline unsigned node_nchild(pm_node *n) /* tag: 0 */
 {
-	if (n->kind == PM_SMALL)
+	int k = node_kind(n);
+
+	if (k == PM_SMALL)
 		return node_small(n)->n;
-	if (n->kind == PM_DENSE)
+	if (k == PM_DENSE)
 		return node_dense(n)->n;
 	return 0;
 }
@@ -164,9 +208,11 @@ static inline bool dense_has(const struct pm_dense *d, unsigned b)
 	return (d->mask[b >> 6] >> (b & 63)) & 1;
 }
 
-/* The slot of the child under byte b, or NULL. */
+/* The slot of the child under byte b, or NULL (tag: NULL). */
 static inline pm_node **node_child(pm_node *n, uint8_t b)
 {
+	if (node_is_tag(n))
+		return NULL;
 	if (n->kind == PM_SMALL) {
 		struct pm_small *s = node_small(n);
 		unsigned i;
@@ -193,16 +239,16 @@ pm_node *node_child_after(pm_node *n, int after, uint8_t *b);
 /* The last child with byte < b (before == 256: the last child), or NULL. */
 pm_node *node_child_before(pm_node *n, int before, uint8_t *b);
 
-static inline pm_node *node_ref(pm_node *n)
+static inline pm_node *node_ref(pm_node *n) /* tag: nothing to count */
 {
-	if (n)
+	if (n && !node_is_tag(n))
 		atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
 	return n;
 }
 
-static inline bool node_shared(pm_node *n)
+static inline bool node_shared(pm_node *n) /* tag: true (copy it to write) */
 {
-	return atomic_load_explicit(&n->refs, memory_order_acquire) > 1;
+	return node_is_tag(n) || atomic_load_explicit(&n->refs, memory_order_acquire) > 1;
 }
 
 /* ---- node.c ---- */
@@ -215,6 +261,12 @@ void node_free_block(const pm_ctx *c, pm_node *n);
 void node_unref(const pm_ctx *c, pm_node *n);
 pm_node *node_new(const pm_ctx *c, int kind, size_t plen, unsigned cap);
 pm_node *node_make_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val);
+/* A leaf to store in a slot as it is: a tag when len is 0 and val fits one, else a block from
+ * node_make_leaf (NULL when out of memory). */
+pm_node *node_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val);
+/* n itself, or the tag standing for it when n is a private block that a tag can stand for
+ * (a leaf with an empty prefix and a value below PM_TAG_MAX): the block is then freed. */
+pm_node *node_pack(const pm_ctx *c, pm_node *n);
 pm_node *node_copy(const pm_ctx *c, pm_node *n);
 pm_node *node_cow(const pm_ctx *c, pm_node **slot);
 pm_node *node_add_child(const pm_ctx *c, pm_node *n, uint8_t b, pm_node *child);

@@ -1064,7 +1064,7 @@ static inline void u_prefetch_children(pm_node *n)
 	pm_node **c;
 	unsigned i, k;
 
-	if (n->kind == PM_LEAF)
+	if (node_kind(n) == PM_LEAF)
 		return;
 	if (n->kind == PM_SMALL) {
 		c = node_small(n)->child;
@@ -1093,7 +1093,7 @@ static size_t u_gather(const struct upos *p, struct upos *t)
 		t->byte = node_prefix(n)[p->off];
 		return 1;
 	}
-	if (n->kind == PM_SMALL) {
+	if (node_kind(n) == PM_SMALL) {
 		struct pm_small *sm = node_small(n);
 
 		for (k = 0; k < sm->n; k++) {
@@ -1103,7 +1103,7 @@ static size_t u_gather(const struct upos *p, struct upos *t)
 			t[k].src = p->src;
 			t[k].byte = sm->key[k];
 		}
-	} else if (n->kind == PM_DENSE) {
+	} else if (node_kind(n) == PM_DENSE) {
 		struct pm_dense *dn = node_dense(n);
 
 		for (unsigned w = 0; w < 4; w++)
@@ -1147,8 +1147,8 @@ static int u_enter(struct ustate *u, size_t s, size_t e, size_t d)
 			if (pl)
 				memcpy(b->last + d, node_prefix(p->n) + p->off, pl);
 			u_prefetch_children(p->n);
-			return u_push(u, start, d + pl, node_has_val(p->n), p->n->val, p->src, p->n,
-				      0, 0);
+			return u_push(u, start, d + pl, node_has_val(p->n), node_val(p->n), p->src,
+				      p->n, 0, 0);
 		}
 		has_val = false;
 		for (i = s; i < e; i++) {
@@ -1164,7 +1164,7 @@ static int u_enter(struct ustate *u, size_t s, size_t e, size_t d)
 					if (has_val)
 						return PM_EINVAL; /* one key in two sources */
 					has_val = true;
-					val = p->n->val;
+					val = node_val(p->n);
 					vsrc = p->src;
 				}
 				if (node_nchild(p->n) != 1) {

@@ -179,7 +179,7 @@ int pm_map_foreach(const pm_map *m, const uint8_t *prefix, size_t plen, const ui
 	if (rc)
 		goto out;
 	if (vnode) {
-		rc = fn(w.path, vlen, vnode->val, arg);
+		rc = fn(w.path, vlen, node_val(vnode), arg);
 		if (rc)
 			goto out;
 	}
@@ -201,7 +201,7 @@ int pm_map_foreach(const pm_map *m, const uint8_t *prefix, size_t plen, const ui
 		if (rc)
 			goto out;
 		if (node_has_val(ch)) {
-			rc = fn(w.path, end, ch->val, arg);
+			rc = fn(w.path, end, node_val(ch), arg);
 			if (rc)
 				goto out;
 		}

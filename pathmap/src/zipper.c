@@ -218,7 +218,7 @@ static bool zc_value(const struct zcore *z, uint64_t *val)
 	if (z->len - t->start != node_plen(t->n) || !node_has_val(t->n))
 		return false;
 	if (val)
-		*val = t->n->val;
+		*val = node_val(t->n);
 	return true;
 }
 

@@ -491,6 +491,156 @@ static void test_clone_isolation(void)
 	pm_map_destroy(c);
 }
 
+/* ---- value tags ---- */
+
+/* Sets d/0 .. d/9 (values base + i) into a new map: ten keys that end at their branch byte. */
+static pm_map *digits_map(uint64_t base)
+{
+	pm_map *m = new_map();
+	char key[8];
+	uint64_t i;
+
+	for (i = 0; i < 10; i++) {
+		key[0] = 'd';
+		key[1] = '/';
+		key[2] = (char)('0' + i);
+		CU_ASSERT_EQUAL(pm_map_set(m, (const uint8_t *)key, 3, base + i, NULL), 1);
+	}
+	return m;
+}
+
+static int collect(const uint8_t *key, size_t len, uint64_t val, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 256 - n, "%.*s=%llu ", (int)len, (const char *)key,
+		 (unsigned long long)val);
+	return 0;
+}
+
+/*
+ * A key that ends right after its branch byte, with a value below 2^63, is held in its
+ * parent's child slot (a value tag, no block): it reads, iterates, clones, zips and combines
+ * like any leaf, turns into a block where a write needs one, and stays a tag when only its
+ * value changes.
+ */
+static void test_value_tags(void)
+{
+	const uint64_t big = UINT64_C(1) << 63;
+	pm_map *a = digits_map(0), *g = digits_map(big), *b = NULL, *c = NULL;
+	char got[256] = "";
+	pm_stats st, sg;
+	pm_rz *z;
+	pm_wz *w;
+	uint64_t v;
+
+	pm_map_stats(a, &st);
+	pm_map_stats(g, &sg);
+	CU_ASSERT_EQUAL(st.value_tags, 10);
+	CU_ASSERT_EQUAL(sg.value_tags, 0); /* values from 2^63 on need a block */
+	CU_ASSERT_EQUAL(sg.node_bytes - st.node_bytes, 10 * 16);
+	CU_ASSERT(pm_map_get(a, K("d/7"), &v) && v == 7);
+	CU_ASSERT(pm_map_get(g, K("d/7"), &v) && v == big + 7);
+	CU_ASSERT_FALSE(pm_map_contains(a, K("d/")));
+	CU_ASSERT_FALSE(pm_map_contains(a, K("d/77")));
+	assert_valid(a);
+	assert_valid(g);
+	/* a new value in place: still a tag */
+	CU_ASSERT_EQUAL(pm_map_set(a, K("d/0"), 100, &v), 0);
+	CU_ASSERT_EQUAL(v, 0);
+	pm_map_stats(a, &st);
+	CU_ASSERT_EQUAL(st.value_tags, 10);
+	/* writes to a clone: a big value, a removal, a key below a tag, a new tag */
+	CU_ASSERT_EQUAL_FATAL(pm_map_clone(a, &b), 0);
+	CU_ASSERT_EQUAL(pm_map_set(b, K("d/3"), 33, NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_set(b, K("d/4"), big, NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_remove(b, K("d/5"), &v), 0);
+	CU_ASSERT_EQUAL(v, 5);
+	CU_ASSERT_EQUAL(pm_map_set(b, K("d/6x"), 61, NULL), 1);
+	CU_ASSERT_EQUAL(pm_map_set(b, K("e"), 5, NULL), 1);
+	assert_valid(a);
+	assert_valid(b);
+	pm_map_foreach(a, NULL, 0, NULL, 0, collect, got);
+	CU_ASSERT_STRING_EQUAL(got,
+			       "d/0=100 d/1=1 d/2=2 d/3=3 d/4=4 d/5=5 d/6=6 d/7=7 d/8=8 d/9=9 ");
+	got[0] = '\0';
+	pm_map_foreach(b, NULL, 0, NULL, 0, collect, got);
+	CU_ASSERT_STRING_EQUAL(got, "d/0=100 d/1=1 d/2=2 d/3=33 d/4=9223372036854775808 d/6=6 "
+				    "d/6x=61 d/7=7 d/8=8 d/9=9 e=5 ");
+	got[0] = '\0';
+	pm_map_foreach(b, K("d/6"), K("d/6a"), collect, got);
+	CU_ASSERT_STRING_EQUAL(got, "d/6x=61 ");
+	/* read zipper on a tag */
+	CU_ASSERT_EQUAL_FATAL(pm_rz_create_at(a, K("d/"), &z), 0);
+	CU_ASSERT_EQUAL(pm_rz_descend_byte(z, '7'), 0);
+	CU_ASSERT(pm_rz_exists(z) && pm_rz_value(z, &v) && v == 7);
+	CU_ASSERT_EQUAL(pm_rz_child_count(z), 0);
+	CU_ASSERT_EQUAL(pm_rz_count(z), 1);
+	CU_ASSERT_EQUAL(pm_rz_descend_byte(z, 'x'), 0);
+	CU_ASSERT_FALSE(pm_rz_exists(z));
+	pm_rz_ascend(z, 1);
+	CU_ASSERT_EQUAL(pm_rz_next_value(z), 1);
+	CU_ASSERT(pm_rz_value(z, &v) && v == 8);
+	CU_ASSERT_EQUAL(pm_rz_prev_value(z), 1);
+	CU_ASSERT(pm_rz_value(z, &v) && v == 7);
+	pm_rz_destroy(z);
+	/* write zipper on tags: a value, a removal, a key below */
+	CU_ASSERT_EQUAL_FATAL(pm_wz_create(a, K("d/8"), &w), 0);
+	CU_ASSERT_EQUAL(pm_wz_set_value(w, 80, &v), 0);
+	CU_ASSERT_EQUAL(v, 8);
+	CU_ASSERT_EQUAL(pm_wz_set_at(w, K("y"), 81, NULL), 1);
+	pm_wz_destroy(w);
+	CU_ASSERT_EQUAL_FATAL(pm_wz_create(a, K("d/9"), &w), 0);
+	CU_ASSERT_EQUAL(pm_wz_remove_value(w, &v), 0);
+	CU_ASSERT_EQUAL(v, 9);
+	pm_wz_destroy(w);
+	assert_valid(a);
+	CU_ASSERT(pm_map_get(a, K("d/8"), &v) && v == 80);
+	CU_ASSERT(pm_map_get(a, K("d/8y"), &v) && v == 81);
+	CU_ASSERT_FALSE(pm_map_contains(a, K("d/9")));
+	CU_ASSERT(pm_map_get(b, K("d/9"), &v) && v == 9); /* the clone kept it */
+	/* algebra over tags on both sides */
+	CU_ASSERT_EQUAL_FATAL(pm_map_meet(a, b, &c), 0);
+	got[0] = '\0';
+	pm_map_foreach(c, NULL, 0, NULL, 0, collect, got);
+	CU_ASSERT_STRING_EQUAL(got, "d/0=100 d/1=1 d/2=2 d/3=3 d/4=4 d/6=6 d/7=7 d/8=80 ");
+	assert_valid(c);
+	pm_map_destroy(c);
+	CU_ASSERT_EQUAL_FATAL(pm_map_subtract(b, a, &c), 0);
+	got[0] = '\0';
+	pm_map_foreach(c, NULL, 0, NULL, 0, collect, got);
+	CU_ASSERT_STRING_EQUAL(got, "d/6x=61 d/9=9 e=5 ");
+	assert_valid(c);
+	pm_map_destroy(c);
+	CU_ASSERT_EQUAL_FATAL(pm_map_join(a, g, NULL, NULL, &c), 0);
+	CU_ASSERT_EQUAL(pm_map_count(c), 11);
+	CU_ASSERT(pm_map_get(c, K("d/9"), &v) && v == big + 9);
+	CU_ASSERT(pm_map_get(c, K("d/1"), &v) && v == 1);
+	assert_valid(c);
+	pm_map_destroy(c);
+	pm_map_destroy(a);
+	pm_map_destroy(g);
+	assert_valid(b);
+	pm_map_destroy(b);
+	/* the empty key alone: the root itself is a tag */
+	a = new_map();
+	CU_ASSERT_EQUAL(pm_map_set(a, NULL, 0, 42, NULL), 1);
+	pm_map_stats(a, &st);
+	CU_ASSERT_EQUAL(st.value_tags, 1);
+	CU_ASSERT_EQUAL(st.node_bytes, 0);
+	CU_ASSERT(pm_map_get(a, NULL, 0, &v) && v == 42);
+	CU_ASSERT_EQUAL_FATAL(pm_map_clone(a, &b), 0);
+	CU_ASSERT_EQUAL(pm_map_set(b, K("k"), 1, NULL), 1);
+	CU_ASSERT_EQUAL(pm_map_remove(a, NULL, 0, NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_count(a), 0);
+	CU_ASSERT(pm_map_get(b, NULL, 0, &v) && v == 42);
+	assert_valid(a);
+	assert_valid(b);
+	pm_map_destroy(a);
+	pm_map_destroy(b);
+}
+
 /* ---- sorted runs ---- */
 
 static uint64_t srnd_state = 12345;
@@ -726,6 +876,7 @@ int main(void)
 	CU_add_test(s, "write zipper", test_write_zipper);
 	CU_add_test(s, "algebra", test_algebra);
 	CU_add_test(s, "clone isolation", test_clone_isolation);
+	CU_add_test(s, "value tags", test_value_tags);
 	CU_add_test(s, "sorted runs against record-by-record sets", test_set_sorted_random);
 	CU_add_test(s, "sorted runs: deep nesting, refusals, zippers", test_set_sorted_edges);
 	CU_add_test(s, "zipper head conflicts", test_head_conflicts);

@@ -70,10 +70,18 @@ static int failures_reported;
 
 static uint64_t seed0;
 
+static uint64_t tags_seen; /* value tags met by check_map (the run must make some) */
+
 static void check_map(int i)
 {
 	char msg[256] = "";
 	int rc = pm_map_check(S[i].m, msg, sizeof(msg));
+	pm_stats st;
+
+	if (op_no % 64 == 0) {
+		pm_map_stats(S[i].m, &st);
+		tags_seen += st.value_tags;
+	}
 
 	if (rc)
 		fprintf(stderr, "seed %" PRIu64 " op %" PRIu64 ": map %d: %s\n", seed0, op_no, i,
@@ -472,6 +480,8 @@ static void test_random_ops(void)
 		pm_map_destroy(S[i].m);
 		model_free(&S[i].r);
 	}
+	printf("  value tags seen in sampled checks: %" PRIu64 "\n", tags_seen);
+	CU_ASSERT(tags_seen > 0);
 }
 
 int main(void)
