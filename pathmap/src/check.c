@@ -33,7 +33,12 @@ static bool check_node(struct chk *k, pm_node *n, size_t depth)
 	unsigned i, kids = 0;
 	size_t plen;
 
-	if (node_is_tag(n)) { /* a leaf with an empty prefix, by construction */
+	if (node_is_tag(n)) { /* a leaf: its prefix length and, for one byte, no second byte */
+		uintptr_t w = (uintptr_t)n;
+
+		if (tag_plen(n) > PM_TAG_PLEN || (tag_plen(n) == 1 && ((w >> 3) & 0xff)))
+			return fail(k, "value tag at depth %zu is malformed (0x%llx)", depth,
+				    (unsigned long long)w);
 		k->values++;
 		return true;
 	}
@@ -41,10 +46,12 @@ static bool check_node(struct chk *k, pm_node *n, size_t depth)
 		return fail(k, "node at depth %zu has reference count 0", depth);
 	if (n->kind > PM_DENSE)
 		return fail(k, "node at depth %zu has unknown kind %u", depth, n->kind);
-	if (n->flags & ~(PM_F_VAL | PM_F_LONGP))
+	if (n->flags & ~(PM_F_VAL | PM_F_LONGP | PM_F_INL))
 		return fail(k, "node at depth %zu has unknown flags 0x%x", depth, n->flags);
 	plen = node_plen(n);
-	if (((n->flags & PM_F_LONGP) != 0) != (plen > PM_PLEN_SHORT))
+	if (((n->flags & PM_F_LONGP) != 0) != (plen > PM_PLEN_SHORT) ||
+	    ((n->flags & PM_F_IN1) != 0) != (plen == 1) ||
+	    ((n->flags & PM_F_IN2) != 0) != (plen == 2))
 		return fail(k, "node at depth %zu: prefix length %zu in the wrong encoding", depth,
 			    plen);
 	if (n->kind == PM_SMALL) {

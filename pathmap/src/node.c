@@ -8,7 +8,72 @@
 
 #include "pm_internal.h"
 
-uint8_t pm_no_prefix[1];
+/* pm_pairs[2 * (b0 << 8 | b1)] = b0, b1: for every pair of bytes (the prefixes of tags). */
+/* clang-format off */
+#define PM_ROW(h) \
+	h, 0, h, 1, h, 2, h, 3, h, 4, h, 5, h, 6, h, 7, h, 8, h, 9, h, 10, h, 11, h, 12, h, 13, h, \
+	14, h, 15, h, 16, h, 17, h, 18, h, 19, h, 20, h, 21, h, 22, h, 23, h, 24, h, 25, h, 26, h, \
+	27, h, 28, h, 29, h, 30, h, 31, h, 32, h, 33, h, 34, h, 35, h, 36, h, 37, h, 38, h, 39, h, \
+	40, h, 41, h, 42, h, 43, h, 44, h, 45, h, 46, h, 47, h, 48, h, 49, h, 50, h, 51, h, 52, h, \
+	53, h, 54, h, 55, h, 56, h, 57, h, 58, h, 59, h, 60, h, 61, h, 62, h, 63, h, 64, h, 65, h, \
+	66, h, 67, h, 68, h, 69, h, 70, h, 71, h, 72, h, 73, h, 74, h, 75, h, 76, h, 77, h, 78, h, \
+	79, h, 80, h, 81, h, 82, h, 83, h, 84, h, 85, h, 86, h, 87, h, 88, h, 89, h, 90, h, 91, h, \
+	92, h, 93, h, 94, h, 95, h, 96, h, 97, h, 98, h, 99, h, 100, h, 101, h, 102, h, 103, h, 104, \
+	h, 105, h, 106, h, 107, h, 108, h, 109, h, 110, h, 111, h, 112, h, 113, h, 114, h, 115, h, \
+	116, h, 117, h, 118, h, 119, h, 120, h, 121, h, 122, h, 123, h, 124, h, 125, h, 126, h, 127, \
+	h, 128, h, 129, h, 130, h, 131, h, 132, h, 133, h, 134, h, 135, h, 136, h, 137, h, 138, h, \
+	139, h, 140, h, 141, h, 142, h, 143, h, 144, h, 145, h, 146, h, 147, h, 148, h, 149, h, 150, \
+	h, 151, h, 152, h, 153, h, 154, h, 155, h, 156, h, 157, h, 158, h, 159, h, 160, h, 161, h, \
+	162, h, 163, h, 164, h, 165, h, 166, h, 167, h, 168, h, 169, h, 170, h, 171, h, 172, h, 173, \
+	h, 174, h, 175, h, 176, h, 177, h, 178, h, 179, h, 180, h, 181, h, 182, h, 183, h, 184, h, \
+	185, h, 186, h, 187, h, 188, h, 189, h, 190, h, 191, h, 192, h, 193, h, 194, h, 195, h, 196, \
+	h, 197, h, 198, h, 199, h, 200, h, 201, h, 202, h, 203, h, 204, h, 205, h, 206, h, 207, h, \
+	208, h, 209, h, 210, h, 211, h, 212, h, 213, h, 214, h, 215, h, 216, h, 217, h, 218, h, 219, \
+	h, 220, h, 221, h, 222, h, 223, h, 224, h, 225, h, 226, h, 227, h, 228, h, 229, h, 230, h, \
+	231, h, 232, h, 233, h, 234, h, 235, h, 236, h, 237, h, 238, h, 239, h, 240, h, 241, h, 242, \
+	h, 243, h, 244, h, 245, h, 246, h, 247, h, 248, h, 249, h, 250, h, 251, h, 252, h, 253, h, \
+	254, h, 255
+const uint8_t pm_pairs[2 * 65536] = {
+	PM_ROW(0), PM_ROW(1), PM_ROW(2), PM_ROW(3), PM_ROW(4), PM_ROW(5), PM_ROW(6), PM_ROW(7),
+	PM_ROW(8), PM_ROW(9), PM_ROW(10), PM_ROW(11), PM_ROW(12), PM_ROW(13), PM_ROW(14),
+	PM_ROW(15), PM_ROW(16), PM_ROW(17), PM_ROW(18), PM_ROW(19), PM_ROW(20), PM_ROW(21),
+	PM_ROW(22), PM_ROW(23), PM_ROW(24), PM_ROW(25), PM_ROW(26), PM_ROW(27), PM_ROW(28),
+	PM_ROW(29), PM_ROW(30), PM_ROW(31), PM_ROW(32), PM_ROW(33), PM_ROW(34), PM_ROW(35),
+	PM_ROW(36), PM_ROW(37), PM_ROW(38), PM_ROW(39), PM_ROW(40), PM_ROW(41), PM_ROW(42),
+	PM_ROW(43), PM_ROW(44), PM_ROW(45), PM_ROW(46), PM_ROW(47), PM_ROW(48), PM_ROW(49),
+	PM_ROW(50), PM_ROW(51), PM_ROW(52), PM_ROW(53), PM_ROW(54), PM_ROW(55), PM_ROW(56),
+	PM_ROW(57), PM_ROW(58), PM_ROW(59), PM_ROW(60), PM_ROW(61), PM_ROW(62), PM_ROW(63),
+	PM_ROW(64), PM_ROW(65), PM_ROW(66), PM_ROW(67), PM_ROW(68), PM_ROW(69), PM_ROW(70),
+	PM_ROW(71), PM_ROW(72), PM_ROW(73), PM_ROW(74), PM_ROW(75), PM_ROW(76), PM_ROW(77),
+	PM_ROW(78), PM_ROW(79), PM_ROW(80), PM_ROW(81), PM_ROW(82), PM_ROW(83), PM_ROW(84),
+	PM_ROW(85), PM_ROW(86), PM_ROW(87), PM_ROW(88), PM_ROW(89), PM_ROW(90), PM_ROW(91),
+	PM_ROW(92), PM_ROW(93), PM_ROW(94), PM_ROW(95), PM_ROW(96), PM_ROW(97), PM_ROW(98),
+	PM_ROW(99), PM_ROW(100), PM_ROW(101), PM_ROW(102), PM_ROW(103), PM_ROW(104), PM_ROW(105),
+	PM_ROW(106), PM_ROW(107), PM_ROW(108), PM_ROW(109), PM_ROW(110), PM_ROW(111), PM_ROW(112),
+	PM_ROW(113), PM_ROW(114), PM_ROW(115), PM_ROW(116), PM_ROW(117), PM_ROW(118), PM_ROW(119),
+	PM_ROW(120), PM_ROW(121), PM_ROW(122), PM_ROW(123), PM_ROW(124), PM_ROW(125), PM_ROW(126),
+	PM_ROW(127), PM_ROW(128), PM_ROW(129), PM_ROW(130), PM_ROW(131), PM_ROW(132), PM_ROW(133),
+	PM_ROW(134), PM_ROW(135), PM_ROW(136), PM_ROW(137), PM_ROW(138), PM_ROW(139), PM_ROW(140),
+	PM_ROW(141), PM_ROW(142), PM_ROW(143), PM_ROW(144), PM_ROW(145), PM_ROW(146), PM_ROW(147),
+	PM_ROW(148), PM_ROW(149), PM_ROW(150), PM_ROW(151), PM_ROW(152), PM_ROW(153), PM_ROW(154),
+	PM_ROW(155), PM_ROW(156), PM_ROW(157), PM_ROW(158), PM_ROW(159), PM_ROW(160), PM_ROW(161),
+	PM_ROW(162), PM_ROW(163), PM_ROW(164), PM_ROW(165), PM_ROW(166), PM_ROW(167), PM_ROW(168),
+	PM_ROW(169), PM_ROW(170), PM_ROW(171), PM_ROW(172), PM_ROW(173), PM_ROW(174), PM_ROW(175),
+	PM_ROW(176), PM_ROW(177), PM_ROW(178), PM_ROW(179), PM_ROW(180), PM_ROW(181), PM_ROW(182),
+	PM_ROW(183), PM_ROW(184), PM_ROW(185), PM_ROW(186), PM_ROW(187), PM_ROW(188), PM_ROW(189),
+	PM_ROW(190), PM_ROW(191), PM_ROW(192), PM_ROW(193), PM_ROW(194), PM_ROW(195), PM_ROW(196),
+	PM_ROW(197), PM_ROW(198), PM_ROW(199), PM_ROW(200), PM_ROW(201), PM_ROW(202), PM_ROW(203),
+	PM_ROW(204), PM_ROW(205), PM_ROW(206), PM_ROW(207), PM_ROW(208), PM_ROW(209), PM_ROW(210),
+	PM_ROW(211), PM_ROW(212), PM_ROW(213), PM_ROW(214), PM_ROW(215), PM_ROW(216), PM_ROW(217),
+	PM_ROW(218), PM_ROW(219), PM_ROW(220), PM_ROW(221), PM_ROW(222), PM_ROW(223), PM_ROW(224),
+	PM_ROW(225), PM_ROW(226), PM_ROW(227), PM_ROW(228), PM_ROW(229), PM_ROW(230), PM_ROW(231),
+	PM_ROW(232), PM_ROW(233), PM_ROW(234), PM_ROW(235), PM_ROW(236), PM_ROW(237), PM_ROW(238),
+	PM_ROW(239), PM_ROW(240), PM_ROW(241), PM_ROW(242), PM_ROW(243), PM_ROW(244), PM_ROW(245),
+	PM_ROW(246), PM_ROW(247), PM_ROW(248), PM_ROW(249), PM_ROW(250), PM_ROW(251), PM_ROW(252),
+	PM_ROW(253), PM_ROW(254), PM_ROW(255)
+};
+#undef PM_ROW
+/* clang-format on */
 
 void *pm_default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -51,15 +116,16 @@ int pm_grow(const pm_ctx *c, void **buf, size_t *cap, size_t need, size_t elem)
 /* Bytes of a node of this shape, or 0 when the size would overflow. */
 static size_t shape_size(int kind, size_t plen, unsigned cap)
 {
-	size_t hdr = sizeof(pm_node) + (plen > PM_PLEN_SHORT ? 4 : 0);
+	size_t hdr = sizeof(pm_node) + (plen > PM_PLEN_SHORT ? 4 : 0), own;
 
 	if (plen > UINT32_MAX || plen > SIZE_MAX - hdr - 8 - sizeof(struct pm_dense) - 256 * 8)
 		return 0;
+	own = plen > PM_PLEN_INLINE ? plen : 0; /* bytes after the header */
 	if (kind == PM_LEAF)
-		return hdr + plen;
+		return hdr + own;
 	if (kind == PM_SMALL)
-		return pm_align8(hdr + plen) + sizeof(struct pm_small) + (size_t)cap * 8;
-	return pm_align8(hdr + plen) + sizeof(struct pm_dense) + (size_t)cap * 8;
+		return pm_align8(hdr + own) + sizeof(struct pm_small) + (size_t)cap * 8;
+	return pm_align8(hdr + own) + sizeof(struct pm_dense) + (size_t)cap * 8;
 }
 
 static unsigned node_cap(pm_node *n)
@@ -99,12 +165,14 @@ pm_node *node_new(const pm_ctx *c, int kind, size_t plen, unsigned cap)
 	atomic_init(&n->refs, 1);
 	n->kind = (uint8_t)kind;
 	n->val = 0;
+	n->plen = 0;
 	if (plen > PM_PLEN_SHORT) {
 		uint32_t l = (uint32_t)plen;
 
 		n->flags = PM_F_LONGP;
-		n->plen = 0;
 		memcpy(n + 1, &l, sizeof(l));
+	} else if (plen && plen <= PM_PLEN_INLINE) {
+		n->flags = plen == 1 ? PM_F_IN1 : PM_F_IN2;
 	} else {
 		n->flags = 0;
 		n->plen = (uint16_t)plen;
@@ -140,8 +208,8 @@ pm_node *node_make_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_
 
 pm_node *node_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val)
 {
-	if (len == 0 && val < PM_TAG_MAX)
-		return node_tag(val);
+	if (node_tag_fits(len, val))
+		return node_tag(key, len, val);
 	return node_make_leaf(c, key, len, val);
 }
 
@@ -150,10 +218,10 @@ pm_node *node_pack(const pm_ctx *c, pm_node *n)
 	pm_node *t;
 
 	if (!n || node_is_tag(n) || n->kind != PM_LEAF || !(n->flags & PM_F_VAL) ||
-	    node_block_plen(n) || n->val >= PM_TAG_MAX ||
+	    !node_tag_fits(node_block_plen(n), n->val) ||
 	    atomic_load_explicit(&n->refs, memory_order_acquire) != 1)
 		return n;
-	t = node_tag(n->val);
+	t = node_tag(node_prefix(n), node_block_plen(n), n->val);
 	node_free_block(c, n);
 	return t;
 }
@@ -220,7 +288,7 @@ pm_node *node_copy(const pm_ctx *c, pm_node *n)
 	pm_node *m;
 
 	if (node_is_tag(n)) /* the block it stands for */
-		return node_make_leaf(c, NULL, 0, node_val(n));
+		return node_make_leaf(c, node_prefix(n), node_plen(n), node_val(n));
 	sz = node_size(n);
 	m = pm_xalloc(c, NULL, 0, sz);
 

@@ -11,8 +11,8 @@
  *   | refs  | kind | flags | plen | val     |
  *   |  u32  |  u8  |  u8   | u16  | u64     |
  *   +-------+------+-------+------+---------+
- *   | [u32 long plen] prefix bytes ...      |   plen bytes (the u32 only with PM_F_LONGP)
- *   +---------------------------------------+
+ *   | [u32 long plen] prefix bytes ...      |   plen bytes (the u32 only with PM_F_LONGP;
+ *   +---------------------------------------+    none with PM_F_IN1/PM_F_IN2, see below)
  *   | pad to 8 | body (by kind)             |   LEAF: no padding, no body
  *   +---------------------------------------+
  *
@@ -23,10 +23,20 @@
  *   A LEAF holds a unique key suffix and its value in one block: 16 + plen bytes, which is
  *   what keeps long unique suffixes cheap (a 16-byte random key costs about 32 bytes of leaf).
  *
- *   A VALUE TAG stands for a leaf with an empty prefix and a value below 2^63 (a key that
- *   ends right after its branch byte: the last character of a path, the last digit of a
- *   number), and costs no block at all: the pointer word itself holds (val << 1) | 1. Blocks
- *   are 8-byte aligned, so bit 0 tells the two apart. A tag is read through the accessors
+ *   A prefix of 1 or 2 bytes lives in the header's plen field itself (PM_F_IN1, PM_F_IN2
+ *   give its length): such a leaf is a 16-byte block, not 17 or 18 (an allocator's next size
+ *   class up is 24 or 32 bytes), and a SMALL or DENSE node's body starts at 16, not 24.
+ *
+ *   A VALUE TAG stands for a leaf with a prefix of at most 2 bytes and a small value (a key
+ *   that ends at most two bytes after its branch byte: the last characters of a path, the
+ *   last digits of a number), and costs no block at all: the pointer word itself holds it.
+ *   Blocks are 8-byte aligned, so bit 0 tells the two apart:
+ *
+ *     empty prefix:     | val (61 bits)        | 0 0 | 1 |     val < 2^61
+ *     1 or 2 bytes:     | val (45 bits) | b0 b1 | len | 1 |     val < 2^45 (b1 = 0 for 1 byte)
+ *
+ *   The prefix of a tag is read through a pointer into pm_pairs, a table of every pair of
+ *   bytes (pm_pairs + 2 * (b0 << 8 | b1) holds b0, b1). A tag is read through the accessors
  *   below like any leaf; it has no reference count and counts as shared, so a writer's
  *   copy-on-write (node_cow) turns it into a block before writing (it is immutable).
  *
@@ -51,6 +61,7 @@
 
 #define PM_SMALL_MAX 6	      /* children a SMALL node holds before it becomes DENSE */
 #define PM_PLEN_SHORT 0xffffu /* prefixes up to this length live in the header's plen */
+#define PM_PLEN_INLINE 2      /* prefixes up to this length live in the plen field itself */
 #define PM_DEPTH_INLINE 64    /* path stack entries kept inline in a walker */
 
 enum { PM_LEAF = 0, PM_SMALL = 1, PM_DENSE = 2 };
@@ -58,13 +69,17 @@ enum { PM_LEAF = 0, PM_SMALL = 1, PM_DENSE = 2 };
 enum {
 	PM_F_VAL = 1,	/* the node has a value at the end of its prefix */
 	PM_F_LONGP = 2, /* prefix length is the u32 before the prefix bytes */
+	PM_F_IN1 = 4,	/* a 1-byte prefix, held in the plen field */
+	PM_F_IN2 = 8,	/* a 2-byte prefix, held in the plen field */
 };
+
+#define PM_F_INL (PM_F_IN1 | PM_F_IN2)
 
 typedef struct pm_node {
 	_Atomic uint32_t refs; /* owners of this node (parents, map roots, zippers) */
 	uint8_t kind;	       /* PM_LEAF, PM_SMALL or PM_DENSE */
 	uint8_t flags;	       /* PM_F_* */
-	uint16_t plen;	       /* prefix length, when not PM_F_LONGP */
+	uint16_t plen;	       /* prefix length, when not PM_F_LONGP; PM_F_INL: the prefix */
 	uint64_t val;	       /* value word when PM_F_VAL; free list link while being freed */
 } pm_node;
 
@@ -109,21 +124,41 @@ typedef struct pm_pos {
 
 _Static_assert(sizeof(uintptr_t) == 8, "value tags need 64-bit pointers");
 
-#define PM_TAG_MAX (UINT64_C(1) << 63) /* values below this fit a tag */
+#define PM_TAG_PLEN 2 /* longest prefix a tag holds */
 
 static inline bool node_is_tag(const pm_node *n)
 {
 	return (uintptr_t)n & 1;
 }
 
-static inline pm_node *node_tag(uint64_t val)
+/* Whether a leaf with prefix length plen and value val can be a tag. */
+static inline bool node_tag_fits(size_t plen, uint64_t val)
 {
-	return (pm_node *)(uintptr_t)(val << 1 | 1);
+	return plen == 0 ? val < (UINT64_C(1) << 61)
+			 : plen <= PM_TAG_PLEN && val < (UINT64_C(1) << 45);
+}
+
+/* The tag of a leaf (node_tag_fits(plen, val)). */
+static inline pm_node *node_tag(const uint8_t *prefix, size_t plen, uint64_t val)
+{
+	uint64_t w;
+
+	if (plen == 0)
+		w = val << 3;
+	else
+		w = val << 19 | (uint64_t)prefix[0] << 11 |
+		    (uint64_t)(plen == 2 ? prefix[1] : 0) << 3 | (uint64_t)plen << 1;
+	return (pm_node *)(uintptr_t)(w | 1);
+}
+
+static inline size_t tag_plen(const pm_node *n)
+{
+	return ((uintptr_t)n >> 1) & 3;
 }
 
 /* ---- node accessors (tags included, where it says so) ---- */
 
-extern uint8_t pm_no_prefix[1]; /* the prefix of a tag: empty */
+extern const uint8_t pm_pairs[2 * 65536]; /* every pair of bytes, for the prefixes of tags */
 
 static inline int node_kind(const pm_node *n) /* tag: PM_LEAF */
 {
@@ -132,28 +167,34 @@ static inline int node_kind(const pm_node *n) /* tag: PM_LEAF */
 
 static inline uint64_t node_val(const pm_node *n) /* tag: its value */
 {
-	return node_is_tag(n) ? (uint64_t)(uintptr_t)n >> 1 : n->val;
+	if (node_is_tag(n))
+		return (uint64_t)(uintptr_t)n >> (tag_plen(n) ? 19 : 3);
+	return n->val;
 }
 
 static inline size_t node_block_plen(const pm_node *n) /* a block's (not a tag's) */
 {
 	uint32_t l;
 
-	if (!(n->flags & PM_F_LONGP))
+	if (!(n->flags & (PM_F_LONGP | PM_F_INL)))
 		return n->plen;
+	if (n->flags & PM_F_INL)
+		return (n->flags & PM_F_IN1) ? 1 : 2;
 	memcpy(&l, n + 1, sizeof(l));
 	return l;
 }
 
 static inline size_t node_plen(const pm_node *n) /* tag: 0 */
 {
-	return node_is_tag(n) ? 0 : node_block_plen(n);
+	return node_is_tag(n) ? tag_plen(n) : node_block_plen(n);
 }
 
-static inline uint8_t *node_prefix(pm_node *n) /* tag: an empty prefix (not to be written) */
+static inline uint8_t *node_prefix(pm_node *n) /* tag: in pm_pairs (not to be written) */
 {
 	if (node_is_tag(n))
-		return pm_no_prefix;
+		return (uint8_t *)(uintptr_t)(pm_pairs + (((uintptr_t)n >> 2) & 0x1fffe));
+	if (n->flags & PM_F_INL)
+		return (uint8_t *)&n->plen;
 	return (uint8_t *)(n + 1) + ((n->flags & PM_F_LONGP) ? 4 : 0);
 }
 
@@ -165,6 +206,8 @@ static inline size_t pm_align8(size_t x)
 /* Offset of the body from the node's start (a block's). */
 static inline size_t node_body_off(const pm_node *n)
 {
+	if (n->flags & PM_F_INL)
+		return sizeof(pm_node);
 	return pm_align8(sizeof(pm_node) + ((n->flags & PM_F_LONGP) ? 4 : 0) + node_block_plen(n));
 }
 
@@ -261,11 +304,11 @@ void node_free_block(const pm_ctx *c, pm_node *n);
 void node_unref(const pm_ctx *c, pm_node *n);
 pm_node *node_new(const pm_ctx *c, int kind, size_t plen, unsigned cap);
 pm_node *node_make_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val);
-/* A leaf to store in a slot as it is: a tag when len is 0 and val fits one, else a block from
- * node_make_leaf (NULL when out of memory). */
+/* A leaf to store in a slot as it is: a tag when one fits, else a block from node_make_leaf
+ * (NULL when out of memory). */
 pm_node *node_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val);
-/* n itself, or the tag standing for it when n is a private block that a tag can stand for
- * (a leaf with an empty prefix and a value below PM_TAG_MAX): the block is then freed. */
+/* n itself, or the tag standing for it when n is a private leaf block that a tag can stand
+ * for (node_tag_fits): the block is then freed. */
 pm_node *node_pack(const pm_ctx *c, pm_node *n);
 pm_node *node_copy(const pm_ctx *c, pm_node *n);
 pm_node *node_cow(const pm_ctx *c, pm_node **slot);

@@ -641,6 +641,96 @@ static void test_value_tags(void)
 	pm_map_destroy(b);
 }
 
+/* ---- short prefixes ---- */
+
+/* An allocator hook that counts live blocks of each size up to 63 bytes. */
+static void *sized_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	size_t *live = ud;
+
+	if (ptr && osize < 64)
+		live[osize]--;
+	if (nsize && nsize < 64)
+		live[nsize]++;
+	if (!nsize) {
+		free(ptr);
+		return NULL;
+	}
+	return realloc(ptr, nsize);
+}
+
+/*
+ * A leaf's prefix of 1 or 2 bytes is held in the node header (a 16-byte block, 17 or 18
+ * otherwise), or with a small value the leaf is a value tag (no block); longer prefixes follow
+ * the header. The keys read back and the map checks valid after splits, removals and merges
+ * that move prefixes between lengths.
+ */
+static void test_short_prefixes(void)
+{
+	static const char *const tail[] = {"", "1", "12", "123"};
+	const uint64_t bases[2] = {1000, UINT64_C(1) << 50}; /* a tag's value; too big for one
+								   with a prefix */
+	size_t live[64], t, i, bi;
+	char key[16];
+	uint64_t v, base;
+	pm_map *m;
+
+	for (t = 0; t < 4; t++) {
+		for (bi = 0; bi < 2; bi++) {
+			base = bases[bi];
+			memset(live, 0, sizeof(live));
+			CU_ASSERT_EQUAL_FATAL(pm_map_create(&m, sized_alloc, live), 0);
+			for (i = 0; i < 8; i++) { /* x/a.. to x/h..: 8 leaves of tail's length */
+				int n =
+				    snprintf(key, sizeof(key), "x/%c%s", (char)('a' + i), tail[t]);
+
+				CU_ASSERT_EQUAL(
+				    pm_map_set(m, (const uint8_t *)key, (size_t)n, base + i, NULL),
+				    1);
+			}
+			assert_valid(m);
+			if (t == 0 || (t < 3 && bi == 0)) { /* value tags: no leaf block */
+				CU_ASSERT(live[16] == 0 && live[17] == 0 && live[18] == 0);
+			} else if (t < 3) {
+				CU_ASSERT(live[16] == 8 && live[16 + t] == 0);
+			} else {
+				CU_ASSERT(live[16] == 0 && live[19] == 8);
+			}
+			for (i = 0; i < 8; i++) {
+				int n =
+				    snprintf(key, sizeof(key), "x/%c%s", (char)('a' + i), tail[t]);
+
+				CU_ASSERT(pm_map_get(m, (const uint8_t *)key, (size_t)n, &v) &&
+					  v == base + i);
+			}
+			/* grow a suffix past the header (a split), shrink it back (a merge) */
+			CU_ASSERT_EQUAL(pm_map_set(m, K("x/a1234"), 7, NULL), 1);
+			CU_ASSERT_EQUAL(pm_map_set(m, K("x/a1299"), 8, NULL), 1);
+			assert_valid(m);
+			CU_ASSERT_EQUAL(pm_map_remove(m, K("x/a1234"), NULL), 0);
+			assert_valid(m);
+			CU_ASSERT(pm_map_get(m, K("x/a1299"), &v) && v == 8);
+			CU_ASSERT_EQUAL(pm_map_remove(m, K("x/a1299"), NULL), 0);
+			for (i = 0; i < 8; i++) {
+				int n =
+				    snprintf(key, sizeof(key), "x/%c%s", (char)('a' + i), tail[t]);
+
+				CU_ASSERT(pm_map_get(m, (const uint8_t *)key, (size_t)n, &v) &&
+					  v == base + i);
+				if (i % 2)
+					CU_ASSERT_EQUAL(
+					    pm_map_remove(m, (const uint8_t *)key, (size_t)n, NULL),
+					    0);
+			}
+			assert_valid(m);
+			CU_ASSERT_EQUAL(pm_map_count(m), 4);
+			pm_map_destroy(m);
+			for (i = 0; i < 64; i++)
+				CU_ASSERT_EQUAL(live[i], 0); /* nothing left behind */
+		}
+	}
+}
+
 /* ---- sorted runs ---- */
 
 static uint64_t srnd_state = 12345;
@@ -877,6 +967,7 @@ int main(void)
 	CU_add_test(s, "algebra", test_algebra);
 	CU_add_test(s, "clone isolation", test_clone_isolation);
 	CU_add_test(s, "value tags", test_value_tags);
+	CU_add_test(s, "leaf prefixes of 1 and 2 bytes: header or tag", test_short_prefixes);
 	CU_add_test(s, "sorted runs against record-by-record sets", test_set_sorted_random);
 	CU_add_test(s, "sorted runs: deep nesting, refusals, zippers", test_set_sorted_edges);
 	CU_add_test(s, "zipper head conflicts", test_head_conflicts);
