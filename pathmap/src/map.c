@@ -308,6 +308,29 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 			*slot = t;
 			return 1;
 		}
+		if (node_is_tag(n) && node_plen(n) == len - i &&
+		    common_len(node_prefix(n), len - i, key + i, len - i) == len - i) {
+			/* the key's own tag: a new value in place, no block on the way */
+			uint64_t cur = node_val(n);
+			const uint8_t *p = node_prefix(n);
+
+			if (fn) {
+				rc = fn(true, cur, &val, arg);
+				if (rc != PM_UPDATE_STORE)
+					return rc < 0 ? rc : 0;
+			}
+			if (node_tag_fits(len - i, val)) {
+				t = node_tag(p, len - i, val);
+			} else {
+				t = node_make_leaf(c, p, len - i, val);
+				if (!t)
+					return PM_ENOMEM;
+			}
+			if (old)
+				*old = cur;
+			*slot = t;
+			return 0;
+		}
 		if (node_shared(n)) {
 			n = node_cow(c, slot);
 			if (!n)

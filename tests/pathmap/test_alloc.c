@@ -189,20 +189,21 @@ static const char *const set_keys[] = {"",
 #define NSET (sizeof(set_keys) / sizeof(set_keys[0]))
 
 static size_t cur;
+static uint64_t set_val = 1000; /* the value op_set1 sets (small ones fit a value tag) */
 
 /* One call per sweep, one key per round (cur), so that before and after are exact. */
 static int op_set1(pm_map *a, pm_map *b, pm_map **out)
 {
 	(void)a;
 	(void)out;
-	return pm_map_set(b, (const uint8_t *)set_keys[cur], strlen(set_keys[cur]), 1000, NULL);
+	return pm_map_set(b, (const uint8_t *)set_keys[cur], strlen(set_keys[cur]), set_val, NULL);
 }
 
 static void exp_set1(struct model *a, struct model *b, struct model *out)
 {
 	(void)a;
 	(void)out;
-	model_set(b, (const uint8_t *)set_keys[cur], strlen(set_keys[cur]), 1000, NULL);
+	model_set(b, (const uint8_t *)set_keys[cur], strlen(set_keys[cur]), set_val, NULL);
 }
 
 static int op_remove1(pm_map *a, pm_map *b, pm_map **out)
@@ -424,9 +425,14 @@ static void sweep(const char *name, int (*op)(pm_map *, pm_map *, pm_map **),
 static void test_sweep_set(void)
 {
 	for (cur = 0; cur < NSET; cur++) {
+		set_val = 1000;
 		sweep("set", op_set1, exp_set1, false);
 		sweep("set on a clone", op_set1, exp_set1, true);
+		set_val = UINT64_C(1) << 62; /* a leaf block wherever the key ends */
+		sweep("set, big value", op_set1, exp_set1, false);
+		sweep("set, big value, on a clone", op_set1, exp_set1, true);
 	}
+	set_val = 1000;
 }
 
 static void test_sweep_remove(void)
@@ -525,13 +531,15 @@ static void test_sweep_set_sorted(void)
 	size_t n = 0, i;
 	int share;
 
-	/* every 5th base key (replaced) and the other map's keys (new), one key twice */
+	/* every 5th base key (replaced) and the other map's keys (new), one key twice; every
+	 * other value too big for a value tag, so that leaves are blocks too (allocations) */
 	model_init(&run);
 	for (i = 0; i < base_model.n; i += 5)
-		model_set(&run, base_model.e[i].key, base_model.e[i].len, 7000 + i, NULL);
+		model_set(&run, base_model.e[i].key, base_model.e[i].len,
+			  (i % 2 ? UINT64_C(1) << 62 : 0) + 7000 + i, NULL);
 	for (i = 0; i < other_model.n; i++)
-		model_set(&run, other_model.e[i].key, other_model.e[i].len, other_model.e[i].val,
-			  NULL);
+		model_set(&run, other_model.e[i].key, other_model.e[i].len,
+			  other_model.e[i].val | (i % 2 ? UINT64_C(1) << 62 : 0), NULL);
 	CU_ASSERT_FATAL(run.n + 1 <= sizeof(kv) / sizeof(kv[0]));
 	for (i = 0; i < run.n; i++) {
 		if (i == 3) { /* the same key before, with a value that must lose */

@@ -643,10 +643,14 @@ static void test_value_tags(void)
 
 /* ---- short prefixes ---- */
 
+static size_t sized_new; /* blocks sized_alloc has made */
+
 /* An allocator hook that counts live blocks of each size up to 63 bytes. */
 static void *sized_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	size_t *live = ud;
+
+	sized_new += !ptr && nsize;
 
 	if (ptr && osize < 64)
 		live[osize]--;
@@ -729,6 +733,58 @@ static void test_short_prefixes(void)
 				CU_ASSERT_EQUAL(live[i], 0); /* nothing left behind */
 		}
 	}
+}
+
+static int add_arg(bool exists, uint64_t old, uint64_t *val, void *arg)
+{
+	*val = (exists ? old : 0) + *(const uint64_t *)arg;
+	return PM_UPDATE_STORE;
+}
+
+/* A new value for a tag's own key is written in place (no block made), through set and
+ * update; a value too big for a tag makes a block, a small one again a tag. */
+static void test_tag_update(void)
+{
+	const uint64_t inc = 5, big = UINT64_C(1) << 50;
+	size_t live[64], made, i;
+	uint64_t v, old = 0;
+	pm_stats st;
+	pm_map *m;
+
+	memset(live, 0, sizeof(live));
+	CU_ASSERT_EQUAL_FATAL(pm_map_create(&m, sized_alloc, live), 0);
+	for (i = 0; i < 8; i++) {
+		char key[8] = {'x', '/', (char)('a' + i), '1'};
+
+		CU_ASSERT_EQUAL(pm_map_set(m, (const uint8_t *)key, 4, i, NULL), 1);
+	}
+	pm_map_stats(m, &st);
+	CU_ASSERT_EQUAL(st.value_tags, 8);
+	made = sized_new;
+	for (i = 0; i < 100; i++) {
+		CU_ASSERT_EQUAL(pm_map_update(m, K("x/c1"), add_arg, (void *)&inc), 0);
+		CU_ASSERT_EQUAL(pm_map_set(m, K("x/d1"), 1000 + i, &old), 0);
+		CU_ASSERT_EQUAL(old, i ? 1000 + i - 1 : 3);
+	}
+	CU_ASSERT_EQUAL(sized_new, made);
+	CU_ASSERT(pm_map_get(m, K("x/c1"), &v) && v == 2 + 100 * inc);
+	CU_ASSERT(pm_map_get(m, K("x/d1"), &v) && v == 1099);
+	CU_ASSERT_EQUAL(pm_map_set(m, K("x/e1"), big, &old), 0);
+	CU_ASSERT_EQUAL(old, 4);
+	pm_map_stats(m, &st);
+	CU_ASSERT(st.value_tags == 7 && live[16] == 1);
+	CU_ASSERT(pm_map_get(m, K("x/e1"), &v) && v == big);
+	assert_valid(m);
+	CU_ASSERT_EQUAL(pm_map_update(m, K("x/e1"), add_arg, (void *)&inc), 0);
+	CU_ASSERT(pm_map_get(m, K("x/e1"), &v) && v == big + inc);
+	CU_ASSERT_EQUAL(pm_map_set(m, K("x/e1"), 3, &old), 0);
+	CU_ASSERT_EQUAL(old, big + inc);
+	pm_map_stats(m, &st);
+	CU_ASSERT(st.value_tags == 8 && live[16] == 0);
+	assert_valid(m);
+	pm_map_destroy(m);
+	for (i = 0; i < 64; i++)
+		CU_ASSERT_EQUAL(live[i], 0);
 }
 
 /* ---- sorted runs ---- */
@@ -968,6 +1024,7 @@ int main(void)
 	CU_add_test(s, "clone isolation", test_clone_isolation);
 	CU_add_test(s, "value tags", test_value_tags);
 	CU_add_test(s, "leaf prefixes of 1 and 2 bytes: header or tag", test_short_prefixes);
+	CU_add_test(s, "a tag's value replaced in place", test_tag_update);
 	CU_add_test(s, "sorted runs against record-by-record sets", test_set_sorted_random);
 	CU_add_test(s, "sorted runs: deep nesting, refusals, zippers", test_set_sorted_edges);
 	CU_add_test(s, "zipper head conflicts", test_head_conflicts);
