@@ -184,7 +184,7 @@ static inline size_t node_block_plen(const pm_node *n) /* a block's (not a tag's
 	return l;
 }
 
-static inline size_t node_plen(const pm_node *n) /* tag: 0 */
+static inline size_t node_plen(const pm_node *n) /* tag: 0 to 2 */
 {
 	return node_is_tag(n) ? tag_plen(n) : node_block_plen(n);
 }
