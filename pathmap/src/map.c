@@ -509,7 +509,8 @@ int tr_remove(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 	if (!tr_get(*rootp, key, len, &v))
 		return PM_ENOTFOUND;
 	for (;;) {
-		n = node_cow(c, slot);
+		/* a tag is the key's own leaf (it has no children): unlinked, not copied */
+		n = node_is_tag(*slot) ? *slot : node_cow(c, slot);
 		if (!n)
 			return PM_ENOMEM;
 		i += node_plen(n);

@@ -739,7 +739,8 @@ static int add_arg(bool exists, uint64_t old, uint64_t *val, void *arg)
 }
 
 /* A new value for a tag's own key is written in place (no block made), through set and
- * update; a value too big for a tag makes a block, a small one again a tag. */
+ * update, and removing it makes no block either; a value too big for a tag makes a block, a
+ * small one again a tag. */
 static void test_tag_update(void)
 {
 	const uint64_t inc = 5, big = UINT64_C(1) << 50;
@@ -763,7 +764,10 @@ static void test_tag_update(void)
 		CU_ASSERT_EQUAL(pm_map_set(m, K("x/d1"), 1000 + i, &old), 0);
 		CU_ASSERT_EQUAL(old, i ? 1000 + i - 1 : 3);
 	}
+	CU_ASSERT_EQUAL(pm_map_remove(m, K("x/h1"), &old), 0); /* unlinked, not copied */
+	CU_ASSERT_EQUAL(old, 7);
 	CU_ASSERT_EQUAL(sized_new, made);
+	CU_ASSERT_EQUAL(pm_map_set(m, K("x/h1"), 7, NULL), 1);
 	CU_ASSERT(pm_map_get(m, K("x/c1"), &v) && v == 2 + 100 * inc);
 	CU_ASSERT(pm_map_get(m, K("x/d1"), &v) && v == 1099);
 	CU_ASSERT_EQUAL(pm_map_set(m, K("x/e1"), big, &old), 0);
