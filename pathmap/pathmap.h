@@ -172,7 +172,8 @@ typedef struct pm_stats {
 	size_t nodes;	     /* all nodes (value tags included) */
 	size_t leaf_nodes;   /* nodes without children (value tags included) */
 	size_t value_tags;   /* leaves held in their parent's child slot, no block: a key
-				ending at its branch byte, with a value below 2^63 */
+				ending at most 2 bytes after its branch byte, with a value
+				below 2^61 (below 2^45 when it ends past the branch byte) */
 	size_t small_nodes;  /* nodes with a sorted child list (up to 6 children) */
 	size_t dense_nodes;  /* nodes with a 256-bit child mask */
 	size_t node_bytes;   /* bytes requested from the allocator for nodes */

@@ -73,7 +73,7 @@ static int split(const pm_ctx *c, pm_node **slot, size_t m, pm_node *tail, uint8
 		node_free_block(c, s);
 		return PM_ENOMEM;
 	}
-	rest = node_pack(c, rest); /* a leaf left with an empty prefix */
+	rest = node_pack(c, rest); /* a leaf left with a short prefix */
 	if (tail && tb < nb)
 		node_build_push(s, tb, tail);
 	node_build_push(s, nb, rest);

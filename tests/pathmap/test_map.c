@@ -530,7 +530,7 @@ static void expect_keys(const pm_map *m, const char *want)
 }
 
 /*
- * A key that ends right after its branch byte, with a value below 2^63, is held in its
+ * A key that ends right after its branch byte, with a value below 2^61, is held in its
  * parent's child slot (a value tag, no block): it reads, iterates, clones, zips and combines
  * like any leaf, turns into a block where a write needs one, and stays a tag when only its
  * value changes.
@@ -548,7 +548,7 @@ static void test_value_tags(void)
 	pm_map_stats(a, &st);
 	pm_map_stats(g, &sg);
 	CU_ASSERT_EQUAL(st.value_tags, 10);
-	CU_ASSERT_EQUAL(sg.value_tags, 0); /* values from 2^63 on need a block */
+	CU_ASSERT_EQUAL(sg.value_tags, 0); /* values from 2^61 on need a block */
 	CU_ASSERT_EQUAL(sg.node_bytes - st.node_bytes, 10 * 16);
 	CU_ASSERT(pm_map_get(a, K("d/7"), &v) && v == 7);
 	CU_ASSERT(pm_map_get(g, K("d/7"), &v) && v == big + 7);
