@@ -168,17 +168,19 @@ int pm_map_check(const pm_map *m, char *msg, size_t msglen);
 /* Memory and shape statistics, from a walk of the map. Shared nodes are counted once each
  * time they are reached (a map and its clone each count the shared nodes). */
 typedef struct pm_stats {
-	size_t values;	     /* number of values */
-	size_t nodes;	     /* all nodes (value tags included) */
-	size_t leaf_nodes;   /* nodes without children (value tags included) */
-	size_t value_tags;   /* leaves held in their parent's child slot, no block: a key
-				ending at most 2 bytes after its branch byte, with a value
-				below 2^61 (below 2^45 when it ends past the branch byte) */
-	size_t small_nodes;  /* nodes with a sorted child list (up to 6 children) */
-	size_t dense_nodes;  /* nodes with a 256-bit child mask */
-	size_t node_bytes;   /* bytes requested from the allocator for nodes */
-	size_t max_depth;    /* longest key, in bytes */
-	size_t prefix_bytes; /* bytes of compressed path stored in nodes */
+	size_t values;	      /* number of values */
+	size_t nodes;	      /* all nodes (value tags included) */
+	size_t leaf_nodes;    /* nodes without children (value tags included) */
+	size_t value_tags;    /* leaves held in their parent's child slot, no block: a key
+				 ending at most 2 bytes after its branch byte, with a value
+				 below 2^61 (below 2^45 when it ends past the branch byte) */
+	size_t packed_leaves; /* leaf blocks of 16 bytes holding a 3-7 byte key suffix and a
+				 value that fits the bytes left (below 2^56 to 2^24) */
+	size_t small_nodes;   /* nodes with a sorted child list (up to 6 children) */
+	size_t dense_nodes;   /* nodes with a 256-bit child mask */
+	size_t node_bytes;    /* bytes requested from the allocator for nodes */
+	size_t max_depth;     /* longest key, in bytes */
+	size_t prefix_bytes;  /* bytes of compressed path stored in nodes */
 } pm_stats;
 
 /* Fills *st from a walk of the map. */

@@ -46,8 +46,16 @@ static bool check_node(struct chk *k, pm_node *n, size_t depth)
 		return fail(k, "node at depth %zu has reference count 0", depth);
 	if (n->kind > PM_DENSE)
 		return fail(k, "node at depth %zu has unknown kind %u", depth, n->kind);
-	if (n->flags & ~(PM_F_VAL | PM_F_LONGP | PM_F_INL))
+	if (n->flags & ~(PM_F_VAL | PM_F_LONGP | PM_F_INL | PM_F_PK))
 		return fail(k, "node at depth %zu has unknown flags 0x%x", depth, n->flags);
+	if (node_is_pk(n)) { /* a leaf whose prefix length and value fit the 10 bytes */
+		if (n->kind != PM_LEAF || !(n->flags & PM_F_VAL) ||
+		    (n->flags & (PM_F_LONGP | PM_F_INL)) || !node_pk_fits(pk_plen(n), node_val(n)))
+			return fail(k, "packed leaf at depth %zu is malformed (flags 0x%x)", depth,
+				    n->flags);
+		k->values++;
+		return true;
+	}
 	plen = node_plen(n);
 	if (((n->flags & PM_F_LONGP) != 0) != (plen > PM_PLEN_SHORT) ||
 	    ((n->flags & PM_F_IN1) != 0) != (plen == 1) ||
@@ -115,6 +123,7 @@ static void stats_node(pm_node *n, size_t depth, pm_stats *st)
 	st->prefix_bytes += plen;
 	st->values += node_has_val(n);
 	st->value_tags += node_is_tag(n);
+	st->packed_leaves += !node_is_tag(n) && node_is_pk(n);
 	if (node_kind(n) == PM_LEAF)
 		st->leaf_nodes++;
 	else if (n->kind == PM_SMALL)

@@ -331,7 +331,32 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 			*slot = t;
 			return 0;
 		}
-		if (node_shared(n)) {
+		if (node_pk_private(n) && node_plen(n) == len - i &&
+		    common_len(node_prefix(n), len - i, key + i, len - i) == len - i) {
+			/* the key's own packed leaf: the new value in place when it fits */
+			uint64_t cur = node_val(n);
+
+			if (fn) {
+				rc = fn(true, cur, &val, arg);
+				if (rc != PM_UPDATE_STORE)
+					return rc < 0 ? rc : 0;
+			}
+			if (node_pk_fits(len - i, val)) {
+				n->val = pk_word(node_prefix(n), len - i, val);
+			} else {
+				t = node_make_leaf(c, node_prefix(n), len - i, val);
+				if (!t)
+					return PM_ENOMEM;
+				node_free_block(c, n);
+				*slot = t;
+			}
+			if (old)
+				*old = cur;
+			return 0;
+		}
+		/* a private packed leaf that is not the key's own is not written in place below
+		 * (a split or a new child replace it with a new block): it needs no copy */
+		if (node_shared(n) && !node_pk_private(n)) {
 			n = node_cow(c, slot);
 			if (!n)
 				return PM_ENOMEM;
@@ -360,12 +385,12 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 		if (i == len) {
 			if (node_has_val(n)) {
 				if (fn) {
-					rc = fn(true, n->val, &val, arg);
+					rc = fn(true, node_val(n), &val, arg);
 					if (rc != PM_UPDATE_STORE)
 						return rc < 0 ? rc : 0;
 				}
 				if (old)
-					*old = n->val;
+					*old = node_val(n);
 				n->val = val;
 				*slot = node_pack(c, n);
 				return 0;
@@ -489,7 +514,7 @@ static int unlink_child(const pm_ctx *c, pm_node **pslot, uint8_t b)
 		if (!m)
 			return PM_ENOMEM;
 		node_free_block(c, p);
-		*pslot = m;
+		*pslot = node_pack(c, m); /* a leaf now: a tag or packed, where it fits */
 		return 0;
 	}
 	node_del_child(p, b);
@@ -509,8 +534,9 @@ int tr_remove(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 	if (!tr_get(*rootp, key, len, &v))
 		return PM_ENOTFOUND;
 	for (;;) {
-		/* a tag is the key's own leaf (it has no children): unlinked, not copied */
-		n = node_is_tag(*slot) ? *slot : node_cow(c, slot);
+		/* a tag or a private packed leaf is the key's own leaf (it has no children):
+		 * unlinked, not copied */
+		n = node_is_tag(*slot) || node_pk_private(*slot) ? *slot : node_cow(c, slot);
 		if (!n)
 			return PM_ENOMEM;
 		i += node_plen(n);
@@ -537,7 +563,7 @@ int tr_remove(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 		if (!m)
 			return PM_ENOMEM;
 		node_free_block(c, n);
-		*slot = m;
+		*slot = node_pack(c, m);
 		break;
 	default:
 		n->flags &= (uint8_t)~PM_F_VAL;

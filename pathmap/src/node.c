@@ -143,6 +143,8 @@ size_t node_size(pm_node *n)
 {
 	if (node_is_tag(n))
 		return 0;
+	if (node_is_pk(n))
+		return sizeof(pm_node);
 	return shape_size(n->kind, node_plen(n), node_cap(n));
 }
 
@@ -206,22 +208,51 @@ pm_node *node_make_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_
 	return n;
 }
 
+/* A packed leaf (node_pk_fits(len, val)), or NULL when out of memory. */
+static pm_node *node_make_pk(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val)
+{
+	pm_node *n = pm_xalloc(c, NULL, 0, sizeof(pm_node));
+
+	if (!n)
+		return NULL;
+	atomic_init(&n->refs, 1);
+	n->kind = PM_LEAF;
+	n->flags = (uint8_t)(PM_F_VAL | len << PM_PK_SHIFT);
+	n->val = pk_word(key, len, val);
+	memcpy(&n->plen, key, 2);
+	return n;
+}
+
 pm_node *node_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val)
 {
 	if (node_tag_fits(len, val))
 		return node_tag(key, len, val);
+	if (node_pk_fits(len, val))
+		return node_make_pk(c, key, len, val);
 	return node_make_leaf(c, key, len, val);
 }
 
 pm_node *node_pack(const pm_ctx *c, pm_node *n)
 {
+	uint8_t pre[PM_PK_MAX];
+	size_t plen;
 	pm_node *t;
 
-	if (!n || node_is_tag(n) || n->kind != PM_LEAF || !(n->flags & PM_F_VAL) ||
-	    !node_tag_fits(node_block_plen(n), n->val) ||
+	if (!n || node_is_tag(n) || n->kind != PM_LEAF || !(n->flags & PM_F_VAL) || node_is_pk(n) ||
 	    atomic_load_explicit(&n->refs, memory_order_acquire) != 1)
 		return n;
-	t = node_tag(node_prefix(n), node_block_plen(n), n->val);
+	plen = node_block_plen(n);
+	if (node_tag_fits(plen, n->val)) {
+		t = node_tag(node_prefix(n), plen, n->val);
+	} else if (node_pk_fits(plen, n->val)) {
+		/* a new 16-byte block (when that fails, n stays as it is: valid too) */
+		memcpy(pre, node_prefix(n), plen);
+		t = node_make_pk(c, pre, plen, n->val);
+		if (!t)
+			return n;
+	} else {
+		return n;
+	}
 	node_free_block(c, n);
 	return t;
 }
@@ -287,7 +318,7 @@ pm_node *node_copy(const pm_ctx *c, pm_node *n)
 	size_t sz;
 	pm_node *m;
 
-	if (node_is_tag(n)) /* the block it stands for */
+	if (node_is_tag(n) || node_is_pk(n)) /* the ordinary block it stands for */
 		return node_make_leaf(c, node_prefix(n), node_plen(n), node_val(n));
 	sz = node_size(n);
 	m = pm_xalloc(c, NULL, 0, sz);

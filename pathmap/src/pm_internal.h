@@ -27,6 +27,20 @@
  *   give its length): such a leaf is a 16-byte block, not 17 or 18 (an allocator's next size
  *   class up is 24 or 32 bytes), and a SMALL or DENSE node's body starts at 16, not 24.
  *
+ *   A PACKED LEAF is a leaf block of 16 bytes whose prefix of 3 to 7 bytes and value share
+ *   the 10 bytes after kind and flags (flags bits 5-7 give the prefix length; none of
+ *   LONGP, IN1, IN2 is set). The prefix starts where plen would be; the value fills the
+ *   bytes after it, so it must fit in 10 - plen bytes (below 2^56 to 2^24):
+ *
+ *     | refs u32 | kind | flags | prefix (plen bytes) | value (10 - plen bytes, LE) |
+ *
+ *   A key that ends 4 to 8 bytes after its branch byte (the last bytes of a random 64-bit
+ *   integer, say) then costs one 16-byte block instead of 19 to 23 bytes, which an
+ *   allocator rounds up to 24 or 32. The value is the val word shifted right by
+ *   8 * (plen - 2) bytes, so packing needs a little-endian machine (elsewhere no leaf is
+ *   packed). Like a tag, a packed leaf counts as shared: a writer's copy-on-write turns it
+ *   into an ordinary block (node_copy unpacks) and node_pack packs it back.
+ *
  *   A VALUE TAG stands for a leaf with a prefix of at most 2 bytes and a small value (a key
  *   that ends at most two bytes after its branch byte: the last characters of a path, the
  *   last digits of a number), and costs no block at all: the pointer word itself holds it.
@@ -74,13 +88,20 @@ enum {
 };
 
 #define PM_F_INL (PM_F_IN1 | PM_F_IN2)
+#define PM_F_PK 0xe0u /* flags bits 5-7: a packed leaf's prefix length (3 to 7) */
+#define PM_PK_SHIFT 5 /* ... from this bit */
+#define PM_PK_MIN 3   /* shortest prefix a packed leaf holds (shorter ones are inline) */
+#define PM_PK_MAX 7   /* longest (the value keeps 3 bytes at least) */
+#define PM_PK_ROOM 10 /* bytes for prefix and value together */
 
 typedef struct pm_node {
 	_Atomic uint32_t refs; /* owners of this node (parents, map roots, zippers) */
 	uint8_t kind;	       /* PM_LEAF, PM_SMALL or PM_DENSE */
 	uint8_t flags;	       /* PM_F_* */
-	uint16_t plen;	       /* prefix length, when not PM_F_LONGP; PM_F_INL: the prefix */
-	uint64_t val;	       /* value word when PM_F_VAL; free list link while being freed */
+	uint16_t plen;	       /* prefix length, when not PM_F_LONGP; PM_F_INL: the prefix;
+				  PM_F_PK: the prefix's first two bytes */
+	uint64_t val;	       /* value word when PM_F_VAL (PM_F_PK: the rest of the prefix,
+				  then the value); free list link while being freed */
 } pm_node;
 
 struct pm_small {
@@ -156,8 +177,6 @@ static inline size_t tag_plen(const pm_node *n)
 	return ((uintptr_t)n >> 1) & 3;
 }
 
-/* ---- node accessors (tags included, where it says so) ---- */
-
 extern const uint8_t pm_pairs[2 * 65536]; /* every pair of bytes, for the prefixes of tags */
 
 static inline int node_kind(const pm_node *n) /* tag: PM_LEAF */
@@ -165,10 +184,49 @@ static inline int node_kind(const pm_node *n) /* tag: PM_LEAF */
 	return node_is_tag(n) ? PM_LEAF : n->kind;
 }
 
+/* ---- packed leaves ---- */
+
+static inline bool node_is_pk(const pm_node *n) /* a packed leaf block (not a tag) */
+{
+	return n->flags & PM_F_PK;
+}
+
+static inline unsigned pk_plen(const pm_node *n) /* a packed leaf's prefix length */
+{
+	return (unsigned)n->flags >> PM_PK_SHIFT;
+}
+
+/* Whether a leaf with prefix length plen and value val can be a packed leaf. */
+static inline bool node_pk_fits(size_t plen, uint64_t val)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return plen >= PM_PK_MIN && plen <= PM_PK_MAX &&
+	       (val >> (8 * (PM_PK_ROOM - plen) - 1) >> 1) == 0;
+#else
+	(void)plen;
+	(void)val;
+	return false;
+#endif
+}
+
+/* The val word of a packed leaf with prefix length plen, prefix p and value val
+ * (node_pk_fits): the prefix's bytes from the third on in its low bytes, val above. */
+static inline uint64_t pk_word(const uint8_t *p, size_t plen, uint64_t val)
+{
+	uint64_t w = val << (8 * (plen - 2));
+
+	memcpy(&w, p + 2, plen - 2);
+	return w;
+}
+
+/* ---- node accessors (tags included, where it says so) ---- */
+
 static inline uint64_t node_val(const pm_node *n) /* tag: its value */
 {
 	if (node_is_tag(n))
 		return (uint64_t)(uintptr_t)n >> (tag_plen(n) ? 19 : 3);
+	if (node_is_pk(n))
+		return n->val >> (8 * (pk_plen(n) - 2));
 	return n->val;
 }
 
@@ -176,10 +234,12 @@ static inline size_t node_block_plen(const pm_node *n) /* a block's (not a tag's
 {
 	uint32_t l;
 
-	if (!(n->flags & (PM_F_LONGP | PM_F_INL)))
+	if (!(n->flags & (PM_F_LONGP | PM_F_INL | PM_F_PK)))
 		return n->plen;
 	if (n->flags & PM_F_INL)
 		return (n->flags & PM_F_IN1) ? 1 : 2;
+	if (n->flags & PM_F_PK)
+		return pk_plen(n);
 	memcpy(&l, n + 1, sizeof(l));
 	return l;
 }
@@ -193,7 +253,7 @@ static inline uint8_t *node_prefix(pm_node *n) /* tag: in pm_pairs (not to be wr
 {
 	if (node_is_tag(n))
 		return (uint8_t *)(uintptr_t)(pm_pairs + (((uintptr_t)n >> 2) & 0x1fffe));
-	if (n->flags & PM_F_INL)
+	if (n->flags & (PM_F_INL | PM_F_PK)) /* inline or packed: from plen's first byte on */
 		return (uint8_t *)&n->plen;
 	return (uint8_t *)(n + 1) + ((n->flags & PM_F_LONGP) ? 4 : 0);
 }
@@ -289,9 +349,17 @@ static inline pm_node *node_ref(pm_node *n) /* tag: nothing to count */
 	return n;
 }
 
-static inline bool node_shared(pm_node *n) /* tag: true (copy it to write) */
+static inline bool node_shared(pm_node *n) /* tag, packed leaf: true (copy it to write) */
 {
-	return node_is_tag(n) || atomic_load_explicit(&n->refs, memory_order_acquire) > 1;
+	return node_is_tag(n) || node_is_pk(n) ||
+	       atomic_load_explicit(&n->refs, memory_order_acquire) > 1;
+}
+
+/* A packed leaf that only its slot owns (its value may be rewritten in place). */
+static inline bool node_pk_private(pm_node *n)
+{
+	return !node_is_tag(n) && node_is_pk(n) &&
+	       atomic_load_explicit(&n->refs, memory_order_acquire) == 1;
 }
 
 /* ---- node.c ---- */

@@ -662,22 +662,23 @@ static void *sized_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 /*
  * A leaf's prefix of 1 or 2 bytes is held in the node header (a 16-byte block, 17 or 18
- * otherwise), or with a small value the leaf is a value tag (no block); longer prefixes follow
- * the header. The keys read back and the map checks valid after splits, removals and merges
- * that move prefixes between lengths.
+ * otherwise), or with a small value the leaf is a value tag (no block); a 3-byte prefix with
+ * a value below 2^56 makes a packed leaf (16 bytes), with a bigger one it follows the header. The
+ * keys read back and the map checks valid after splits, removals and merges that move prefixes
+ * between lengths.
  */
 static void test_short_prefixes(void)
 {
 	static const char *const tail[] = {"", "1", "12", "123"};
-	const uint64_t bases[2] = {1000, UINT64_C(1) << 50}; /* a tag's value; too big for one
-								   with a prefix */
+	/* a tag's value; too big for a tag with a prefix; too big for a packed leaf too */
+	const uint64_t bases[3] = {1000, UINT64_C(1) << 50, UINT64_C(1) << 60};
 	size_t live[64], t, i, bi;
 	char key[16];
 	uint64_t v, base;
 	pm_map *m;
 
 	for (t = 0; t < 4; t++) {
-		for (bi = 0; bi < 2; bi++) {
+		for (bi = 0; bi < 3; bi++) {
 			base = bases[bi];
 			memset(live, 0, sizeof(live));
 			CU_ASSERT_EQUAL_FATAL(pm_map_create(&m, sized_alloc, live), 0);
@@ -692,7 +693,7 @@ static void test_short_prefixes(void)
 			assert_valid(m);
 			if (t == 0 || (t < 3 && bi == 0)) { /* value tags: no leaf block */
 				CU_ASSERT(live[16] == 0 && live[17] == 0 && live[18] == 0);
-			} else if (t < 3) {
+			} else if (t < 3 || bi < 2) { /* in the header, or packed */
 				CU_ASSERT(live[16] == 8 && live[16 + t] == 0);
 			} else {
 				CU_ASSERT(live[16] == 0 && live[19] == 8);
@@ -783,6 +784,108 @@ static void test_tag_update(void)
 	pm_map_stats(m, &st);
 	CU_ASSERT(st.value_tags == 8 && live[16] == 0);
 	assert_valid(m);
+	pm_map_destroy(m);
+	for (i = 0; i < 64; i++)
+		CU_ASSERT_EQUAL(live[i], 0);
+}
+
+/*
+ * A leaf whose key suffix is 3 to 7 bytes long and whose value fits the 10 - length bytes
+ * left is one 16-byte block (a packed leaf): at each length the largest value that fits
+ * packs and the next one does not. Packed leaves read, iterate, clone and zip like any
+ * leaf; their own key's new value is written in place and a removal unlinks them (no block
+ * made), a value too big unpacks one and a small one packs it again; a clone's writes
+ * leave the original's leaves alone.
+ */
+static void test_packed_leaves(void)
+{
+	char key[16], exp[1024] = "", got[1024] = "";
+	size_t live[64], len, made, i;
+	uint64_t v, top, old = 0;
+	pm_map *m, *b = NULL;
+	pm_stats st;
+	pm_wz *w;
+
+	memset(live, 0, sizeof(live));
+	CU_ASSERT_EQUAL_FATAL(pm_map_create(&m, sized_alloc, live), 0);
+	/* "p" + a length digit + a branch byte + a suffix of 3 to 8 bytes; two values each */
+	for (len = 3; len <= 8; len++) {
+		top = len <= 7 ? (UINT64_C(1) << (8 * (10 - len))) - 1 : 0;
+		for (i = 0; i < 2; i++) {
+			int n = snprintf(key, sizeof(key), "p%zu%c%.*s", len, (char)('a' + i),
+					 (int)len, "abcdefgh");
+
+			CU_ASSERT_EQUAL(
+			    pm_map_set(m, (const uint8_t *)key, (size_t)n, top + i, NULL), 1);
+			snprintf(exp + strlen(exp), sizeof(exp) - strlen(exp), "%s=%llu ", key,
+				 (unsigned long long)(top + i));
+		}
+	}
+	assert_valid(m);
+	pm_map_stats(m, &st);
+	CU_ASSERT_EQUAL(st.packed_leaves, 5); /* lengths 3 to 7, the value that fits */
+	CU_ASSERT_EQUAL(live[16], 5);
+	for (len = 3; len <= 8; len++) /* the rest: header + suffix */
+		CU_ASSERT_EQUAL(live[16 + len], len <= 7 ? 1 : 2);
+	pm_map_foreach(m, NULL, 0, NULL, 0, collect, got);
+	CU_ASSERT_STRING_EQUAL(got, exp);
+	/* a clone's writes: a new value, a value too big, a removal, a key below one */
+	CU_ASSERT_EQUAL_FATAL(pm_map_clone(m, &b), 0);
+	CU_ASSERT_EQUAL(pm_map_set(b, K("p5aabcde"), 7, &old), 0);
+	CU_ASSERT_EQUAL(old, (UINT64_C(1) << 40) - 1);
+	CU_ASSERT_EQUAL(pm_map_set(b, K("p4aabcd"), UINT64_MAX, NULL), 0);
+	CU_ASSERT_EQUAL(pm_map_remove(b, K("p3aabc"), &old), 0);
+	CU_ASSERT_EQUAL(old, (UINT64_C(1) << 56) - 1);
+	CU_ASSERT_EQUAL(pm_map_set(b, K("p6aabcdefz"), 1, NULL), 1);
+	got[0] = 0;
+	pm_map_foreach(m, NULL, 0, NULL, 0, collect, got);
+	CU_ASSERT_STRING_EQUAL(got, exp); /* the original is untouched */
+	CU_ASSERT(pm_map_get(b, K("p5aabcde"), &v) && v == 7);
+	CU_ASSERT(pm_map_get(b, K("p4aabcd"), &v) && v == UINT64_MAX);
+	CU_ASSERT_FALSE(pm_map_contains(b, K("p3aabc")));
+	CU_ASSERT(pm_map_get(b, K("p6aabcdef"), &v) && v == (UINT64_C(1) << 32) - 1);
+	CU_ASSERT(pm_map_get(b, K("p6aabcdefz"), &v) && v == 1);
+	assert_valid(b);
+	pm_map_destroy(b);
+	/* the original alone again: writes in place, no block made */
+	CU_ASSERT_EQUAL(pm_map_set(m, K("p5cabcde"), 9, NULL), 1); /* a third child */
+	made = sized_new;
+	CU_ASSERT_EQUAL(pm_map_set(m, K("p5aabcde"), 1000, &old), 0);
+	CU_ASSERT_EQUAL(old, (UINT64_C(1) << 40) - 1);
+	for (i = 0; i < 50; i++) {
+		uint64_t inc = 3;
+
+		CU_ASSERT_EQUAL(pm_map_update(m, K("p5aabcde"), add_arg, &inc), 0);
+		CU_ASSERT_EQUAL(pm_map_set(m, K("p7aabcdefg"), i, &old), 0);
+	}
+	CU_ASSERT_EQUAL(pm_map_remove(m, K("p5cabcde"), &old), 0);
+	CU_ASSERT_EQUAL(old, 9);
+	CU_ASSERT_EQUAL(sized_new, made);
+	CU_ASSERT(pm_map_get(m, K("p5aabcde"), &v) && v == 1150);
+	CU_ASSERT(pm_map_get(m, K("p7aabcdefg"), &v) && v == 49);
+	/* too big: an ordinary block; small again: packed again */
+	CU_ASSERT_EQUAL(pm_map_set(m, K("p5aabcde"), UINT64_C(1) << 40, NULL), 0);
+	pm_map_stats(m, &st);
+	CU_ASSERT(st.packed_leaves == 4 && live[21] == 2);
+	assert_valid(m);
+	CU_ASSERT_EQUAL(pm_map_set(m, K("p5aabcde"), 5, NULL), 0);
+	pm_map_stats(m, &st);
+	CU_ASSERT(st.packed_leaves == 5 && live[21] == 1);
+	/* a write zipper at a packed leaf: its value, a key below it, a removal */
+	CU_ASSERT_EQUAL_FATAL(pm_wz_create(m, K("p6aabcdef"), &w), 0);
+	CU_ASSERT_EQUAL(pm_wz_set_value(w, 60, &old), 0);
+	CU_ASSERT_EQUAL(old, (UINT64_C(1) << 32) - 1);
+	CU_ASSERT_EQUAL(pm_wz_set_at(w, K("!"), 61, NULL), 1);
+	pm_wz_destroy(w);
+	CU_ASSERT_EQUAL_FATAL(pm_wz_create(m, K("p7aabcdefg"), &w), 0);
+	CU_ASSERT_EQUAL(pm_wz_remove_value(w, &old), 0);
+	CU_ASSERT_EQUAL(old, 49);
+	pm_wz_destroy(w);
+	assert_valid(m);
+	CU_ASSERT(pm_map_get(m, K("p6aabcdef"), &v) && v == 60);
+	CU_ASSERT(pm_map_get(m, K("p6aabcdef!"), &v) && v == 61);
+	CU_ASSERT_FALSE(pm_map_contains(m, K("p7aabcdefg")));
+	CU_ASSERT_EQUAL(pm_map_count(m), 12);
 	pm_map_destroy(m);
 	for (i = 0; i < 64; i++)
 		CU_ASSERT_EQUAL(live[i], 0);
@@ -1024,6 +1127,7 @@ int main(void)
 	CU_add_test(s, "algebra", test_algebra);
 	CU_add_test(s, "clone isolation", test_clone_isolation);
 	CU_add_test(s, "value tags", test_value_tags);
+	CU_add_test(s, "packed leaves", test_packed_leaves);
 	CU_add_test(s, "leaf prefixes of 1 and 2 bytes: header or tag", test_short_prefixes);
 	CU_add_test(s, "a tag's value replaced in place", test_tag_update);
 	CU_add_test(s, "sorted runs against record-by-record sets", test_set_sorted_random);

@@ -70,7 +70,8 @@ static int failures_reported;
 
 static uint64_t seed0;
 
-static uint64_t tags_seen; /* value tags met by check_map (the run must make some) */
+static uint64_t tags_seen;   /* value tags met by check_map (the run must make some) */
+static uint64_t packed_seen; /* packed leaves met by check_map (likewise) */
 
 static void check_map(int i)
 {
@@ -81,6 +82,7 @@ static void check_map(int i)
 	if (op_no % 64 == 0) {
 		pm_map_stats(S[i].m, &st);
 		tags_seen += st.value_tags;
+		packed_seen += st.packed_leaves;
 	}
 
 	if (rc)
@@ -294,12 +296,16 @@ static void one_op(void)
 	unsigned what = below(100);
 	uint8_t key[96];
 	size_t len = rand_key(key, sizeof(key));
-	/* small values half the time: leaves then fit value tags, with prefixes of 0 to 2 bytes */
+	/* small values half the time: leaves then fit value tags, with prefixes of 0 to 2 bytes,
+	 * or packed leaves, with 3 to 7; now and then one at the edge of what a packed leaf
+	 * holds (2^24 to 2^56, or one less) */
 	uint64_t v = below(2) ? rnd() : rnd() % 100000, old = 0, mold = 0, got;
 	struct model nr;
 	pm_map *nm = NULL;
 	int rc, mrc;
 
+	if (below(8) == 0)
+		v = (UINT64_C(1) << (8 * (3 + below(5)))) - below(2);
 	if (what < 10) {
 		/* update rules: sum into the old value, or first value wins */
 		bool sum = below(2), present = model_get(&S[i].r, key, len, &mold);
@@ -483,6 +489,8 @@ static void test_random_ops(void)
 	}
 	printf("  value tags seen in sampled checks: %" PRIu64 "\n", tags_seen);
 	CU_ASSERT(tags_seen > 0);
+	printf("  packed leaves seen in sampled checks: %" PRIu64 "\n", packed_seen);
+	CU_ASSERT(packed_seen > 0);
 }
 
 int main(void)
