@@ -1346,21 +1346,37 @@ out:
 	return rc;
 }
 
-/* The writer's side of write_parts: ranges go to it in byte order as they are finished. */
+/*
+ * The writer's side of write_parts: ranges go to it in byte order as they are finished. One
+ * thread at a time holds the stream (busy) and writes, outside the critical section, the
+ * finished ranges that come next; the others only mark theirs done, so none waits for a
+ * write to the file. The holder looks again, in the critical section, before letting go.
+ */
 struct wstream {
 	struct pkb_writer *w; /* the writer */
 	struct wrange *r;     /* the ranges */
 	size_t nranges;	      /* their number */
-	size_t next;	      /* the first range not written yet */
+	size_t next;	      /* the first range not written yet (the holder's) */
+	bool busy;	      /* a thread holds the stream */
 	struct pkb_err err;   /* message of rc */
-	int rc;		      /* the first write error */
+	int rc;		      /* the first write error (the holder's) */
 };
 
-/* Writes the finished ranges that come next, their buffers back to the pool; stops at a range that
- * failed (write_parts reports it). Called in the stream's critical section. */
-static void stream_ready(struct wstream *s, struct wpool *pool)
+/* End of the run of finished ranges from s->next on; stops at a range that failed (write_parts
+ * reports it). Called in the stream's critical section, by the holder. */
+static size_t stream_upto(const struct wstream *s)
 {
-	while (!s->rc && s->next < s->nranges && s->r[s->next].done && !s->r[s->next].rc) {
+	size_t i = s->next;
+
+	while (i < s->nranges && s->r[i].done && !s->r[i].rc)
+		i++;
+	return i;
+}
+
+/* Writes ranges s->next .. upto, their buffers back to the pool. The holder's. */
+static void stream_write(struct wstream *s, struct wpool *pool, size_t upto)
+{
+	while (!s->rc && s->next < upto) {
 		struct wrange *r = &s->r[s->next];
 		size_t j;
 
@@ -1526,11 +1542,29 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct wla
 	st.nranges = nranges;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
 	for (t = 0; t < (long)nranges; t++) {
+		size_t upto = 0;
+		bool mine;
+
 		write_range(map, l, cp, &r[t], &pool, w->path, cancel);
 #pragma omp critical(pkb_write_stream)
 		{
 			r[t].done = true;
-			stream_ready(&st, &pool);
+			mine = !st.busy;
+			if (mine) {
+				st.busy = true;
+				upto = stream_upto(&st);
+			}
+		}
+		while (mine) {
+			stream_write(&st, &pool, upto);
+#pragma omp critical(pkb_write_stream)
+			{
+				upto = stream_upto(&st);
+				if (st.rc || upto == st.next) {
+					st.busy = false;
+					mine = false;
+				}
+			}
 		}
 	}
 	for (i = 0; i < nranges; i++) {
