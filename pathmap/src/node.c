@@ -234,7 +234,6 @@ pm_node *node_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val
 
 pm_node *node_pack(const pm_ctx *c, pm_node *n)
 {
-	uint8_t pre[PM_PK_MAX];
 	size_t plen;
 	pm_node *t;
 
@@ -246,8 +245,7 @@ pm_node *node_pack(const pm_ctx *c, pm_node *n)
 		t = node_tag(node_prefix(n), plen, n->val);
 	} else if (node_pk_fits(plen, n->val)) {
 		/* a new 16-byte block (when that fails, n stays as it is: valid too) */
-		memcpy(pre, node_prefix(n), plen);
-		t = node_make_pk(c, pre, plen, n->val);
+		t = node_make_pk(c, node_prefix(n), plen, n->val);
 		if (!t)
 			return n;
 	} else {

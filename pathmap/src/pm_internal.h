@@ -223,11 +223,12 @@ static inline uint64_t pk_word(const uint8_t *p, size_t plen, uint64_t val)
 
 static inline uint64_t node_val(const pm_node *n) /* tag: its value */
 {
+	unsigned pk;
+
 	if (node_is_tag(n))
 		return (uint64_t)(uintptr_t)n >> (tag_plen(n) ? 19 : 3);
-	if (node_is_pk(n))
-		return n->val >> (8 * (pk_plen(n) - 2));
-	return n->val;
+	pk = pk_plen(n); /* 0 unless packed: then the value sits 8 * (pk - 2) bits up */
+	return n->val >> ((8 * pk - 16) & (0u - (pk != 0)));
 }
 
 static inline size_t node_block_plen(const pm_node *n) /* a block's (not a tag's) */
@@ -372,11 +373,12 @@ void node_free_block(const pm_ctx *c, pm_node *n);
 void node_unref(const pm_ctx *c, pm_node *n);
 pm_node *node_new(const pm_ctx *c, int kind, size_t plen, unsigned cap);
 pm_node *node_make_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val);
-/* A leaf to store in a slot as it is: a tag when one fits, else a block from node_make_leaf
- * (NULL when out of memory). */
+/* A leaf to store in a slot as it is: a tag when one fits, else a packed leaf when one fits,
+ * else a block from node_make_leaf (NULL when out of memory). */
 pm_node *node_leaf(const pm_ctx *c, const uint8_t *key, size_t len, uint64_t val);
-/* n itself, or the tag standing for it when n is a private leaf block that a tag can stand
- * for (node_tag_fits): the block is then freed. */
+/* n itself, or the tag or packed leaf standing for it when n is a private, unpacked leaf
+ * block that one can stand for (node_tag_fits, node_pk_fits): the block is then freed (n
+ * stays when the packed leaf's block cannot be had). */
 pm_node *node_pack(const pm_ctx *c, pm_node *n);
 pm_node *node_copy(const pm_ctx *c, pm_node *n);
 pm_node *node_cow(const pm_ctx *c, pm_node **slot);
