@@ -529,6 +529,32 @@ static void expect_keys(const pm_map *m, const char *want)
 	assert_valid(m);
 }
 
+/* Through write zippers: leaf a (value old_a) gets value nv and a key below it (a + "!",
+ * value nv + 1), leaf b (value old_b) loses its value; m then checks valid and reads so. */
+static void zip_leaf_writes(pm_map *m, const char *a, uint64_t old_a, uint64_t nv, const char *b,
+			    uint64_t old_b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char below[64];
+	uint64_t v;
+	pm_wz *w;
+
+	CU_ASSERT_EQUAL_FATAL(pm_wz_create(m, (const uint8_t *)a, la, &w), 0);
+	CU_ASSERT_EQUAL(pm_wz_set_value(w, nv, &v), 0);
+	CU_ASSERT_EQUAL(v, old_a);
+	CU_ASSERT_EQUAL(pm_wz_set_at(w, K("!"), nv + 1, NULL), 1);
+	pm_wz_destroy(w);
+	CU_ASSERT_EQUAL_FATAL(pm_wz_create(m, (const uint8_t *)b, lb, &w), 0);
+	CU_ASSERT_EQUAL(pm_wz_remove_value(w, &v), 0);
+	CU_ASSERT_EQUAL(v, old_b);
+	pm_wz_destroy(w);
+	assert_valid(m);
+	snprintf(below, sizeof(below), "%s!", a);
+	CU_ASSERT(pm_map_get(m, (const uint8_t *)a, la, &v) && v == nv);
+	CU_ASSERT(pm_map_get(m, (const uint8_t *)below, la + 1, &v) && v == nv + 1);
+	CU_ASSERT_FALSE(pm_map_contains(m, (const uint8_t *)b, lb));
+}
+
 /*
  * A key that ends right after its branch byte, with a value below 2^61, is held in its
  * parent's child slot (a value tag, no block): it reads, iterates, clones, zips and combines
@@ -542,7 +568,6 @@ static void test_value_tags(void)
 	char got[256] = "";
 	pm_stats st, sg;
 	pm_rz *z;
-	pm_wz *w;
 	uint64_t v;
 
 	pm_map_stats(a, &st);
@@ -588,20 +613,7 @@ static void test_value_tags(void)
 	CU_ASSERT_EQUAL(pm_rz_prev_value(z), 1);
 	CU_ASSERT(pm_rz_value(z, &v) && v == 7);
 	pm_rz_destroy(z);
-	/* write zipper on tags: a value, a removal, a key below */
-	CU_ASSERT_EQUAL_FATAL(pm_wz_create(a, K("d/8"), &w), 0);
-	CU_ASSERT_EQUAL(pm_wz_set_value(w, 80, &v), 0);
-	CU_ASSERT_EQUAL(v, 8);
-	CU_ASSERT_EQUAL(pm_wz_set_at(w, K("y"), 81, NULL), 1);
-	pm_wz_destroy(w);
-	CU_ASSERT_EQUAL_FATAL(pm_wz_create(a, K("d/9"), &w), 0);
-	CU_ASSERT_EQUAL(pm_wz_remove_value(w, &v), 0);
-	CU_ASSERT_EQUAL(v, 9);
-	pm_wz_destroy(w);
-	assert_valid(a);
-	CU_ASSERT(pm_map_get(a, K("d/8"), &v) && v == 80);
-	CU_ASSERT(pm_map_get(a, K("d/8y"), &v) && v == 81);
-	CU_ASSERT_FALSE(pm_map_contains(a, K("d/9")));
+	zip_leaf_writes(a, "d/8", 8, 80, "d/9", 9);	  /* write zippers on tags */
 	CU_ASSERT(pm_map_get(b, K("d/9"), &v) && v == 9); /* the clone kept it */
 	/* algebra over tags on both sides */
 	CU_ASSERT_EQUAL_FATAL(pm_map_meet(a, b, &c), 0);
@@ -804,7 +816,6 @@ static void test_packed_leaves(void)
 	uint64_t v, top, old = 0;
 	pm_map *m, *b = NULL;
 	pm_stats st;
-	pm_wz *w;
 
 	memset(live, 0, sizeof(live));
 	CU_ASSERT_EQUAL_FATAL(pm_map_create(&m, sized_alloc, live), 0);
@@ -871,20 +882,8 @@ static void test_packed_leaves(void)
 	CU_ASSERT_EQUAL(pm_map_set(m, K("p5aabcde"), 5, NULL), 0);
 	pm_map_stats(m, &st);
 	CU_ASSERT(st.packed_leaves == 5 && live[21] == 1);
-	/* a write zipper at a packed leaf: its value, a key below it, a removal */
-	CU_ASSERT_EQUAL_FATAL(pm_wz_create(m, K("p6aabcdef"), &w), 0);
-	CU_ASSERT_EQUAL(pm_wz_set_value(w, 60, &old), 0);
-	CU_ASSERT_EQUAL(old, (UINT64_C(1) << 32) - 1);
-	CU_ASSERT_EQUAL(pm_wz_set_at(w, K("!"), 61, NULL), 1);
-	pm_wz_destroy(w);
-	CU_ASSERT_EQUAL_FATAL(pm_wz_create(m, K("p7aabcdefg"), &w), 0);
-	CU_ASSERT_EQUAL(pm_wz_remove_value(w, &old), 0);
-	CU_ASSERT_EQUAL(old, 49);
-	pm_wz_destroy(w);
-	assert_valid(m);
-	CU_ASSERT(pm_map_get(m, K("p6aabcdef"), &v) && v == 60);
-	CU_ASSERT(pm_map_get(m, K("p6aabcdef!"), &v) && v == 61);
-	CU_ASSERT_FALSE(pm_map_contains(m, K("p7aabcdefg")));
+	/* write zippers at packed leaves */
+	zip_leaf_writes(m, "p6aabcdef", (UINT64_C(1) << 32) - 1, 60, "p7aabcdefg", 49);
 	CU_ASSERT_EQUAL(pm_map_count(m), 12);
 	pm_map_destroy(m);
 	for (i = 0; i < 64; i++)
