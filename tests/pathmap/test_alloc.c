@@ -185,7 +185,8 @@ static const char *const set_keys[] = {"",
 				       ("LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL"
 					"LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL"),
 				       "LLLL",
-				       "c/1/\x0b"};
+				       "c/1/\x0b",
+				       "p12345"}; /* a new branch and a 5-byte suffix: packed */
 #define NSET (sizeof(set_keys) / sizeof(set_keys[0]))
 
 static size_t cur;
