@@ -36,10 +36,10 @@
  *
  *   A key that ends 4 to 8 bytes after its branch byte (the last bytes of a random 64-bit
  *   integer, say) then costs one 16-byte block instead of 19 to 23 bytes, which an
- *   allocator rounds up to 24 or 32. The value is the val word shifted right by
- *   8 * (plen - 2) bytes, so packing needs a little-endian machine (elsewhere no leaf is
- *   packed). Like a tag, a packed leaf counts as shared: a writer's copy-on-write turns it
- *   into an ordinary block (node_copy unpacks) and node_pack packs it back.
+ *   allocator rounds up to 24 or 32. The value is the val word shifted right by plen - 2
+ *   bytes, so packing needs a little-endian machine (elsewhere no leaf is packed). Like a
+ *   tag, a packed leaf counts as shared: a writer's copy-on-write turns it into an ordinary
+ *   block (node_copy unpacks) and node_pack packs it back.
  *
  *   A VALUE TAG stands for a leaf with a prefix of at most 2 bytes and a small value (a key
  *   that ends at most two bytes after its branch byte: the last characters of a path, the
