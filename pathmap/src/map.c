@@ -308,9 +308,11 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 			*slot = t;
 			return 1;
 		}
-		if (node_is_tag(n) && node_plen(n) == len - i &&
+		if ((node_is_tag(n) || node_pk_private(n)) && node_plen(n) == len - i &&
 		    common_len(node_prefix(n), len - i, key + i, len - i) == len - i) {
-			/* the key's own tag: a new value in place, no block on the way */
+			/* the key's own tag or private packed leaf: a new value in place (a new
+			 * tag, or the packed word rewritten) when it fits, else a block; nothing is
+			 * copied on the way */
 			uint64_t cur = node_val(n);
 			const uint8_t *p = node_prefix(n);
 
@@ -319,35 +321,15 @@ int tr_upsert(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, 
 				if (rc != PM_UPDATE_STORE)
 					return rc < 0 ? rc : 0;
 			}
-			if (node_tag_fits(len - i, val)) {
-				t = node_tag(p, len - i, val);
+			if (!node_is_tag(n) && node_pk_fits(len - i, val)) {
+				n->val = pk_word(p, len - i, val);
 			} else {
-				t = node_make_leaf(c, p, len - i, val);
+				t = node_tag_fits(len - i, val)
+					? node_tag(p, len - i, val)
+					: node_make_leaf(c, p, len - i, val);
 				if (!t)
 					return PM_ENOMEM;
-			}
-			if (old)
-				*old = cur;
-			*slot = t;
-			return 0;
-		}
-		if (node_pk_private(n) && node_plen(n) == len - i &&
-		    common_len(node_prefix(n), len - i, key + i, len - i) == len - i) {
-			/* the key's own packed leaf: the new value in place when it fits */
-			uint64_t cur = node_val(n);
-
-			if (fn) {
-				rc = fn(true, cur, &val, arg);
-				if (rc != PM_UPDATE_STORE)
-					return rc < 0 ? rc : 0;
-			}
-			if (node_pk_fits(len - i, val)) {
-				n->val = pk_word(node_prefix(n), len - i, val);
-			} else {
-				t = node_make_leaf(c, node_prefix(n), len - i, val);
-				if (!t)
-					return PM_ENOMEM;
-				node_free_block(c, n);
+				node_free_block(c, n); /* a tag: nothing to free */
 				*slot = t;
 			}
 			if (old)
