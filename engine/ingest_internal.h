@@ -92,7 +92,8 @@ struct pme_router {
 	uint64_t *pre;		/* n: prefix scheme only, key bytes after the stem */
 	uint32_t *idx;		/* n record indices by bucket */
 	struct pme_kp *kp;	/* n: key bytes, record and value of idx[] (what the sorts move) */
-	struct pme_kp *tmp;	/* n: merge sort scratch */
+	struct pme_kp *tmp;	/* sort scratch: the largest bucket's size a thread, or n */
+	size_t tmp_cap;		/* records tmp holds */
 	size_t *start;		/* nbuckets + 1 bucket starts in idx */
 	size_t *hist;		/* nchunks * nbuckets histogram / scatter cursors */
 	size_t lcp;		/* common prefix length of the batch's keys (sort) */

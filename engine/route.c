@@ -107,7 +107,7 @@ static int grow(struct pme_router *r, size_t n)
 {
 	uint32_t *pid, *idx;
 	uint64_t *pre;
-	struct pme_kp *kp, *tmp;
+	struct pme_kp *kp;
 
 	if (n <= r->cap)
 		return 0;
@@ -128,10 +128,7 @@ static int grow(struct pme_router *r, size_t n)
 	kp = realloc(r->kp, n * sizeof(*kp));
 	if (kp)
 		r->kp = kp;
-	tmp = realloc(r->tmp, n * sizeof(*tmp));
-	if (tmp)
-		r->tmp = tmp;
-	if (!pid || (r->scheme == PME_SCHEME_PREFIX && !pre) || !idx || !kp || !tmp)
+	if (!pid || (r->scheme == PME_SCHEME_PREFIX && !pre) || !idx || !kp)
 		return PM_ENOMEM;
 	r->cap = n;
 	return 0;
@@ -292,6 +289,44 @@ static size_t batch_lcp(const struct pme_rbatch *b)
 	return l;
 }
 
+/*
+ * Sorts every bucket of the routed batch b by key. Each thread's merge sort scratch holds
+ * as many records as the largest bucket, not as many as the batch: with hundreds of buckets
+ * that is a small block that stays in the thread's cache, and far fewer fresh pages to
+ * fault in. When the threads' blocks would add up to more than the batch (one bucket holds
+ * most of it), the scratch is the batch's size and each bucket uses its own range of it.
+ */
+static int sort_buckets(struct pme_router *r, const struct pme_rbatch *b)
+{
+	const size_t nb = r->nbuckets, nt = (size_t)r->nthreads;
+	size_t bk, most = 0, need;
+	bool shared;
+
+	for (bk = 0; bk < nb; bk++)
+		if (r->start[bk + 1] - r->start[bk] > most)
+			most = r->start[bk + 1] - r->start[bk];
+	shared = most > b->n / nt;
+	need = shared ? b->n : most * nt;
+	if (need > r->tmp_cap) {
+		struct pme_kp *t = realloc(r->tmp, need * sizeof(*t));
+
+		if (!t)
+			return PM_ENOMEM;
+		r->tmp = t;
+		r->tmp_cap = need;
+	}
+#pragma omp parallel for schedule(dynamic) num_threads(r->nthreads)
+	for (bk = 0; bk < nb; bk++) {
+		size_t s = r->start[bk], e = r->start[bk + 1];
+		struct pme_kp *t =
+		    shared ? r->tmp + s : r->tmp + most * (size_t)omp_get_thread_num();
+
+		if (e - s > 1)
+			sort_part(b, r->lcp, r->kp + s, t, e - s, r->idx + s);
+	}
+	return 0;
+}
+
 int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 {
 	const size_t nb = r->nbuckets;
@@ -373,14 +408,7 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort)
 	}
 	if (!sort)
 		return 0;
-#pragma omp parallel for schedule(dynamic) num_threads(r->nthreads)
-	for (size_t bk = 0; bk < nb; bk++) {
-		size_t s = r->start[bk], e = r->start[bk + 1];
-
-		if (e - s > 1)
-			sort_part(b, r->lcp, r->kp + s, r->tmp + s, e - s, r->idx + s);
-	}
-	return 0;
+	return sort_buckets(r, b);
 }
 
 int pme_u64_cmp(const void *a, const void *b)
