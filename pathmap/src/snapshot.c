@@ -1077,7 +1077,7 @@ static inline void u_prefetch_children(pm_node *n)
 		__builtin_prefetch(c[i]);
 }
 
-#define U_SORT_SHORT 32 /* children of a union node sorted by insertion, not counting */
+#define U_SORT_SHORT 32 /* children of a union node sorted by insertion (<= 256) */
 
 /* Writes the positions that follow p, one per next byte, to t (in byte order); returns how
  * many. */
@@ -1120,6 +1120,46 @@ static size_t u_gather(const struct upos *p, struct upos *t)
 }
 
 /*
+ * The union node of one source p at a leaf (the last d bytes of its key are in last, the
+ * branch byte last[d - 1] among them), below an open node: emitted at once as that node's
+ * child, without a frame of its own. Most nodes of a snapshot are such leaves.
+ */
+static int u_leaf(struct ustate *u, const struct upos *p, size_t d)
+{
+	pm_snap_builder *b = u->b;
+	const uint8_t *pre = node_prefix(p->n) + p->off;
+	size_t pl = node_plen(p->n) - p->off, end = d + pl;
+	struct frame f = {d, end, node_val(p->n), b->nch, true};
+	uint64_t off, cnt;
+	int rc;
+
+	if (u->check) { /* it reads the key */
+		rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, end + 1, 1);
+		if (rc)
+			return rc;
+		if (pl)
+			memcpy(b->last + d, pre, pl);
+		rc = u->check(u->arg, p->src, b->last, end, &f.val);
+		if (rc)
+			return rc;
+	}
+	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + 1, sizeof(struct child));
+	if (!rc)
+		rc = emit(b, &f, pre, pl, &off, &cnt);
+	if (rc)
+		return rc;
+	b->ch[b->nch].off = off;
+	b->ch[b->nch].count = cnt;
+	b->ch[b->nch].byte = b->last[d - 1];
+	b->nch++;
+	u->count++;
+	u->key_bytes += end;
+	if (end > u->max_key)
+		u->max_key = end;
+	return 0;
+}
+
+/*
  * Opens the union node of the sources pos[s .. e) (their positions after the branch byte
  * last[d - 1]; adjusted in place), whose prefix starts at depth d.
  */
@@ -1140,6 +1180,9 @@ static int u_enter(struct ustate *u, size_t s, size_t e, size_t d)
 		if (e - s == 1) {
 			struct upos *p = &u->pos[s];
 			size_t pl = node_plen(p->n) - p->off;
+
+			if (u->nfr && node_kind(p->n) == PM_LEAF)
+				return u_leaf(u, p, d);
 
 			rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, d + pl + 1, 1);
 			if (rc)
@@ -1213,18 +1256,19 @@ static int u_enter(struct ustate *u, size_t s, size_t e, size_t d)
 	for (i = s, total = 0; i < e; i++)
 		total += u_gather(&u->pos[i], u->tmp + total);
 	pb = u->npos;
-	if (total <= U_SORT_SHORT) { /* few: an insertion sort */
-		struct upos *v = u->pos + pb;
+	if (total <= U_SORT_SHORT) { /* few: an insertion sort of (byte, index) pairs */
+		uint16_t key[U_SORT_SHORT];
 
 		for (i = 0; i < total; i++) {
+			uint16_t x = (uint16_t)(u->tmp[i].byte << 8 | i);
 			size_t j = i;
 
-			while (j && v[j - 1].byte > u->tmp[i].byte) {
-				v[j] = v[j - 1];
-				j--;
-			}
-			v[j] = u->tmp[i];
+			for (; j && key[j - 1] > x; j--)
+				key[j] = key[j - 1];
+			key[j] = x;
 		}
+		for (i = 0; i < total; i++)
+			u->pos[pb + i] = u->tmp[key[i] & 0xff];
 	} else { /* many: a counting sort */
 		memset(cnt, 0, sizeof(cnt));
 		for (i = 0; i < total; i++)
