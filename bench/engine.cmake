@@ -6,6 +6,7 @@ find_library(PME_JUDY_LIBRARY Judy)
 if(PME_JUDY_INCLUDE_DIR AND PME_JUDY_LIBRARY AND TARGET pmio)
   add_executable(judy_baseline ${CMAKE_CURRENT_LIST_DIR}/judy_baseline.c)
   target_include_directories(judy_baseline SYSTEM PRIVATE ${PME_JUDY_INCLUDE_DIR})
+  target_include_directories(judy_baseline PRIVATE ${PROJECT_SOURCE_DIR}/engine) # pme_malloc.h
   target_link_libraries(judy_baseline PRIVATE pmio ${PME_JUDY_LIBRARY} xxhash
     OpenMP::OpenMP_C pm_flags)
   if(JEMALLOC_FOUND)

@@ -20,6 +20,9 @@
 #include <xxhash.h>
 
 #include "pio.h"
+#include "pme_malloc.h"
+
+const char *malloc_conf = PME_MALLOC_CONF; /* as pmingest: see pme_malloc.h */
 
 #define NPART 256
 

@@ -7,6 +7,7 @@ find_library(PM_SCAL_JUDY_LIBRARY Judy)
 if(PM_SCAL_JUDY_INCLUDE_DIR AND PM_SCAL_JUDY_LIBRARY AND TARGET pmio)
   add_executable(scal_baselines ${CMAKE_CURRENT_LIST_DIR}/scaling/baselines.c)
   target_include_directories(scal_baselines SYSTEM PRIVATE ${PM_SCAL_JUDY_INCLUDE_DIR})
+  target_include_directories(scal_baselines PRIVATE ${PROJECT_SOURCE_DIR}/engine) # pme_malloc.h
   target_link_libraries(scal_baselines PRIVATE pathmap pmio OpenMP::OpenMP_C
     ${PM_SCAL_JUDY_LIBRARY} ${CMAKE_DL_LIBS} pm_flags)
   if(JEMALLOC_FOUND)

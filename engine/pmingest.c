@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "pme_cmd.h"
+#include "pme_malloc.h"
+
+const char *malloc_conf = PME_MALLOC_CONF; /* see pme_malloc.h */
 
 struct command {
 	const char *name;    /* as typed after pmingest */

@@ -57,6 +57,9 @@
 
 #include "pathmap.h"
 #include "pio.h"
+#include "pme_malloc.h"
+
+const char *malloc_conf = PME_MALLOC_CONF; /* as pmingest: see pme_malloc.h */
 
 enum {
 	EXIT_CHECK = 1,
