@@ -1120,9 +1120,9 @@ static size_t u_gather(const struct upos *p, struct upos *t)
 }
 
 /*
- * The union node of one source p at a leaf (the last d bytes of its key are in last, the
- * branch byte last[d - 1] among them), below an open node: emitted at once as that node's
- * child, without a frame of its own. Most nodes of a snapshot are such leaves.
+ * The union node of one source p at a leaf, below an open node (the first d bytes of its
+ * key are in last, the branch byte last[d - 1] the last of them): emitted at once as that
+ * node's child, without a frame of its own. Most nodes of a snapshot are such leaves.
  */
 static int u_leaf(struct ustate *u, const struct upos *p, size_t d)
 {
