@@ -935,6 +935,8 @@ static const uint8_t *blob(const struct field *f, const uint8_t *p, size_t *len)
 	}
 }
 
+#define KEY_SLACK 16 /* bytes decode_keys may write past the last key */
+
 static void decode_keys(const struct field *f, const uint8_t *buf, size_t stride, size_t n,
 			struct pio_batch *b)
 {
@@ -962,7 +964,10 @@ static void decode_keys(const struct field *f, const uint8_t *buf, size_t stride
 		return;
 	}
 	if (f->kind == FK_FSTR && f->pad == PIO_PAD_NULLPAD) {
-		/* The common case (numpy 'S' dtype from h5py): a tight loop. */
+		/* The common case (numpy 'S' dtype from h5py): a tight loop. Each key's whole
+		 * field is copied (the arena has that much room past the keys: KEY_SLACK), the
+		 * next key overwrites its padding; 8 and 16 bytes, the usual widths, are copied as
+		 * constants, not by a call. */
 		size_t size = f->size;
 
 		for (size_t i = 0; i < n; i++) {
@@ -971,7 +976,12 @@ static void decode_keys(const struct field *f, const uint8_t *buf, size_t stride
 
 			while (len && p[len - 1] == 0)
 				len--;
-			memcpy(k + pos, p, len);
+			if (size == 16)
+				memcpy(k + pos, p, 16);
+			else if (size == 8)
+				memcpy(k + pos, p, 8);
+			else
+				memcpy(k + pos, p, len);
 			pos += len;
 			off[i + 1] = pos;
 		}
@@ -1069,7 +1079,7 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 	if (!rc)
 		rc = decoded_size(&s->vf, vbuf, vstride, n, true, &hbytes);
 	if (!rc)
-		rc = pio_batch_reserve(b, n, kbytes, hbytes);
+		rc = pio_batch_reserve(b, n, kbytes + KEY_SLACK, hbytes);
 	if (rc) {
 		rc = pio_seterr(err, rc, s->file, s->kpath,
 				"out of memory for a batch of %zu records", n);
