@@ -667,6 +667,16 @@ static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix
 	return 0;
 }
 
+/* Records a finished node (offset off, count values) as the next child, by byte, of the
+ * node being built above it; the child array has room. */
+static inline void put_child(pm_snap_builder *b, uint64_t off, uint64_t count, uint8_t byte)
+{
+	b->ch[b->nch].off = off;
+	b->ch[b->nch].count = count;
+	b->ch[b->nch].byte = byte;
+	b->nch++;
+}
+
 /* Emits the top frame and records it as a child of the frame below. */
 static int pop_frame(pm_snap_builder *b)
 {
@@ -680,10 +690,7 @@ static int pop_frame(pm_snap_builder *b)
 		return rc;
 	b->nfr--;
 	/* emit() freed at least f's own slot range; the child array has room. */
-	b->ch[b->nch].off = off;
-	b->ch[b->nch].count = cnt;
-	b->ch[b->nch].byte = byte;
-	b->nch++;
+	put_child(b, off, cnt, byte);
 	return 0;
 }
 
@@ -759,10 +766,7 @@ int pm_snap_builder_add(pm_snap_builder *b, const uint8_t *key, size_t len, uint
 		t->end = l;
 		t->has_val = false;
 		t->val = 0;
-		b->ch[b->nch].off = off;
-		b->ch[b->nch].count = cnt;
-		b->ch[b->nch].byte = b->last[l];
-		b->nch++;
+		put_child(b, off, cnt, b->last[l]);
 	}
 	if (len > l)
 		memcpy(b->last + l, key + l, len - l);
@@ -906,10 +910,7 @@ int pm_snap_builder_join_parts(pm_snap_builder *b, const struct pm_snap_part *pa
 		return rc;
 	b->joining = true;
 	for (i = 0; i < n; i++) {
-		b->ch[b->nch].off = b->pos + parts[i].root;
-		b->ch[b->nch].count = parts[i].count;
-		b->ch[b->nch].byte = parts[i].byte;
-		b->nch++;
+		put_child(b, b->pos + parts[i].root, parts[i].count, parts[i].byte);
 		b->count += parts[i].count;
 		if (parts[i].max_key >= b->max_key)
 			b->max_key =
@@ -1023,6 +1024,15 @@ static int u_grow(struct ustate *u, void **p, size_t *cap, size_t need, size_t e
 	return grow(u->b->alloc, u->b->ud, p, cap, need, elt);
 }
 
+/* Counts a key of end bytes that the walk met. */
+static inline void u_count_key(struct ustate *u, size_t end)
+{
+	u->count++;
+	u->key_bytes += end;
+	if (end > u->max_key)
+		u->max_key = end;
+}
+
 static int u_push(struct ustate *u, size_t start, size_t end, bool has_val, uint64_t val,
 		  uint32_t src, pm_node *one, size_t pbase, size_t pend)
 {
@@ -1048,12 +1058,8 @@ static int u_push(struct ustate *u, size_t start, size_t end, bool has_val, uint
 	F->pend = pend;
 	F->next = one ? 0 : pbase;
 	F->lastb = -1;
-	if (has_val) {
-		u->count++;
-		u->key_bytes += end;
-		if (end > u->max_key)
-			u->max_key = end;
-	}
+	if (has_val)
+		u_count_key(u, end);
 	return 0;
 }
 
@@ -1148,14 +1154,8 @@ static int u_leaf(struct ustate *u, const struct upos *p, size_t d)
 		rc = emit(b, &f, pre, pl, &off, &cnt);
 	if (rc)
 		return rc;
-	b->ch[b->nch].off = off;
-	b->ch[b->nch].count = cnt;
-	b->ch[b->nch].byte = b->last[d - 1];
-	b->nch++;
-	u->count++;
-	u->key_bytes += end;
-	if (end > u->max_key)
-		u->max_key = end;
+	put_child(b, off, cnt, b->last[d - 1]);
+	u_count_key(u, end);
 	return 0;
 }
 
@@ -1303,10 +1303,7 @@ static int u_close(struct ustate *u, uint64_t *root)
 	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + 1, sizeof(struct child));
 	if (rc)
 		return rc;
-	b->ch[b->nch].off = off;
-	b->ch[b->nch].count = cnt;
-	b->ch[b->nch].byte = b->last[F->f.start - 1];
-	b->nch++;
+	put_child(b, off, cnt, b->last[F->f.start - 1]);
 	return 0;
 }
 
