@@ -48,7 +48,7 @@ static const struct option options[] = {
     {"threads", K_INT, OFF(threads), "OMP_NUM_THREADS, else all cores", "OpenMP threads"},
     {"scheme", K_SCHEME, OFF(scheme), "hash",
      "partition scheme: hash | prefix (key ranges after the input's common prefix)"},
-    {"partitions", K_U32, OFF(partitions), "power of two >= 8 x threads (min 64)",
+    {"partitions", K_U32, OFF(partitions), "power of two >= 8 x threads (min 256)",
      "partition count P (hash: a power of two <= 65536; prefix: 1..65536)"},
     {"batch-records", K_U64, OFF(batch_records), "from --memory (at most 2097152)",
      "records per batch (rounded to whole HDF5 chunks)"},
