@@ -53,9 +53,10 @@ static const struct option options[] = {
     {"batch-records", K_U64, OFF(batch_records), "from --memory (at most 2097152)",
      "records per batch (rounded to whole HDF5 chunks)"},
     {"memory", K_SIZE, OFF(memory), "physical memory / 4",
-     "memory for the batches in flight, and for the KB image when it is built in "
-     "parallel (above it, the KB is written serially), e.g. 512M, 4G; the map itself "
-     "is not counted"},
+     "memory for the batches in flight (hash scheme, last value: 3/4 of it, and 1/4 "
+     "for sorted runs held back before they go into the map), and for the KB image when "
+     "it is built in parallel (above it, the KB is written serially), e.g. 512M, 4G; "
+     "the map itself is not counted"},
     {"on-duplicate", K_POLICY, OFF(on_duplicate), "last",
      "last | first | error | sum | min | max | count"},
     {"sort", K_BOOL, OFF(sort), "true", "sort each partition's batch by key before filling"},

@@ -230,6 +230,218 @@ static bool fill_sorted(const struct pme_rbatch *b, const struct pme_router *r, 
 	return true;
 }
 
+#define HOLD_RUNS_MAX 64 /* runs a partition holds back before it fills them */
+
+void pme_held_free(struct pme_held *h)
+{
+	free(h->buf);
+	free(h->run);
+	memset(h, 0, sizeof(*h));
+}
+
+/*
+ * A held record: | head u64 | len u32 | key (len bytes) | value u64 |, head being the key's
+ * first 8 bytes big-endian, zero-padded, so that most comparisons of the merge are one
+ * integer comparison.
+ */
+#define HELD_HDR 12 /* head and len */
+
+static inline uint64_t held_head(const uint8_t *p)
+{
+	uint64_t h;
+
+	memcpy(&h, p, 8);
+	return h;
+}
+
+static inline uint32_t held_len(const uint8_t *p)
+{
+	uint32_t l;
+
+	memcpy(&l, p + 8, 4);
+	return l;
+}
+
+/* Byte order of held records a and b whose heads are equal (a prefix first). */
+static int held_cmp_tail(const uint8_t *a, const uint8_t *b)
+{
+	uint32_t la = held_len(a), lb = held_len(b);
+	int c = memcmp(a + HELD_HDR, b + HELD_HDR, la < lb ? la : lb);
+
+	return c ? c : (la > lb) - (la < lb);
+}
+
+/*
+ * Appends the sorted run kp[from..to) (keys after skip bytes) to what part holds back.
+ * Returns false, holding nothing more, when the buffers cannot grow.
+ */
+static bool hold_run(const struct pme_rbatch *b, const struct pme_router *r, size_t from, size_t to,
+		     size_t skip, struct pme_part *part)
+{
+	struct pme_held *h = &part->held;
+	const struct pme_kp *kp = r->kp;
+	size_t i, used = h->len;
+	uint8_t kbuf[256];
+
+	if (h->nruns == h->run_cap) {
+		size_t nc = h->run_cap ? 2 * h->run_cap : 8;
+		size_t *nr = realloc(h->run, nc * sizeof(*nr));
+
+		if (!nr)
+			return false;
+		h->run = nr;
+		h->run_cap = nc;
+	}
+	if (r->lcp + PME_KP_SHORT > sizeof(kbuf))
+		return false;
+	memcpy(kbuf, r->lcp_key, r->lcp);
+	for (i = from; i < to; i++) {
+		const struct pme_kp *e = &kp[i];
+		const uint8_t *k;
+		uint8_t *o;
+		uint64_t hd;
+		uint32_t l;
+		size_t kl;
+
+		if (i + FETCH_FAR < to && kp[i + FETCH_FAR].len > PME_KP_SHORT)
+			__builtin_prefetch(&b->key_off[kp[i + FETCH_FAR].rec]);
+		if (i + FETCH_NEAR < to && kp[i + FETCH_NEAR].len > PME_KP_SHORT)
+			__builtin_prefetch(b->keys + b->key_off[kp[i + FETCH_NEAR].rec]);
+		kl = pme_kp_key(e, r->lcp, kbuf);
+		if (kl != SIZE_MAX) {
+			k = kbuf;
+		} else {
+			k = b->keys + b->key_off[e->rec];
+			kl = b->key_off[e->rec + 1] - b->key_off[e->rec];
+		}
+		if (kl - skip > UINT32_MAX ||
+		    buf_room(&h->buf, &h->cap, used, HELD_HDR + 8 + (kl - skip)))
+			return false;
+		l = (uint32_t)(kl - skip);
+		hd = pme_head8(k + skip, l);
+		o = h->buf + used;
+		memcpy(o, &hd, 8);
+		memcpy(o + 8, &l, 4);
+		memcpy(o + HELD_HDR, k + skip, l);
+		memcpy(o + HELD_HDR + l, &e->val, 8);
+		used += HELD_HDR + 8 + (size_t)l;
+	}
+	if (!h->nrec)
+		h->ord = b->ordinal + kp[from].rec;
+	h->run[h->nruns++] = h->len;
+	h->len = used;
+	h->nrec += to - from;
+	part->records += to - from;
+	return true;
+}
+
+/* The merge's cursors: run q's next record cur[q] (head hd[q]), its end end[q]. */
+struct held_merge {
+	const uint8_t *cur[HOLD_RUNS_MAX];
+	const uint8_t *end[HOLD_RUNS_MAX];
+	uint64_t hd[HOLD_RUNS_MAX];
+	uint32_t heap[HOLD_RUNS_MAX]; /* run indices, a min-heap */
+	size_t n;		      /* runs in the heap */
+};
+
+/* Whether run a's next record goes before run b's: smaller key, or equal and earlier run
+ * (equal keys keep input order). */
+static inline bool held_before(const struct held_merge *m, uint32_t a, uint32_t b)
+{
+	int c;
+
+	if (m->hd[a] != m->hd[b])
+		return m->hd[a] < m->hd[b];
+	c = held_cmp_tail(m->cur[a], m->cur[b]);
+	return c < 0 || (c == 0 && a < b);
+}
+
+/* Puts held record p in kv; returns the record after it. */
+static inline const uint8_t *held_emit(const uint8_t *p, pm_kv *kv)
+{
+	uint32_t l = held_len(p);
+
+	kv->key = p + HELD_HDR;
+	kv->len = l;
+	memcpy(&kv->val, p + HELD_HDR + l, 8);
+	return p + HELD_HDR + 8 + l;
+}
+
+static void held_sift(struct held_merge *m, size_t i)
+{
+	uint32_t *heap = m->heap;
+
+	for (;;) {
+		size_t l = 2 * i + 1, s = i;
+		uint32_t t;
+
+		if (l < m->n && held_before(m, heap[l], heap[s]))
+			s = l;
+		if (l + 1 < m->n && held_before(m, heap[l + 1], heap[s]))
+			s = l + 1;
+		if (s == i)
+			return;
+		t = heap[i];
+		heap[i] = heap[s];
+		heap[s] = t;
+		i = s;
+	}
+}
+
+void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb)
+{
+	struct pme_held *h = &part->held;
+	struct held_merge m;
+	size_t n = 0, i, added = 0;
+	int rc = 0;
+
+	if (!h->nrec)
+		return;
+	if (h->nrec > fb->kv_cap) {
+		pm_kv *kv = realloc(fb->kv, h->nrec * sizeof(*kv));
+
+		if (!kv) {
+			rc = PM_ENOMEM;
+			goto out;
+		}
+		fb->kv = kv;
+		fb->kv_cap = h->nrec;
+	}
+	m.n = 0;
+	for (i = 0; i < h->nruns; i++) {
+		m.cur[i] = h->buf + h->run[i];
+		m.end[i] = h->buf + (i + 1 < h->nruns ? h->run[i + 1] : h->len);
+		if (m.cur[i] < m.end[i]) {
+			m.hd[i] = held_head(m.cur[i]);
+			m.heap[m.n++] = (uint32_t)i;
+		}
+	}
+	for (i = m.n / 2; i-- > 0;)
+		held_sift(&m, i);
+	while (m.n > 1) {
+		uint32_t q = m.heap[0];
+		const uint8_t *p = held_emit(m.cur[q], &fb->kv[n++]);
+
+		m.cur[q] = p;
+		if (p == m.end[q])
+			m.heap[0] = m.heap[--m.n];
+		else
+			m.hd[q] = held_head(p);
+		held_sift(&m, 0);
+	}
+	if (m.n) /* the last run: the rest in order */
+		for (const uint8_t *p = m.cur[m.heap[0]]; p < m.end[m.heap[0]];)
+			p = held_emit(p, &fb->kv[n++]);
+	rc = pm_wz_set_sorted(wz, fb->kv, n, &added);
+	part->dups += n - added;
+out:
+	if (rc < 0 && (!part->rc || h->ord < part->err_ord)) {
+		part->rc = rc;
+		part->err_ord = h->ord;
+	}
+	pme_held_free(h);
+}
+
 void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 		  const struct pme_router *r, size_t from, size_t to, pm_wz *wz, size_t skip,
 		  uint32_t hid, struct pme_part *part, struct pme_fill_buf *fb)
@@ -242,6 +454,14 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 	size_t i;
 	int rc;
 
+	if (fast && fb && r->sorted && fc->hold) {
+		if (hold_run(b, r, from, to, skip, part)) {
+			if (part->held.len >= fc->hold || part->held.nruns == HOLD_RUNS_MAX)
+				pme_fill_flush(wz, part, fb);
+			return;
+		}
+		pme_fill_flush(wz, part, fb); /* then this run on its own */
+	}
 	if (fast && fb && r->sorted && fill_sorted(b, r, from, to, wz, skip, part, fb))
 		return;
 	/* sorted records carry their first key bytes: short keys need no batch read */

@@ -142,8 +142,24 @@ struct pme_heap {
 
 /* Per-partition fill state, one cache line at least, written only by the thread that fills
  * the partition. */
+/*
+ * Sorted runs a partition holds back (see pme_fill_run): each record packed as a u32 key
+ * length, the key, and the u64 value word, the runs one after the other.
+ */
+struct pme_held {
+	uint8_t *buf;	/* the records */
+	size_t len;	/* bytes in use */
+	size_t cap;	/* bytes allocated */
+	size_t *run;	/* offset in buf of each run's first record */
+	size_t nruns;	/* runs held */
+	size_t run_cap; /* entries of run allocated */
+	uint64_t nrec;	/* records held */
+	uint64_t ord;	/* job-wide index of the first one's batch record (errors) */
+};
+
 struct pme_part {
 	struct pme_heap heap; /* blob values of the partition */
+	struct pme_held held; /* runs not yet in the trie */
 	uint64_t records;     /* records filled */
 	uint64_t dups;	      /* records whose key was already present */
 	uint64_t err_ord;     /* error: job-wide index of the first failing record */
@@ -158,6 +174,7 @@ struct pme_fill_ctx {
 	bool blob;		/* values are heap entries (copied into the partition heap) */
 	struct pme_part *parts; /* partition states, indexed by heap id */
 	uint32_t nparts;	/* their number (router's nbuckets) */
+	size_t hold;		/* bytes of runs a partition may hold back (0: none) */
 };
 
 /* A filling thread's scratch for a sorted run's keys (grown as needed, kept across runs). */
@@ -174,10 +191,19 @@ void pme_fill_buf_free(struct pme_fill_buf *fb);
  * relative to the zipper root after skipping skip bytes), into partition state part (heap
  * id hid). Never fails for duplicates except under the error policy: errors are kept in
  * part. With the last-value policy on numbers and a sorted batch, the run goes to the zipper
- * in one pm_wz_set_sorted call, its keys gathered in fb. */
+ * in one pm_wz_set_sorted call, its keys gathered in fb; when fc->hold is set, the run is
+ * held back instead (copied into part->held) until the partition holds fc->hold bytes or
+ * 64 runs, or the input ends (pme_fill_flush): the runs then go in merged, as one. Building
+ * new nodes whole costs about half of what merging a run into grown nodes does (10 M random
+ * keys in 2 M-record batches: the first batch fills in 0.16 s, the fourth in 0.32 s). */
 void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 		  const struct pme_router *r, size_t from, size_t to, pm_wz *wz, size_t skip,
 		  uint32_t hid, struct pme_part *part, struct pme_fill_buf *fb);
+/* Puts the runs partition part holds back into the trie through wz (one pm_wz_set_sorted
+ * call over their merge) and frees them; errors are kept in part. */
+void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb);
+/* Frees what part holds back, unfilled. */
+void pme_held_free(struct pme_held *h);
 /* The same into a plain map (prefix scheme's short keys, written by one thread). */
 void pme_fill_map(const struct pme_fill_ctx *fc, const struct pme_rbatch *b, const uint32_t *idx,
 		  size_t from, size_t to, pm_map *m, uint32_t hid, struct pme_part *part);

@@ -449,8 +449,8 @@ static char *slurp(const char *path, size_t *len)
 }
 
 static int run_one(const char *in, const char *out, int threads, uint64_t batch,
-		   enum pme_scheme scheme, uint32_t parts, bool sort, const char *policy,
-		   struct pme_report *rep)
+		   enum pme_scheme scheme, uint32_t parts, bool sort, uint64_t memory,
+		   const char *policy, struct pme_report *rep)
 {
 	struct pme_config c;
 	struct pme_err err;
@@ -466,6 +466,7 @@ static int run_one(const char *in, const char *out, int threads, uint64_t batch,
 	c.batch_records = batch;
 	c.scheme = scheme;
 	c.sort = sort;
+	c.memory = memory;
 	snprintf(num, sizeof(num), "%u", parts);
 	pme_config_set(&c, "partitions", num, &err);
 	rc = pme_ingest_run(&c, rep, &err);
@@ -475,8 +476,119 @@ static int run_one(const char *in, const char *out, int threads, uint64_t batch,
 	return rc;
 }
 
+/* A test key of the held-merge test: bytes from {0, 'a', 'b'} so that heads and keys
+ * repeat across runs; 0 to 11 bytes, so some differ only after their first 8. */
+struct hkey {
+	uint8_t k[12];
+	uint32_t len;
+	uint64_t val;
+};
+
+static int hkey_cmp(const void *a, const void *b)
+{
+	const struct hkey *x = a, *y = b;
+	int c = memcmp(x->k, y->k, x->len < y->len ? x->len : y->len);
+
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Appends k to held storage h in the record layout of fill.c (head, length, key, value). */
+static void held_put(struct pme_held *h, const struct hkey *k)
+{
+	uint64_t hd = 0;
+	size_t j;
+
+	for (j = 0; j < 8; j++)
+		hd = hd << 8 | (j < k->len ? k->k[j] : 0);
+	memcpy(h->buf + h->len, &hd, 8);
+	memcpy(h->buf + h->len + 8, &k->len, 4);
+	memcpy(h->buf + h->len + 12, k->k, k->len);
+	memcpy(h->buf + h->len + 12 + k->len, &k->val, 8);
+	h->len += 20 + k->len;
+}
+
+/* pme_fill_flush merges held runs stably (equal keys: the later run's value wins, as in
+ * input order) and counts duplicates, against a model that applies the runs in order. */
+static void test_held_merge(void)
+{
+	static const uint8_t alpha[3] = {0, 'a', 'b'};
+	uint64_t rng = seed * 2654435761u + 7;
+	int round;
+
+	for (round = 0; round < 200; round++) {
+		size_t nruns = 1 + (size_t)(rng % 12), total = 0, distinct = 0, i, j;
+		struct hkey *all, *model;
+		struct pme_part part;
+		struct pme_fill_buf fb;
+		char msg[200];
+		pm_map *m;
+		pm_head *hd;
+		pm_wz *wz;
+
+		memset(&part, 0, sizeof(part));
+		memset(&fb, 0, sizeof(fb));
+		all = calloc(64 * 12, sizeof(*all));
+		part.held.buf = malloc(64 * 12 * 32);
+		part.held.run = malloc(12 * sizeof(size_t));
+		CU_ASSERT_FATAL(all && part.held.buf && part.held.run);
+		for (i = 0; i < nruns; i++) {
+			size_t n =
+			    (size_t)((rng = rng * 6364136223846793005u + 1442695040888963407u) >>
+				     58); /* 0..63 records */
+			struct hkey *run = all + total;
+
+			for (j = 0; j < n; j++) {
+				rng = rng * 6364136223846793005u + 1442695040888963407u;
+				run[j].len = (uint32_t)((rng >> 40) % 12);
+				for (uint32_t b = 0; b < run[j].len; b++)
+					run[j].k[b] = alpha[(rng >> (2 * b)) % 3];
+				run[j].val = total + j + 1;
+			}
+			qsort(run, n, sizeof(*run), hkey_cmp);
+			part.held.run[part.held.nruns++] = part.held.len;
+			for (j = 0; j < n; j++)
+				held_put(&part.held, &run[j]);
+			total += n;
+		}
+		part.held.nrec = total;
+		/* model: the records in run order, the last value of a key kept */
+		model = calloc(total + 1, sizeof(*model));
+		CU_ASSERT_FATAL(model != NULL);
+		for (i = 0; i < total; i++) {
+			for (j = 0; j < distinct; j++)
+				if (!hkey_cmp(&model[j], &all[i]))
+					break;
+			model[j] = all[i];
+			distinct += j == distinct;
+		}
+		CU_ASSERT_FATAL(pm_map_create(&m, NULL, NULL) == 0);
+		CU_ASSERT_FATAL(pm_head_create(m, &hd) == 0);
+		CU_ASSERT_FATAL(pm_head_write_zipper(hd, NULL, 0, &wz) == 0);
+		pme_fill_flush(wz, &part, &fb);
+		CU_ASSERT_EQUAL(part.rc, 0);
+		CU_ASSERT_EQUAL(part.dups, total - distinct);
+		CU_ASSERT(part.held.buf == NULL && part.held.nrec == 0);
+		CU_ASSERT_FATAL(pm_head_release(hd, wz) == 0);
+		pm_head_destroy(hd);
+		CU_ASSERT_EQUAL(pm_map_count(m), distinct);
+		for (j = 0; j < distinct; j++) {
+			uint64_t v = 0;
+
+			CU_ASSERT(pm_map_get(m, model[j].k, model[j].len, &v) && v == model[j].val);
+		}
+		CU_ASSERT(pm_map_check(m, msg, sizeof(msg)) == 0);
+		pm_map_destroy(m);
+		pme_fill_buf_free(&fb);
+		free(model);
+		free(all);
+	}
+}
+
 /* Whole runs: the KB is byte-identical for 1 and 2 threads, any batch size, and with or
- * without the key sort before the fill; hash and prefix KBs hold the same keys and values. */
+ * without the key sort before the fill; hash and prefix KBs hold the same keys and values.
+ * The hash scheme's held-back runs: all of them at the end (the default budget), a flush
+ * every 64 runs (batches of 500), and flushes by size (a 256 KiB budget: 1 KiB a
+ * partition). */
 static void test_determinism(void)
 {
 	static const char *policies[] = {"last", "sum", "first"};
@@ -505,15 +617,18 @@ static void test_determinism(void)
 			enum pme_scheme scheme;
 			uint32_t parts;
 			bool sort, base, same;
-		} cfg[] = {{1, 0, PME_SCHEME_HASH, 64, true, true, false},
-			   {2, 1000, PME_SCHEME_HASH, 64, true, false, true},
-			   {2, 7000, PME_SCHEME_HASH, 64, true, false, true},
-			   {2, 1000, PME_SCHEME_HASH, 64, false, false, true},
-			   {1, 1000, PME_SCHEME_PREFIX, 13, true, true, false},
-			   {2, 0, PME_SCHEME_PREFIX, 13, true, false, true},
-			   {2, 3000, PME_SCHEME_PREFIX, 13, false, false, true},
-			   {2, 3000, PME_SCHEME_HASH, 1, true, false, false},
-			   {2, 3000, PME_SCHEME_PREFIX, 1, true, false, false}};
+			uint64_t memory;
+		} cfg[] = {{1, 0, PME_SCHEME_HASH, 64, true, true, false, 0},
+			   {2, 1000, PME_SCHEME_HASH, 64, true, false, true, 0},
+			   {2, 7000, PME_SCHEME_HASH, 64, true, false, true, 0},
+			   {2, 1000, PME_SCHEME_HASH, 64, false, false, true, 0},
+			   {2, 500, PME_SCHEME_HASH, 64, true, false, true, 0},
+			   {1, 1000, PME_SCHEME_HASH, 64, true, false, true, 256 << 10},
+			   {1, 1000, PME_SCHEME_PREFIX, 13, true, true, false, 0},
+			   {2, 0, PME_SCHEME_PREFIX, 13, true, false, true, 0},
+			   {2, 3000, PME_SCHEME_PREFIX, 13, false, false, true, 0},
+			   {2, 3000, PME_SCHEME_HASH, 1, true, false, false, 0},
+			   {2, 3000, PME_SCHEME_PREFIX, 1, true, false, false, 0}};
 		char *a = NULL, *b;
 		size_t la = 0, lb, i;
 		struct pkb *ka, *kb2;
@@ -522,7 +637,7 @@ static void test_determinism(void)
 			snprintf(out, sizeof(out), "%s/det_%zu.kb", dir, i);
 			CU_ASSERT_FATAL(run_one(in, out, cfg[i].threads, cfg[i].batch,
 						cfg[i].scheme, cfg[i].parts, cfg[i].sort,
-						policies[p], &rep) == 0);
+						cfg[i].memory, policies[p], &rep) == 0);
 			CU_ASSERT_EQUAL(rep.records, 60000);
 			b = slurp(out, &lb);
 			CU_ASSERT_FATAL(b != NULL);
@@ -593,6 +708,7 @@ int main(void)
 	CU_add_test(s, "key heads (first 8 bytes) order keys", test_head8);
 	CU_add_test(s, "prefix planner", test_prefix_plan);
 	CU_add_test(s, "prefix scheme: keys under a common stem", test_route_stem);
+	CU_add_test(s, "held runs merge stably (last value wins)", test_held_merge);
 	CU_add_test(s, "KBs are byte-identical for any threads/batch size", test_determinism);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
