@@ -296,34 +296,26 @@ static bool hold_run(const struct pme_rbatch *b, const struct pme_router *r, siz
 		return false;
 	memcpy(kbuf, r->lcp_key, r->lcp);
 	for (i = from; i < to; i++) {
-		const struct pme_kp *e = &kp[i];
 		const uint8_t *k;
 		uint8_t *o;
-		uint64_t hd;
-		uint32_t l;
+		uint64_t hd, v;
 		size_t kl;
+		uint32_t l;
 
 		if (i + FETCH_FAR < to && kp[i + FETCH_FAR].len > PME_KP_SHORT)
 			__builtin_prefetch(&b->key_off[kp[i + FETCH_FAR].rec]);
 		if (i + FETCH_NEAR < to && kp[i + FETCH_NEAR].len > PME_KP_SHORT)
 			__builtin_prefetch(b->keys + b->key_off[kp[i + FETCH_NEAR].rec]);
-		kl = pme_kp_key(e, r->lcp, kbuf);
-		if (kl != SIZE_MAX) {
-			k = kbuf;
-		} else {
-			k = b->keys + b->key_off[e->rec];
-			kl = b->key_off[e->rec + 1] - b->key_off[e->rec];
-		}
-		if (kl - skip > UINT32_MAX ||
-		    buf_room(&h->buf, &h->cap, used, HELD_HDR + 8 + (kl - skip)))
+		(void)rec_at(b, r, kp, i, skip, kbuf, &v, &k, &kl);
+		if (kl > UINT32_MAX || buf_room(&h->buf, &h->cap, used, HELD_HDR + 8 + kl))
 			return false;
-		l = (uint32_t)(kl - skip);
-		hd = pme_head8(k + skip, l);
+		l = (uint32_t)kl;
+		hd = pme_head8(k, l);
 		o = h->buf + used;
 		memcpy(o, &hd, 8);
 		memcpy(o + 8, &l, 4);
-		memcpy(o + HELD_HDR, k + skip, l);
-		memcpy(o + HELD_HDR + l, &e->val, 8);
+		memcpy(o + HELD_HDR, k, l);
+		memcpy(o + HELD_HDR + l, &v, 8);
 		used += HELD_HDR + 8 + (size_t)l;
 	}
 	if (!h->nrec)
