@@ -327,21 +327,30 @@ static bool hold_run(const struct pme_rbatch *b, const struct pme_router *r, siz
 	return true;
 }
 
-/* The merge's cursors: run q's next record cur[q] (head hd[q]), its end end[q]. */
+/*
+ * The merge: a tournament of losers over the runs. Run q's next record is cur[q] (head
+ * hd[q]), its end end[q]; node j (1 <= j < n) of the tree, whose children are 2j and 2j + 1
+ * and whose leaves n + q are the runs, keeps the run that lost there. One comparison a level
+ * for each record out.
+ */
 struct held_merge {
 	const uint8_t *cur[HOLD_RUNS_MAX];
 	const uint8_t *end[HOLD_RUNS_MAX];
 	uint64_t hd[HOLD_RUNS_MAX];
-	uint32_t heap[HOLD_RUNS_MAX]; /* run indices, a min-heap */
-	size_t n;		      /* runs in the heap */
+	uint32_t loser[HOLD_RUNS_MAX];
+	uint32_t n; /* runs */
 };
 
 /* Whether run a's next record goes before run b's: smaller key, or equal and earlier run
- * (equal keys keep input order). */
+ * (equal keys keep input order); a finished run goes after every other. */
 static inline bool held_before(const struct held_merge *m, uint32_t a, uint32_t b)
 {
 	int c;
 
+	if (m->cur[a] == m->end[a])
+		return false;
+	if (m->cur[b] == m->end[b])
+		return true;
 	if (m->hd[a] != m->hd[b])
 		return m->hd[a] < m->hd[b];
 	c = held_cmp_tail(m->cur[a], m->cur[b]);
@@ -359,31 +368,11 @@ static inline const uint8_t *held_emit(const uint8_t *p, pm_kv *kv)
 	return p + HELD_HDR + 8 + l;
 }
 
-static void held_sift(struct held_merge *m, size_t i)
-{
-	uint32_t *heap = m->heap;
-
-	for (;;) {
-		size_t l = 2 * i + 1, s = i;
-		uint32_t t;
-
-		if (l < m->n && held_before(m, heap[l], heap[s]))
-			s = l;
-		if (l + 1 < m->n && held_before(m, heap[l + 1], heap[s]))
-			s = l + 1;
-		if (s == i)
-			return;
-		t = heap[i];
-		heap[i] = heap[s];
-		heap[s] = t;
-		i = s;
-	}
-}
-
 void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb)
 {
 	struct pme_held *h = &part->held;
 	struct held_merge m;
+	uint32_t win[2 * HOLD_RUNS_MAX], w;
 	size_t n = 0, i, added = 0;
 	int rc = 0;
 
@@ -399,31 +388,38 @@ void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb)
 		fb->kv = kv;
 		fb->kv_cap = h->nrec;
 	}
-	m.n = 0;
-	for (i = 0; i < h->nruns; i++) {
+	m.n = (uint32_t)h->nruns;
+	for (i = 0; i < m.n; i++) {
 		m.cur[i] = h->buf + h->run[i];
-		m.end[i] = h->buf + (i + 1 < h->nruns ? h->run[i + 1] : h->len);
-		if (m.cur[i] < m.end[i]) {
-			m.hd[i] = held_head(m.cur[i]);
-			m.heap[m.n++] = (uint32_t)i;
+		m.end[i] = h->buf + (i + 1 < m.n ? h->run[i + 1] : h->len);
+		m.hd[i] = m.cur[i] < m.end[i] ? held_head(m.cur[i]) : 0;
+	}
+	/* play the tournament bottom up: win[] holds each node's winner */
+	for (i = 0; i < m.n; i++)
+		win[m.n + i] = (uint32_t)i;
+	for (i = m.n; i-- > 1;) {
+		uint32_t a = win[2 * i], b = win[2 * i + 1];
+		bool ab = held_before(&m, a, b);
+
+		win[i] = ab ? a : b;
+		m.loser[i] = ab ? b : a;
+	}
+	w = m.n > 1 ? win[1] : 0;
+	while (m.cur[w] != m.end[w]) {
+		const uint8_t *p = held_emit(m.cur[w], &fb->kv[n++]);
+
+		m.cur[w] = p;
+		if (p != m.end[w])
+			m.hd[w] = held_head(p);
+		for (i = (m.n + w) / 2; i >= 1; i /= 2) { /* replay w's way to the root */
+			if (held_before(&m, m.loser[i], w)) {
+				uint32_t t = m.loser[i];
+
+				m.loser[i] = w;
+				w = t;
+			}
 		}
 	}
-	for (i = m.n / 2; i-- > 0;)
-		held_sift(&m, i);
-	while (m.n > 1) {
-		uint32_t q = m.heap[0];
-		const uint8_t *p = held_emit(m.cur[q], &fb->kv[n++]);
-
-		m.cur[q] = p;
-		if (p == m.end[q])
-			m.heap[0] = m.heap[--m.n];
-		else
-			m.hd[q] = held_head(p);
-		held_sift(&m, 0);
-	}
-	if (m.n) /* the last run: the rest in order */
-		for (const uint8_t *p = m.cur[m.heap[0]]; p < m.end[m.heap[0]];)
-			p = held_emit(p, &fb->kv[n++]);
 	rc = pm_wz_set_sorted(wz, fb->kv, n, &added);
 	part->dups += n - added;
 out:
