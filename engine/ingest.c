@@ -544,6 +544,23 @@ static void fill_batch(struct run *x, const struct pme_rbatch *b, uint32_t nfill
 	}
 }
 
+/* The first error of the fill in input order, whatever partition met it (0: none); *ord
+ * gets the failing record's job-wide index. */
+static int first_error(const struct run *x, uint64_t *ord)
+{
+	uint32_t p;
+	int rc = 0;
+
+	*ord = UINT64_MAX;
+	for (p = 0; p < x->r.nbuckets; p++) {
+		if (x->parts[p].rc && x->parts[p].err_ord < *ord) {
+			*ord = x->parts[p].err_ord;
+			rc = x->parts[p].rc;
+		}
+	}
+	return rc;
+}
+
 /*
  * Whether holding sorted runs back pays: from three batches on. With two, the second batch's
  * merge into the trie costs less than copying and merging both batches' runs (4 M keys in
@@ -568,9 +585,7 @@ static bool holds_pay(struct pio_reader *rd)
 static int flush_held(struct run *x)
 {
 	const int nt = x->nthreads;
-	uint64_t ord = UINT64_MAX;
-	uint32_t p;
-	int rc = 0;
+	uint64_t ord;
 
 	if (!x->fc.hold)
 		return 0;
@@ -581,22 +596,16 @@ static int flush_held(struct run *x)
 		for (uint32_t q = (uint32_t)me; q < x->nparts; q += (uint32_t)n)
 			pme_fill_flush(x->wz[q], &x->parts[q], &x->fbuf[me]);
 	}
-	for (p = 0; p < x->nparts; p++) {
-		if (x->parts[p].rc && x->parts[p].err_ord < ord) {
-			ord = x->parts[p].err_ord;
-			rc = x->parts[p].rc;
-		}
-	}
-	return rc;
+	return first_error(x, &ord);
 }
 
 /* Routes and fills one batch. */
 static int do_batch(struct run *x, const struct pme_rbatch *b)
 {
-	const uint32_t nb = x->r.nbuckets;
 	double t0 = now(), t1;
+	uint64_t ord;
+	uint32_t nfill;
 	int rc;
-	uint32_t p, nfill;
 
 	rc = pme_route(&x->r, b, x->c->sort);
 	if (rc)
@@ -613,20 +622,9 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 	x->rep.t_route += t1 - t0;
 	fill_batch(x, b, nfill);
 	x->rep.t_fill += now() - t1;
-	/* the first failing record in input order, whatever partition met it */
-	rc = 0;
-	{
-		uint64_t ord = UINT64_MAX;
-
-		for (p = 0; p < nb; p++) {
-			if (x->parts[p].rc && x->parts[p].err_ord < ord) {
-				ord = x->parts[p].err_ord;
-				rc = x->parts[p].rc;
-			}
-		}
-		if (rc)
-			x->ordinal = ord; /* reported by the caller */
-	}
+	rc = first_error(x, &ord);
+	if (rc)
+		x->ordinal = ord; /* reported by the caller */
 	return rc;
 }
 
@@ -993,8 +991,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	struct pkb_err ke;
 	struct pio_err pe;
 	struct pme_progress *prog = NULL;
-	uint64_t *splits = NULL, total, memory;
-	bool hold;
+	uint64_t *splits = NULL, total, memory, held_budget;
 	uint8_t stem[PME_STEM_MAX];
 	size_t stem_len = 0;
 	unsigned depth = 0;
@@ -1038,8 +1035,10 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	/* the hash scheme's fast path (last value, sorted batches) holds sorted runs back in a
 	 * quarter of the budget; the batches have the rest (values that turn out to be strings
 	 * leave that quarter unused) */
-	hold = c->scheme == PME_SCHEME_HASH && c->on_duplicate == PME_DUP_LAST && c->sort;
-	ro.mem_budget = (size_t)(hold ? memory - memory / 4 : memory);
+	held_budget = c->scheme == PME_SCHEME_HASH && c->on_duplicate == PME_DUP_LAST && c->sort
+			  ? memory / 4
+			  : 0;
+	ro.mem_budget = (size_t)(memory - held_budget);
 	ro.batch_records = (size_t)c->batch_records;
 	ro.batch_cap = BATCH_CAP;
 
@@ -1118,8 +1117,8 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		goto out_nomem;
 	x.fc.parts = x.parts;
 	x.fc.nparts = x.r.nbuckets;
-	if (hold && !x.fc.blob && holds_pay(rd)) /* see pme_fill_run */
-		x.fc.hold = (size_t)(memory / 4 / x.nparts) + 1;
+	if (held_budget && !x.fc.blob && holds_pay(rd)) /* see pme_fill_run */
+		x.fc.hold = (size_t)(held_budget / x.nparts) + 1;
 	if (pm_map_create(&x.map, NULL, NULL))
 		goto out_nomem;
 	if (c->scheme == PME_SCHEME_PREFIX && pm_map_create(&x.short_map, NULL, NULL))

@@ -140,11 +140,10 @@ struct pme_heap {
 #define PME_HEAP_SHIFT 44
 #define PME_WORD(hid, off) (((uint64_t)(hid) << PME_HEAP_SHIFT) | (uint64_t)(off))
 
-/* Per-partition fill state, one cache line at least, written only by the thread that fills
- * the partition. */
 /*
- * Sorted runs a partition holds back (see pme_fill_run): each record packed as a u32 key
- * length, the key, and the u64 value word, the runs one after the other.
+ * Sorted runs a partition holds back (see pme_fill_run): the runs one after the other, each
+ * record packed as its key's first 8 bytes (big-endian, zero-padded), the key's length (u32),
+ * the key and the value word (u64); fill.c reads and writes them.
  */
 struct pme_held {
 	uint8_t *buf;	/* the records */
@@ -157,6 +156,8 @@ struct pme_held {
 	uint64_t ord;	/* job-wide index of the first one's batch record (errors) */
 };
 
+/* Per-partition fill state, one cache line at least, written only by the thread that fills
+ * the partition. */
 struct pme_part {
 	struct pme_heap heap; /* blob values of the partition */
 	struct pme_held held; /* runs not yet in the trie */
