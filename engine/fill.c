@@ -234,17 +234,24 @@ static bool fill_sorted(const struct pme_rbatch *b, const struct pme_router *r, 
 
 void pme_held_free(struct pme_held *h)
 {
-	free(h->buf);
+	size_t max = h->chunk_max, i;
+
+	for (i = 0; i < h->nchunks; i++)
+		free(h->chunk[i]);
+	free(h->chunk);
 	free(h->run);
 	memset(h, 0, sizeof(*h));
+	h->chunk_max = max;
 }
 
 /*
  * A held record: | head u64 | len u32 | key (len bytes) | value u64 |, head being the key's
  * first 8 bytes big-endian, zero-padded, so that most comparisons of the merge are one
- * integer comparison.
+ * integer comparison. A mark | next chunk's address | UINT32_MAX | ends a chunk.
  */
-#define HELD_HDR 12 /* head and len */
+#define HELD_HDR 12		   /* head and len */
+#define HELD_MARK 12		   /* a mark's bytes */
+#define HELD_FIRST ((size_t)16384) /* a partition's first chunk */
 
 static inline uint64_t held_head(const uint8_t *p)
 {
@@ -262,6 +269,15 @@ static inline uint32_t held_len(const uint8_t *p)
 	return l;
 }
 
+/* The record after p, a run's record that is not its last (so a mark is followed). */
+static inline const uint8_t *held_next(const uint8_t *p)
+{
+	p += HELD_HDR + 8 + held_len(p);
+	if (held_len(p) == UINT32_MAX)
+		memcpy(&p, p, sizeof(p));
+	return p;
+}
+
 /* Byte order of held records a and b whose heads are equal (a prefix first). */
 static int held_cmp_tail(const uint8_t *a, const uint8_t *b)
 {
@@ -271,71 +287,135 @@ static int held_cmp_tail(const uint8_t *a, const uint8_t *b)
 	return c ? c : (la > lb) - (la < lb);
 }
 
-/*
- * Appends the sorted run kp[from..to) (keys after skip bytes) to what part holds back.
- * Returns false, holding nothing more, when the buffers cannot grow.
- */
-static bool hold_run(const struct pme_rbatch *b, const struct pme_router *r, size_t from, size_t to,
-		     size_t skip, struct pme_part *part)
+bool pme_held_begin(struct pme_held *h)
 {
-	struct pme_held *h = &part->held;
-	const struct pme_kp *kp = r->kp;
-	size_t i, used = h->len;
-	uint8_t kbuf[256];
-
 	if (h->nruns == h->run_cap) {
 		size_t nc = h->run_cap ? 2 * h->run_cap : 8;
-		size_t *nr = realloc(h->run, nc * sizeof(*nr));
+		struct pme_held_run *nr = realloc(h->run, nc * sizeof(*nr));
 
 		if (!nr)
 			return false;
 		h->run = nr;
 		h->run_cap = nc;
 	}
-	if (r->lcp + PME_KP_SHORT > sizeof(kbuf))
+	h->run[h->nruns++] = (struct pme_held_run){NULL, 0};
+	return true;
+}
+
+/* Makes h->pos the start of a new chunk with room for a record of sz bytes and a mark, and
+ * marks the end of the chunk before. */
+static bool held_chunk(struct pme_held *h, size_t sz)
+{
+	size_t max = h->chunk_max ? h->chunk_max : PME_HELD_CHUNK, csz;
+	uint8_t *c;
+
+	csz = max; /* 16, 32, 64, 128 KiB, then max */
+	if (h->nchunks < 4 && (HELD_FIRST << h->nchunks) < max)
+		csz = HELD_FIRST << h->nchunks;
+	if (sz > SIZE_MAX - HELD_MARK)
 		return false;
+	if (csz < sz + HELD_MARK)
+		csz = sz + HELD_MARK;
+	if (h->nchunks == h->chunk_cap) {
+		size_t nc = h->chunk_cap ? 2 * h->chunk_cap : 8;
+		uint8_t **na = realloc(h->chunk, nc * sizeof(*na));
+
+		if (!na)
+			return false;
+		h->chunk = na;
+		h->chunk_cap = nc;
+	}
+	c = malloc(csz);
+	if (!c)
+		return false;
+	h->chunk[h->nchunks++] = c;
+	if (h->pos) { /* the mark: the rest of the old chunk has HELD_MARK bytes at least */
+		uint32_t m = UINT32_MAX;
+
+		memcpy(h->pos, &c, sizeof(c));
+		memcpy(h->pos + 8, &m, 4);
+	}
+	h->pos = c;
+	h->lim = c + csz - HELD_MARK;
+	return true;
+}
+
+static inline bool held_add(struct pme_held *h, const uint8_t *k, size_t len, uint64_t v)
+{
+	struct pme_held_run *run = &h->run[h->nruns - 1];
+	size_t sz = HELD_HDR + 8 + len;
+	uint32_t l = (uint32_t)len;
+	uint64_t hd;
+	uint8_t *o;
+
+	if (len >= UINT32_MAX) /* UINT32_MAX is a mark's */
+		return false;
+	if ((size_t)(h->lim - h->pos) < sz && !held_chunk(h, sz))
+		return false;
+	o = h->pos;
+	hd = pme_head8(k, l);
+	memcpy(o, &hd, 8);
+	memcpy(o + 8, &l, 4);
+	memcpy(o + HELD_HDR, k, len);
+	memcpy(o + HELD_HDR + len, &v, 8);
+	h->pos = o + sz;
+	if (!run->n++)
+		run->first = o;
+	h->len += sz;
+	h->nrec++;
+	return true;
+}
+
+bool pme_held_add(struct pme_held *h, const uint8_t *k, size_t len, uint64_t v)
+{
+	return h->nruns && held_add(h, k, len, v);
+}
+
+/*
+ * Appends the sorted run kp[from..to) (keys after skip bytes) to what part holds back.
+ * Returns false when the buffers cannot grow: the records held of the run stay held, a run
+ * of their own, and part->records counts them; the caller fills the rest.
+ */
+static size_t hold_run(const struct pme_rbatch *b, const struct pme_router *r, size_t from,
+		       size_t to, size_t skip, struct pme_part *part)
+{
+	struct pme_held *h = &part->held;
+	const struct pme_kp *kp = r->kp;
+	uint64_t nrec = h->nrec;
+	uint8_t kbuf[256];
+	size_t i;
+
+	if (r->lcp + PME_KP_SHORT > sizeof(kbuf) || !pme_held_begin(h))
+		return from;
 	memcpy(kbuf, r->lcp_key, r->lcp);
 	for (i = from; i < to; i++) {
 		const uint8_t *k;
-		uint8_t *o;
-		uint64_t hd, v;
+		uint64_t v;
 		size_t kl;
-		uint32_t l;
 
 		if (i + FETCH_FAR < to && kp[i + FETCH_FAR].len > PME_KP_SHORT)
 			__builtin_prefetch(&b->key_off[kp[i + FETCH_FAR].rec]);
 		if (i + FETCH_NEAR < to && kp[i + FETCH_NEAR].len > PME_KP_SHORT)
 			__builtin_prefetch(b->keys + b->key_off[kp[i + FETCH_NEAR].rec]);
 		(void)rec_at(b, r, kp, i, skip, kbuf, &v, &k, &kl);
-		if (kl > UINT32_MAX || buf_room(&h->buf, &h->cap, used, HELD_HDR + 8 + kl))
-			return false;
-		l = (uint32_t)kl;
-		hd = pme_head8(k, l);
-		o = h->buf + used;
-		memcpy(o, &hd, 8);
-		memcpy(o + 8, &l, 4);
-		memcpy(o + HELD_HDR, k, l);
-		memcpy(o + HELD_HDR + l, &v, 8);
-		used += HELD_HDR + 8 + (size_t)l;
+		if (!held_add(h, k, kl, v))
+			break;
 	}
-	if (!h->nrec)
+	if (i > from && !nrec)
 		h->ord = b->ordinal + kp[from].rec;
-	h->run[h->nruns++] = h->len;
-	h->len = used;
-	h->nrec += to - from;
-	part->records += to - from;
-	return true;
+	part->records += i - from;
+	return i;
 }
 
 /*
  * The merge: a tournament of losers over the runs. Run q's next record is cur[q] (head
- * hd[q]), its end end[q]; node j (1 <= j < n) of the tree, whose children are 2j and 2j + 1
- * and whose leaves n + q are the runs, keeps the run that lost there. One comparison a level
- * for each record out.
+ * hd[q]), with rem[q] records left from it; node j (1 <= j < n) of the tree, whose children
+ * are 2j and 2j + 1 and whose leaves n + q are the runs, keeps the run that lost there. One
+ * comparison a level for each record out.
  */
 struct held_merge {
 	const uint8_t *cur[HOLD_RUNS_MAX];
-	const uint8_t *end[HOLD_RUNS_MAX];
+	size_t rem[HOLD_RUNS_MAX];
 	uint64_t hd[HOLD_RUNS_MAX];
 	uint32_t loser[HOLD_RUNS_MAX];
 	uint32_t n; /* runs */
@@ -347,9 +427,9 @@ static inline bool held_before(const struct held_merge *m, uint32_t a, uint32_t 
 {
 	int c;
 
-	if (m->cur[a] == m->end[a])
+	if (!m->rem[a])
 		return false;
-	if (m->cur[b] == m->end[b])
+	if (!m->rem[b])
 		return true;
 	if (m->hd[a] != m->hd[b])
 		return m->hd[a] < m->hd[b];
@@ -357,15 +437,14 @@ static inline bool held_before(const struct held_merge *m, uint32_t a, uint32_t 
 	return c < 0 || (c == 0 && a < b);
 }
 
-/* Puts held record p in kv; returns the record after it. */
-static inline const uint8_t *held_emit(const uint8_t *p, pm_kv *kv)
+/* Puts held record p in kv. */
+static inline void held_emit(const uint8_t *p, pm_kv *kv)
 {
 	uint32_t l = held_len(p);
 
 	kv->key = p + HELD_HDR;
 	kv->len = l;
 	memcpy(&kv->val, p + HELD_HDR + l, 8);
-	return p + HELD_HDR + 8 + l;
 }
 
 void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb)
@@ -377,7 +456,7 @@ void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb)
 	int rc = 0;
 
 	if (!h->nrec)
-		return;
+		goto out;
 	if (h->nrec > fb->kv_cap) {
 		pm_kv *kv = realloc(fb->kv, h->nrec * sizeof(*kv));
 
@@ -390,9 +469,9 @@ void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb)
 	}
 	m.n = (uint32_t)h->nruns;
 	for (i = 0; i < m.n; i++) {
-		m.cur[i] = h->buf + h->run[i];
-		m.end[i] = h->buf + (i + 1 < m.n ? h->run[i + 1] : h->len);
-		m.hd[i] = m.cur[i] < m.end[i] ? held_head(m.cur[i]) : 0;
+		m.cur[i] = h->run[i].first;
+		m.rem[i] = h->run[i].n;
+		m.hd[i] = m.rem[i] ? held_head(m.cur[i]) : 0;
 	}
 	/* play the tournament bottom up: win[] holds each node's winner */
 	for (i = 0; i < m.n; i++)
@@ -405,12 +484,12 @@ void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb)
 		m.loser[i] = ab ? b : a;
 	}
 	w = m.n > 1 ? win[1] : 0;
-	while (m.cur[w] != m.end[w]) {
-		const uint8_t *p = held_emit(m.cur[w], &fb->kv[n++]);
-
-		m.cur[w] = p;
-		if (p != m.end[w])
-			m.hd[w] = held_head(p);
+	while (m.rem[w]) {
+		held_emit(m.cur[w], &fb->kv[n++]);
+		if (--m.rem[w]) {
+			m.cur[w] = held_next(m.cur[w]);
+			m.hd[w] = held_head(m.cur[w]);
+		}
 		for (i = (m.n + w) / 2; i >= 1; i /= 2) { /* replay w's way to the root */
 			if (held_before(&m, m.loser[i], w)) {
 				uint32_t t = m.loser[i];
@@ -443,12 +522,15 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 	int rc;
 
 	if (fast && fb && r->sorted && fc->hold) {
-		if (hold_run(b, r, from, to, skip, part)) {
+		size_t held = hold_run(b, r, from, to, skip, part);
+
+		if (held == to) {
 			if (part->held.len >= fc->hold || part->held.nruns == HOLD_RUNS_MAX)
 				pme_fill_flush(wz, part, fb);
 			return;
 		}
-		pme_fill_flush(wz, part, fb); /* then this run on its own */
+		pme_fill_flush(wz, part, fb); /* then the rest of this run on its own */
+		from = held;
 	}
 	if (fast && fb && r->sorted && fill_sorted(b, r, from, to, wz, skip, part, fb))
 		return;

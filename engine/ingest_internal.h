@@ -141,20 +141,43 @@ struct pme_heap {
 #define PME_WORD(hid, off) (((uint64_t)(hid) << PME_HEAP_SHIFT) | (uint64_t)(off))
 
 /*
- * Sorted runs a partition holds back (see pme_fill_run): the runs one after the other, each
- * record packed as its key's first 8 bytes (big-endian, zero-padded), the key's length (u32),
- * the key and the value word (u64); fill.c reads and writes them.
+ * Sorted runs a partition holds back (see pme_fill_run), record after record in chunks that
+ * never move (growing one buffer by realloc copied every record held so far into fresh pages
+ * at each doubling: a quarter of a 10 M-key ingest's page faults). A record is its key's
+ * first 8 bytes (big-endian, zero-padded), the key's length (u32), the key and the value
+ * word (u64); a record that does not fit its chunk's rest goes to the next chunk, and a mark
+ * (the next chunk's address where a head would be, length UINT32_MAX) ends the one before.
+ * fill.c reads and writes them.
  */
-struct pme_held {
-	uint8_t *buf;	/* the records */
-	size_t len;	/* bytes in use */
-	size_t cap;	/* bytes allocated */
-	size_t *run;	/* offset in buf of each run's first record */
-	size_t nruns;	/* runs held */
-	size_t run_cap; /* entries of run allocated */
-	uint64_t nrec;	/* records held */
-	uint64_t ord;	/* job-wide index of the first one's batch record (errors) */
+struct pme_held_run {
+	const uint8_t *first; /* the run's first record (NULL while it has none) */
+	size_t n;	      /* its records */
 };
+
+struct pme_held {
+	uint8_t **chunk;	  /* the chunks, in the order they were filled */
+	size_t nchunks;		  /* chunks in use */
+	size_t chunk_cap;	  /* entries of chunk allocated */
+	uint8_t *pos;		  /* where the next record goes, in the last chunk */
+	uint8_t *lim;		  /* the last chunk's end, less the room of a mark */
+	size_t chunk_max;	  /* largest chunk (0: PME_HELD_CHUNK; tests set it small) */
+	struct pme_held_run *run; /* the runs, in input order */
+	size_t nruns;		  /* runs held */
+	size_t run_cap;		  /* entries of run allocated */
+	size_t len;		  /* bytes of records held */
+	uint64_t nrec;		  /* records held */
+	uint64_t ord;		  /* job-wide index of the first one's batch record (errors) */
+};
+
+/* Chunks start at 16 KiB and double up to this size (a record longer than a chunk gets a
+ * chunk of its own size). */
+#define PME_HELD_CHUNK ((size_t)256 << 10)
+
+/* Starts a new run in h. Returns false when h cannot grow (nothing changed). */
+bool pme_held_begin(struct pme_held *h);
+/* Appends a record (key k of len bytes, value v) to h's last run, which must be sorted in
+ * key order (equal keys in input order). Returns false when h cannot grow (nothing added). */
+bool pme_held_add(struct pme_held *h, const uint8_t *k, size_t len, uint64_t v);
 
 /* Per-partition fill state, one cache line at least, written only by the thread that fills
  * the partition. */
