@@ -245,36 +245,39 @@ void pme_held_free(struct pme_held *h)
 }
 
 /*
- * A held record: | head u64 | len u32 | key (len bytes) | value u64 |, head being the key's
- * first 8 bytes big-endian, zero-padded, so that most comparisons of the merge are one
- * integer comparison. A mark | next chunk's address | UINT32_MAX | ends a chunk.
+ * A held record: | len u32 | value u64 | key (len bytes) |. A mark | UINT32_MAX | next
+ * chunk's address | ends a chunk. The merge compares keys by their first 8 bytes as a number
+ * (pme_head8, computed as a run's cursor reaches the record: storing it cost 8 more bytes of
+ * fresh memory a record, 22% of a 16-byte key's record).
  */
-#define HELD_HDR 12		   /* head and len */
+#define HELD_HDR 12		   /* len and value */
 #define HELD_MARK 12		   /* a mark's bytes */
 #define HELD_FIRST ((size_t)16384) /* a partition's first chunk */
-
-static inline uint64_t held_head(const uint8_t *p)
-{
-	uint64_t h;
-
-	memcpy(&h, p, 8);
-	return h;
-}
 
 static inline uint32_t held_len(const uint8_t *p)
 {
 	uint32_t l;
 
-	memcpy(&l, p + 8, 4);
+	memcpy(&l, p, 4);
 	return l;
+}
+
+static inline const uint8_t *held_key(const uint8_t *p)
+{
+	return p + HELD_HDR;
+}
+
+static inline uint64_t held_head(const uint8_t *p)
+{
+	return pme_head8(held_key(p), held_len(p));
 }
 
 /* The record after p, a run's record that is not its last (so a mark is followed). */
 static inline const uint8_t *held_next(const uint8_t *p)
 {
-	p += HELD_HDR + 8 + held_len(p);
+	p += HELD_HDR + held_len(p);
 	if (held_len(p) == UINT32_MAX)
-		memcpy(&p, p, sizeof(p));
+		memcpy(&p, p + 4, sizeof(p));
 	return p;
 }
 
@@ -282,7 +285,7 @@ static inline const uint8_t *held_next(const uint8_t *p)
 static int held_cmp_tail(const uint8_t *a, const uint8_t *b)
 {
 	uint32_t la = held_len(a), lb = held_len(b);
-	int c = memcmp(a + HELD_HDR, b + HELD_HDR, la < lb ? la : lb);
+	int c = memcmp(held_key(a), held_key(b), la < lb ? la : lb);
 
 	return c ? c : (la > lb) - (la < lb);
 }
@@ -332,8 +335,8 @@ static bool held_chunk(struct pme_held *h, size_t sz)
 	if (h->pos) { /* the mark: the rest of the old chunk has HELD_MARK bytes at least */
 		uint32_t m = UINT32_MAX;
 
-		memcpy(h->pos, &c, sizeof(c));
-		memcpy(h->pos + 8, &m, 4);
+		memcpy(h->pos, &m, 4);
+		memcpy(h->pos + 4, &c, sizeof(c));
 	}
 	h->pos = c;
 	h->lim = c + csz - HELD_MARK;
@@ -343,9 +346,8 @@ static bool held_chunk(struct pme_held *h, size_t sz)
 static inline bool held_add(struct pme_held *h, const uint8_t *k, size_t len, uint64_t v)
 {
 	struct pme_held_run *run = &h->run[h->nruns - 1];
-	size_t sz = HELD_HDR + 8 + len;
+	size_t sz = HELD_HDR + len;
 	uint32_t l = (uint32_t)len;
-	uint64_t hd;
 	uint8_t *o;
 
 	if (len >= UINT32_MAX) /* UINT32_MAX is a mark's */
@@ -353,11 +355,9 @@ static inline bool held_add(struct pme_held *h, const uint8_t *k, size_t len, ui
 	if ((size_t)(h->lim - h->pos) < sz && !held_chunk(h, sz))
 		return false;
 	o = h->pos;
-	hd = pme_head8(k, l);
-	memcpy(o, &hd, 8);
-	memcpy(o + 8, &l, 4);
+	memcpy(o, &l, 4);
+	memcpy(o + 4, &v, 8);
 	memcpy(o + HELD_HDR, k, len);
-	memcpy(o + HELD_HDR + len, &v, 8);
 	h->pos = o + sz;
 	if (!run->n++)
 		run->first = o;
@@ -442,9 +442,9 @@ static inline void held_emit(const uint8_t *p, pm_kv *kv)
 {
 	uint32_t l = held_len(p);
 
-	kv->key = p + HELD_HDR;
+	kv->key = held_key(p);
 	kv->len = l;
-	memcpy(&kv->val, p + HELD_HDR + l, 8);
+	memcpy(&kv->val, p + 4, 8);
 }
 
 void pme_fill_flush(pm_wz *wz, struct pme_part *part, struct pme_fill_buf *fb)

@@ -143,10 +143,10 @@ struct pme_heap {
 /*
  * Sorted runs a partition holds back (see pme_fill_run), record after record in chunks that
  * never move (growing one buffer by realloc copied every record held so far into fresh pages
- * at each doubling: a quarter of a 10 M-key ingest's page faults). A record is its key's
- * first 8 bytes (big-endian, zero-padded), the key's length (u32), the key and the value
- * word (u64); a record that does not fit its chunk's rest goes to the next chunk, and a mark
- * (the next chunk's address where a head would be, length UINT32_MAX) ends the one before.
+ * at each doubling: a quarter of a 10 M-key ingest's page faults). A record is the key's
+ * length (u32), the value word (u64) and the key; a record that does not fit its chunk's
+ * rest goes to the next chunk, and a mark (length UINT32_MAX, then the next chunk's address)
+ * ends the one before.
  * fill.c reads and writes them.
  */
 struct pme_held_run {
