@@ -449,21 +449,22 @@ static void fill_prefix_part(struct run *x, const struct pme_rbatch *b, uint32_t
 }
 
 /*
- * x->order: the batch's non-empty buckets, largest first (ties in bucket order), each as
- * (UINT32_MAX - records) << 32 | bucket. Handing the big ones out first keeps a skewed batch
- * (a Zipf-hot key fills one partition) from ending on one thread while the others wait.
- * Returns how many.
+ * x->order: the buckets with work, largest first (ties in bucket order), each as
+ * (UINT32_MAX - records) << 32 | bucket: the routed batch's buckets, or (held) the partitions
+ * that hold runs back. Handing the big ones out first keeps a skewed batch (a Zipf-hot key
+ * fills one partition) from ending on one thread while the others wait. Returns how many.
  */
-static uint32_t fill_order(struct run *x)
+static uint32_t fill_order(struct run *x, bool held)
 {
 	const struct pme_router *r = &x->r;
 	uint32_t q, n = 0;
 
-	for (q = 0; q < r->nbuckets; q++) {
-		size_t c = r->start[q + 1] - r->start[q];
+	for (q = 0; q < (held ? x->nparts : r->nbuckets); q++) {
+		uint64_t c = held ? x->parts[q].held.nrec : r->start[q + 1] - r->start[q];
 
 		if (c)
-			x->order[n++] = (uint64_t)(UINT32_MAX - (uint32_t)c) << 32 | q;
+			x->order[n++] =
+			    (uint64_t)(UINT32_MAX - (c < UINT32_MAX ? c : UINT32_MAX)) << 32 | q;
 	}
 	qsort(x->order, n, sizeof(*x->order), pme_u64_cmp);
 	return n;
@@ -486,12 +487,14 @@ static void fill_bucket(struct run *x, const struct pme_rbatch *b, uint32_t q,
 }
 
 /*
- * The fill's schedule. Bucket q has a home thread, q mod T, the same in every batch, so a
- * partition's nodes are grown and freed by the thread that allocated them (with glibc malloc,
- * a free from another thread takes the owner arena's lock: 2-thread fill 1.1x -> 1.3x-1.65x
- * on 4 M random keys, measured). Each thread takes its own buckets largest first, then
- * helps the others, taking their largest left (a skewed batch, one hot partition, still
- * ends together). One atomic step per bucket, none per record.
+ * The fill's schedule, over the nfill buckets of x->order: those of batch b, or with b NULL
+ * the partitions' held runs (flushed). Bucket q has a home thread, q mod T, the same in every
+ * batch, so a partition's nodes are grown and freed by the thread that allocated them (with
+ * glibc malloc, a free from another thread takes the owner arena's lock: 2-thread fill 1.1x
+ * -> 1.3x-1.65x on 4 M random keys, measured). Each thread takes its own buckets largest
+ * first, then helps the others, taking their largest left (a skewed batch, one hot
+ * partition, or a thread that lost its core for a while, still ends together). One atomic
+ * step per bucket, none per record.
  */
 static void fill_batch(struct run *x, const struct pme_rbatch *b, uint32_t nfill)
 {
@@ -538,7 +541,11 @@ static void fill_batch(struct run *x, const struct pme_rbatch *b, uint32_t nfill
 
 				if (j >= cnt[v + 1])
 					break;
-				fill_bucket(x, b, list[j], &x->fbuf[me]);
+				if (b)
+					fill_bucket(x, b, list[j], &x->fbuf[me]);
+				else
+					pme_fill_flush(x->wz[list[j]], &x->parts[list[j]],
+						       &x->fbuf[me]);
 			}
 		}
 	}
@@ -579,23 +586,16 @@ static bool holds_pay(struct pio_reader *rd)
 }
 
 /*
- * Fills what the partitions still hold back (after the last batch), each partition on its
- * home thread. Returns the first error in input order, or 0.
+ * Fills what the partitions still hold back (after the last batch), on the fill's schedule.
+ * Returns the first error in input order, or 0.
  */
 static int flush_held(struct run *x)
 {
-	const int nt = x->nthreads;
 	uint64_t ord;
 
 	if (!x->fc.hold)
 		return 0;
-#pragma omp parallel num_threads(nt)
-	{
-		int me = omp_get_thread_num(), n = omp_get_num_threads();
-
-		for (uint32_t q = (uint32_t)me; q < x->nparts; q += (uint32_t)n)
-			pme_fill_flush(x->wz[q], &x->parts[q], &x->fbuf[me]);
-	}
+	fill_batch(x, NULL, fill_order(x, true));
 	return first_error(x, &ord);
 }
 
@@ -617,7 +617,7 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 			return pme_seterr(x->err, rc, "cannot make a write zipper (%s)",
 					  pm_strerror(rc));
 	}
-	nfill = fill_order(x);
+	nfill = fill_order(x, false);
 	t1 = now();
 	x->rep.t_route += t1 - t0;
 	fill_batch(x, b, nfill);
