@@ -104,6 +104,21 @@ static int exit_status(int rc)
 	}
 }
 
+/* Whether a is one of gen's options that take a value (so that an unknown option last on the
+ * line is called unknown, not one that lacks its value). */
+static bool takes_value(const char *a)
+{
+	static const char *const opts[] = {"--output", "--records",   "--key-kind", "--key-len",
+					   "--words",  "--dup-ratio", "--zipf",	    "--value-type",
+					   "--layout", "--dataset",   "--chunk",    "--gzip",
+					   "--seed"};
+
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (!strcmp(a, opts[i]))
+			return true;
+	return false;
+}
+
 int pme_cmd_gen(int argc, char **argv)
 {
 	struct pio_gen_opts o;
@@ -128,6 +143,9 @@ int pme_cmd_gen(int argc, char **argv)
 		} else if (!strcmp(a, "--shuffle")) {
 			o.out.shuffle = true;
 			takes = false;
+		} else if (!takes_value(a)) {
+			fprintf(stderr, "pmingest gen: unknown option '%s' (see --help)\n", a);
+			return PME_EXIT_USAGE;
 		} else if (!v) {
 			fprintf(stderr, "pmingest gen: %s needs a value (see --help)\n", a);
 			return PME_EXIT_USAGE;
