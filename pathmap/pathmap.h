@@ -140,6 +140,27 @@ bool pm_map_get(const pm_map *m, const uint8_t *key, size_t len, uint64_t *val);
 bool pm_map_contains(const pm_map *m, const uint8_t *key, size_t len);
 
 /*
+ * Looks up the keys kv[0..n) (kv[i].key, kv[i].len) at once: for each i, found[i] (when found
+ * is non-NULL) tells whether the key has a value, and kv[i].val gets the value when it has
+ * one (it is left as it was when not). Returns how many keys have a value. The answers are
+ * those of n pm_map_get calls; on a map larger than the cache this is faster, since the
+ * lookups are interleaved so that the memory reads of several keys are in flight together.
+ * A NULL key with len > 0 is not found. Same threading rule as pm_map_get.
+ */
+size_t pm_map_get_many(const pm_map *m, pm_kv *kv, size_t n, bool *found);
+
+/*
+ * Sets kv[0..n), keys in any order: the map ends as n pm_map_set calls in that order leave
+ * it (of equal keys the last wins). On a map larger than the cache this is faster: each
+ * small group of keys is first looked up interleaved (see pm_map_get_many), which brings
+ * their paths into cache, and then set. *added (if non-NULL) gets how many keys were
+ * inserted. Returns 0, PM_EINVAL (a NULL key with len > 0 anywhere in kv; nothing set) or
+ * PM_ENOMEM (the keys up to some point of kv are set, *added counts those inserted; the map
+ * stays valid).
+ */
+int pm_map_set_many(pm_map *m, const pm_kv *kv, size_t n, size_t *added);
+
+/*
  * Removes key. Returns 0 (and *old when non-NULL), PM_ENOTFOUND if the key has no value, or
  * PM_ENOMEM (removing from a node shared with a clone may need a copy).
  */

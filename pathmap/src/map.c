@@ -29,31 +29,6 @@ const char *pm_strerror(int rc)
 	}
 }
 
-/* Length of the common prefix of a[0..la) and b[0..lb). */
-static inline size_t common_len(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
-{
-	size_t lim = la < lb ? la : lb, m = 0;
-
-	/* eight bytes at a time: the first differing byte is the lowest set byte of x ^ y on a
-	 * little-endian machine, the highest on a big-endian one */
-	for (; m + 8 <= lim; m += 8) {
-		uint64_t x, y;
-
-		memcpy(&x, a + m, 8);
-		memcpy(&y, b + m, 8);
-		if (x != y) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-			return m + ((unsigned)__builtin_ctzll(x ^ y) >> 3);
-#else
-			return m + ((unsigned)__builtin_clzll(x ^ y) >> 3);
-#endif
-		}
-	}
-	while (m < lim && a[m] == b[m])
-		m++;
-	return m;
-}
-
 /*
  * Splits private node n (in *slot) at prefix offset m < plen: a new node keeps prefix[0..m)
  * and gets the rest of n as a child; val/leaf (the new key's tail) is added beside it.

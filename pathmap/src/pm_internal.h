@@ -363,6 +363,31 @@ static inline bool node_pk_private(pm_node *n)
 	       atomic_load_explicit(&n->refs, memory_order_acquire) == 1;
 }
 
+/* Length of the common prefix of a[0..la) and b[0..lb). */
+static inline size_t common_len(const uint8_t *a, size_t la, const uint8_t *b, size_t lb)
+{
+	size_t lim = la < lb ? la : lb, m = 0;
+
+	/* eight bytes at a time: the first differing byte is the lowest set byte of x ^ y on a
+	 * little-endian machine, the highest on a big-endian one */
+	for (; m + 8 <= lim; m += 8) {
+		uint64_t x, y;
+
+		memcpy(&x, a + m, 8);
+		memcpy(&y, b + m, 8);
+		if (x != y) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return m + ((unsigned)__builtin_ctzll(x ^ y) >> 3);
+#else
+			return m + ((unsigned)__builtin_clzll(x ^ y) >> 3);
+#endif
+		}
+	}
+	while (m < lim && a[m] == b[m])
+		m++;
+	return m;
+}
+
 /* ---- node.c ---- */
 void *pm_xalloc(const pm_ctx *c, void *p, size_t osize, size_t nsize);
 /* Grows the array *buf of *cap elements of elem bytes (doubling) to hold need; 0, PM_ENOMEM

@@ -605,6 +605,89 @@ static void test_sweep_set_sorted(void)
 	model_free(&run);
 }
 
+/*
+ * pm_map_set_many: a call that fails part way has set the keys of kv up to some point, in
+ * order (its contract), so the map must equal base + kv[0..j) set one by one, for some j; a
+ * success, base + all of kv. The keys come unsorted, one of them twice. A clone of the map
+ * must not change.
+ */
+static void test_sweep_set_many(void)
+{
+	pm_kv kv[512];
+	size_t n = 0, i;
+	int share;
+
+	/* every 3rd base key (replaced) and the other map's keys (new), in a scrambled order;
+	 * every other value too big for a value tag */
+	for (i = 0; i < base_model.n; i += 3)
+		kv[n++] = (pm_kv){base_model.e[i].key, base_model.e[i].len,
+				  (i % 2 ? UINT64_C(1) << 62 : 0) + 7000 + i};
+	for (i = 0; i < other_model.n; i++)
+		kv[n++] = (pm_kv){other_model.e[i].key, other_model.e[i].len,
+				  other_model.e[i].val | (i % 2 ? UINT64_C(1) << 62 : 0)};
+	for (i = n - 1; i > 0; i--) {
+		size_t j = (i * 7919 + 13) % (i + 1);
+		pm_kv t = kv[i];
+
+		kv[i] = kv[j];
+		kv[j] = t;
+	}
+	kv[n] = kv[2];
+	kv[n++].val = 123456789;
+	CU_ASSERT_FATAL(n <= sizeof(kv) / sizeof(kv[0]));
+	for (share = 0; share < 2; share++) {
+		size_t failures = 0;
+		long fail_at;
+
+		for (fail_at = 0; fail_at < 100000; fail_at++) {
+			struct model m;
+			pm_map *a, *b = NULL, *t;
+			size_t added = 0, j;
+			bool matched = false;
+			int rc;
+
+			FA.countdown = -1;
+			a = build(&base_model);
+			if (share)
+				CU_ASSERT_EQUAL_FATAL(pm_map_clone(a, &b), 0);
+			t = share ? b : a;
+			FA.injected = false;
+			FA.countdown = fail_at;
+			rc = pm_map_set_many(t, kv, n, &added);
+			FA.countdown = -1;
+			CU_ASSERT(rc == 0 || (rc == PM_ENOMEM && FA.injected));
+			CU_ASSERT(valid(t));
+			model_copy(&m, &base_model);
+			for (j = 0; j <= n; j++) {
+				if ((rc < 0 || j == n) && pm_map_count(t) == m.n &&
+				    model_matches(&m, t)) {
+					matched = true;
+					CU_ASSERT_EQUAL(added, m.n - base_model.n);
+					break;
+				}
+				if (j < n)
+					model_set(&m, kv[j].key, kv[j].len, kv[j].val, NULL);
+			}
+			CU_ASSERT(matched);
+			model_free(&m);
+			if (share) {
+				CU_ASSERT(valid(a));
+				CU_ASSERT(model_matches(&base_model, a));
+			}
+			pm_map_destroy(a);
+			pm_map_destroy(b);
+			CU_ASSERT_EQUAL(FA.live, 0);
+			CU_ASSERT_EQUAL(FA.blocks, 0);
+			if (!FA.injected)
+				break;
+			failures++;
+		}
+		CU_ASSERT(failures > 10);
+		printf("\n    %-28s %zu failures injected",
+		       share ? "set many on a clone" : "set many", failures);
+	}
+}
+
 static void test_some_failures_injected(void)
 {
 	/* The sweep proves nothing if the hook never failed. */
@@ -633,6 +716,7 @@ int main(void)
 	s = CU_add_suite("pathmap allocation failures", NULL, NULL);
 	CU_add_test(s, "set", test_sweep_set);
 	CU_add_test(s, "set a sorted run", test_sweep_set_sorted);
+	CU_add_test(s, "set many keys, unsorted", test_sweep_set_many);
 	CU_add_test(s, "remove", test_sweep_remove);
 	CU_add_test(s, "graft, take, zipper join", test_sweep_graft_take);
 	CU_add_test(s, "algebra and iteration", test_sweep_algebra);

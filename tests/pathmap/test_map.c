@@ -1054,6 +1054,182 @@ static void test_set_sorted_edges(void)
 	model_free(&m);
 }
 
+/* ---- many keys at once ---- */
+
+/* A key for the batch tests: a short one over the 4-letter alphabet, a random binary one
+ * (dense nodes, whose child slots lie cache lines away from their start), or a long one
+ * sharing a 100-byte start (prefixes across cache lines). */
+static size_t many_key(uint8_t *k)
+{
+	size_t len, i;
+
+	switch (srnd() % 4) {
+	case 0:
+	case 1:
+		return rand_key(k, 9);
+	case 2:
+		len = 1 + (size_t)(srnd() % 4);
+		for (i = 0; i < len; i++)
+			k[i] = (uint8_t)srnd();
+		return len;
+	default:
+		memset(k, 'L', 100);
+		len = 100 + (size_t)(srnd() % 60);
+		for (i = 100; i < len; i++)
+			k[i] = (uint8_t)('a' + srnd() % 3);
+		return len;
+	}
+}
+
+/* pm_map_set_many of unsorted runs (duplicates in them) against sets on the model, and
+ * pm_map_get_many of present, absent and invalid keys against the model and pm_map_get. */
+static void test_many_random(void)
+{
+	enum { ROUNDS = 300, MAXRUN = 700, MAXLEN = 160 };
+	uint8_t *arena = malloc((size_t)MAXRUN * MAXLEN);
+	pm_kv *kv = malloc(MAXRUN * sizeof(*kv));
+	bool *found = malloc(MAXRUN * sizeof(*found));
+	size_t round;
+
+	CU_ASSERT_FATAL(arena && kv && found);
+	for (round = 0; round < ROUNDS; round++) {
+		struct model m, before;
+		pm_map *map = new_map(), *clone = NULL;
+		size_t nbase = (size_t)(srnd() % 400), nrun = (size_t)(srnd() % MAXRUN), i;
+		size_t added = 99999, was, want_found = 0, got;
+		uint8_t k[MAXLEN];
+
+		model_init(&m);
+		for (i = 0; i < nbase; i++) {
+			size_t len = many_key(k);
+			uint64_t v = srnd() % 3 ? srnd() % 1000 : srnd();
+
+			model_set(&m, k, len, v, NULL);
+			CU_ASSERT(pm_map_set(map, k, len, v, NULL) >= 0);
+		}
+		model_copy(&before, &m);
+		if (round % 3 == 0)
+			CU_ASSERT_EQUAL_FATAL(pm_map_clone(map, &clone), 0);
+		/* the run: new keys, and keys of the map or of the run itself again */
+		for (i = 0; i < nrun; i++) {
+			uint8_t *dst = arena + i * MAXLEN;
+
+			if (i > 0 && srnd() % 5 == 0) {
+				const pm_kv *o = &kv[srnd() % i];
+
+				memcpy(dst, o->key, o->len);
+				kv[i].len = o->len;
+			} else if (m.n && srnd() % 5 == 0) {
+				const struct mentry *e = &m.e[srnd() % m.n];
+
+				memcpy(dst, e->key, e->len);
+				kv[i].len = e->len;
+			} else {
+				kv[i].len = many_key(dst);
+			}
+			kv[i].key = dst;
+			kv[i].val = srnd() % 2 ? 1000000 + i : srnd();
+		}
+		was = m.n;
+		for (i = 0; i < nrun; i++)
+			model_set(&m, kv[i].key, kv[i].len, kv[i].val, NULL);
+		CU_ASSERT_EQUAL(pm_map_set_many(map, kv, nrun, &added), 0);
+		CU_ASSERT_EQUAL(added, m.n - was);
+		CU_ASSERT_EQUAL(pm_map_count(map), m.n);
+		CU_ASSERT_TRUE(model_matches(&m, map));
+		assert_valid(map);
+		if (clone) {
+			CU_ASSERT_TRUE(model_matches(&before, clone));
+			assert_valid(clone);
+		}
+
+		/* queries: the run's keys over again, fresh keys, and now and then a NULL key
+		 * with a length (invalid: not found); absent keys keep the val they came with */
+		for (i = 0; i < nrun; i++) {
+			if (srnd() % 3 == 0)
+				kv[i].len = many_key(arena + i * MAXLEN);
+			kv[i].key = srnd() % 50 || !kv[i].len ? arena + i * MAXLEN : NULL;
+			kv[i].val = UINT64_C(0xdeadbeef) + i;
+			found[i] = i % 2;
+		}
+		got = pm_map_get_many(map, kv, nrun, found);
+		for (i = 0; i < nrun; i++) {
+			uint64_t mv = 0, gv = 0;
+			bool in = kv[i].key && model_get(&m, kv[i].key, kv[i].len, &mv);
+
+			CU_ASSERT_EQUAL(found[i], in);
+			CU_ASSERT_EQUAL(kv[i].val, in ? mv : UINT64_C(0xdeadbeef) + i);
+			if (kv[i].key) {
+				CU_ASSERT_EQUAL(pm_map_get(map, kv[i].key, kv[i].len, &gv), in);
+				if (in)
+					CU_ASSERT_EQUAL(gv, mv);
+			}
+			want_found += in;
+		}
+		CU_ASSERT_EQUAL(got, want_found);
+		/* without found[]: the same count and values */
+		for (i = 0; i < nrun; i++)
+			kv[i].val = 7;
+		CU_ASSERT_EQUAL(pm_map_get_many(map, kv, nrun, NULL), want_found);
+		for (i = 0; i < nrun; i++) {
+			uint64_t mv = 7;
+
+			if (kv[i].key)
+				model_get(&m, kv[i].key, kv[i].len, &mv);
+			CU_ASSERT_EQUAL(kv[i].val, mv);
+		}
+		CU_ASSERT_EQUAL(pm_map_get_many(map, kv, 0, found), 0);
+		if (clone) {
+			size_t in_before = 0;
+
+			got = pm_map_get_many(clone, kv, nrun, found);
+			for (i = 0; i < nrun; i++) {
+				bool in =
+				    kv[i].key && model_get(&before, kv[i].key, kv[i].len, NULL);
+
+				CU_ASSERT_EQUAL(found[i], in);
+				in_before += in;
+			}
+			CU_ASSERT_EQUAL(got, in_before);
+		}
+		pm_map_destroy(clone);
+		pm_map_destroy(map);
+		model_free(&m);
+		model_free(&before);
+	}
+	free(arena);
+	free(kv);
+	free(found);
+}
+
+/* The edges of the batch calls: an empty map, the empty key, refusals. */
+static void test_many_edges(void)
+{
+	pm_kv q[] = {{K(""), 1}, {K("a"), 2}, {NULL, 0, 3}, {NULL, 4, 4}};
+	const pm_kv bad[] = {{K("x"), 1}, {NULL, 2, 2}};
+	bool found[4] = {true, true, true, true};
+	pm_map *m = new_map();
+	size_t added = 9;
+
+	CU_ASSERT_EQUAL(pm_map_get_many(m, q, 4, found), 0);
+	CU_ASSERT(!found[0] && !found[1] && !found[2] && !found[3]);
+	CU_ASSERT_EQUAL(q[0].val, 1);
+	CU_ASSERT_EQUAL(pm_map_set_many(m, bad, 2, &added), PM_EINVAL);
+	CU_ASSERT_EQUAL(added, 9);
+	CU_ASSERT_EQUAL(pm_map_count(m), 0);
+	CU_ASSERT_EQUAL(pm_map_set_many(m, q, 3, &added), 0); /* "" = 1, then "" = 3 */
+	CU_ASSERT_EQUAL(added, 2);
+	CU_ASSERT_EQUAL(pm_map_get_many(m, q, 4, found), 3);
+	CU_ASSERT(found[0] && found[1] && found[2] && !found[3]);
+	CU_ASSERT_EQUAL(q[0].val, 3);
+	CU_ASSERT_EQUAL(q[1].val, 2);
+	CU_ASSERT_EQUAL(q[2].val, 3);
+	CU_ASSERT_EQUAL(q[3].val, 4);
+	CU_ASSERT_EQUAL(pm_map_set_many(m, NULL, 0, NULL), 0);
+	assert_valid(m);
+	pm_map_destroy(m);
+}
+
 static void test_head_conflicts(void)
 {
 	pm_map *m = new_map();
@@ -1131,6 +1307,8 @@ int main(void)
 	CU_add_test(s, "a tag's value replaced in place", test_tag_update);
 	CU_add_test(s, "sorted runs against record-by-record sets", test_set_sorted_random);
 	CU_add_test(s, "sorted runs: deep nesting, refusals, zippers", test_set_sorted_edges);
+	CU_add_test(s, "many keys at once against the model", test_many_random);
+	CU_add_test(s, "many keys at once: edges", test_many_edges);
 	CU_add_test(s, "zipper head conflicts", test_head_conflicts);
 	CU_add_test(s, "strerror", test_strerror);
 	CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -1,7 +1,8 @@
 /*
  * test_random.c - randomized differential test: a million mixed operations on a few maps
- * (set, remove, clone, zipper moves, graft, take, join, meet, subtract, restrict, zipper
- * algebra), each compared with the sorted-array model, pm_map_check() after every change.
+ * (set, set many, get many, remove, clone, zipper moves, graft, take, join, meet, subtract,
+ * restrict, zipper algebra), each compared with the sorted-array model, pm_map_check() after
+ * every change.
  *
  * PM_TEST_SEED and PM_TEST_OPS override the seed and the operation count; the seed is
  * printed, and a failure names the operation number to replay.
@@ -315,6 +316,22 @@ static void one_op(void)
 		CHECK(rc == (present ? 0 : 1));
 		model_set(&S[i].r, key, len, want, NULL);
 		CHECK(pm_map_get(S[i].m, key, len, &got) && got == want);
+	} else if (what < 33 && below(3) == 0) {
+		/* a few keys at once, unsorted, some of them equal */
+		uint8_t kb[8][96];
+		pm_kv kv[8];
+		size_t nk = 1 + below(8), q, added = 0, was = S[i].r.n;
+
+		for (q = 0; q < nk; q++) {
+			if (q && below(4) == 0)
+				kv[q] = kv[below((unsigned)q)];
+			else
+				kv[q] = (pm_kv){kb[q], rand_key(kb[q], sizeof(kb[q])), 0};
+			kv[q].val = below(2) ? rnd() : rnd() % 100000;
+			model_set(&S[i].r, kv[q].key, kv[q].len, kv[q].val, NULL);
+		}
+		CHECK(pm_map_set_many(S[i].m, kv, nk, &added) == 0);
+		CHECK(added == S[i].r.n - was);
 	} else if (what < 35) {
 		rc = pm_map_set(S[i].m, key, len, v, &old);
 		mrc = model_set(&S[i].r, key, len, v, &mold);
@@ -328,6 +345,34 @@ static void one_op(void)
 		CHECK(rc == (present ? 0 : PM_ENOTFOUND));
 		if (present && rc == 0)
 			CHECK(old == mold);
+	} else if (what < 52) {
+		/* lookups in a batch: keys of the map and others */
+		uint8_t kb[24][96];
+		pm_kv kv[24];
+		bool found[24];
+		size_t nk = 1 + below(24), q, nfound = 0, nget;
+
+		for (q = 0; q < nk; q++) {
+			if (S[i].r.n && below(2)) {
+				const struct mentry *e = &S[i].r.e[below((unsigned)S[i].r.n)];
+
+				kv[q] = (pm_kv){e->key, e->len, 0};
+			} else {
+				kv[q] = (pm_kv){kb[q], rand_key(kb[q], sizeof(kb[q])), 0};
+			}
+			kv[q].val = UINT64_MAX - q;
+		}
+		nget = pm_map_get_many(S[i].m, kv, nk, found);
+		for (q = 0; q < nk; q++) {
+			bool present = model_get(&S[i].r, kv[q].key, kv[q].len, &mold);
+
+			CHECK(found[q] == present);
+			CHECK(kv[q].val == (present ? mold : UINT64_MAX - q));
+			nfound += present;
+		}
+		CHECK(nget == nfound);
+		CHECK(pm_map_get_many(S[i].m, kv, nk, NULL) == nfound);
+		return;
 	} else if (what < 58) {
 		bool present = model_get(&S[i].r, key, len, &mold);
 
