@@ -662,7 +662,7 @@ static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 /* ------------------------------------------------------------------------------------------ */
 /* Runs */
 
-enum kind { K_PATHMAP, K_JUDYSL, K_JUDYHS };
+enum kind { K_PATHMAP, K_PATHMAP_MANY, K_JUDYSL, K_JUDYHS };
 
 struct input {
 	const struct keyset *keys; /* keys in insert order; key i gets value i */
@@ -833,6 +833,10 @@ static void print_hist(const struct row *r, const size_t *hist, size_t keys)
 	printf("\n");
 }
 
+/* Keys a PathMap-many row hands to one pm_map_set_many / pm_map_get_many call. */
+enum { BATCH = 256 };
+
+/* A PathMap row: pm_map_set / pm_map_get key by key, or (K_PATHMAP_MANY) the batch calls. */
 static void run_pathmap(struct bench *b, struct row *r, struct meas *ms)
 {
 	const struct input *in = r->in;
@@ -842,6 +846,9 @@ static void run_pathmap(struct bench *b, struct row *r, struct meas *ms)
 	size_t *hist = NULL;
 	struct tally it = {0};
 	struct walk w = {k, o, 0, 0, false};
+	bool many = r->kind == K_PATHMAP_MANY;
+	pm_kv kv[BATCH];
+	bool fnd[BATCH];
 	pm_map *m = NULL;
 	size_t je0 = 0, je1 = 0, inserted = 0, found = 0, miss_found = 0, bad = 0;
 	uint64_t sum = 0;
@@ -857,11 +864,23 @@ static void run_pathmap(struct bench *b, struct row *r, struct meas *ms)
 	ms->je_ok = mem_allocated(&je0);
 	t0 = now_sec();
 	rc = pm_map_create(&m, count_alloc, &cnt);
-	for (size_t i = 0; rc == 0 && i < k->n; i++) {
-		rc = pm_map_set(m, key_at(k, i), k->len[i], i, NULL);
-		if (rc > 0) {
-			inserted++;
-			rc = 0;
+	if (many) {
+		/* the batch calls, fed BATCH keys at a time from a buffer filled in the loop */
+		for (size_t i = 0; rc == 0 && i < k->n; i += BATCH) {
+			size_t c = k->n - i < BATCH ? k->n - i : BATCH, added = 0;
+
+			for (size_t j = 0; j < c; j++)
+				kv[j] = (pm_kv){key_at(k, i + j), k->len[i + j], i + j};
+			rc = pm_map_set_many(m, kv, c, &added);
+			inserted += added;
+		}
+	} else {
+		for (size_t i = 0; rc == 0 && i < k->n; i++) {
+			rc = pm_map_set(m, key_at(k, i), k->len[i], i, NULL);
+			if (rc > 0) {
+				inserted++;
+				rc = 0;
+			}
 		}
 	}
 	ms->ins = mrate(k->n, now_sec() - t0);
@@ -875,23 +894,48 @@ static void run_pathmap(struct bench *b, struct row *r, struct meas *ms)
 	}
 
 	t0 = now_sec();
-	for (size_t j = 0; j < k->n; j++) {
-		uint32_t i = in->order[j];
-		uint64_t v;
+	if (many) {
+		for (size_t j = 0; j < k->n; j += BATCH) {
+			size_t c = k->n - j < BATCH ? k->n - j : BATCH;
 
-		if (pm_map_get(m, key_at(k, i), k->len[i], &v)) {
-			found++;
-			sum += v;
+			for (size_t q = 0; q < c; q++) {
+				uint32_t i = in->order[j + q];
+
+				kv[q] = (pm_kv){key_at(k, i), k->len[i], 0};
+			}
+			found += pm_map_get_many(m, kv, c, fnd);
+			for (size_t q = 0; q < c; q++)
+				sum += fnd[q] ? kv[q].val : 0;
+		}
+	} else {
+		for (size_t j = 0; j < k->n; j++) {
+			uint32_t i = in->order[j];
+			uint64_t v;
+
+			if (pm_map_get(m, key_at(k, i), k->len[i], &v)) {
+				found++;
+				sum += v;
+			}
 		}
 	}
 	ms->get = mrate(k->n, now_sec() - t0);
 
 	t0 = now_sec();
-	for (size_t i = 0; i < mk->n; i++) {
-		uint64_t v;
+	if (many) {
+		for (size_t i = 0; i < mk->n; i += BATCH) {
+			size_t c = mk->n - i < BATCH ? mk->n - i : BATCH;
 
-		if (pm_map_get(m, key_at(mk, i), mk->len[i], &v))
-			miss_found++;
+			for (size_t q = 0; q < c; q++)
+				kv[q] = (pm_kv){key_at(mk, i + q), mk->len[i + q], 0};
+			miss_found += pm_map_get_many(m, kv, c, fnd);
+		}
+	} else {
+		for (size_t i = 0; i < mk->n; i++) {
+			uint64_t v;
+
+			if (pm_map_get(m, key_at(mk, i), mk->len[i], &v))
+				miss_found++;
+		}
 	}
 	ms->miss = mrate(mk->n, now_sec() - t0);
 
@@ -1103,6 +1147,7 @@ static void run_row(struct bench *b, struct row *r)
 	mem_release();
 	switch (r->kind) {
 	case K_PATHMAP:
+	case K_PATHMAP_MANY:
 		run_pathmap(b, r, &ms);
 		r->has_stats = true;
 		break;
@@ -1136,14 +1181,14 @@ static void run_row(struct bench *b, struct row *r)
 
 static void print_rows(const struct row *rows, size_t nrows)
 {
-	printf("%-18s %10s %10s %10s %10s %10s %12s %14s\n", "structure", "keys", "insert M/s",
+	printf("%-20s %10s %10s %10s %10s %10s %12s %14s\n", "structure", "keys", "insert M/s",
 	       "lookup M/s", "miss M/s", "iter M/s", "B/key alloc", "B/key jemalloc");
 	for (size_t i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
 		char iter[32], je[32];
 
 		if (r->failed) {
-			printf("%-18s %10zu   (a run failed: see FAIL above)\n", r->name,
+			printf("%-20s %10zu   (a run failed: see FAIL above)\n", r->name,
 			       r->in->orc->distinct);
 			continue;
 		}
@@ -1156,7 +1201,7 @@ static void print_rows(const struct row *rows, size_t nrows)
 			snprintf(je, sizeof(je), "%.1f", r->je_bpk);
 		else
 			snprintf(je, sizeof(je), "-");
-		printf("%-18s %10zu %10.2f %10.2f %10.2f %10s %12.1f %14s\n", r->name,
+		printf("%-20s %10zu %10.2f %10.2f %10.2f %10s %12.1f %14s\n", r->name,
 		       r->in->orc->distinct, r->ins, r->get, r->miss, iter, r->own_bpk, je);
 	}
 }
@@ -1285,17 +1330,21 @@ static void run_binary(struct bench *b, const struct options *opt, const char *n
 	raw_in = (struct input){&raw, &raw_o, &raw_miss, order};
 	nf_in = (struct input){&nf, &nf_o, &nf_miss, order};
 	{
-		struct row rows[4] = {
+		struct row rows[6] = {
 		    {.name = "PathMap", .kind = K_PATHMAP, .in = &raw_in},
 		    {.name = "JudyHS", .kind = K_JUDYHS, .in = &raw_in},
 		    {.name = "PathMap-nulfree", .kind = K_PATHMAP, .in = &nf_in},
 		    {.name = "JudySL-nulfree", .kind = K_JUDYSL, .in = &nf_in},
+		    {.name = "PathMap-many", .kind = K_PATHMAP_MANY, .in = &raw_in},
+		    {.name = "PathMap-nulfree-many", .kind = K_PATHMAP_MANY, .in = &nf_in},
 		};
 
-		run_rows(b, opt, rows, 4);
-		print_rows(rows, 4);
+		run_rows(b, opt, rows, 6);
+		print_rows(rows, 6);
 		print_ratio(&rows[2], &rows[3], "same NUL-free keys");
 		print_ratio(&rows[0], &rows[1], "same raw binary keys");
+		print_ratio(&rows[5], &rows[3], "same NUL-free keys, batch calls");
+		print_ratio(&rows[4], &rows[1], "same raw binary keys, batch calls");
 		print_stats(&rows[0]);
 		printf(
 		    "nulfree: each key byte b stored as 1 + b %% 255 (same lengths) so JudySL, "
@@ -1342,16 +1391,18 @@ static void run_paths(struct bench *b, const struct options *opt)
 
 	in = (struct input){&keys, &o, &miss, order};
 	{
-		struct row rows[3] = {
+		struct row rows[4] = {
 		    {.name = "PathMap", .kind = K_PATHMAP, .in = &in},
 		    {.name = "JudySL", .kind = K_JUDYSL, .in = &in},
 		    {.name = "JudyHS", .kind = K_JUDYHS, .in = &in},
+		    {.name = "PathMap-many", .kind = K_PATHMAP_MANY, .in = &in},
 		};
 
-		run_rows(b, opt, rows, 3);
-		print_rows(rows, 3);
+		run_rows(b, opt, rows, 4);
+		print_rows(rows, 4);
 		print_ratio(&rows[0], &rows[1], "same keys");
 		print_ratio(&rows[0], &rows[2], "same keys");
+		print_ratio(&rows[3], &rows[1], "same keys, batch calls");
 		print_stats(&rows[0]);
 	}
 	print_load();
