@@ -26,6 +26,11 @@
  *   - Timed loops do the same bookkeeping for every structure (one key address, one length,
  *     a found count and a value sum); the exact checks run outside the timed loops.
  *   - The counting hook adds one addition per allocation to PathMap's insert time.
+ *   - The PathMap-many rows build and query the same trie through the batch calls
+ *     (pm_map_set_many, pm_map_get_many), 256 keys a call, filling the call's key array
+ *     inside the timed loop. Judy has no batch calls: its rows are key by key, so a -many
+ *     ratio compares what a caller of each library's own API gets for a bulk job; the plain
+ *     PathMap rows compare key-by-key calls with key-by-key calls.
  */
 #define _POSIX_C_SOURCE 200809L
 
