@@ -923,6 +923,23 @@ static int kv_order(const void *a, const void *b)
 	return c ? c : (x->val > y->val) - (x->val < y->val);
 }
 
+/*
+ * After a bulk set: map holds exactly model m, the call reported want keys added, and clone
+ * (when non-NULL), taken before the call, still holds model before.
+ */
+static void check_bulk(const pm_map *map, const struct model *m, const pm_map *clone,
+		       const struct model *before, size_t added, size_t want)
+{
+	CU_ASSERT_EQUAL(added, want);
+	CU_ASSERT_EQUAL(pm_map_count(map), m->n);
+	CU_ASSERT_TRUE(model_matches(m, map));
+	assert_valid(map);
+	if (clone) {
+		CU_ASSERT_TRUE(model_matches(before, clone));
+		assert_valid(clone);
+	}
+}
+
 /* Sets a random sorted run into a random map (a clone of it stays as it was) and compares
  * with record-by-record sets on the reference model. */
 static void test_set_sorted_random(void)
@@ -960,14 +977,7 @@ static void test_set_sorted_random(void)
 		for (i = 0; i < nrun; i++)
 			model_set(&m, kv[i].key, kv[i].len, kv[i].val, NULL);
 		CU_ASSERT_EQUAL(pm_map_set_sorted(map, kv, nrun, &added), 0);
-		CU_ASSERT_EQUAL(added, m.n - was);
-		CU_ASSERT_EQUAL(pm_map_count(map), m.n);
-		CU_ASSERT_TRUE(model_matches(&m, map));
-		assert_valid(map);
-		if (clone) {
-			CU_ASSERT_TRUE(model_matches(&before, clone));
-			assert_valid(clone);
-		}
+		check_bulk(map, &m, clone, &before, added, m.n - was);
 		pm_map_destroy(clone);
 		pm_map_destroy(map);
 		model_free(&m);
@@ -1134,14 +1144,7 @@ static void test_many_random(void)
 		for (i = 0; i < nrun; i++)
 			model_set(&m, kv[i].key, kv[i].len, kv[i].val, NULL);
 		CU_ASSERT_EQUAL(pm_map_set_many(map, kv, nrun, &added), 0);
-		CU_ASSERT_EQUAL(added, m.n - was);
-		CU_ASSERT_EQUAL(pm_map_count(map), m.n);
-		CU_ASSERT_TRUE(model_matches(&m, map));
-		assert_valid(map);
-		if (clone) {
-			CU_ASSERT_TRUE(model_matches(&before, clone));
-			assert_valid(clone);
-		}
+		check_bulk(map, &m, clone, &before, added, m.n - was);
 
 		/* queries: the run's keys over again, fresh keys, and now and then a NULL key
 		 * with a length (invalid: not found); absent keys keep the val they came with */
