@@ -498,6 +498,21 @@ static void test_sweep_head(void)
 }
 
 /*
+ * The start of one step of a bulk-set sweep: a holds the base, b is its clone (with share)
+ * or NULL; returns the map the step writes (b with share, else a).
+ */
+static pm_map *sweep_begin(pm_map **a, pm_map **b, int share)
+{
+	FA.countdown = -1;
+	*a = build(&base_model);
+	*b = NULL;
+	if (share)
+		CU_ASSERT_EQUAL_FATAL(pm_map_clone(*a, b), 0);
+	FA.injected = false;
+	return share ? *b : *a;
+}
+
+/*
  * The end of one step of a bulk-set sweep: the map a the calls did not write (when b, its
  * clone, took them) still equals the base; both are destroyed and nothing may be left
  * allocated. Returns whether a failure was injected during the step.
@@ -577,16 +592,11 @@ static void test_sweep_set_sorted(void)
 		for (fail_at = 0; fail_at < 100000; fail_at++) {
 			struct sorted_check c = {&base_model, &run, 0, 0, true};
 			struct model all;
-			pm_map *a, *b = NULL, *t;
+			pm_map *a, *b, *t;
 			size_t added = 0;
 			int rc;
 
-			FA.countdown = -1;
-			a = build(&base_model);
-			if (share)
-				CU_ASSERT_EQUAL_FATAL(pm_map_clone(a, &b), 0);
-			t = share ? b : a;
-			FA.injected = false;
+			t = sweep_begin(&a, &b, share);
 			FA.countdown = fail_at;
 			rc = pm_map_set_sorted(t, kv, n, &added);
 			FA.countdown = -1;
@@ -651,17 +661,12 @@ static void test_sweep_set_many(void)
 
 		for (fail_at = 0; fail_at < 100000; fail_at++) {
 			struct model m;
-			pm_map *a, *b = NULL, *t;
+			pm_map *a, *b, *t;
 			size_t added = 0, j;
 			bool matched = false;
 			int rc;
 
-			FA.countdown = -1;
-			a = build(&base_model);
-			if (share)
-				CU_ASSERT_EQUAL_FATAL(pm_map_clone(a, &b), 0);
-			t = share ? b : a;
-			FA.injected = false;
+			t = sweep_begin(&a, &b, share);
 			FA.countdown = fail_at;
 			rc = pm_map_set_many(t, kv, n, &added);
 			FA.countdown = -1;
