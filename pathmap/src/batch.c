@@ -69,8 +69,8 @@ static void warm_insert(pm_node *n, uint8_t b)
  */
 static bool lane_step(struct lane *l, bool warm, bool *found, uint64_t *val)
 {
-	pm_node *n, **cs;
-	size_t plen;
+	pm_node *n, **cs = NULL;
+	enum pm_step st;
 
 	if (l->slot) {
 		n = *l->slot;
@@ -84,27 +84,15 @@ static bool lane_step(struct lane *l, bool warm, bool *found, uint64_t *val)
 		n = l->n;
 	}
 	for (;;) {
-		plen = node_plen(n);
-		if (l->len - l->i < plen ||
-		    common_len(node_prefix(n), plen, l->key + l->i, plen) != plen) {
-			*found = false;
-			return true;
-		}
-		l->i += plen;
-		if (l->i == l->len) {
-			*found = node_has_val(n);
+		st = node_step(n, l->key, l->len, &l->i, &cs);
+		if (st != PM_STEP_DOWN) {
+			*found = st == PM_STEP_END && node_has_val(n);
 			if (*found)
 				*val = node_val(n);
-			return true;
-		}
-		cs = node_child(n, l->key[l->i]);
-		if (!cs) {
-			if (warm)
+			if (warm && st == PM_STEP_NOCHILD)
 				warm_insert(n, l->key[l->i]);
-			*found = false;
 			return true;
 		}
-		l->i++;
 		if (!same_line(cs, n)) {
 			l->slot = cs;
 			prefetch(cs);

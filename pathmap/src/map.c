@@ -389,26 +389,20 @@ int tr_set(const pm_ctx *c, pm_node **rootp, const uint8_t *key, size_t len, uin
 
 bool tr_get(pm_node *n, const uint8_t *key, size_t len, uint64_t *val)
 {
-	size_t i = 0, plen;
-	pm_node **cs;
+	size_t i = 0;
+	pm_node **cs = NULL;
+	enum pm_step st;
 
 	key = PM_KEY(key);
-	while (n) {
-		plen = node_plen(n);
-		if (len - i < plen || common_len(node_prefix(n), plen, key + i, plen) != plen)
-			return false;
-		i += plen;
-		if (i == len) {
-			if (!node_has_val(n))
-				return false;
-			if (val)
-				*val = node_val(n);
-			return true;
-		}
-		cs = node_child(n, key[i++]);
-		n = cs ? *cs : NULL;
-	}
-	return false;
+	if (!n)
+		return false;
+	while ((st = node_step(n, key, len, &i, &cs)) == PM_STEP_DOWN)
+		n = *cs;
+	if (st != PM_STEP_END || !node_has_val(n))
+		return false;
+	if (val)
+		*val = node_val(n);
+	return true;
 }
 
 bool tr_find(pm_node *n, const uint8_t *key, size_t len, pm_pos *out)

@@ -388,6 +388,34 @@ static inline size_t common_len(const uint8_t *a, size_t la, const uint8_t *b, s
 	return m;
 }
 
+/* How a lookup leaves a node (node_step). */
+enum pm_step { PM_STEP_DOWN, PM_STEP_END, PM_STEP_OFF, PM_STEP_NOCHILD };
+
+/*
+ * One node of a lookup of key[0..len), *i bytes of it consumed above n: matches n's prefix
+ * and, past it, finds the child under the next byte. Returns PM_STEP_DOWN with *slot the
+ * child's slot and *i past its byte; PM_STEP_END when the key ends in n (*i == len: found iff
+ * node_has_val(n)); PM_STEP_OFF when the key leaves n's prefix (not found); PM_STEP_NOCHILD
+ * when n has no child under key[*i] (not found; *i past the prefix). The one definition of a
+ * lookup's step: tr_get and the batch lanes use it.
+ */
+static inline enum pm_step node_step(pm_node *n, const uint8_t *key, size_t len, size_t *i,
+				     pm_node ***slot)
+{
+	size_t plen = node_plen(n);
+
+	if (len - *i < plen || common_len(node_prefix(n), plen, key + *i, plen) != plen)
+		return PM_STEP_OFF;
+	*i += plen;
+	if (*i == len)
+		return PM_STEP_END;
+	*slot = node_child(n, key[*i]);
+	if (!*slot)
+		return PM_STEP_NOCHILD;
+	++*i;
+	return PM_STEP_DOWN;
+}
+
 /* ---- node.c ---- */
 void *pm_xalloc(const pm_ctx *c, void *p, size_t osize, size_t nsize);
 /* Grows the array *buf of *cap elements of elem bytes (doubling) to hold need; 0, PM_ENOMEM
