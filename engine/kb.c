@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -966,18 +967,20 @@ struct wrange {
 	size_t clen;	     /* bytes of C */
 	struct pkb_err err;  /* message of rc */
 	int rc;		     /* the task's error */
-	bool done;	     /* built (set in the stream's critical section) */
+	bool done;	     /* built or skipped (set under the stream's mutex) */
+	bool skipped;	     /* not built: the stream had stopped */
 };
 
 /*
  * Part buffers written out go back to a pool that later parts take from: a part grows to
  * about a megabyte, and memory the process has touched is reused instead of fresh pages
- * (a first touch costs microseconds a page in a virtual machine). Taken and given back under
- * the pool's critical section.
+ * (a first touch costs microseconds a page in a virtual machine). Taken by the building
+ * threads and given back by the writer thread, under the pool's mutex.
  */
 #define WPOOL_MAX 64 /* buffers kept */
 
 struct wpool {
+	pthread_mutex_t mu; /* guards the rest */
 	struct {
 		uint8_t *buf;
 		size_t cap;
@@ -988,12 +991,13 @@ struct wpool {
 /* A kept buffer (the last given back) for part p, if any. */
 static void pool_take(struct wpool *pool, struct wpart *p)
 {
-#pragma omp critical(pkb_write_pool)
+	pthread_mutex_lock(&pool->mu);
 	if (pool->n) {
 		pool->n--;
 		p->buf = pool->b[pool->n].buf;
 		p->cap = pool->b[pool->n].cap;
 	}
+	pthread_mutex_unlock(&pool->mu);
 }
 
 /* Gives part p's buffer back (freed when the pool is full). */
@@ -1001,13 +1005,14 @@ static void pool_put(struct wpool *pool, struct wpart *p)
 {
 	bool kept = false;
 
-#pragma omp critical(pkb_write_pool)
+	pthread_mutex_lock(&pool->mu);
 	if (p->buf && pool->n < WPOOL_MAX) {
 		pool->b[pool->n].buf = p->buf;
 		pool->b[pool->n].cap = p->cap;
 		pool->n++;
 		kept = true;
 	}
+	pthread_mutex_unlock(&pool->mu);
 	if (!kept)
 		free(p->buf);
 	p->buf = NULL;
@@ -1347,48 +1352,86 @@ out:
 }
 
 /*
- * The writer's side of write_parts: ranges go to it in byte order as they are finished. One
- * thread at a time holds the stream (busy) and writes, outside the critical section, the
- * finished ranges that come next; the others only mark theirs done, so none waits for a
- * write to the file. The holder looks again, in the critical section, before letting go.
+ * The writer's side of write_parts: a thread of its own that writes the ranges in byte order
+ * as they are finished, while the building threads go on with the next ones. Writing to the
+ * file can block for a while (the kernel throttles a writer when too much of the page cache
+ * waits for the disk); a building thread that did the writing would stop building meanwhile.
+ * The ranges' done flags and the stop flag are guarded by mu; a building thread sets a
+ * range's other fields before it marks the range done, and the writer reads them after it
+ * saw the mark.
  */
 struct wstream {
 	struct pkb_writer *w; /* the writer */
 	struct wrange *r;     /* the ranges */
+	struct wpool *pool;   /* written parts' buffers go back here */
 	size_t nranges;	      /* their number */
-	size_t next;	      /* the first range not written yet (the holder's) */
-	bool busy;	      /* a thread holds the stream */
+	size_t next;	      /* the first range not written yet (the writer's) */
+	pthread_mutex_t mu;   /* guards the ranges' done and skipped flags, and stop */
+	pthread_cond_t cv;    /* signalled when a range is done */
+	bool stop;	      /* a range or the writer failed: ranges not begun are skipped */
 	struct pkb_err err;   /* message of rc */
-	int rc;		      /* the first write error (the holder's) */
+	int rc;		      /* the first write error (the writer's) */
 };
 
-/* End of the run of finished ranges from s->next on; stops at a range that failed (write_parts
- * reports it). Called in the stream's critical section, by the holder. */
-static size_t stream_upto(const struct wstream *s)
+/* Marks range t done (skipped: not built, as the stream had stopped); a failed range stops
+ * the stream. The building threads'. */
+static void stream_done(struct wstream *s, size_t t, bool skipped)
 {
-	size_t i = s->next;
-
-	while (i < s->nranges && s->r[i].done && !s->r[i].rc)
-		i++;
-	return i;
+	pthread_mutex_lock(&s->mu);
+	s->r[t].done = true;
+	s->r[t].skipped = skipped;
+	if (s->r[t].rc)
+		s->stop = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 }
 
-/* Writes ranges s->next .. upto, their buffers back to the pool. The holder's. */
-static void stream_write(struct wstream *s, struct wpool *pool, size_t upto)
+/* Whether the stream has stopped: a range not begun yet is then skipped. */
+static bool stream_stopped(struct wstream *s)
 {
-	while (!s->rc && s->next < upto) {
+	bool stopped;
+
+	pthread_mutex_lock(&s->mu);
+	stopped = s->stop;
+	pthread_mutex_unlock(&s->mu);
+	return stopped;
+}
+
+/*
+ * The writer thread: writes each range, in order, once it is done, and gives its buffers
+ * back to the pool. Stops at a range that failed or was skipped (write_parts reports the
+ * error) or at a write error of its own (s->rc, which stops the building too).
+ */
+static void *stream_main(void *arg)
+{
+	struct wstream *s = arg;
+
+	while (s->next < s->nranges) {
 		struct wrange *r = &s->r[s->next];
 		size_t j;
 
+		pthread_mutex_lock(&s->mu);
+		while (!r->done)
+			pthread_cond_wait(&s->cv, &s->mu);
+		pthread_mutex_unlock(&s->mu);
+		if (r->rc || r->skipped)
+			break;
 		for (j = 0; j < r->nparts && !s->rc; j++) {
 			struct wpart *p = &r->parts[j];
 
 			p->part.nodes = p->buf;
 			s->rc = pkb_writer_join_parts(s->w, &p->part, 1, p->key_bytes, &s->err);
-			pool_put(pool, p);
+			pool_put(s->pool, p);
+		}
+		if (s->rc) {
+			pthread_mutex_lock(&s->mu);
+			s->stop = true;
+			pthread_mutex_unlock(&s->mu);
+			break;
 		}
 		s->next++;
 	}
+	return NULL;
 }
 
 /*
@@ -1496,6 +1539,24 @@ static int plan_ranges(const pm_map *map, const struct wlayout *l, const uint8_t
 	return 0;
 }
 
+/* Initialises the pool's mutex and the stream's mutex and condition; 0, or -1 with none
+ * left initialised. */
+static int sync_init(pthread_mutex_t *pmu, pthread_mutex_t *smu, pthread_cond_t *cv)
+{
+	if (pthread_mutex_init(pmu, NULL))
+		return -1;
+	if (pthread_mutex_init(smu, NULL)) {
+		pthread_mutex_destroy(pmu);
+		return -1;
+	}
+	if (pthread_cond_init(cv, NULL)) {
+		pthread_mutex_destroy(smu);
+		pthread_mutex_destroy(pmu);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Writes the keys in parts (see above), in about nwant ranges. Returns 0, an error (message
  * in err), or 1 when the map does not suit (fewer than 2 ranges): the caller then writes
@@ -1511,17 +1572,21 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct wla
 	struct wstream st;
 	struct wpool pool;
 	uint64_t val = 0;
-	bool has_val;
+	bool has_val, writer;
+	pthread_t wt;
 	long t;
 	int rc;
 
 	memset(&st, 0, sizeof(st));
 	pool.n = 0;
+	if (sync_init(&pool.mu, &st.mu, &st.cv))
+		return 1; /* no threads to be had: the serial way */
 	rc = common_prefix(map, l, &cp, &clen);
 	if (rc <= 0) {
 		if (rc < 0)
 			seterr(err, "%s: out of memory", w->path);
-		return rc < 0 ? rc : 1;
+		rc = rc < 0 ? rc : 1;
+		goto out;
 	}
 	/* the root's value: key C, in the subtrie that holds it */
 	root = malloc(l->ppl + clen + 1);
@@ -1539,34 +1604,22 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct wla
 	has_val = pm_map_get(map, root, l->ppl + clen, &val);
 	st.w = w;
 	st.r = r;
+	st.pool = &pool;
 	st.nranges = nranges;
+	/* without a thread of its own, the writer runs after the building */
+	writer = !pthread_create(&wt, NULL, stream_main, &st);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
 	for (t = 0; t < (long)nranges; t++) {
-		size_t upto = 0;
-		bool mine;
+		bool skip = stream_stopped(&st);
 
-		write_range(map, l, cp, &r[t], &pool, w->path, cancel);
-#pragma omp critical(pkb_write_stream)
-		{
-			r[t].done = true;
-			mine = !st.busy;
-			if (mine) {
-				st.busy = true;
-				upto = stream_upto(&st);
-			}
-		}
-		while (mine) {
-			stream_write(&st, &pool, upto);
-#pragma omp critical(pkb_write_stream)
-			{
-				upto = stream_upto(&st);
-				if (st.rc || upto == st.next) {
-					st.busy = false;
-					mine = false;
-				}
-			}
-		}
+		if (!skip)
+			write_range(map, l, cp, &r[t], &pool, w->path, cancel);
+		stream_done(&st, (size_t)t, skip);
 	}
+	if (writer)
+		pthread_join(wt, NULL);
+	else
+		(void)stream_main(&st);
 	for (i = 0; i < nranges; i++) {
 		if (r[i].rc) {
 			rc = r[i].rc;
@@ -1585,6 +1638,9 @@ out:
 		for (i = 0; i < nranges; i++)
 			wrange_free(&r[i]);
 	pool_free(&pool);
+	pthread_cond_destroy(&st.cv);
+	pthread_mutex_destroy(&st.mu);
+	pthread_mutex_destroy(&pool.mu);
 	free(r);
 	free(root);
 	free(cp);

@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -504,6 +506,52 @@ static void test_safe_write(void)
 	free(o.e);
 }
 
+/*
+ * A write that fails half-way (a file-size limit, as a full disk would) in parts and serially:
+ * the OS error is reported with the file's name, the old file stays intact, and the writer
+ * thread of a write in parts stops the building threads (the call returns).
+ */
+static void test_write_fails(void)
+{
+	static const size_t nparts[] = {1, 4, 16};
+	struct oracle o;
+	struct pkb_meta m;
+	struct pkb_err err;
+	struct rlimit old, lim;
+	struct stat st;
+	uint8_t *before, *after;
+	size_t lb, la, i;
+	pm_map *a;
+
+	make_oracle(&o, 20000);
+	a = map_for(&o, PME_SCHEME_HASH, 64, false);
+	meta_for(&m, PME_SCHEME_HASH, 64, false, NULL);
+	CU_ASSERT_EQUAL_FATAL(pkb_write(tpath("f.kb"), a, &m, NULL, NULL, NULL, &err), 0);
+	before = slurp(tpath("f.kb"), &lb);
+	CU_ASSERT_FATAL(before != NULL && stat(tpath("f.kb"), &st) == 0);
+	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	for (i = 0; i < sizeof(nparts) / sizeof(nparts[0]); i++) {
+		struct pkb_write_opts wo = {.threads = 2, .parts = nparts[i]};
+		int rc;
+
+		lim = old;
+		lim.rlim_cur = (rlim_t)st.st_size / 2;
+		CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
+		rc = pkb_write(tpath("f.kb"), a, &m, NULL, NULL, &wo, &err);
+		CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &old), 0);
+		CU_ASSERT_EQUAL(rc, -EFBIG);
+		CU_ASSERT(strstr(err.msg, "f.kb") != NULL);
+		after = slurp(tpath("f.kb"), &la);
+		CU_ASSERT(after && la == lb && !memcmp(before, after, la));
+		free(after);
+	}
+	signal(SIGXFSZ, SIG_DFL);
+	free(before);
+	pm_map_destroy(a);
+	free(o.e);
+}
+
 /* Every flipped byte is caught by the checksums; truncations, extensions, foreign files
  * and newer versions are refused; readers without checksums stay in bounds. */
 static void test_damage(void)
@@ -704,6 +752,7 @@ int main(void)
 	CU_add_test(su, "trust_routes skips the hash check only", test_trust_routes);
 	CU_add_test(su, "an unreadable string value stops the write", test_blob_refused);
 	CU_add_test(su, "failed or cancelled writes leave the old file", test_safe_write);
+	CU_add_test(su, "a write that fails half-way, in parts and serially", test_write_fails);
 	CU_add_test(su, "damaged, truncated, foreign, newer files refused", test_damage);
 	CU_add_test(su, "merge, intersect, subtract against an oracle", test_algebra);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
