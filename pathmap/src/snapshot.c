@@ -112,6 +112,15 @@ static void put_le(uint8_t *p, uint64_t v, unsigned n)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* Writes v as 8 little-endian bytes at p. */
+static inline void put_le8(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
+}
+
 static inline uint64_t get64(const uint8_t *p)
 {
 	uint64_t v;
@@ -450,13 +459,11 @@ struct pm_snap_builder {
 	uint8_t buf[OUTBUF];  /* output buffer */
 };
 
-static int grow(pm_alloc_fn alloc, void *ud, void **p, size_t *cap, size_t need, size_t elt)
+static int grow_slow(pm_alloc_fn alloc, void *ud, void **p, size_t *cap, size_t need, size_t elt)
 {
 	size_t ncap = *cap ? *cap : 16;
 	void *np;
 
-	if (need <= *cap)
-		return 0;
 	while (ncap < need) {
 		if (ncap > SIZE_MAX / 2)
 			return PM_EOVERFLOW;
@@ -470,6 +477,14 @@ static int grow(pm_alloc_fn alloc, void *ud, void **p, size_t *cap, size_t need,
 	*p = np;
 	*cap = ncap;
 	return 0;
+}
+
+/* Makes room for need elements of elt bytes in *p (*cap of them now). 0 or an error. */
+static inline int grow(pm_alloc_fn alloc, void *ud, void **p, size_t *cap, size_t need, size_t elt)
+{
+	if (need <= *cap)
+		return 0;
+	return grow_slow(alloc, ud, p, cap, need, elt);
 }
 
 /* Hashes (unless the builder makes a part) and sinks len bytes of output. */
@@ -613,6 +628,24 @@ static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix
 	int rc = 0;
 
 	*off = b->pos;
+	if (!n && plen <= STAGE_PREFIX && b->blen + plen + 10 <= OUTBUF) {
+		/* a leaf, as most nodes are: written into the output buffer in place (tag, plen
+		 * in one varint byte, prefix, value; the 8 bytes after the prefix are free) */
+		uint8_t *q = b->buf + b->blen;
+
+		if (f->has_val)
+			vcode = vcode_of(f->val);
+		q[0] = (uint8_t)(K_LEAF | vcode << 2);
+		q[1] = (uint8_t)plen;
+		memcpy(q + 2, prefix, (size_t)plen);
+		h = 2 + (size_t)plen;
+		put_le8(q + h, f->val);
+		h += vwidth[vcode];
+		b->blen += h;
+		b->pos += h;
+		*count = cnt;
+		return 0;
+	}
 	kind = n == 0 ? K_LEAF : n <= LIST_MAX ? K_LIST : K_DENSE;
 	if (f->has_val)
 		vcode = vcode_of(f->val);
