@@ -1710,10 +1710,11 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 	rc = pkb_writer_open(path, meta, opts, &w, err);
 	if (rc)
 		return rc;
-	/* In parts when there are threads to share the work, the values are numbers and the
-	 * image fits the memory budget; ranges: up to 8 per thread for balance (each range
-	 * walks every subtrie, so more cost more), at most 256 and a budget of subtries x
-	 * ranges seeks; write_parts cuts them by weight. */
+	/* In parts when the values are numbers and the image fits the memory budget, on one
+	 * thread too (the writer thread then writes a range to the file while the next is
+	 * built); ranges: up to 8 per thread for balance (each range walks every subtrie, so
+	 * more cost more), at most 256 and a budget of subtries x ranges seeks; write_parts
+	 * cuts them by weight. */
 	layout_of(meta, opts, &l);
 	nranges = opts && opts->parts ? opts->parts : WRITE_RANGES_PER_THREAD * (size_t)threads;
 	if (!(opts && opts->parts) && nranges > ((size_t)1 << 20) / l.nsub)
@@ -1721,10 +1722,9 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 	if (nranges > 256)
 		nranges = 256;
 	if (!(opts && opts->parts) &&
-	    (threads < 2 ||
-	     (opts && opts->image_hint ? (double)opts->image_hint
-				       : (double)pm_map_count(map) * WRITE_IMAGE_BYTES_PER_KEY) >
-		 (double)(opts && opts->memory ? opts->memory : WRITE_IMAGE_DEFAULT_MEMORY)))
+	    (opts && opts->image_hint ? (double)opts->image_hint
+				      : (double)pm_map_count(map) * WRITE_IMAGE_BYTES_PER_KEY) >
+		(double)(opts && opts->memory ? opts->memory : WRITE_IMAGE_DEFAULT_MEMORY))
 		nranges = 1;
 	if (w->blob)
 		nranges = 1;
