@@ -609,6 +609,33 @@ uint64_t pm_snap_builder_count(const pm_snap_builder *b)
 	return b->count;
 }
 
+/* Whether a leaf with a prefix of plen bytes goes into the output buffer in place. */
+static inline bool leaf_fits(const pm_snap_builder *b, uint64_t plen)
+{
+	return plen <= STAGE_PREFIX && b->blen + plen + 10 <= OUTBUF;
+}
+
+/*
+ * Writes a leaf (leaf_fits) into the output buffer in place, as most nodes are leaves: tag,
+ * plen in one varint byte, prefix, value (written 8 bytes wide: leaf_fits keeps them free).
+ * The node's offset is b->pos before the call.
+ */
+static inline void leaf_put(pm_snap_builder *b, const uint8_t *prefix, uint64_t plen, bool has_val,
+			    uint64_t val)
+{
+	uint8_t *q = b->buf + b->blen;
+	unsigned vcode = has_val ? vcode_of(val) : 0;
+	size_t h = 2 + (size_t)plen;
+
+	q[0] = (uint8_t)(K_LEAF | vcode << 2);
+	q[1] = (uint8_t)plen;
+	memcpy(q + 2, prefix, (size_t)plen);
+	put_le8(q + h, val);
+	h += vwidth[vcode];
+	b->blen += h;
+	b->pos += h;
+}
+
 /*
  * Emits the node of frame f, whose prefix is prefix[0..plen) and whose children are
  * ch[f->child_base..nch); pops those children. *off and *count receive the node's offset and
@@ -628,21 +655,8 @@ static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix
 	int rc = 0;
 
 	*off = b->pos;
-	if (!n && plen <= STAGE_PREFIX && b->blen + plen + 10 <= OUTBUF) {
-		/* a leaf, as most nodes are: written into the output buffer in place (tag, plen
-		 * in one varint byte, prefix, value; the 8 bytes after the prefix are free) */
-		uint8_t *q = b->buf + b->blen;
-
-		if (f->has_val)
-			vcode = vcode_of(f->val);
-		q[0] = (uint8_t)(K_LEAF | vcode << 2);
-		q[1] = (uint8_t)plen;
-		memcpy(q + 2, prefix, (size_t)plen);
-		h = 2 + (size_t)plen;
-		put_le8(q + h, f->val);
-		h += vwidth[vcode];
-		b->blen += h;
-		b->pos += h;
+	if (!n && leaf_fits(b, plen)) {
+		leaf_put(b, prefix, plen, f->has_val, f->val);
 		*count = cnt;
 		return 0;
 	}
@@ -1183,10 +1197,15 @@ static int u_leaf(struct ustate *u, const struct upos *p, size_t d)
 			return rc;
 	}
 	rc = grow(b->alloc, b->ud, (void **)&b->ch, &b->cap_ch, b->nch + 1, sizeof(struct child));
-	if (!rc)
-		rc = emit(b, &f, pre, pl, &off, &cnt);
 	if (rc)
 		return rc;
+	if (leaf_fits(b, pl)) {
+		off = b->pos;
+		cnt = 1;
+		leaf_put(b, pre, pl, true, f.val);
+	} else if ((rc = emit(b, &f, pre, pl, &off, &cnt))) {
+		return rc;
+	}
 	put_child(b, off, cnt, b->last[d - 1]);
 	u_count_key(u, end);
 	return 0;
