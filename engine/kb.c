@@ -925,7 +925,6 @@ out_abort:
 #define WRITE_RANGES_PER_THREAD 8u     /* in parts: key ranges per thread */
 #define WRITE_SAMPLE_SUBTRIES 4u       /* in parts: partitions counted to weigh the ranges */
 #define WRITE_SAMPLE_MIN 64u	       /* ... when there are at least this many */
-#define CANCEL_KEYS 65536u	       /* keys walked between looks at the cancel flag */
 #define WRITE_IMAGE_BYTES_PER_KEY 48.0 /* in parts: image bytes per key, a generous guess */
 #define WRITE_IMAGE_DEFAULT_MEMORY ((uint64_t)1 << 30) /* ... allowed without opts->memory */
 
@@ -1058,23 +1057,22 @@ static void wrange_free(struct wrange *r)
 }
 
 /*
- * What the union walk does at every key: checks that it sits in the partition its hash names
- * (the walk never spells out keys otherwise, so this is where routing is verified), looks at
- * the cancel flag now and then, and copies a string value to the heap (its word becomes the
- * heap offset).
+ * What the union walk does at every key, when there is something to do: checks that it sits
+ * in the partition its hash names (the walk never spells out keys otherwise, so this is where
+ * routing is verified) and copies a string value to the heap (its word becomes the heap
+ * offset). Without either, no callback runs for each key: the builder's tick (cancel_tick)
+ * looks at the cancel flag now and then.
  */
 struct walk_check {
-	struct pkb_writer *w;	       /* string values: the writer whose heap takes them */
-	pkb_blob_fn blob;	       /* ... their accessor */
-	void *blob_ud;		       /* ... its argument */
-	struct pkb_err err;	       /* the message of a failure met here */
-	uint8_t *key;		       /* the user key: C ++ byte ++ the walk's key */
-	size_t head;		       /* bytes of C ++ byte */
-	size_t cap;		       /* bytes allocated */
-	uint32_t parts;		       /* P (0: the prefix scheme, nothing to check) */
-	uint32_t src, hash;	       /* the misrouted key's partition and its hash's */
-	uint64_t seen;		       /* keys checked */
-	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
+	struct pkb_writer *w; /* string values: the writer whose heap takes them */
+	pkb_blob_fn blob;     /* ... their accessor */
+	void *blob_ud;	      /* ... its argument */
+	struct pkb_err err;   /* the message of a failure met here */
+	uint8_t *key;	      /* the user key: C ++ byte ++ the walk's key */
+	size_t head;	      /* bytes of C ++ byte */
+	size_t cap;	      /* bytes allocated */
+	uint32_t parts;	      /* P (0: the prefix scheme, nothing to check) */
+	uint32_t src, hash;   /* the misrouted key's partition and its hash's */
 };
 
 static int walk_check(void *arg, size_t src, const uint8_t *key, size_t len, uint64_t *val)
@@ -1095,8 +1093,6 @@ static int walk_check(void *arg, size_t src, const uint8_t *key, size_t len, uin
 			return PKB_EROUTE;
 		}
 	}
-	if (c->cancel && ++c->seen % CANCEL_KEYS == 0 && *c->cancel)
-		return PKB_ECANCELED;
 	if (c->w) {
 		const uint8_t *data = NULL;
 		size_t dlen = 0;
@@ -1110,6 +1106,21 @@ static int walk_check(void *arg, size_t src, const uint8_t *key, size_t len, uin
 		return writer_blob(c->w, data, dlen, val, &c->err);
 	}
 	return 0;
+}
+
+/* The builder's tick during a union walk: stops it once the cancel flag is up. */
+static int cancel_tick(void *arg, uint64_t keys)
+{
+	volatile sig_atomic_t *cancel = arg;
+
+	(void)keys;
+	return *cancel ? PKB_ECANCELED : 0;
+}
+
+/* The per-key callback of a union walk with ck set up, or NULL when it has nothing to do. */
+static pm_snap_union_fn walk_fn(const struct walk_check *ck)
+{
+	return ck->parts || ck->w ? walk_check : NULL;
 }
 
 /* The error message of a failed union walk; returns its PKB code. */
@@ -1209,7 +1220,6 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 	memset(&ck, 0, sizeof(ck));
 	ck.parts = l->check;
 	ck.head = r->clen + 1;
-	ck.cancel = cancel;
 	rc = walk_paths(l, cp, r->clen, 1, &pbuf, &paths, &lens);
 	if (!rc && grow_to((void **)&ck.key, &ck.cap, ck.head + 64, 1))
 		rc = PKB_ENOMEM;
@@ -1219,6 +1229,10 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 		struct wpart *w;
 		uint64_t kb = 0, n;
 
+		if (cancel && *cancel) { /* between parts; inside one, the tick looks */
+			rc = PKB_ECANCELED;
+			break;
+		}
 		for (p = 0; p < np; p++)
 			pbuf[(size_t)p * pl + pl - 1] = (uint8_t)c;
 		ck.key[r->clen] = (uint8_t)c;
@@ -1242,7 +1256,9 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 			rc = PKB_ENOMEM;
 			break;
 		}
-		rc = pm_snap_builder_add_union(r->b, map, paths, lens, np, walk_check, &ck, &kb);
+		if (cancel)
+			pm_snap_builder_set_tick(r->b, cancel_tick, (void *)cancel);
+		rc = pm_snap_builder_add_union(r->b, map, paths, lens, np, walk_fn(&ck), &ck, &kb);
 		n = rc ? 0 : pm_snap_builder_count(r->b);
 		if (rc == PM_SNAP_ESINK)
 			rc = PKB_ENOMEM; /* the part sink fails only for memory */
@@ -1662,7 +1678,6 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct wla
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
-	ck.cancel = cancel;
 	if (w->blob) {
 		ck.w = w;
 		ck.blob = blob;
@@ -1670,8 +1685,10 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct wla
 	}
 	ck.parts = l->check;
 	rc = walk_paths(l, NULL, 0, 0, &pbuf, &paths, &lens);
+	if (cancel)
+		pm_snap_builder_set_tick(w->b, cancel_tick, (void *)cancel);
 	if (!rc)
-		rc = pm_snap_builder_add_union(w->b, map, paths, lens, l->nsub, walk_check, &ck,
+		rc = pm_snap_builder_add_union(w->b, map, paths, lens, l->nsub, walk_fn(&ck), &ck,
 					       &kb);
 	if (rc == PM_SNAP_ESINK) {
 		rc = pm_snap_builder_sink_error(w->b);

@@ -142,6 +142,14 @@ int pm_snap_builder_join(pm_snap_builder *b, const uint8_t *prefix, size_t plen,
 typedef int (*pm_snap_union_fn)(void *arg, size_t src, const uint8_t *key, size_t len,
 				uint64_t *val);
 
+/* Called by pm_snap_builder_add_union() as the walk begins and then about every 65536 keys
+ * (keys: how many it has met so far): non-zero stops the walk, which then returns that code.
+ * A way to cancel a long walk without a callback for every key. */
+typedef int (*pm_snap_tick_fn)(void *arg, uint64_t keys);
+
+/* Sets (fn non-NULL) or clears the builder's tick. */
+void pm_snap_builder_set_tick(pm_snap_builder *b, pm_snap_tick_fn fn, void *arg);
+
 /*
  * Adds the keys of the union of n subtries of m to a builder that has been given no key: the
  * keys k such that paths[i] ++ k is a key of m, for some i (paths[i] has lens[i] bytes; a
@@ -152,7 +160,8 @@ typedef int (*pm_snap_union_fn)(void *arg, size_t src, const uint8_t *key, size_
  * it is written. Afterwards the builder takes only finish, finish_part or destroy.
  * *key_bytes (if non-NULL) receives the sum of the keys' lengths. m must not change during
  * the call. Returns 0 (no key: the builder is as before), PM_EINVAL (the builder has keys, or
- * one key is in two subtries), check's code, PM_ENOMEM, PM_EOVERFLOW or PM_SNAP_ESINK. After
+ * one key is in two subtries), check's or the tick's code, PM_ENOMEM, PM_EOVERFLOW or
+ * PM_SNAP_ESINK. After
  * an error the builder can only be destroyed, unless no node was written yet.
  */
 int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t *const *paths,

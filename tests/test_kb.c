@@ -509,11 +509,13 @@ static void test_safe_write(void)
 /*
  * A write that fails half-way (a file-size limit, as a full disk would) in parts and serially:
  * the OS error is reported with the file's name, the old file stays intact, and the writer
- * thread of a write in parts stops the building threads (the call returns).
+ * thread of a write in parts stops the building threads (the call returns). A cancelled
+ * write, the same.
  */
 static void test_write_fails(void)
 {
 	static const size_t nparts[] = {1, 4, 16};
+	volatile sig_atomic_t cancel = 1;
 	struct oracle o;
 	struct pkb_meta m;
 	struct pkb_err err;
@@ -541,6 +543,14 @@ static void test_write_fails(void)
 		rc = pkb_write(tpath("f.kb"), a, &m, NULL, NULL, &wo, &err);
 		CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &old), 0);
 		CU_ASSERT_EQUAL(rc, -EFBIG);
+		CU_ASSERT(strstr(err.msg, "f.kb") != NULL);
+		after = slurp(tpath("f.kb"), &la);
+		CU_ASSERT(after && la == lb && !memcmp(before, after, la));
+		free(after);
+		/* cancelled: the walk looks at the flag before its first key */
+		wo.cancel = &cancel;
+		CU_ASSERT_EQUAL(pkb_write(tpath("f.kb"), a, &m, NULL, NULL, &wo, &err),
+				PKB_ECANCELED);
 		CU_ASSERT(strstr(err.msg, "f.kb") != NULL);
 		after = slurp(tpath("f.kb"), &la);
 		CU_ASSERT(after && la == lb && !memcmp(before, after, la));
@@ -752,7 +762,8 @@ int main(void)
 	CU_add_test(su, "trust_routes skips the hash check only", test_trust_routes);
 	CU_add_test(su, "an unreadable string value stops the write", test_blob_refused);
 	CU_add_test(su, "failed or cancelled writes leave the old file", test_safe_write);
-	CU_add_test(su, "a write that fails half-way, in parts and serially", test_write_fails);
+	CU_add_test(su, "a write that fails or is cancelled, in parts and serially",
+		    test_write_fails);
 	CU_add_test(su, "damaged, truncated, foreign, newer files refused", test_damage);
 	CU_add_test(su, "merge, intersect, subtract against an oracle", test_algebra);
 	CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -528,6 +528,94 @@ static int union_image(const pm_map *m, const uint8_t *const *paths, const size_
 	return rc;
 }
 
+/* A tick that records the key counts it is given and returns stop_code at call stop_at. */
+struct tick_log {
+	uint64_t keys[64];
+	size_t n, stop_at;
+	int stop_code;
+};
+
+static int tick_log(void *arg, uint64_t keys)
+{
+	struct tick_log *t = arg;
+
+	if (t->n < 64)
+		t->keys[t->n] = keys;
+	if (++t->n == t->stop_at)
+		return t->stop_code;
+	return 0;
+}
+
+/*
+ * The builder's tick during a union walk: told as the walk begins (0 keys) and then at least
+ * 65536 keys apart, never more than about 65536 + one node's keys late; the image is the
+ * same with it; its code stops the walk; refused at the start, the builder stays usable.
+ */
+static void test_union_tick(void)
+{
+	static const uint8_t pb[4] = {1, 2, 3, 4};
+	const uint8_t *paths[4] = {pb, pb + 1, pb + 2, pb + 3};
+	const size_t lens[4] = {1, 1, 1, 1}, n = 300000;
+	struct buf plain, ticked;
+	struct tick_log t;
+	pm_snap_builder *b;
+	uint8_t key[13];
+	size_t i;
+	pm_map *m;
+
+	CU_ASSERT_EQUAL_FATAL(pm_map_create(&m, NULL, NULL), 0);
+	for (i = 0; i < n; i++) {
+		size_t k;
+
+		key[0] = (uint8_t)(1 + i % 4);
+		for (k = 1; k < sizeof(key); k++)
+			key[k] = (uint8_t)rnd();
+		CU_ASSERT_FATAL(pm_map_set(m, key, sizeof(key), i, NULL) >= 0);
+	}
+	CU_ASSERT_EQUAL_FATAL(union_image(m, paths, lens, 4, NULL, 0, &plain), 0);
+	/* told all along, same image */
+	memset(&t, 0, sizeof(t));
+	memset(&ticked, 0, sizeof(ticked));
+	CU_ASSERT_EQUAL_FATAL(pm_snap_builder_create(NULL, NULL, buf_sink, &ticked, &b), 0);
+	pm_snap_builder_set_tick(b, tick_log, &t);
+	CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens, 4, NULL, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pm_snap_builder_finish(b, NULL), 0);
+	pm_snap_builder_destroy(b);
+	CU_ASSERT(ticked.len == plain.len && !memcmp(ticked.p, plain.p, plain.len));
+	CU_ASSERT_EQUAL(t.n, 1 + pm_map_count(m) / 65536);
+	CU_ASSERT_EQUAL(t.keys[0], 0);
+	for (i = 1; i < t.n && i < 64; i++)
+		CU_ASSERT(t.keys[i] >= 65536 * i && t.keys[i] < 65536 * i + 300);
+	free(ticked.p);
+	/* its code stops the walk */
+	memset(&t, 0, sizeof(t));
+	t.stop_at = 3;
+	t.stop_code = -78;
+	memset(&ticked, 0, sizeof(ticked));
+	CU_ASSERT_EQUAL_FATAL(pm_snap_builder_create(NULL, NULL, buf_sink, &ticked, &b), 0);
+	pm_snap_builder_set_tick(b, tick_log, &t);
+	CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens, 4, NULL, NULL, NULL), -78);
+	CU_ASSERT_EQUAL(t.n, 3);
+	pm_snap_builder_destroy(b);
+	free(ticked.p);
+	/* refused at the start: nothing written, the builder takes the walk again */
+	memset(&t, 0, sizeof(t));
+	t.stop_at = 1;
+	t.stop_code = -79;
+	memset(&ticked, 0, sizeof(ticked));
+	CU_ASSERT_EQUAL_FATAL(pm_snap_builder_create(NULL, NULL, buf_sink, &ticked, &b), 0);
+	pm_snap_builder_set_tick(b, tick_log, &t);
+	CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens, 4, NULL, NULL, NULL), -79);
+	pm_snap_builder_set_tick(b, NULL, NULL);
+	CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens, 4, NULL, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(pm_snap_builder_finish(b, NULL), 0);
+	pm_snap_builder_destroy(b);
+	CU_ASSERT(ticked.len == plain.len && !memcmp(ticked.p, plain.p, plain.len));
+	free(ticked.p);
+	free(plain.p);
+	pm_map_destroy(m);
+}
+
 /*
  * pm_snap_builder_add_union against the builder fed key by key: random key sets spread over
  * up to 5 subtries of one map (under prefix-free paths of 1-3 bytes, plus a path with no
@@ -946,6 +1034,7 @@ int main(void)
 	CU_add_test(su, "builder refuses keys out of order", test_order_refused);
 	CU_add_test(su, "images built in parts equal one builder's", test_parts);
 	CU_add_test(su, "union of subtries equals the builder fed key by key", test_union);
+	CU_add_test(su, "the builder's tick during a union walk", test_union_tick);
 	CU_add_test(su, "damaged images refused or read in bounds", test_damage);
 	CU_add_test(su, "same content, same bytes (orders, clones, joins)", test_canonical_maps);
 	CU_add_test(su, "allocation failures", test_alloc_failures);

@@ -453,6 +453,8 @@ struct pm_snap_builder {
 	bool done;	      /* pm_snap_builder_add_union emitted every node, root included */
 	bool joining;	      /* pm_snap_builder_join_parts wrote parts: the root's children */
 	bool part;	      /* pm_snap_builder_for_part: no image hash, no footer */
+	pm_snap_tick_fn tick; /* told now and then during a union walk, or NULL */
+	void *tick_arg;	      /* its argument */
 	void *xs_raw;	      /* block holding the hash state */
 	XXH3_state_t *xs;     /* hash of the bytes emitted, 64-byte aligned inside xs_raw */
 	size_t blen;	      /* bytes waiting in buf */
@@ -597,6 +599,12 @@ void pm_snap_builder_destroy(pm_snap_builder *b)
 		b->alloc(b->ud, b->ch, b->cap_ch * sizeof(struct child), 0);
 	b->alloc(b->ud, b->xs_raw, sizeof(XXH3_state_t) + 64, 0);
 	b->alloc(b->ud, b, sizeof(*b), 0);
+}
+
+void pm_snap_builder_set_tick(pm_snap_builder *b, pm_snap_tick_fn fn, void *arg)
+{
+	b->tick = fn;
+	b->tick_arg = fn ? arg : NULL;
 }
 
 int pm_snap_builder_sink_error(const pm_snap_builder *b)
@@ -1130,7 +1138,8 @@ static inline void u_prefetch_children(pm_node *n)
 		__builtin_prefetch(c[i]);
 }
 
-#define U_SORT_SHORT 32 /* children of a union node sorted by insertion (<= 256) */
+#define U_TICK_KEYS 65536 /* keys between two calls of the builder's tick */
+#define U_SORT_SHORT 32	  /* children of a union node sorted by insertion (<= 256) */
 
 /* Writes the positions that follow p, one per next byte, to t (in byte order); returns how
  * many. */
@@ -1384,7 +1393,7 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 			      uint64_t *key_bytes)
 {
 	struct ustate u;
-	uint64_t root = 0;
+	uint64_t root = 0, next_tick = U_TICK_KEYS;
 	size_t i;
 	int rc = 0;
 
@@ -1413,11 +1422,20 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 			u.npos++;
 		}
 	}
+	if (!rc && b->tick)
+		rc = b->tick(b->tick_arg, 0);
 	if (!rc && u.npos) /* the roots stay in pos[0 .. npos), below the walk's slots */
 		rc = u_enter(&u, 0, u.npos, 0);
 	while (!rc && u.nfr) {
 		struct uframe *F = &u.fr[u.nfr - 1];
 		size_t end = F->f.end;
+
+		if (b->tick && u.count >= next_tick) {
+			next_tick = u.count + U_TICK_KEYS;
+			rc = b->tick(b->tick_arg, u.count);
+			if (rc)
+				break;
+		}
 
 		if (F->one && F->next < node_nchild(F->one)) {
 			pm_node *c = u_child(F->one, F->next, &F->lastb);
