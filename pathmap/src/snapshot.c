@@ -1242,9 +1242,6 @@ static int u_enter(struct ustate *u, size_t s, size_t e, size_t d)
 			struct upos *p = &u->pos[s];
 			size_t pl = node_plen(p->n) - p->off;
 
-			if (u->nfr && node_kind(p->n) == PM_LEAF)
-				return u_leaf(u, p, d);
-
 			rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, d + pl + 1, 1);
 			if (rc)
 				return rc;
@@ -1428,7 +1425,7 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 		rc = u_enter(&u, 0, u.npos, 0);
 	while (!rc && u.nfr) {
 		struct uframe *F = &u.fr[u.nfr - 1];
-		size_t end = F->f.end;
+		size_t end = F->f.end, gs, ge;
 
 		if (b->tick && u.count >= next_tick) {
 			next_tick = u.count + U_TICK_KEYS;
@@ -1448,7 +1445,8 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 			u.pos[u.npos].n = c;
 			u.pos[u.npos].off = 0;
 			u.pos[u.npos].src = F->src;
-			rc = u_enter(&u, u.npos, u.npos + 1, end + 1);
+			gs = u.npos;
+			ge = gs + 1;
 		} else if (!F->one && F->next < F->pend) {
 			size_t g = F->next, h = g + 1;
 			uint8_t byte = u.pos[g].byte;
@@ -1457,10 +1455,17 @@ int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t
 				h++;
 			F->next = h;
 			b->last[end] = byte;
-			rc = u_enter(&u, g, h, end + 1);
+			gs = g;
+			ge = h;
 		} else {
 			rc = u_close(&u, &root);
+			continue;
 		}
+		/* a leaf alone (most keys): emitted here, without a frame */
+		if (ge == gs + 1 && node_kind(u.pos[gs].n) == PM_LEAF)
+			rc = u_leaf(&u, &u.pos[gs], end + 1);
+		else
+			rc = u_enter(&u, gs, ge, end + 1);
 	}
 	if (u.fr)
 		b->alloc(b->ud, u.fr, u.cap_fr * sizeof(*u.fr), 0);
