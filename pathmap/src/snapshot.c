@@ -1181,6 +1181,57 @@ static size_t u_gather(const struct upos *p, struct upos *t)
 	return k;
 }
 
+/* Writes t[0..n) to out in byte order, stably. */
+static void u_sort(const struct upos *t, size_t n, struct upos *out)
+{
+	size_t i;
+
+	if (n <= U_SORT_SHORT) { /* few: an insertion sort of (byte, index) pairs */
+		uint16_t key[U_SORT_SHORT];
+
+		for (i = 0; i < n; i++) {
+			uint16_t x = (uint16_t)(t[i].byte << 8 | i);
+			size_t j = i;
+
+			for (; j && key[j - 1] > x; j--)
+				key[j] = key[j - 1];
+			key[j] = x;
+		}
+		for (i = 0; i < n; i++)
+			out[i] = t[key[i] & 0xff];
+	} else if (n < 256) { /* some: a counting sort over the bytes present only */
+		uint8_t at[256];
+		uint64_t seen[4] = {0, 0, 0, 0};
+		unsigned w, k, sum = 0;
+
+		memset(at, 0, sizeof(at));
+		for (i = 0; i < n; i++) {
+			at[t[i].byte]++;
+			seen[t[i].byte >> 6] |= UINT64_C(1) << (t[i].byte & 63);
+		}
+		for (w = 0; w < 4; w++)
+			for (uint64_t m = seen[w]; m; m &= m - 1) {
+				unsigned c = w * 64 + (unsigned)__builtin_ctzll(m);
+
+				k = at[c];
+				at[c] = (uint8_t)sum;
+				sum += k;
+			}
+		for (i = 0; i < n; i++)
+			out[at[t[i].byte]++] = t[i];
+	} else { /* many: a counting sort */
+		size_t cnt[257];
+
+		memset(cnt, 0, sizeof(cnt));
+		for (i = 0; i < n; i++)
+			cnt[t[i].byte + 1]++;
+		for (i = 1; i <= 256; i++)
+			cnt[i] += cnt[i - 1];
+		for (i = 0; i < n; i++)
+			out[cnt[t[i].byte]++] = t[i];
+	}
+}
+
 /*
  * The union node of one source p at a leaf, below an open node (the first d bytes of its
  * key are in last, the branch byte last[d - 1] the last of them): emitted at once as that
@@ -1230,13 +1281,11 @@ static int u_enter(struct ustate *u, size_t s, size_t e, size_t d)
 	size_t start = d, i, total, pb;
 	uint32_t vsrc = 0;
 	uint64_t val = 0;
-	size_t cnt[257];
 	bool has_val;
 	int rc;
 
 	for (;;) {
-		int nb = -1;
-		bool run = true;
+		bool run;
 
 		if (e - s == 1) {
 			struct upos *p = &u->pos[s];
@@ -1251,91 +1300,43 @@ static int u_enter(struct ustate *u, size_t s, size_t e, size_t d)
 			return u_push(u, start, d + pl, node_has_val(p->n), node_val(p->n), p->src,
 				      p->n, 0, 0);
 		}
+		/* the sources' next positions, one for each byte that follows in each, to tmp;
+		 * and the value of the key that ends here (in one source at most) */
 		has_val = false;
-		for (i = s; i < e; i++) {
+		for (i = s, total = 0; i < e; i++) {
 			struct upos *p = &u->pos[i];
-			int c;
 
-			if (p->off < node_plen(p->n)) {
-				c = node_prefix(p->n)[p->off];
-			} else {
-				uint8_t cb;
-
-				if (node_has_val(p->n)) {
-					if (has_val)
-						return PM_EINVAL; /* one key in two sources */
-					has_val = true;
-					val = node_val(p->n);
-					vsrc = p->src;
-				}
-				if (node_nchild(p->n) != 1) {
-					run = false;
-					continue;
-				}
-				(void)node_child_at(p->n, 0, &cb);
-				c = cb;
+			rc = u_grow(u, (void **)&u->tmp, &u->cap_tmp, total + 256, sizeof(*u->tmp));
+			if (rc)
+				return rc;
+			if (p->off == node_plen(p->n) && node_has_val(p->n)) {
+				if (has_val)
+					return PM_EINVAL; /* one key in two sources */
+				has_val = true;
+				val = node_val(p->n);
+				vsrc = p->src;
 			}
-			if (nb < 0)
-				nb = c;
-			else if (c != nb)
-				run = false;
+			total += u_gather(p, u->tmp + total);
 		}
-		if (!run || has_val || nb < 0)
+		/* a run: every source goes on with one byte, the same, and no key ends here
+		 * (a source with no next byte ends a key), so the byte belongs to the prefix */
+		run = !has_val && total == e - s;
+		for (i = 1; run && i < total; i++)
+			run = u->tmp[i].byte == u->tmp[0].byte;
+		if (!run)
 			break;
-		/* every source goes on with byte nb: it belongs to the prefix */
 		rc = grow(b->alloc, b->ud, (void **)&b->last, &b->last_cap, d + 2, 1);
 		if (rc)
 			return rc;
-		b->last[d++] = (uint8_t)nb;
-		for (i = s; i < e; i++) {
-			struct upos *p = &u->pos[i];
-
-			if (p->off < node_plen(p->n)) {
-				p->off++;
-			} else {
-				uint8_t cb;
-
-				p->n = node_child_at(p->n, 0, &cb);
-				p->off = 0;
-			}
-		}
+		b->last[d++] = u->tmp[0].byte;
+		memcpy(u->pos + s, u->tmp, total * sizeof(*u->tmp));
 	}
-	/* a branch point: the sources' next positions, grouped by byte */
-	for (i = s, total = 0; i < e; i++) {
-		const struct upos *p = &u->pos[i];
-
-		total += p->off < node_plen(p->n) ? 1 : node_nchild(p->n);
-	}
-	rc = u_grow(u, (void **)&u->tmp, &u->cap_tmp, total, sizeof(*u->tmp));
-	if (!rc)
-		rc = u_grow(u, (void **)&u->pos, &u->cap_pos, u->npos + total + 1, sizeof(*u->pos));
+	/* a branch point: the positions, grouped by byte (stably: sources in order) */
+	rc = u_grow(u, (void **)&u->pos, &u->cap_pos, u->npos + total + 1, sizeof(*u->pos));
 	if (rc)
 		return rc;
-	for (i = s, total = 0; i < e; i++)
-		total += u_gather(&u->pos[i], u->tmp + total);
 	pb = u->npos;
-	if (total <= U_SORT_SHORT) { /* few: an insertion sort of (byte, index) pairs */
-		uint16_t key[U_SORT_SHORT];
-
-		for (i = 0; i < total; i++) {
-			uint16_t x = (uint16_t)(u->tmp[i].byte << 8 | i);
-			size_t j = i;
-
-			for (; j && key[j - 1] > x; j--)
-				key[j] = key[j - 1];
-			key[j] = x;
-		}
-		for (i = 0; i < total; i++)
-			u->pos[pb + i] = u->tmp[key[i] & 0xff];
-	} else { /* many: a counting sort */
-		memset(cnt, 0, sizeof(cnt));
-		for (i = 0; i < total; i++)
-			cnt[u->tmp[i].byte + 1]++;
-		for (i = 1; i <= 256; i++)
-			cnt[i] += cnt[i - 1];
-		for (i = 0; i < total; i++)
-			u->pos[pb + cnt[u->tmp[i].byte]++] = u->tmp[i];
-	}
+	u_sort(u->tmp, total, u->pos + pb);
 	u->npos = pb + total;
 	return u_push(u, start, d, has_val, val, vsrc, NULL, pb, pb + total);
 }
