@@ -46,6 +46,7 @@
 #define LIST_MAX 32	  /* most children of a list node; more make a dense node */
 #define OUTBUF (1u << 16) /* builder's output buffer */
 #define STAGE_PREFIX 64	  /* emit: prefixes up to this long are staged with their node */
+#define EMIT_SLACK 80	  /* emit: room for a node's fields beyond its prefix and children */
 #define FOOTER_SUM_AT 56  /* footer bytes covered by the footer checksum */
 
 static const uint8_t snap_magic[8] = {'P', 'M', 'S', 'N', 'A', 'P', 0x1a, '\n'};
@@ -652,14 +653,18 @@ static inline void leaf_put(pm_snap_builder *b, const uint8_t *prefix, uint64_t 
 static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix, uint64_t plen,
 		uint64_t *off, uint64_t *count)
 {
-	/* the node up to its refs is staged here and goes out in one piece (most nodes are
-	 * leaves: one copy each); a longer prefix goes out on its own */
+	/* the node is written into the output buffer in place when it has room (EMIT_SLACK
+	 * covers the fields around the prefix, 9 bytes a child its byte or mask bit and its
+	 * ref, and the 8 bytes that put_le8 writes for the last ref); otherwise the node up to
+	 * its refs is staged in st and goes out in one piece, a longer prefix on its own */
 	uint8_t st[STAGE_PREFIX + 96];
 	uint8_t refs[8 * 64];
 	size_t n = b->nch - f->child_base, i, k, h = 0;
 	const struct child *c = b->ch + f->child_base;
 	unsigned kind, vcode = 0, rw = 1;
 	uint64_t cnt = f->has_val ? 1 : 0;
+	bool direct;
+	uint8_t *q;
 	int rc = 0;
 
 	*off = b->pos;
@@ -668,6 +673,8 @@ static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix
 		*count = cnt;
 		return 0;
 	}
+	direct = plen <= STAGE_PREFIX && b->blen + EMIT_SLACK + plen + 9 * n <= OUTBUF;
+	q = direct ? b->buf + b->blen : st;
 	kind = n == 0 ? K_LEAF : n <= LIST_MAX ? K_LIST : K_DENSE;
 	if (f->has_val)
 		vcode = vcode_of(f->val);
@@ -675,10 +682,10 @@ static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix
 		rw = width_of(*off - c[0].off);
 	for (i = 0; i < n; i++)
 		cnt += c[i].count;
-	st[h++] = (uint8_t)(kind | vcode << 2 | (rw - 1) << 5);
-	h += varint_put(st + h, plen);
+	q[h++] = (uint8_t)(kind | vcode << 2 | (rw - 1) << 5);
+	h += varint_put(q + h, plen);
 	if (plen <= STAGE_PREFIX) {
-		memcpy(st + h, prefix, (size_t)plen);
+		memcpy(q + h, prefix, (size_t)plen);
 		h += (size_t)plen;
 	} else {
 		rc = out(b, st, h);
@@ -687,26 +694,33 @@ static int emit(pm_snap_builder *b, const struct frame *f, const uint8_t *prefix
 		h = 0;
 	}
 	if (vcode) {
-		put_le(st + h, f->val, vwidth[vcode]);
+		put_le(q + h, f->val, vwidth[vcode]);
 		h += vwidth[vcode];
 	}
 	if (n) {
-		h += varint_put(st + h, cnt);
+		h += varint_put(q + h, cnt);
 		if (kind == K_LIST)
-			st[h++] = (uint8_t)(n - 1);
+			q[h++] = (uint8_t)(n - 1);
 	}
 	if (kind == K_LIST) {
 		for (i = 0; i < n; i++)
-			st[h + i] = c[i].byte;
+			q[h + i] = c[i].byte;
 		h += n;
 	} else if (kind == K_DENSE) {
-		memset(st + h, 0, 32);
+		memset(q + h, 0, 32);
 		for (i = 0; i < n; i++)
-			st[h + (c[i].byte >> 3)] |= (uint8_t)(1u << (c[i].byte & 7));
+			q[h + (c[i].byte >> 3)] |= (uint8_t)(1u << (c[i].byte & 7));
 		h += 32;
 	}
-	if (!rc && h)
+	if (direct) {
+		for (i = 0; i < n; i++, h += rw)
+			put_le8(q + h, *off - c[i].off);
+		b->blen += h;
+		b->pos += h;
+		n = 0; /* no refs left to write */
+	} else if (!rc && h) {
 		rc = out(b, st, h);
+	}
 	for (i = 0; !rc && i < n; i += k) {
 		size_t j;
 
