@@ -62,8 +62,10 @@ static inline uint64_t pme_head8(const uint8_t *k, size_t len)
 	size_t i;
 
 	if (len >= 8) {
-		for (i = 0; i < 8; i++)
-			v = v << 8 | k[i]; /* compiles to one load and a byte swap */
+		memcpy(&v, k, 8); /* one load and a byte swap (the loop form stays a loop) */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		v = __builtin_bswap64(v);
+#endif
 		return v;
 	}
 	for (i = 0; i < len; i++)
@@ -74,10 +76,10 @@ static inline uint64_t pme_head8(const uint8_t *k, size_t len)
 /* Writes v as 8 big-endian bytes at p: pme_head8 backwards. */
 static inline void pme_put8(uint8_t *p, uint64_t v)
 {
-	int i;
-
-	for (i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i)); /* compiles to a byte swap and one store */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
 }
 
 /* Writes partition_path(id) (PME_PART_PATH_LEN bytes) to out. id < PME_MAX_PARTITIONS. */
