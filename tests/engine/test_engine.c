@@ -243,26 +243,31 @@ static void test_route_stable(void)
  * keys of any byte and length 0-19 over 2 partitions (about 20000 records each: an 11-bit
  * split), 1 and 2 threads; then the same with every key of length 1-20 starting with byte
  * 0x40 or 0x41 (the batch has no common prefix, but its keys share their top 7 bits, which
- * the split must skip). */
-static void route_sort_long(bool shared);
+ * the split must skip); then alphanumeric keys of 16 and 20 bytes (62 values a byte: the
+ * split's buckets are uneven, many of them long). */
+enum { SORT_ANY, SORT_SHARED, SORT_ALNUM };
+
+static void route_sort_long(int mode);
 
 static void test_route_sort_long(void)
 {
-	int shared;
-
-	for (shared = 0; shared < 2; shared++)
-		route_sort_long(shared);
+	route_sort_long(SORT_ANY);
+	route_sort_long(SORT_SHARED);
+	route_sort_long(SORT_ALNUM);
 }
 
-static void route_sort_long(bool shared)
+static void route_sort_long(int mode)
 {
+	static const char alnum[] =
+	    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	const size_t shared = mode == SORT_SHARED;
 	struct tbatch t;
 	size_t n = 40000, i, o = 0, rebuilt;
 	int th;
 
 	batch_alloc(&t, n, 21);
 	for (i = 0; i < n; i++) {
-		size_t len = (size_t)(rnd() % 20), j;
+		size_t len = mode == SORT_ALNUM ? (i % 5 ? 16 : 20) : (size_t)(rnd() % 20), j;
 
 		if (shared)
 			t.keys[o++] = (uint8_t)(0x40 | (rnd() & 1));
@@ -273,7 +278,9 @@ static void route_sort_long(bool shared)
 			memcpy(t.keys + o, t.keys + t.off[i - 3], len);
 		} else {
 			for (j = 0; j < len; j++)
-				t.keys[o + j] = (uint8_t)(i % 7 == 0 && j < 3 ? 'k' : rnd());
+				t.keys[o + j] = mode == SORT_ALNUM
+						    ? (uint8_t)alnum[rnd() % 62]
+						    : (uint8_t)(i % 7 == 0 && j < 3 ? 'k' : rnd());
 		}
 		o += len;
 		t.off[i + 1] = o;
@@ -286,7 +293,8 @@ static void route_sort_long(bool shared)
 		CU_ASSERT_FATAL(pme_router_init(&r, PME_SCHEME_HASH, 2, th, NULL, 0, 0, NULL) == 0);
 		CU_ASSERT_FATAL(pme_route(&r, &t.b, true) == 0);
 		rebuilt = check_routing(&t, &r, true);
-		/* lengths 0-19: about 17 in 20 are short, the others are read from the batch */
+		/* short keys come back whole from their copies, longer ones are read from the
+		 * batch: lengths 0-19, about 17 in 20 short; alphanumeric, 4 in 5 */
 		CU_ASSERT(rebuilt > n / 2 && rebuilt < n);
 		pme_router_free(&r);
 	}
