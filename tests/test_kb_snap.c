@@ -546,6 +546,22 @@ static int tick_log(void *arg, uint64_t keys)
 	return 0;
 }
 
+/* A new builder writing to *out (emptied), with tick_log on t (emptied; stop_code at call
+ * stop_at, 0: never). */
+static pm_snap_builder *tick_builder(struct tick_log *t, size_t stop_at, int stop_code,
+				     struct buf *out)
+{
+	pm_snap_builder *b;
+
+	memset(t, 0, sizeof(*t));
+	t->stop_at = stop_at;
+	t->stop_code = stop_code;
+	memset(out, 0, sizeof(*out));
+	CU_ASSERT_EQUAL_FATAL(pm_snap_builder_create(NULL, NULL, buf_sink, out, &b), 0);
+	pm_snap_builder_set_tick(b, tick_log, t);
+	return b;
+}
+
 /*
  * The builder's tick during a union walk: told as the walk begins (0 keys) and then at least
  * 65536 keys apart, never more than about 65536 + one node's keys late; the image is the
@@ -574,10 +590,7 @@ static void test_union_tick(void)
 	}
 	CU_ASSERT_EQUAL_FATAL(union_image(m, paths, lens, 4, NULL, 0, &plain), 0);
 	/* told all along, same image */
-	memset(&t, 0, sizeof(t));
-	memset(&ticked, 0, sizeof(ticked));
-	CU_ASSERT_EQUAL_FATAL(pm_snap_builder_create(NULL, NULL, buf_sink, &ticked, &b), 0);
-	pm_snap_builder_set_tick(b, tick_log, &t);
+	b = tick_builder(&t, 0, 0, &ticked);
 	CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens, 4, NULL, NULL, NULL), 0);
 	CU_ASSERT_EQUAL(pm_snap_builder_finish(b, NULL), 0);
 	pm_snap_builder_destroy(b);
@@ -588,23 +601,13 @@ static void test_union_tick(void)
 		CU_ASSERT(t.keys[i] >= 65536 * i && t.keys[i] < 65536 * i + 300);
 	free(ticked.p);
 	/* its code stops the walk */
-	memset(&t, 0, sizeof(t));
-	t.stop_at = 3;
-	t.stop_code = -78;
-	memset(&ticked, 0, sizeof(ticked));
-	CU_ASSERT_EQUAL_FATAL(pm_snap_builder_create(NULL, NULL, buf_sink, &ticked, &b), 0);
-	pm_snap_builder_set_tick(b, tick_log, &t);
+	b = tick_builder(&t, 3, -78, &ticked);
 	CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens, 4, NULL, NULL, NULL), -78);
 	CU_ASSERT_EQUAL(t.n, 3);
 	pm_snap_builder_destroy(b);
 	free(ticked.p);
 	/* refused at the start: nothing written, the builder takes the walk again */
-	memset(&t, 0, sizeof(t));
-	t.stop_at = 1;
-	t.stop_code = -79;
-	memset(&ticked, 0, sizeof(ticked));
-	CU_ASSERT_EQUAL_FATAL(pm_snap_builder_create(NULL, NULL, buf_sink, &ticked, &b), 0);
-	pm_snap_builder_set_tick(b, tick_log, &t);
+	b = tick_builder(&t, 1, -79, &ticked);
 	CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens, 4, NULL, NULL, NULL), -79);
 	pm_snap_builder_set_tick(b, NULL, NULL);
 	CU_ASSERT_EQUAL(pm_snap_builder_add_union(b, m, paths, lens, 4, NULL, NULL, NULL), 0);
