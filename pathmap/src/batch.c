@@ -107,6 +107,12 @@ static bool lane_step(struct lane *l, bool warm, bool *found, uint64_t *val)
 	}
 }
 
+/* Starts lane l on key k of kv, at root. */
+static inline void lane_start(struct lane *l, pm_node *root, const pm_kv *kv, size_t k)
+{
+	*l = (struct lane){root, NULL, PM_KEY(kv[k].key), kv[k].len, 0, k};
+}
+
 /*
  * Looks up kv[0..n) in the trie at root, PM_LANES at a time. With out non-NULL, a key found
  * gets its value in out[k].val and found[k] = true, a key not found found[k] = false; with
@@ -128,7 +134,7 @@ static size_t walk_many(pm_node *root, const pm_kv *kv, size_t n, pm_kv *out, bo
 		return 0;
 	}
 	for (; live < PM_LANES && next < n; live++, next++)
-		lane[live] = (struct lane){root, NULL, PM_KEY(kv[next].key), kv[next].len, 0, next};
+		lane_start(&lane[live], root, kv, next);
 	while (live) {
 		for (j = 0; j < live;) {
 			struct lane *l = &lane[j];
@@ -144,9 +150,7 @@ static size_t walk_many(pm_node *root, const pm_kv *kv, size_t n, pm_kv *out, bo
 					out[l->k].val = v;
 			}
 			if (next < n) {
-				*l = (struct lane){root,	 NULL, PM_KEY(kv[next].key),
-						   kv[next].len, 0,    next};
-				next++;
+				lane_start(l, root, kv, next++);
 				j++;
 			} else {
 				*l = lane[--live];
@@ -176,6 +180,12 @@ size_t pm_map_get_many(const pm_map *m, pm_kv *kv, size_t n, bool *found)
 	return nfound;
 }
 
+/* Keys in the group of pm_map_set_many that starts at key g of n. */
+static inline size_t group_len(size_t g, size_t n)
+{
+	return n - g < PM_SET_GROUP ? n - g : PM_SET_GROUP;
+}
+
 int pm_map_set_many(pm_map *m, const pm_kv *kv, size_t n, size_t *added)
 {
 	size_t got = 0, g, e, k;
@@ -188,13 +198,11 @@ int pm_map_set_many(pm_map *m, const pm_kv *kv, size_t n, size_t *added)
 			return PM_EINVAL;
 	/* the walk of a group runs one group ahead of its sets, so that what it prefetched
 	 * has had the next group's walk to arrive */
-	e = n < PM_SET_GROUP ? n : PM_SET_GROUP;
-	walk_many(m->root, kv, e, NULL, NULL);
+	walk_many(m->root, kv, group_len(0, n), NULL, NULL);
 	for (g = 0; g < n && rc >= 0; g = e) {
-		e = n - g < PM_SET_GROUP ? n : g + PM_SET_GROUP;
+		e = g + group_len(g, n);
 		if (e < n)
-			walk_many(m->root, kv + e, n - e < PM_SET_GROUP ? n - e : PM_SET_GROUP,
-				  NULL, NULL);
+			walk_many(m->root, kv + e, group_len(e, n), NULL, NULL);
 		for (k = g; k < e; k++) {
 			rc = tr_set(&m->ctx, &m->root, kv[k].key, kv[k].len, kv[k].val, NULL);
 			if (rc < 0)
