@@ -1229,10 +1229,6 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 		struct wpart *w;
 		uint64_t kb = 0, n;
 
-		if (cancel && *cancel) { /* between parts; inside one, the tick looks */
-			rc = PKB_ECANCELED;
-			break;
-		}
 		for (p = 0; p < np; p++)
 			pbuf[(size_t)p * pl + pl - 1] = (uint8_t)c;
 		ck.key[r->clen] = (uint8_t)c;
@@ -1256,7 +1252,7 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 			rc = PKB_ENOMEM;
 			break;
 		}
-		if (cancel)
+		if (cancel) /* it looks as each part's walk begins, and inside it */
 			pm_snap_builder_set_tick(r->b, cancel_tick, (void *)cancel);
 		rc = pm_snap_builder_add_union(r->b, map, paths, lens, np, walk_fn(&ck), &ck, &kb);
 		n = rc ? 0 : pm_snap_builder_count(r->b);
