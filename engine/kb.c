@@ -59,6 +59,7 @@ enum {
 #define HEAP_BUF (1u << 20)		     /* writer's heap buffer */
 #define CANCEL_EVERY 4096		     /* keys between two looks at the cancel flag */
 #define WRITEBACK_BYTES ((uint64_t)16 << 20) /* trie bytes between two write-back starts */
+#define DATASYNC_BYTES ((uint64_t)32 << 20)  /* default trie bytes between two flushes */
 
 const char *pkb_strerror(int rc)
 {
@@ -294,6 +295,10 @@ struct pkb_writer {
 	uint64_t trie_off;	       /* file offset of the trie section */
 	uint64_t trie_pos;	       /* bytes of the trie written */
 	uint64_t trie_wb;	       /* ... of which write-back was started */
+	uint64_t trie_ds;	       /* ... of which a flush was asked for */
+	uint64_t sync_step;	       /* trie bytes between two flushes */
+	struct syncer *sync;	       /* flushes the file (NULL: not yet, or inline) */
+	bool sync_inline;	       /* the syncer could not start: flush here */
 	XXH3_state_t *trie_xs;	       /* hash of the trie section */
 	XXH3_state_t *heap_xs;	       /* hash of the heap section */
 	pm_snap_builder *b;	       /* trie builder */
@@ -349,6 +354,104 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/*
+ * The syncer, a thread that flushes the file to the device (fdatasync) while the trie is
+ * still being built and written. Write-back alone (sync_file_range) leaves the device's own
+ * cache to the commit's fsync, whose flush then takes about as long as the file is big
+ * (216 MB on this project's virtio disk: 0.2-0.3 s with every core idle). Flushed in steps
+ * of sync_step bytes (DATASYNC_BYTES) as the trie goes out, the commit's fsync is left with
+ * the last step (0.01-0.03 s). A thread of its own, because each step waits on the device
+ * (about 0.05 s per 32 MB here) while the writer must go on writing.
+ */
+struct syncer {
+	pthread_t th;
+	pthread_mutex_t mu; /* guards the rest */
+	pthread_cond_t cv;  /* a flush asked for, or stop */
+	int fd;		    /* the file */
+	uint64_t asked;	    /* flushes asked for */
+	uint64_t done;	    /* ... of which the syncer has started the last one */
+	bool stop;	    /* exit now */
+	int rc;		    /* first failure (-errno), or 0 */
+};
+
+static void *syncer_main(void *arg)
+{
+	struct syncer *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		uint64_t n;
+		int rc;
+
+		while (!s->stop && s->done == s->asked)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->stop)
+			break; /* the commit's fsync flushes what is left */
+		n = s->asked;
+		pthread_mutex_unlock(&s->mu);
+		rc = fdatasync(s->fd) && errno != EINVAL ? -errno : 0;
+		pthread_mutex_lock(&s->mu);
+		if (rc && !s->rc)
+			s->rc = rc;
+		s->done = n;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Asks for a flush of what is written so far. Returns an earlier flush's failure, or 0. */
+static int datasync(struct pkb_writer *w)
+{
+	struct syncer *s = w->sync;
+	int rc;
+
+	if (!s && !w->sync_inline) {
+		s = calloc(1, sizeof(*s));
+		if (s) {
+			pthread_mutex_init(&s->mu, NULL);
+			pthread_cond_init(&s->cv, NULL);
+			s->fd = w->fd;
+			if (pthread_create(&s->th, NULL, syncer_main, s)) {
+				pthread_cond_destroy(&s->cv);
+				pthread_mutex_destroy(&s->mu);
+				free(s);
+				s = NULL;
+			}
+		}
+		w->sync = s;
+		w->sync_inline = !s;
+	}
+	if (!s)
+		return fdatasync(w->fd) && errno != EINVAL ? -errno : 0;
+	pthread_mutex_lock(&s->mu);
+	rc = s->rc;
+	s->asked++;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* Stops the syncer, if it runs. Returns the first failure of its flushes, or 0. */
+static int syncer_stop(struct pkb_writer *w)
+{
+	struct syncer *s = w->sync;
+	int rc;
+
+	if (!s)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->th, NULL);
+	rc = s->rc;
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	w->sync = NULL;
+	return rc;
+}
+
 static int trie_sink(void *ud, const void *buf, size_t len)
 {
 	struct pkb_writer *w = ud;
@@ -364,6 +467,13 @@ static int trie_sink(void *ud, const void *buf, size_t len)
 		(void)sync_file_range(w->fd, (off_t)(w->trie_off + w->trie_wb),
 				      (off_t)(w->trie_pos - w->trie_wb), SYNC_FILE_RANGE_WRITE);
 		w->trie_wb = w->trie_pos;
+	}
+	if (!w->no_sync && w->trie_pos - w->trie_ds >= w->sync_step) {
+		/* a failed flush fails the write: a later fsync need not report it again */
+		rc = datasync(w);
+		if (rc)
+			return rc;
+		w->trie_ds = w->trie_pos;
 	}
 	return 0;
 }
@@ -460,6 +570,7 @@ void pkb_writer_abort(struct pkb_writer *w)
 {
 	if (!w)
 		return;
+	(void)syncer_stop(w); /* before the file it flushes is closed */
 	if (w->fd >= 0)
 		close(w->fd);
 	if (w->tmp)
@@ -500,9 +611,12 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 	w->scheme = meta->scheme;
 	w->partitions = meta->partitions;
 	w->blob = pkb_type_is_blob(&meta->value_type);
+	w->sync_step = DATASYNC_BYTES;
 	if (opts) {
 		w->cancel = opts->cancel;
 		w->no_sync = opts->no_sync;
+		if (opts->sync_step)
+			w->sync_step = opts->sync_step;
 	}
 	w->path = strdup(path);
 	dir = dir_of(path);
@@ -832,6 +946,9 @@ int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 	put_le(h + H_HEAP_SUM, XXH3_64bits_digest(w->heap_xs), 8);
 	put_le(h + H_SUM, XXH3_64bits(h, H_SUM), 8);
 	rc = pwrite_all(w->fd, h, sizeof(h), 0);
+	if (rc)
+		goto out_io;
+	rc = syncer_stop(w);
 	if (rc)
 		goto out_io;
 	if (!w->no_sync && fsync(w->fd)) {

@@ -109,6 +109,8 @@ struct pkb_write_opts {
 	volatile sig_atomic_t *cancel; /* if non-NULL: abort with PKB_ECANCELED once *cancel
 					  is non-zero (set it from a signal handler) */
 	bool no_sync;		       /* skip fsync (benchmarks of the format only) */
+	uint64_t sync_step;	       /* trie bytes between two flushes to the device while
+					  writing, by a thread of the writer's (0: 32 MiB) */
 	unsigned threads;	       /* pkb_write: OpenMP threads (0: omp_get_max_threads) */
 	uint64_t memory;	       /* pkb_write: bytes it may hold for the image built in
 					  parts (0: 1 GiB); above, it builds serially */

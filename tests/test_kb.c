@@ -235,11 +235,13 @@ static void test_write_read(void)
 }
 
 /* Writes map with meta in (up to) nparts ranges on th threads, and checks that the file is
- * want[0..wlen). */
+ * want[0..wlen). With 7 ranges the writer flushes the file every 16 KiB of trie as it goes
+ * (its syncer thread at work), which must not change a byte either. */
 static void parts_same(const pm_map *map, const struct pkb_meta *meta, size_t nparts, unsigned th,
 		       const uint8_t *want, size_t wlen)
 {
-	struct pkb_write_opts wo = {.threads = th, .parts = nparts};
+	struct pkb_write_opts wo = {
+	    .threads = th, .parts = nparts, .sync_step = nparts == 7 ? 16384 : 0};
 	struct pkb_err err;
 	uint8_t *fr;
 	size_t lr;
@@ -534,7 +536,8 @@ static void test_write_fails(void)
 	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
 	signal(SIGXFSZ, SIG_IGN);
 	for (i = 0; i < sizeof(nparts) / sizeof(nparts[0]); i++) {
-		struct pkb_write_opts wo = {.threads = 2, .parts = nparts[i]};
+		/* flushes every 4 KiB: the syncer thread runs when the write fails */
+		struct pkb_write_opts wo = {.threads = 2, .parts = nparts[i], .sync_step = 4096};
 		int rc;
 
 		lim = old;
