@@ -340,6 +340,8 @@ struct run {
 	uint64_t ordinal;	    /* job-wide index of the next record */
 	uint64_t key_bytes;	    /* key bytes of all records (duplicates included) */
 	uint32_t zippers;	    /* zippers made */
+	struct pme_progress *prog;  /* progress, or NULL */
+	_Atomic uint64_t flushed;   /* fill of the held runs: records done */
 };
 
 static int take_zipper(struct run *x, const uint8_t *path, size_t len, pm_wz **out)
@@ -541,11 +543,19 @@ static void fill_batch(struct run *x, const struct pme_rbatch *b, uint32_t nfill
 
 				if (j >= cnt[v + 1])
 					break;
-				if (b)
+				if (b) {
 					fill_bucket(x, b, list[j], &x->fbuf[me]);
-				else
-					pme_fill_flush(x->wz[list[j]], &x->parts[list[j]],
-						       &x->fbuf[me]);
+				} else {
+					struct pme_part *pt = &x->parts[list[j]];
+					uint64_t n = pt->held.nrec, all;
+
+					pme_fill_flush(x->wz[list[j]], pt, &x->fbuf[me]);
+					all = atomic_fetch_add_explicit(&x->flushed, n,
+									memory_order_relaxed) +
+					      n;
+					if (me == 0) /* progress is one thread's */
+						pme_progress_update(x->prog, all);
+				}
 			}
 		}
 	}
@@ -592,11 +602,16 @@ static bool holds_pay(struct pio_reader *rd)
  */
 static int flush_held(struct run *x)
 {
-	uint64_t ord;
+	uint64_t ord, held = 0;
+	uint32_t p;
 
 	if (!x->fc.hold)
 		return 0;
+	for (p = 0; p < x->nparts; p++)
+		held += x->parts[p].held.nrec;
+	pme_progress_phase(x->prog, "fill", "records", held);
 	fill_batch(x, NULL, fill_order(x, true));
+	pme_progress_update(x->prog, atomic_load_explicit(&x->flushed, memory_order_relaxed));
 	return first_error(x, &ord);
 }
 
@@ -974,6 +989,12 @@ static int release_all(struct run *x)
 	return 0;
 }
 
+/* pkb_write's progress: one of its threads at a time */
+static void write_progress(void *arg, uint64_t keys)
+{
+	pme_progress_update(arg, keys);
+}
+
 static bool cancelled(const struct pme_config *c)
 {
 	return c->cancel && *c->cancel;
@@ -991,7 +1012,6 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	struct pkb_write_opts wo = {0};
 	struct pkb_err ke;
 	struct pio_err pe;
-	struct pme_progress *prog = NULL;
 	uint64_t *splits = NULL, total, memory, held_budget;
 	uint8_t stem[PME_STEM_MAX];
 	size_t stem_len = 0;
@@ -1143,7 +1163,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 
 	/* loop: the --into KB's records first, then the inputs (read ahead by the I/O thread) */
 	total = pio_reader_total(rd);
-	prog = pme_progress_start(total, c->quiet, c->progress_tty);
+	x.prog = pme_progress_start(total, c->quiet, c->progress_tty);
 	if (x.into) {
 		rc = load_into(&x, c->batch_records ? (size_t)c->batch_records : 65536);
 		if (rc)
@@ -1183,7 +1203,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		x.rep.batches++;
 		if (b->n > x.rep.batch_records)
 			x.rep.batch_records = b->n;
-		pme_progress_update(prog, x.rep.records);
+		pme_progress_update(x.prog, x.rep.records);
 	}
 	pio_prefetch_stop(pf);
 	pf = NULL;
@@ -1194,8 +1214,6 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		pme_seterr(err, rc, "out of memory filling the partitions");
 		goto out;
 	}
-	pme_progress_end(prog, x.rep.records);
-	prog = NULL;
 
 	/* finalize */
 	t = now();
@@ -1233,6 +1251,9 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	wo.memory = memory; /* the batches are freed by now: their budget holds the image */
 	wo.image_hint = x.key_bytes + 24 * (uint64_t)pm_map_count(x.map);
 	wo.trust_routes = !checked_zippers;
+	wo.progress = x.prog ? write_progress : NULL;
+	wo.progress_arg = x.prog;
+	pme_progress_phase(x.prog, "write", "keys", pm_map_count(x.map));
 	if (cancelled(c)) {
 		rc = pme_seterr(err, PME_ECANCELED, "interrupted");
 		goto out;
@@ -1278,7 +1299,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 out_nomem:
 	rc = pme_seterr(err, PM_ENOMEM, "out of memory");
 out:
-	pme_progress_end(prog, x.rep.records);
+	pme_progress_end(x.prog);
 	pio_prefetch_stop(pf);
 	pio_reader_close(rd);
 	free(kin);

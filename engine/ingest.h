@@ -178,15 +178,20 @@ const char *pme_allocator_thp(void);
 /* Peak resident set size of the process, bytes. */
 uint64_t pme_peak_rss(void);
 
-/* Progress (stderr): a live bar on a terminal, a line every 10 s otherwise. */
+/* Progress (stderr): a live bar on a terminal, a line every 10 s otherwise, phase by
+ * phase. */
 struct pme_progress;
-/* Starts progress for total records (0: unknown). Returns NULL when quiet or out of memory
- * (all calls accept NULL). */
+/* Starts progress, phase "read", for total records (0: unknown). Returns NULL when quiet or
+ * out of memory (all calls accept NULL). */
 struct pme_progress *pme_progress_start(uint64_t total, bool quiet, bool force_tty);
-/* Reports that done records are finished. Cheap: prints at most a few times a second. */
+/* Reports that done units of the phase are finished. Cheap: prints at most a few times a
+ * second. Not for two threads at once. */
 void pme_progress_update(struct pme_progress *p, uint64_t done);
-/* Ends the bar (a last line) and frees p. */
-void pme_progress_end(struct pme_progress *p, uint64_t done);
+/* Ends the phase (on a terminal its bar stays, finished, on its line; in a log, a last line
+ * if the phase printed any) and starts phase name, counting total units of unit. */
+void pme_progress_phase(struct pme_progress *p, const char *name, const char *unit, uint64_t total);
+/* Ends the phase at the units last reported done, and frees p. */
+void pme_progress_end(struct pme_progress *p);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@
 #define _GNU_SOURCE /* O_TMPFILE, copy_file_range */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -1177,8 +1178,8 @@ static void wrange_free(struct wrange *r)
  * What the union walk does at every key, when there is something to do: checks that it sits
  * in the partition its hash names (the walk never spells out keys otherwise, so this is where
  * routing is verified) and copies a string value to the heap (its word becomes the heap
- * offset). Without either, no callback runs for each key: the builder's tick (cancel_tick)
- * looks at the cancel flag now and then.
+ * offset). Without either, no callback runs for each key: the builder's tick (write_tick)
+ * looks at the cancel flag and tells the progress now and then.
  */
 struct walk_check {
 	struct pkb_writer *w; /* string values: the writer whose heap takes them */
@@ -1225,13 +1226,56 @@ static int walk_check(void *arg, size_t src, const uint8_t *key, size_t len, uin
 	return 0;
 }
 
-/* The builder's tick during a union walk: stops it once the cancel flag is up. */
-static int cancel_tick(void *arg, uint64_t keys)
-{
-	volatile sig_atomic_t *cancel = arg;
+/* What the builders' ticks look at during pkb_write: the cancel flag, and the progress. */
+struct wprog {
+	volatile sig_atomic_t *cancel;	      /* abort flag, or NULL */
+	void (*fn)(void *arg, uint64_t keys); /* progress, or NULL */
+	void *arg;			      /* ... its first argument */
+	_Atomic uint64_t keys;		      /* keys the walks have met */
+	atomic_flag busy;		      /* a thread is in fn */
+};
 
-	(void)keys;
-	return *cancel ? PKB_ECANCELED : 0;
+/* One walk's tick state. */
+struct wtick {
+	struct wprog *wp; /* the write's */
+	uint64_t last;	  /* keys this walk had met at its last tick */
+};
+
+/* Adds the keys t's walk has met since its last report to the write's count, and tells the
+ * progress (one thread at a time: a thread that finds another there goes on; the count
+ * read inside only grows, so the progress never goes back). */
+static void progress_add(struct wtick *t, uint64_t keys)
+{
+	struct wprog *wp = t->wp;
+
+	if (!wp->fn)
+		return;
+	atomic_fetch_add_explicit(&wp->keys, keys - t->last, memory_order_relaxed);
+	t->last = keys;
+	if (!atomic_flag_test_and_set_explicit(&wp->busy, memory_order_acquire)) {
+		wp->fn(wp->arg, atomic_load_explicit(&wp->keys, memory_order_relaxed));
+		atomic_flag_clear_explicit(&wp->busy, memory_order_release);
+	}
+}
+
+/* The builder's tick during a union walk: stops it once the cancel flag is up; progress. */
+static int write_tick(void *arg, uint64_t keys)
+{
+	struct wtick *t = arg;
+
+	if (t->wp->cancel && *t->wp->cancel)
+		return PKB_ECANCELED;
+	progress_add(t, keys);
+	return 0;
+}
+
+/* Sets b's tick to t's walk, if there is anything for it to do. */
+static void set_tick(pm_snap_builder *b, struct wtick *t, struct wprog *wp)
+{
+	t->wp = wp;
+	t->last = 0;
+	if (wp->cancel || wp->fn)
+		pm_snap_builder_set_tick(b, write_tick, t);
 }
 
 /* The per-key callback of a union walk with ck set up, or NULL when it has nothing to do. */
@@ -1321,8 +1365,7 @@ static int walk_paths(const struct wlayout *l, const uint8_t *cp, size_t clen, s
 
 /* The key range's images, one part per branch byte: one task of write_parts. */
 static void write_range(const pm_map *map, const struct wlayout *l, const uint8_t *cp,
-			struct wrange *r, struct wpool *pool, const char *path,
-			volatile sig_atomic_t *cancel)
+			struct wrange *r, struct wpool *pool, const char *path, struct wprog *wp)
 {
 	const uint32_t np = l->nsub;
 	const size_t pl = l->ppl + r->clen + 1;
@@ -1343,6 +1386,7 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 	if (!rc && r->clen)
 		memcpy(ck.key, cp, r->clen);
 	for (c = r->lo; !rc && c < r->hi; c++) {
+		struct wtick tick;
 		struct wpart *w;
 		uint64_t kb = 0, n;
 
@@ -1369,10 +1413,11 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 			rc = PKB_ENOMEM;
 			break;
 		}
-		if (cancel) /* it looks as each part's walk begins, and inside it */
-			pm_snap_builder_set_tick(r->b, cancel_tick, (void *)cancel);
+		set_tick(r->b, &tick, wp); /* it runs as each part's walk begins, and inside */
 		rc = pm_snap_builder_add_union(r->b, map, paths, lens, np, walk_fn(&ck), &ck, &kb);
 		n = rc ? 0 : pm_snap_builder_count(r->b);
+		if (n)
+			progress_add(&tick, n); /* the keys met since the walk's last tick */
 		if (rc == PM_SNAP_ESINK)
 			rc = PKB_ENOMEM; /* the part sink fails only for memory */
 		if (n) {
@@ -1692,8 +1737,7 @@ static int sync_init(pthread_mutex_t *pmu, pthread_mutex_t *smu, pthread_cond_t 
  * serially.
  */
 static int write_parts(struct pkb_writer *w, const pm_map *map, const struct wlayout *l,
-		       size_t nwant, unsigned threads, volatile sig_atomic_t *cancel,
-		       struct pkb_err *err)
+		       size_t nwant, unsigned threads, struct wprog *wp, struct pkb_err *err)
 {
 	uint8_t *cp = NULL, *root = NULL;
 	size_t clen = 0, i, nranges = 0;
@@ -1742,7 +1786,7 @@ static int write_parts(struct pkb_writer *w, const pm_map *map, const struct wla
 		bool skip = stream_stopped(&st);
 
 		if (!skip)
-			write_range(map, l, cp, &r[t], &pool, w->path, cancel);
+			write_range(map, l, cp, &r[t], &pool, w->path, wp);
 		stream_done(&st, (size_t)t, skip);
 	}
 	if (writer)
@@ -1780,9 +1824,9 @@ out:
  * partitions, or the prefix scheme's map (its keys are the user keys); string values go to
  * the heap on the way. Returns 0 or an error (message in err). */
 static int write_union(struct pkb_writer *w, const pm_map *map, const struct wlayout *l,
-		       pkb_blob_fn blob, void *blob_ud, volatile sig_atomic_t *cancel,
-		       struct pkb_err *err)
+		       pkb_blob_fn blob, void *blob_ud, struct wprog *wp, struct pkb_err *err)
 {
+	struct wtick tick;
 	struct walk_check ck;
 	const uint8_t **paths = NULL;
 	uint8_t *pbuf = NULL;
@@ -1798,11 +1842,11 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct wla
 	}
 	ck.parts = l->check;
 	rc = walk_paths(l, NULL, 0, 0, &pbuf, &paths, &lens);
-	if (cancel)
-		pm_snap_builder_set_tick(w->b, cancel_tick, (void *)cancel);
+	set_tick(w->b, &tick, wp);
 	if (!rc)
 		rc = pm_snap_builder_add_union(w->b, map, paths, lens, l->nsub, walk_fn(&ck), &ck,
 					       &kb);
+	pm_snap_builder_set_tick(w->b, NULL, NULL); /* tick is this call's */
 	if (rc == PM_SNAP_ESINK) {
 		rc = pm_snap_builder_sink_error(w->b);
 		seterr(err, "cannot write %s: %s", w->path, pkb_strerror(rc));
@@ -1811,6 +1855,7 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct wla
 	} else {
 		w->count = pm_snap_builder_count(w->b);
 		w->key_bytes = kb;
+		progress_add(&tick, w->count);
 	}
 	free(ck.key);
 	free(pbuf);
@@ -1822,7 +1867,8 @@ static int write_union(struct pkb_writer *w, const pm_map *map, const struct wla
 int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, pkb_blob_fn blob,
 	      void *blob_ud, const struct pkb_write_opts *opts, struct pkb_err *err)
 {
-	volatile sig_atomic_t *cancel = opts ? opts->cancel : NULL;
+	struct wprog wp = {opts ? opts->cancel : NULL, opts ? opts->progress : NULL,
+			   opts ? opts->progress_arg : NULL, 0, ATOMIC_FLAG_INIT};
 	struct pkb_writer *w;
 	struct wlayout l;
 	size_t nranges;
@@ -1860,9 +1906,11 @@ int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, 
 		nranges = 1;
 	rc = 1;
 	if (nranges > 1)
-		rc = write_parts(w, map, &l, nranges, threads, cancel, err);
+		rc = write_parts(w, map, &l, nranges, threads, &wp, err);
 	if (rc > 0)
-		rc = write_union(w, map, &l, blob, blob_ud, cancel, err);
+		rc = write_union(w, map, &l, blob, blob_ud, &wp, err);
+	if (!rc && wp.fn) /* the count at last (the walks' ticks may have missed a few) */
+		wp.fn(wp.arg, pkb_writer_count(w));
 	if (!rc && pkb_writer_count(w) != pm_map_count(map)) {
 		rc = PKB_EROUTE;
 		seterr(err, "%s: the map holds %zu paths, %llu of them under partition paths", path,

@@ -116,9 +116,15 @@ struct pkb_write_opts {
 					  parts (0: 1 GiB); above, it builds serially */
 	uint64_t image_hint;	       /* pkb_write: expected image bytes, e.g. key bytes + 24
 					  per key (0: 48 per key) */
-	size_t parts;	   /* pkb_write, number values: 1 builds serially, n > 1 in up to n ranges
-			      of parts (fewer when fewer branch bytes have keys; 0: chosen from
-			      threads, P, memory) */
+	size_t parts; /* pkb_write, number values: 1 builds serially, n > 1 in up to n ranges
+			 of parts (fewer when fewer branch bytes have keys; 0: chosen from
+			 threads, P, memory) */
+	void (*progress)(void *arg, uint64_t keys); /* pkb_write: if non-NULL, called now
+						       and then (about every 65536 keys)
+						       with the keys written so far, by
+						       one of its threads at a time; last
+						       with all of them */
+	void *progress_arg;			    /* ... its first argument */
 	bool trust_routes; /* pkb_write, hash scheme: skip hashing every key to check that it
 			      sits under its own partition (a caller that routed the keys by
 			      pme_hash_partition itself). The KB's content does not depend on

@@ -1,6 +1,8 @@
 /*
- * progress.c - progress on stderr: a live bar with records/s and ETA on a terminal, a plain
- * line every 10 seconds otherwise (batch job logs).
+ * progress.c - progress on stderr: a live bar with the rate and ETA on a terminal, a plain
+ * line every 10 seconds otherwise (batch job logs); one after the other for the job's
+ * phases (read: records read, routed and filled; fill: records held back, built into the
+ * map; write: keys written to the KB).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
 #include <stdio.h>
@@ -11,10 +13,13 @@
 #include "ingest.h"
 
 struct pme_progress {
-	uint64_t total; /* records expected (0: unknown) */
-	bool tty;	/* draw a bar (else log lines) */
-	double t0;	/* start, seconds */
-	double last;	/* last print, seconds */
+	const char *name; /* phase: "read", "fill", "write" */
+	const char *unit; /* what it counts: "records", "keys" */
+	uint64_t total;	  /* units expected (0: unknown) */
+	bool tty;	  /* draw a bar (else log lines) */
+	double t0;	  /* start of the phase, seconds */
+	double last;	  /* last print, seconds */
+	uint64_t done;	  /* units done at the last update */
 };
 
 static double now(void)
@@ -34,6 +39,8 @@ struct pme_progress *pme_progress_start(uint64_t total, bool quiet, bool force_t
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
+	p->name = "read";
+	p->unit = "records";
 	p->total = total;
 	p->tty = force_tty || isatty(STDERR_FILENO);
 	p->t0 = now();
@@ -56,14 +63,20 @@ static void print(struct pme_progress *p, uint64_t done, double t, bool final)
 		for (i = 0; i < 30; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[30] = '\0';
-		fprintf(stderr, "\r[%s] %5.1f%% %llu records, %.2f M rec/s, ETA %.0fs   %s", bar,
-			frac * 100, (unsigned long long)done, rate / 1e6, eta, final ? "\n" : "");
+		if (final)
+			fprintf(stderr, "\r%-5s [%s] %5.1f%% %llu %s, %.2f M/s, took %.1fs   \n",
+				p->name, bar, frac * 100, (unsigned long long)done, p->unit,
+				rate / 1e6, el);
+		else
+			fprintf(stderr, "\r%-5s [%s] %5.1f%% %llu %s, %.2f M/s, ETA %.0fs   ",
+				p->name, bar, frac * 100, (unsigned long long)done, p->unit,
+				rate / 1e6, eta);
 	} else {
 		fprintf(stderr,
-			"pmingest ingest: %llu/%llu records (%.1f%%), %.2f M rec/s, elapsed %.0fs, "
+			"pmingest ingest: %s %llu/%llu %s (%.1f%%), %.2f M/s, elapsed %.0fs, "
 			"ETA %.0fs\n",
-			(unsigned long long)done, (unsigned long long)p->total, frac * 100,
-			rate / 1e6, el, eta);
+			p->name, (unsigned long long)done, (unsigned long long)p->total, p->unit,
+			frac * 100, rate / 1e6, el, eta);
 	}
 	fflush(stderr);
 }
@@ -74,6 +87,7 @@ void pme_progress_update(struct pme_progress *p, uint64_t done)
 
 	if (!p)
 		return;
+	p->done = done;
 	t = now();
 	if (t - p->last < (p->tty ? 0.2 : 10.0))
 		return;
@@ -81,11 +95,33 @@ void pme_progress_update(struct pme_progress *p, uint64_t done)
 	print(p, done, t, false);
 }
 
-void pme_progress_end(struct pme_progress *p, uint64_t done)
+/* The phase's last line: on a terminal always (the bar stays, finished, on its line); in a
+ * log when the phase printed lines of its own (it took 10 s or more). */
+static void phase_end(struct pme_progress *p, uint64_t done)
+{
+	double t = now();
+
+	if (p->tty || p->last > p->t0)
+		print(p, done, t, true);
+}
+
+void pme_progress_phase(struct pme_progress *p, const char *name, const char *unit, uint64_t total)
 {
 	if (!p)
 		return;
-	if (p->tty)
-		print(p, done, now(), true);
+	phase_end(p, p->done);
+	p->name = name;
+	p->unit = unit;
+	p->total = total;
+	p->done = 0;
+	p->t0 = now();
+	p->last = p->t0;
+}
+
+void pme_progress_end(struct pme_progress *p)
+{
+	if (!p)
+		return;
+	phase_end(p, p->done);
 	free(p);
 }

@@ -565,6 +565,64 @@ static void test_write_fails(void)
 	free(o.e);
 }
 
+/* What pkb_write's progress callback was told (it runs on one thread at a time). */
+struct seen {
+	uint64_t v[4096];
+	size_t n;
+	bool overflow;
+};
+
+static void note_progress(void *arg, uint64_t keys)
+{
+	struct seen *s = arg;
+
+	if (s->n < sizeof(s->v) / sizeof(s->v[0]))
+		s->v[s->n++] = keys;
+	else
+		s->overflow = true;
+}
+
+/* The progress callback: never more keys than the map holds, never back, at least once every
+ * 65536 keys of a walk, and last with the count, serially and in parts on 1 or 2 threads. */
+static void test_progress(void)
+{
+	static const size_t nparts[] = {1, 7, 64};
+	struct oracle o;
+	struct pkb_meta m;
+	struct pkb_err err;
+	size_t i, j;
+	pm_map *a;
+
+	make_oracle(&o, 300000);
+	a = map_for(&o, PME_SCHEME_HASH, 64, false);
+	meta_for(&m, PME_SCHEME_HASH, 64, false, NULL);
+	for (i = 0; i < sizeof(nparts) / sizeof(nparts[0]); i++) {
+		unsigned th;
+
+		for (th = 1; th <= 2; th++) {
+			static struct seen s;
+			struct pkb_write_opts wo = {.threads = th,
+						    .parts = nparts[i],
+						    .progress = note_progress,
+						    .progress_arg = &s,
+						    .no_sync = true};
+
+			memset(&s, 0, sizeof(s));
+			CU_ASSERT_EQUAL_FATAL(
+			    pkb_write(tpath("p.kb"), a, &m, NULL, NULL, &wo, &err), 0);
+			CU_ASSERT(!s.overflow);
+			CU_ASSERT_FATAL(s.n > 0);
+			for (j = 1; j < s.n; j++)
+				CU_ASSERT(s.v[j] >= s.v[j - 1]);
+			CU_ASSERT(s.v[s.n - 1] <= o.n);
+			CU_ASSERT(s.n >= o.n / 65536);
+			CU_ASSERT_EQUAL(s.v[s.n - 1], o.n);
+		}
+	}
+	pm_map_destroy(a);
+	free(o.e);
+}
+
 /* Every flipped byte is caught by the checksums; truncations, extensions, foreign files
  * and newer versions are refused; readers without checksums stay in bounds. */
 static void test_damage(void)
@@ -767,6 +825,7 @@ int main(void)
 	CU_add_test(su, "failed or cancelled writes leave the old file", test_safe_write);
 	CU_add_test(su, "a write that fails or is cancelled, in parts and serially",
 		    test_write_fails);
+	CU_add_test(su, "the write's progress: monotone, bounded, complete", test_progress);
 	CU_add_test(su, "damaged, truncated, foreign, newer files refused", test_damage);
 	CU_add_test(su, "merge, intersect, subtract against an oracle", test_algebra);
 	CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -6,7 +6,8 @@ keys with NUL bytes, string values); a dict built in Python is the reference for
 duplicate policy. Each run is compared with `pmingest scan --format jsonl` of its KB, under
 both schemes, several partition counts, 1 and 2 threads, tiny and multi-batch sizes.
 Determinism: KBs of one configuration must be byte-identical for any thread count and batch
-size. Also: --into, config files, exit statuses, --on-duplicate error positions, SIGTERM.
+size. Also: --into, config files, exit statuses, --on-duplicate error positions, the progress
+bars on a terminal, SIGTERM.
 Seed: PM_TEST_SEED (printed on failure).
 """
 import json
@@ -356,13 +357,72 @@ def sigterm():
         check(not left, "SIGTERM left a temporary file: %s" % left)
 
 
+def pty_run(args):
+    """Runs pmingest with its stderr on a terminal; returns (exit status, what it printed
+    there)."""
+    import pty
+    try:
+        m, s = pty.openpty()
+    except OSError as e:  # a machine without pseudo-terminals
+        print("note: no pseudo-terminal (%s): progress bars not checked" % e)
+        return None, None
+    e = dict(os.environ)
+    e["OMP_NUM_THREADS"] = "2"
+    p = subprocess.Popen([PM] + args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=s, env=e)
+    os.close(s)
+    got = b""
+    while True:
+        try:
+            d = os.read(m, 65536)
+        except OSError:  # EIO: the program has closed its end
+            break
+        if not d:
+            break
+        got += d
+    os.close(m)
+    return p.wait(), got.decode(errors="replace")
+
+
+def progress():
+    """On a terminal, one bar a phase, each left finished on its line with the phase's
+    count; in a log (not a terminal) a short run prints no progress line; --quiet, none."""
+    n = 30000
+    keys = [b"%05d" % rng.randrange(12000) for _ in range(n)]
+    write_compound("prog.h5", keys, list(range(n)))
+    distinct = len(set(keys))
+    base = ["ingest", "--input", path("prog.h5") + ":/data", "--output", path("prog.kb"),
+            "--batch-records", "4096"]
+    # hash scheme, runs held back: read, fill, write; prefix scheme: nothing held, no fill
+    for extra, want in [([], [("read", n, "records"), ("fill", n, "records"),
+                              ("write", distinct, "keys")]),
+                        (["--scheme", "prefix"], [("read", n, "records"),
+                                                  ("write", distinct, "keys")])]:
+        rc, out = pty_run(base + extra)
+        if rc is None:
+            break
+        check(rc == 0, "progress %s: exit %d: %s" % (extra, rc, out[-400:]))
+        done = [l.strip() for l in out.replace("\r", "\n").split("\n") if "took" in l]
+        got = [(l.split()[0], int(l.split()[3]), l.split()[4].rstrip(",")) for l in done
+               if len(l.split()) > 5]
+        check(got == want, "progress %s: finished bars %s, expected %s" % (extra, got, want))
+        check(all("100.0%" in l for l in done), "progress %s: a bar not at 100%%: %s"
+              % (extra, done))
+    rc, out = pty_run(base + ["--quiet"])
+    check(rc in (0, None) and not out, "--quiet on a terminal printed %r" % out[:200])
+    p = run(base, threads=2)
+    err = p.stderr.decode(errors="replace")
+    check("ETA" not in err and "took" not in err,
+          "a short run in a log printed progress: %r" % err[:300])
+
+
 def main():
     quick = len(sys.argv) > 3 and sys.argv[3] == "quick"
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     t = time.time()
     for step in [matrix, strings_and_pairs, into_and_multi, prefix_stem, errors_and_config,
-                 sigterm]:
+                 progress, sigterm]:
         if step is matrix:
             step(quick)
         else:
