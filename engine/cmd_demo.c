@@ -3,9 +3,11 @@
  * (the real engine, as `pmingest ingest` runs it), then shows stats and a sample query.
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ingest.h"
@@ -76,7 +78,8 @@ int pme_cmd_demo(int argc, char **argv)
 			    "usage: pmingest demo [--records N] [--dir DIR]\n"
 			    "Writes N generated hierarchical path keys with int64 values (10%% "
 			    "repeated)\nto DIR/demo.h5 (default N = 2000000, DIR a new temporary "
-			    "directory),\nruns `pmingest ingest` on it with all cores into "
+			    "directory;\na DIR that does not exist is made),\nruns `pmingest "
+			    "ingest` on it with all cores into "
 			    "DIR/demo.kb, then prints\nthe run's summary and runs `pmingest "
 			    "stats`, "
 			    "`count`, `scan` and `get` on the KB\n(the get asks for one missing "
@@ -97,6 +100,10 @@ int pme_cmd_demo(int argc, char **argv)
 			perror("pmingest demo: mkdtemp");
 			return PME_EXIT_OUTPUT;
 		}
+	} else if (mkdir(dir, 0777) && errno != EEXIST) { /* a new DIR is made (not its parents) */
+		fprintf(stderr, "pmingest demo: cannot create the directory %s: %s\n", dir,
+			strerror(errno));
+		return PME_EXIT_OUTPUT;
 	}
 	snprintf(h5, sizeof(h5), "%s/demo.h5", dir);
 	snprintf(kbp, sizeof(kbp), "%s/demo.kb", dir);

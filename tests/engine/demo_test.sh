@@ -1,14 +1,20 @@
 #!/bin/sh
 # demo_test.sh PMINGEST DIR - runs `pmingest demo` (the README's main job, smaller) and checks
 # what it claims: exit status 0, a KB that verifies, a key count equal to the distinct keys
-# of the run's summary, and the sample queries' output.
+# of the run's summary, and the sample queries' output. DIR does not exist beforehand: the
+# demo makes it; one whose parent is missing is refused (exit 4, the directory named).
 set -eu
 PM=$1
 DIR=$2
 rm -rf "$DIR"
-mkdir -p "$DIR"
-"$PM" demo --records 100000 --dir "$DIR" > "$DIR/out.txt" 2>&1 || {
-  echo "demo failed with status $?"; cat "$DIR/out.txt"; exit 1; }
+status=0
+"$PM" demo --records 100 --dir "$DIR/missing/run" 2> "$DIR.err" || status=$?
+[ "$status" = 4 ] && grep -q "cannot create the directory $DIR/missing/run" "$DIR.err" || {
+  echo "demo into a missing parent: status $status"; cat "$DIR.err"; exit 1; }
+rm -f "$DIR.err"
+"$PM" demo --records 100000 --dir "$DIR" > "$DIR.out" 2>&1 || {
+  echo "demo failed with status $?"; cat "$DIR.out"; exit 1; }
+mv "$DIR.out" "$DIR/out.txt"
 "$PM" verify "$DIR/demo.kb" > /dev/null
 distinct=$(sed -n 's/.*: \([0-9]*\) distinct keys.*/\1/p' "$DIR/out.txt")
 count=$("$PM" count "$DIR/demo.kb")
