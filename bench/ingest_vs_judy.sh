@@ -2,7 +2,8 @@
 # ingest_vs_judy.sh BUILD_DIR [RECORDS] [REPEATS] - end-to-end records/s of `pmingest ingest`
 # and of the JudySL baseline (bench/judy_baseline.c) on RECORDS (default 10 M) random 16-byte
 # keys with int64 values from one HDF5 file, at 1 and 2 threads, interleaved in one run;
-# REPEATS (default 3) rounds. Prints one line per run and the min/median per configuration.
+# REPEATS (default 3) rounds. Prints one line per run, the min/median per configuration, and
+# the ratios round by round with their medians.
 # Checks: both programs find the same number of distinct keys. Also measures, after the
 # rounds, the disk's floor for the write phase: as many bytes as the KB has, written in 1 MiB
 # pieces and fsync'd, in the same directory (the baseline writes nothing, so on a slow disk
@@ -69,6 +70,15 @@ print("pmingest fill speedup 2 vs 1 thread: %.2fx" % (pf["1"] / pf["2"]))
 for t in "12":
     print("pmingest / judy end-to-end at %s thread(s): %.2fx" % (t, med[("pmingest", t)] /
                                                               med[("judy", t)]))
+# the same, round by round: each ratio from runs minutes apart, so that a slow spell of the
+# machine moves both sides of a ratio; their median is the steadier figure on a shared host
+fr = [float(a[6]) / float(b[6]) for a, b in zip(by[("pmingest", "1")], by[("pmingest", "2")])]
+print("per round, fill speedup: %s (median %.2fx)"
+      % (" ".join("%.2f" % x for x in fr), statistics.median(fr)))
+for t in "12":
+    er = [float(a[2]) / float(b[2]) for a, b in zip(by[("pmingest", t)], by[("judy", t)])]
+    print("per round, pmingest / judy at %s thread(s): %s (median %.2fx)"
+          % (t, " ".join("%.2f" % x for x in er), statistics.median(er)))
 kb = os.path.join(sys.argv[2], "out.kb")
 floor = os.path.join(sys.argv[2], "floor.bin")
 size = os.path.getsize(kb)
