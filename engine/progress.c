@@ -97,19 +97,17 @@ void pme_progress_update(struct pme_progress *p, uint64_t done)
 
 /* The phase's last line: on a terminal always (the bar stays, finished, on its line); in a
  * log when the phase printed lines of its own (it took 10 s or more). */
-static void phase_end(struct pme_progress *p, uint64_t done)
+static void phase_end(struct pme_progress *p)
 {
-	double t = now();
-
 	if (p->tty || p->last > p->t0)
-		print(p, done, t, true);
+		print(p, p->done, now(), true);
 }
 
 void pme_progress_phase(struct pme_progress *p, const char *name, const char *unit, uint64_t total)
 {
 	if (!p)
 		return;
-	phase_end(p, p->done);
+	phase_end(p);
 	p->name = name;
 	p->unit = unit;
 	p->total = total;
@@ -122,6 +120,6 @@ void pme_progress_end(struct pme_progress *p)
 {
 	if (!p)
 		return;
-	phase_end(p, p->done);
+	phase_end(p);
 	free(p);
 }
