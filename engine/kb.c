@@ -359,7 +359,7 @@ static int write_all(int fd, const void *buf, size_t len)
  * The syncer, a thread that flushes the file to the device (fdatasync) while the trie is
  * still being built and written. Write-back alone (sync_file_range) leaves the device's own
  * cache to the commit's fsync, whose flush then takes about as long as the file is big
- * (216 MB on this project's virtio disk: 0.2-0.3 s with every core idle). Flushed in steps
+ * (216 MB on the virtio disk it was measured on: 0.2-0.3 s, every core idle). Flushed in steps
  * of sync_step bytes (DATASYNC_BYTES) as the trie goes out, the commit's fsync is left with
  * the last step (0.01-0.03 s). A thread of its own, because each step waits on the device
  * (about 0.05 s per 32 MB here) while the writer must go on writing.
