@@ -375,6 +375,12 @@ struct syncer {
 	int rc;		    /* first failure (-errno), or 0 */
 };
 
+/* fdatasync(fd): 0, or -errno (a file that cannot be synced, EINVAL, is not a failure). */
+static int flush_data(int fd)
+{
+	return fdatasync(fd) && errno != EINVAL ? -errno : 0;
+}
+
 static void *syncer_main(void *arg)
 {
 	struct syncer *s = arg;
@@ -390,7 +396,7 @@ static void *syncer_main(void *arg)
 			break; /* the commit's fsync flushes what is left */
 		n = s->asked;
 		pthread_mutex_unlock(&s->mu);
-		rc = fdatasync(s->fd) && errno != EINVAL ? -errno : 0;
+		rc = flush_data(s->fd);
 		pthread_mutex_lock(&s->mu);
 		if (rc && !s->rc)
 			s->rc = rc;
@@ -423,7 +429,7 @@ static int datasync(struct pkb_writer *w)
 		w->sync_inline = !s;
 	}
 	if (!s)
-		return fdatasync(w->fd) && errno != EINVAL ? -errno : 0;
+		return flush_data(w->fd);
 	pthread_mutex_lock(&s->mu);
 	rc = s->rc;
 	s->asked++;
@@ -1416,11 +1422,10 @@ static void write_range(const pm_map *map, const struct wlayout *l, const uint8_
 		set_tick(r->b, &tick, wp); /* it runs as each part's walk begins, and inside */
 		rc = pm_snap_builder_add_union(r->b, map, paths, lens, np, walk_fn(&ck), &ck, &kb);
 		n = rc ? 0 : pm_snap_builder_count(r->b);
-		if (n)
-			progress_add(&tick, n); /* the keys met since the walk's last tick */
 		if (rc == PM_SNAP_ESINK)
 			rc = PKB_ENOMEM; /* the part sink fails only for memory */
 		if (n) {
+			progress_add(&tick, n); /* the keys met since the walk's last tick */
 			r->nparts++;
 			w->key_bytes = kb + n * (r->clen + 1);
 			rc = part_close(r);
