@@ -161,8 +161,8 @@ void pm_snap_builder_set_tick(pm_snap_builder *b, pm_snap_tick_fn fn, void *arg)
  * *key_bytes (if non-NULL) receives the sum of the keys' lengths. m must not change during
  * the call. Returns 0 (no key: the builder is as before), PM_EINVAL (the builder has keys, or
  * one key is in two subtries), check's or the tick's code, PM_ENOMEM, PM_EOVERFLOW or
- * PM_SNAP_ESINK. After
- * an error the builder can only be destroyed, unless no node was written yet.
+ * PM_SNAP_ESINK. After an error the builder can only be destroyed, unless no node was written
+ * yet.
  */
 int pm_snap_builder_add_union(pm_snap_builder *b, const pm_map *m, const uint8_t *const *paths,
 			      const size_t *lens, size_t n, pm_snap_union_fn check, void *arg,
