@@ -20,3 +20,11 @@ if(TARGET pmingest)
   set_tests_properties(engine_demo PROPERTIES LABELS "integration;engine"
     ENVIRONMENT OMP_NUM_THREADS=2 TIMEOUT 120)
 endif()
+
+if(TARGET pmingest)
+  # The command line on bad input: exit statuses, messages, no crash, no damaged output.
+  add_test(NAME engine_cli_edges
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/engine/cli_edge_test.py
+            $<TARGET_FILE:pmingest> ${CMAKE_CURRENT_BINARY_DIR}/engine_cli_edges)
+  set_tests_properties(engine_cli_edges PROPERTIES LABELS "integration;engine" TIMEOUT 120)
+endif()

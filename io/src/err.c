@@ -80,6 +80,11 @@ enum pio_errclass pio_error_class(int rc)
 
 void pio_silence_hdf5(void)
 {
+	/* No H5close() at exit: when closing a file fails (its last metadata cannot be written
+	 * on a full disk), HDF5 1.10 frees the file but keeps its ID, and the close it retries
+	 * at exit crashes. Every file is closed (or abandoned and unlinked) before exit; the
+	 * first call, before any other, keeps the library from registering its handler. */
+	(void)H5dont_atexit();
 	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 

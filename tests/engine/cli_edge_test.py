@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""cli_edge_test.py PMINGEST WORKDIR - the command line on bad input, each a regression test
+named for the bug it pins: the exit status and the one-line message that --help and the
+README promise, no crash, and no output file damaged or left half-written.
+"""
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+
+PM = sys.argv[1]
+WORK = sys.argv[2]
+failures = 0
+
+
+def fail(msg):
+    global failures
+    failures += 1
+    print("FAIL:", msg, flush=True)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    return cond
+
+
+def path(name):
+    return os.path.join(WORK, name)
+
+
+def run(args, expect=0, fsize=None):
+    """Runs pmingest; fsize: a file-size limit in bytes (writes past it fail with EFBIG,
+    as on a full disk)."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    e = dict(os.environ)
+    e["OMP_NUM_THREADS"] = "1"
+    p = subprocess.run([PM] + [str(a) for a in args], capture_output=True, env=e,
+                       preexec_fn=limit if fsize else None)
+    err = p.stderr.decode(errors="replace")
+    if p.returncode < 0:
+        fail("%s killed by signal %d: %s" % (args, -p.returncode, err[-800:]))
+    elif expect is not None and p.returncode != expect:
+        fail("%s: exit %d, expected %d: %s" % (args, p.returncode, expect, err[-800:]))
+    return p
+
+
+def no_temp_files(what):
+    left = [x for x in os.listdir(WORK) if ".tmp." in x]
+    check(not left, "%s left temporary files: %s" % (what, left))
+
+
+def hdf5_write_fails():
+    """An HDF5 output that fails for want of space (here a file-size limit) with variable-
+    length strings used to crash at exit (HDF5 closing, at exit, the file whose close had
+    failed): gen and export exit 4, name the file, and leave nothing behind."""
+    run(["gen", "--output", path("paths.h5"), "--records", 20000, "--key-kind", "path"])
+    run(["ingest", "--input", path("paths.h5"), "--output", path("paths.kb"), "--quiet"])
+    for args in [["gen", "--output", path("full.h5"), "--records", 20000, "--key-kind",
+                  "path"],
+                 ["gen", "--output", path("full.h5"), "--records", 20000, "--key-kind",
+                  "words"],
+                 ["export", path("paths.kb"), "--output", path("full.h5")]]:
+        p = run(args, expect=4, fsize=64 << 10)
+        check("full.h5" in p.stderr.decode(errors="replace"),
+              "%s: message does not name the file" % args[0])
+        check(not os.path.exists(path("full.h5")), "%s: left an output" % args[0])
+        no_temp_files(args[0])
+
+
+def main():
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    for step in [hdf5_write_fails]:
+        step()
+        print("%s done" % step.__name__, flush=True)
+    if failures:
+        print("%d failures" % failures)
+        sys.exit(1)
+    print("all command-line edge checks passed")
+
+
+main()
