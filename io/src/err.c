@@ -93,6 +93,27 @@ struct walk {
 	bool found;	/* desc holds something */
 };
 
+/*
+ * Copies HDF5's description of an error to buf. The file driver's own, "file write failed:
+ * time = ..., filename = ..., file descriptor = 3, errno = 28, error message = 'No space left
+ * on device', buf = ..., ...", becomes "file write failed: No space left on device": the
+ * reason would otherwise be cut off at the end of the line.
+ */
+static void os_error_desc(const char *desc, char *buf, size_t size)
+{
+	static const char tag[] = "error message = '";
+	const char *time = strstr(desc, ": time = "), *m = strstr(desc, tag), *end = NULL;
+
+	if (time && m > time) {
+		m += sizeof(tag) - 1;
+		end = strchr(m, '\'');
+	}
+	if (end)
+		snprintf(buf, size, "%.*s: %.*s", (int)(time - desc), desc, (int)(end - m), m);
+	else
+		snprintf(buf, size, "%s", desc);
+}
+
 static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 {
 	struct walk *w = data;
@@ -100,7 +121,7 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 	(void)n;
 	/* Walking upward, the first entry is the innermost one: the place the error arose. */
 	if (!w->found && e->desc && e->desc[0]) {
-		snprintf(w->desc, sizeof(w->desc), "%s", e->desc);
+		os_error_desc(e->desc, w->desc, sizeof(w->desc));
 		w->found = true;
 	}
 	return 0;
