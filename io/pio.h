@@ -239,7 +239,8 @@ struct pio_reader;
  * lengths, the range fits. All inputs must have keys of the same class (integers: the same
  * class and width) and values of the same class; see pio_reader_types().
  * opts may be NULL for defaults. On success *out receives a reader the caller must close with
- * pio_reader_close(). Returns 0, PIO_EINVAL, PIO_ENOMEM, or an input error: PIO_ENOENT,
+ * pio_reader_close(). Returns 0, PIO_EINVAL (also for a compound input whose key and value
+ * fields are one field), PIO_ENOMEM, or an input error: PIO_ENOENT,
  * PIO_ENOTHDF5, PIO_ECORRUPT, PIO_ENODATASET, PIO_ENOFIELD, PIO_ETYPE, PIO_ESHAPE,
  * PIO_ELENGTH, PIO_ERANGE, PIO_EMIXED. */
 int pio_reader_open(const struct pio_input *inputs, size_t n, const struct pio_reader_opts *opts,

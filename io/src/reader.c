@@ -450,6 +450,11 @@ static int open_compound(struct source *s, struct handles *h, uint64_t *crec, st
 				  "has no field '%s' (its fields: %s)",
 				  ki < 0 ? s->kname : s->vname, fields);
 	}
+	if (ki == vi) {
+		H5Tclose(ft);
+		return pio_seterr(err, PIO_EINVAL, s->file, s->kpath,
+				  "the key field and the value field are both '%s'", s->kname);
+	}
 	rc = 0;
 	{
 		hid_t fk = H5Tget_member_type(ft, (unsigned)ki);

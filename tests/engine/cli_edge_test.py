@@ -76,10 +76,24 @@ def hdf5_write_fails():
         no_temp_files(args[0])
 
 
+def same_field():
+    """--key-field and --value-field naming one field used to fail as 'out of memory
+    building types' (exit 6): a bad command line, exit 2, saying so."""
+    f = path("strvals.h5")
+    run(["gen", "--output", f, "--records", 100, "--value-type", "string"])
+    for extra in [["--value-field", "key"], ["--key-field", "value"]]:
+        p = run(["ingest", "--input", f, "--output", path("same.kb"), "--quiet"] + extra,
+                expect=2)
+        msg = p.stderr.decode(errors="replace")
+        check("strvals.h5" in msg and "are both '%s'" % extra[1] in msg,
+              "%s: message: %s" % (extra, msg))
+        check(not os.path.exists(path("same.kb")), "%s: left an output" % extra)
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    for step in [hdf5_write_fails]:
+    for step in [hdf5_write_fails, same_field]:
         step()
         print("%s done" % step.__name__, flush=True)
     if failures:
