@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ingest.h"
 #include "kb.h"
 #include "pio.h"
 #include "pme_cmd.h"
@@ -1231,6 +1232,12 @@ int pme_cmd_export(int argc, char **argv)
 		goto out;
 	}
 	wo.dataset = optval(o, NOPT(o), "dataset");
+	if (pme_same_file(wo.file, pos[0])) {
+		fprintf(stderr, "pmingest export: --output %s is the KB %s: it would be replaced\n",
+			wo.file, pos[0]);
+		status = PME_EXIT_USAGE;
+		goto out;
+	}
 	status = open_kb("export", pos[0], PKB_OPEN_CHECKSUM, &kb);
 	if (status)
 		goto out;
@@ -1594,6 +1601,16 @@ int pme_cmd_kb_build(int argc, char **argv)
 			"(see pmingest kb-build --help)\n");
 		status = PME_EXIT_USAGE;
 		goto out;
+	}
+	for (fi = 0; fi < nin; fi++) {
+		if (pme_same_file(outpath, ins[fi])) {
+			fprintf(stderr,
+				"pmingest kb-build: --output %s is the input %s: it would be "
+				"replaced\n",
+				outpath, ins[fi]);
+			status = PME_EXIT_USAGE;
+			goto out;
+		}
 	}
 	memset(&meta, 0, sizeof(meta));
 	meta.scheme = PME_SCHEME_HASH;

@@ -130,6 +130,39 @@ int pme_exit_status(int rc)
 	return PME_EXIT_OUTPUT; /* -errno from the KB writer */
 }
 
+/* The inode of the directory holding path, and where its last component starts. */
+static int parent_dir(const char *path, struct stat *st, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int rc;
+
+	*base = slash ? slash + 1 : path;
+	if (!slash)
+		return stat(".", st);
+	dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+	if (!dir)
+		return -1;
+	rc = stat(dir, st);
+	free(dir);
+	return rc;
+}
+
+bool pme_same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	const char *ba, *bb;
+	int ea = stat(a, &sa), eb = stat(b, &sb);
+
+	if (!ea && !eb)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	if (!ea || !eb)
+		return false;
+	if (parent_dir(a, &sa, &ba) || parent_dir(b, &sb, &bb))
+		return false;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino && !strcmp(ba, bb);
+}
+
 /* An io/ code as an engine code: its class decides (PIO_ENOENT is -2, like other -ENOENT). */
 static int from_pio(int rc)
 {
@@ -252,6 +285,33 @@ static int inputs_expand(struct inputs *x, const struct pme_config *c, struct pm
 	/* datasets are borrowed by pio_reader_open from x->name (after the ':') */
 	for (i = 0; i < x->n && !c->keys; i++)
 		x->in[i].dataset = x->name[i] + strlen(x->file[i]) + 1;
+	return 0;
+}
+
+/* Refuses an output that is also an input (--output or --report over an HDF5 input or the
+ * --into KB, or --report over the KB): the run would replace what it reads or writes. */
+static int check_outputs(const struct inputs *inp, const struct pme_config *c, struct pme_err *err)
+{
+	size_t i;
+
+	for (i = 0; i < inp->n; i++) {
+		if (pme_same_file(c->output, inp->file[i]))
+			return pme_seterr(err, PME_EUSAGE,
+					  "--output %s is the input %s: it would be replaced",
+					  c->output, inp->file[i]);
+		if (c->report && pme_same_file(c->report, inp->file[i]))
+			return pme_seterr(err, PME_EUSAGE,
+					  "--report %s is the input %s: it would be replaced",
+					  c->report, inp->file[i]);
+	}
+	if (c->report && pme_same_file(c->report, c->output))
+		return pme_seterr(err, PME_EUSAGE,
+				  "--report %s is the --output KB: the report would replace it",
+				  c->report);
+	if (c->report && c->into && pme_same_file(c->report, c->into))
+		return pme_seterr(err, PME_EUSAGE,
+				  "--report %s is the --into KB: the report would replace it",
+				  c->report);
 	return 0;
 }
 
@@ -1064,6 +1124,8 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	ro.batch_cap = BATCH_CAP;
 
 	rc = inputs_expand(&x.inp, c, err);
+	if (!rc)
+		rc = check_outputs(&x.inp, c, err);
 	if (rc)
 		goto out;
 	rc = from_pio(pio_reader_open(x.inp.in, x.inp.n, &ro, &rd, &pe));

@@ -165,6 +165,9 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 		     struct pme_err *err);
 /* Prints a short human summary of rep to f. */
 void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_report *rep);
+/* Whether paths a and b name one file: the same inode when both exist, else (neither exists
+ * yet: outputs) the same name in the same directory. */
+bool pme_same_file(const char *a, const char *b);
 /* Maps a code returned by the engine to a PME_EXIT_* status. */
 int pme_exit_status(int rc);
 /* Static description of an engine code (or any code that passes through). */

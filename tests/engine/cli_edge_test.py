@@ -3,6 +3,7 @@
 named for the bug it pins: the exit status and the one-line message that --help and the
 README promise, no crash, and no output file damaged or left half-written.
 """
+import hashlib
 import os
 import resource
 import shutil
@@ -10,8 +11,8 @@ import signal
 import subprocess
 import sys
 
-PM = sys.argv[1]
-WORK = sys.argv[2]
+PM = os.path.abspath(sys.argv[1])
+WORK = os.path.abspath(sys.argv[2])
 failures = 0
 
 
@@ -90,10 +91,48 @@ def same_field():
         check(not os.path.exists(path("same.kb")), "%s: left an output" % extra)
 
 
+def digest(name):
+    with open(path(name), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def outputs_over_inputs():
+    """An output naming a file the run reads used to replace it (exit 0): ingest --output or
+    --report over an HDF5 input, --report over the KB or the --into KB, export over its KB,
+    kb-build over its TSV. Exit 2, naming both, the file untouched. --into and merge over
+    their own output stay allowed: that is documented."""
+    run(["gen", "--output", path("in.h5"), "--records", 500])
+    run(["ingest", "--input", path("in.h5"), "--output", path("in.kb"), "--quiet"])
+    with open(path("in.tsv"), "w") as f:
+        f.write("a\t1\nb\t2\n")
+    before = {n: digest(n) for n in ["in.h5", "in.kb", "in.tsv"]}
+    os.chdir(WORK)
+    base = ["ingest", "--input", "in.h5", "--quiet"]
+    for args, what in [(base + ["--output", "./in.h5"], "is the input"),
+                       (base + ["--output", "new.kb", "--report", path("in.h5")],
+                        "is the input"),
+                       (base + ["--output", "in.kb", "--report", "../%s/in.kb"
+                                % os.path.basename(WORK)], "is the --output KB"),
+                       (base + ["--output", "new.kb", "--report", "new.kb"],
+                        "is the --output KB"),
+                       (base + ["--into", "in.kb", "--output", "new.kb", "--report",
+                                "in.kb"], "is the --into KB"),
+                       (["export", "in.kb", "--output", path("in.kb")], "is the KB"),
+                       (["kb-build", "in.tsv", "--output", "./in.tsv"], "is the input")]:
+        p = run(args, expect=2)
+        msg = p.stderr.decode(errors="replace")
+        check(what in msg, "%s: message: %s" % (args, msg))
+        check(not os.path.exists(path("new.kb")), "%s: left an output" % args)
+    check(before == {n: digest(n) for n in before}, "a refused run changed its input")
+    run(base + ["--into", "in.kb", "--output", "in.kb"])
+    run(["merge", "in.kb", path("in.kb"), "--output", "in.kb"])
+    run(["verify", "in.kb"])
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    for step in [hdf5_write_fails, same_field]:
+    for step in [hdf5_write_fails, same_field, outputs_over_inputs]:
         step()
         print("%s done" % step.__name__, flush=True)
     if failures:
