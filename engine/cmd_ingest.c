@@ -159,6 +159,11 @@ int pme_cmd_ingest(int argc, char **argv)
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
+	if (c.report && pme_report_check(c.report, &err)) {
+		fprintf(stderr, "pmingest ingest: %s\n", err.msg);
+		status = PME_EXIT_OUTPUT;
+		goto out;
+	}
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;

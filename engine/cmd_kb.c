@@ -1140,7 +1140,9 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 		goto out;
 	}
 	wo.no_sync = optval(o, NOPT(o), "no-sync") != NULL;
-	rc = pkb_combine(op, kbs, (size_t)npos, dup, scheme, parts, out, &wo, &err);
+	rc = pkb_check_output(out, &err);
+	if (!rc)
+		rc = pkb_combine(op, kbs, (size_t)npos, dup, scheme, parts, out, &wo, &err);
 	if (rc) {
 		fprintf(stderr, "pmingest %s: %s\n", cmd, err.msg);
 		status = exit_of(rc);
@@ -1186,6 +1188,7 @@ int pme_cmd_export(int argc, char **argv)
 	struct pio_writer *w = NULL;
 	struct pio_writer_opts wo;
 	struct pio_err perr;
+	struct pkb_err kerr;
 	pm_snap_iter *it = NULL;
 	uint8_t *keys = NULL, *heap = NULL;
 	size_t *key_off = NULL, kcap = 0, hcap = 0, hlen = 0, n = 0;
@@ -1241,6 +1244,12 @@ int pme_cmd_export(int argc, char **argv)
 	status = open_kb("export", pos[0], PKB_OPEN_CHECKSUM, &kb);
 	if (status)
 		goto out;
+	rc = pkb_check_output(wo.file, &kerr); /* now, not after writing the whole file */
+	if (rc) {
+		fprintf(stderr, "pmingest export: %s\n", kerr.msg);
+		status = exit_of(rc);
+		goto out;
+	}
 	in = pkb_info(kb);
 	pkb_prefetch(kb);
 	blob = pkb_type_is_blob(&in->value_type);

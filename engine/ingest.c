@@ -1128,6 +1128,11 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		rc = check_outputs(&x.inp, c, err);
 	if (rc)
 		goto out;
+	rc = pkb_check_output(c->output, &ke); /* now, not after reading the inputs */
+	if (rc) {
+		pme_seterr(err, rc, "%s", ke.msg);
+		goto out;
+	}
 	rc = from_pio(pio_reader_open(x.inp.in, x.inp.n, &ro, &rd, &pe));
 	if (rc) {
 		pme_seterr(err, rc, "%s", pe.msg);
@@ -1387,6 +1392,33 @@ static void json_str(FILE *f, const char *s)
 			fputc(ch, f);
 	}
 	fputc('"', f);
+}
+
+int pme_report_check(const char *path, struct pme_err *err)
+{
+	size_t tl = strlen(path) + 32;
+	char *tmp;
+	struct stat st;
+	FILE *f;
+	int rc = 0;
+
+	if (!stat(path, &st) && S_ISDIR(st.st_mode))
+		return pme_seterr(err, -EISDIR, "%s: cannot write the report (%s)", path,
+				  strerror(EISDIR));
+	tmp = malloc(tl);
+	if (!tmp)
+		return pme_seterr(err, -ENOMEM, "out of memory");
+	snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
+	f = fopen(tmp, "w");
+	if (!f) {
+		rc = -errno;
+		pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
+	} else {
+		fclose(f);
+		unlink(tmp);
+	}
+	free(tmp);
+	return rc;
 }
 
 int pme_report_write(const char *path, const struct pme_config *c, const struct pme_report *r,

@@ -160,6 +160,9 @@ int pme_parse_size(const char *s, uint64_t *out);
 
 /* Runs an ingest as c says. Fills *rep (if non-NULL) on success. Returns 0 or a code. */
 int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pme_err *err);
+/* Checks that a report can be written to path (creates and removes its temporary file), so
+ * that a run is not made only to fail there. Returns 0 or -errno. */
+int pme_report_check(const char *path, struct pme_err *err);
 /* Writes rep as JSON to path (temporary file + rename). Returns 0 or -errno. */
 int pme_report_write(const char *path, const struct pme_config *c, const struct pme_report *rep,
 		     struct pme_err *err);

@@ -573,6 +573,36 @@ static int open_temp(const char *dir, const char *path, char **tmp)
 	return -EEXIST;
 }
 
+int pkb_check_output(const char *path, struct pkb_err *err)
+{
+	struct stat st;
+	char *dir, *tmp;
+	int rc;
+
+	if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+		seterr(err, "cannot write %s: %s", path, strerror(EISDIR));
+		return -EISDIR;
+	}
+	dir = dir_of(path);
+	if (!dir) {
+		seterr(err, "%s: out of memory", path);
+		return PKB_ENOMEM;
+	}
+	rc = open_temp(dir, path, &tmp);
+	if (rc < 0) {
+		seterr(err, "%s: cannot create a temporary file in %s: %s", path, dir,
+		       pkb_strerror(rc));
+	} else {
+		close(rc);
+		if (tmp)
+			unlink(tmp);
+		free(tmp);
+		rc = 0;
+	}
+	free(dir);
+	return rc;
+}
+
 void pkb_writer_abort(struct pkb_writer *w)
 {
 	if (!w)

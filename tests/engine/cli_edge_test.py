@@ -129,10 +129,50 @@ def outputs_over_inputs():
     run(["verify", "in.kb"])
 
 
+def outputs_checked_first():
+    """An output that cannot be written (a missing or unwritable directory, a directory as
+    the file, a --report in a missing directory) used to fail only after the whole run, when
+    the file was renamed into place; a --report that failed so left the KB written, exit 4.
+    Now refused before the run: here the run itself would fail on a duplicate (exit 5), so
+    exit 4 shows that the output was looked at first; and no KB is written."""
+    import h5py
+    import numpy as np
+    a = np.zeros(3, dtype=[("key", "S4"), ("value", "i8")])
+    a["key"] = [b"x", b"y", b"x"]
+    a["value"] = [1, 2, 3]
+    with h5py.File(path("dup.h5"), "w") as f:
+        f["data"] = a
+    os.makedirs(path("adir"), exist_ok=True)
+    base = ["ingest", "--input", path("dup.h5"), "--on-duplicate", "error", "--quiet"]
+    for extra, what in [(["--output", path("nodir/x.kb")], "nodir"),
+                        (["--output", path("adir")], "Is a directory"),
+                        (["--output", path("x.kb"), "--report", path("nodir/r.json")],
+                         "nodir/r.json")]:
+        p = run(base + extra, expect=4)
+        msg = p.stderr.decode(errors="replace")
+        check(what in msg, "%s: message: %s" % (extra, msg))
+        check(not os.path.exists(path("x.kb")), "%s: wrote the KB" % extra)
+    with open(path("a.tsv"), "w") as f:
+        f.write("k\t1\n")
+    with open(path("b.tsv"), "w") as f:
+        f.write("k\t2\n")
+    run(["kb-build", path("a.tsv"), "--output", path("a.kb")])
+    run(["kb-build", path("b.tsv"), "--output", path("b.kb")])
+    p = run(["merge", path("a.kb"), path("b.kb"), "--on-duplicate", "error", "--output",
+             path("adir")], expect=4)
+    check("Is a directory" in p.stderr.decode(errors="replace"),
+          "merge into a directory: message: %s" % p.stderr)
+    p = run(["export", path("a.kb"), "--output", path("adir")], expect=4)
+    check("Is a directory" in p.stderr.decode(errors="replace"),
+          "export into a directory: message: %s" % p.stderr)
+    no_temp_files("outputs refused first")
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    for step in [hdf5_write_fails, same_field, outputs_over_inputs]:
+    for step in [hdf5_write_fails, same_field, outputs_over_inputs,
+                 outputs_checked_first]:
         step()
         print("%s done" % step.__name__, flush=True)
     if failures:
