@@ -33,7 +33,8 @@ static void ingest_usage(FILE *f)
 	       "options (every one is also a config key of the same name; flags win over the\n"
 	       "config file; --input on the command line replaces the config's inputs):\n"
 	       "  -c, --config FILE      INI file: keys in the global section or in [ingest];\n"
-	       "                         unknown keys are an error\n");
+	       "                         unknown keys, and keys but input given twice, are\n"
+	       "                         an error\n");
 	pme_config_help(f);
 	fprintf(
 	    f,

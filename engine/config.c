@@ -315,11 +315,42 @@ struct ini_ctx {
 	struct pme_err *err;  /* first error */
 	const char *path;     /* for messages */
 	int rc;		      /* first error code */
+	FILE *f;	      /* the file, read by read_line */
+	int line;	      /* number of the line last read */
+	int seen[NOPTIONS];   /* line that set each key, 0 if none yet */
 };
+
+/*
+ * libinih's line reader. inih reads into a buffer of num bytes (200 as Debian builds it) and
+ * would take the rest of a longer line as the next line, or silently cut a value: such a line
+ * is refused here, by number.
+ */
+static char *read_line(char *str, int num, void *user)
+{
+	struct ini_ctx *x = user;
+	size_t len;
+	int ch;
+
+	if (x->rc || !fgets(str, num, x->f))
+		return NULL;
+	x->line++;
+	len = strlen(str);
+	if (len < (size_t)num - 1 || str[len - 1] == '\n')
+		return str;
+	ch = getc(x->f); /* the buffer is full: the line fits if it ends here */
+	if (ch == '\r')
+		ch = getc(x->f);
+	if (ch == '\n' || ch == EOF)
+		return str;
+	x->rc = pme_seterr(x->err, PME_EUSAGE, "%s:%d: line longer than %d bytes", x->path, x->line,
+			   num - 1);
+	return NULL;
+}
 
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
 {
 	struct ini_ctx *x = user;
+	const struct option *o;
 	struct pme_err e;
 	int rc;
 
@@ -330,12 +361,19 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 				   x->path, section);
 		return 0;
 	}
-	if (!find_option(name)) {
+	o = find_option(name);
+	if (!o) {
 		x->rc =
 		    pme_seterr(x->err, PME_EUSAGE,
 			       "%s: unknown key '%s' (see pmingest ingest --help)", x->path, name);
 		return 0;
 	}
+	if (o->kind != K_LIST && x->seen[o - options]) {
+		x->rc = pme_seterr(x->err, PME_EUSAGE, "%s:%d: '%s' is already set on line %d",
+				   x->path, x->line, name, x->seen[o - options]);
+		return 0;
+	}
+	x->seen[o - options] = x->line;
 	rc = pme_config_set(x->c, name, value, &e);
 	if (rc) {
 		x->rc = pme_seterr(x->err, rc, "%s: %s", x->path, e.msg);
@@ -346,15 +384,15 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 
 int pme_config_load(struct pme_config *c, const char *path, struct pme_err *err)
 {
-	struct ini_ctx x = {c, err, path, 0};
-	FILE *f = fopen(path, "r");
+	struct ini_ctx x = {.c = c, .err = err, .path = path};
 	int line;
 
-	if (!f)
+	x.f = fopen(path, "r");
+	if (!x.f)
 		return pme_seterr(err, PME_EUSAGE, "%s: cannot open config file (%s)", path,
 				  strerror(errno));
-	line = ini_parse_file(f, on_ini_line, &x);
-	fclose(f);
+	line = ini_parse_stream(read_line, &x, on_ini_line, &x);
+	fclose(x.f);
 	if (x.rc)
 		return x.rc;
 	if (line)

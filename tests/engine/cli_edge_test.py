@@ -168,11 +168,45 @@ def outputs_checked_first():
     no_temp_files("outputs refused first")
 
 
+def config_files():
+    """A key set twice in a config file silently took the last value (an indented line, a
+    continuation to libinih, too); a line longer than libinih's 200-byte buffer was cut,
+    its rest read as the next line ('syntax error' on the wrong line, or a value silently
+    cut). Both are refused now with the line's number; 'input' still repeats, and a line of
+    199 bytes, CR LF or none at the end of the file, still reads."""
+    run(["gen", "--output", path("cfg.h5"), "--records", 100])
+    cfg = path("c.ini")
+
+    def job(text, expect, what=None):
+        with open(cfg, "w", newline="") as f:
+            f.write(text)
+        p = run(["ingest", "-c", cfg], expect=expect)
+        msg = p.stderr.decode(errors="replace")
+        if what:
+            check(what in msg, "config %r: message: %s" % (text[:60], msg))
+        return p
+
+    ok = "input = %s\noutput = %s\nquiet = true\n" % (path("cfg.h5"), path("cfg.kb"))
+    job(ok, 0)
+    job(ok + "threads = 1\nthreads = 2\n", 2, "c.ini:5: 'threads' is already set on line 4")
+    job(ok + "output = %s\n" % path("other.kb"), 2, "'output' is already set on line 2")
+    job(ok + "threads = 1\n  2\n", 2, "c.ini:5: 'threads' is already set")
+    job(ok + "input = %s\n" % path("cfg.h5"), 0)
+    long_out = path("o" * 300)[:199 - len("output = ")]
+    job("input = %s\nquiet = 1\noutput = %s\n" % (path("cfg.h5"), long_out), 0)
+    check(os.path.exists(long_out), "a 199-byte line: the output is not %s" % long_out)
+    job("input = %s\r\nquiet = 1\r\noutput = %s\r\n" % (path("cfg.h5"), long_out), 0)
+    job("input = %s\nquiet = 1\noutput = %s" % (path("cfg.h5"), long_out), 0)
+    job("input = %s\nquiet = 1\noutput = %sx\n" % (path("cfg.h5"), long_out), 2,
+        "c.ini:3: line longer than 199 bytes")
+    job("; %s\n%s" % ("c" * 250, ok), 2, "c.ini:1: line longer than 199 bytes")
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     for step in [hdf5_write_fails, same_field, outputs_over_inputs,
-                 outputs_checked_first]:
+                 outputs_checked_first, config_files]:
         step()
         print("%s done" % step.__name__, flush=True)
     if failures:
