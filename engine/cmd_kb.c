@@ -1189,6 +1189,7 @@ int pme_cmd_export(int argc, char **argv)
 	struct pio_writer_opts wo;
 	struct pio_err perr;
 	struct pkb_err kerr;
+	char kpath[1024], vpath[1024];
 	pm_snap_iter *it = NULL;
 	uint8_t *keys = NULL, *heap = NULL;
 	size_t *key_off = NULL, kcap = 0, hcap = 0, hlen = 0, n = 0;
@@ -1213,7 +1214,8 @@ int pme_cmd_export(int argc, char **argv)
 		    "Writes the keys and values back as HDF5, in key order, with the KB's key and\n"
 		    "value types (as the inputs declared them): one compound dataset {key, value}\n"
 		    "(default \"/data\") or two datasets \"/keys\" and \"/values\" (--layout "
-		    "pair).\n"
+		    "pair;\n"
+		    "--dataset PATH: PATH/keys and PATH/values, as pmingest gen writes them).\n"
 		    "Checksums are verified first. The file is written under a temporary name\n"
 		    "and renamed when complete.\n");
 		goto out;
@@ -1234,7 +1236,21 @@ int pme_cmd_export(int argc, char **argv)
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
-	wo.dataset = optval(o, NOPT(o), "dataset");
+	v = optval(o, NOPT(o), "dataset");
+	if (v && (v[0] != '/' || strlen(v) > 1000)) {
+		fprintf(stderr, "pmingest export: --dataset must be an absolute path like "
+				"/group/data\n");
+		status = PME_EXIT_USAGE;
+		goto out;
+	}
+	if (v && wo.layout == PIO_LAYOUT_PAIR) {
+		snprintf(kpath, sizeof(kpath), "%s/keys", v);
+		snprintf(vpath, sizeof(vpath), "%s/values", v);
+		wo.keys = kpath;
+		wo.values = vpath;
+	} else {
+		wo.dataset = v;
+	}
 	if (pme_same_file(wo.file, pos[0])) {
 		fprintf(stderr, "pmingest export: --output %s is the KB %s: it would be replaced\n",
 			wo.file, pos[0]);

@@ -202,11 +202,35 @@ def config_files():
     job("; %s\n%s" % ("c" * 250, ok), 2, "c.ini:1: line longer than 199 bytes")
 
 
+def export_dataset():
+    """export --layout pair --dataset G silently wrote /keys and /values, not G/keys and
+    G/values as gen does; an empty --dataset failed as an output error (exit 4). Now G/keys
+    and G/values (ingest reads them back to the same content), and an empty or relative path
+    is a bad command line (exit 2)."""
+    import h5py
+    with open(path("e.tsv"), "w") as f:
+        f.write("k\t1\nl\t2\n")
+    run(["kb-build", path("e.tsv"), "--output", path("e.kb")])
+    run(["export", path("e.kb"), "--output", path("p.h5"), "--layout", "pair", "--dataset",
+         "/grp"])
+    with h5py.File(path("p.h5"), "r") as f:
+        check("grp/keys" in f and "grp/values" in f and "keys" not in f,
+              "export --layout pair --dataset /grp wrote %s" % list(f))
+    run(["ingest", "--input", path("p.h5"), "--keys", "/grp/keys", "--values", "/grp/values",
+         "--output", path("p.kb"), "--quiet"])
+    a = run(["scan", path("e.kb")]).stdout
+    check(a and run(["scan", path("p.kb")]).stdout == a, "pair export: content differs")
+    for bad in ["", "grp"]:
+        run(["export", path("e.kb"), "--output", path("q.h5"), "--dataset", bad], expect=2)
+        check(not os.path.exists(path("q.h5")), "--dataset %r: left an output" % bad)
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     for step in [hdf5_write_fails, same_field, outputs_over_inputs,
-                 outputs_checked_first, config_files]:
+                 outputs_checked_first, config_files,
+                 export_dataset]:
         step()
         print("%s done" % step.__name__, flush=True)
     if failures:
