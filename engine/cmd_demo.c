@@ -2,8 +2,9 @@
  * cmd_demo.c - `pmingest demo`: generates a demo HDF5 dataset, ingests it with all cores
  * (the real engine, as `pmingest ingest` runs it), then shows stats and a sample query.
  */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, sigaction */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,14 @@
 #include "kb.h"
 #include "pio.h"
 #include "pme_cmd.h"
+
+static volatile sig_atomic_t stop_flag; /* set by SIGINT/SIGTERM */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
 
 /*
  * Copies the KB's middle key (in key order) to mid, and its prefixes up to the 3rd and the
@@ -66,11 +75,23 @@ int pme_cmd_demo(int argc, char **argv)
 	struct pme_config c;
 	struct pme_report rep;
 	struct pme_err err;
+	struct sigaction sa;
 	int i, rc, status = PME_EXIT_OK;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--records") && i + 1 < argc) {
-			n = strtoull(argv[++i], NULL, 10);
+			const char *v = argv[++i];
+			char *end;
+
+			errno = 0;
+			n = strtoull(v, &end, 10);
+			if (errno || !*v || *end || *v == '-' || *v == '+') {
+				fprintf(stderr,
+					"pmingest demo: --records needs a non-negative integer, "
+					"not '%s'\n",
+					v);
+				return PME_EXIT_USAGE;
+			}
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
 			dir = argv[++i];
 		} else if (!strcmp(argv[i], "--help")) {
@@ -86,7 +107,7 @@ int pme_cmd_demo(int argc, char **argv)
 			    "key "
 			    "on purpose).\n"
 			    "exit status: 0 success, 2 bad command line, 3 cannot read back, 4 "
-			    "cannot write,\n6 out of memory\n");
+			    "cannot write,\n6 out of memory, 130 interrupted by SIGINT/SIGTERM\n");
 			return PME_EXIT_OK;
 		} else {
 			fprintf(stderr, "pmingest demo: unknown argument '%s'\n", argv[i]);
@@ -117,11 +138,18 @@ int pme_cmd_demo(int argc, char **argv)
 	g.dup_ratio = 0.1;
 	g.value_kind = PIO_GEN_INT64;
 	g.seed = 42;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	g.cancel = &stop_flag;
 	printf("generating %llu records into %s ...\n", (unsigned long long)n, h5);
 	fflush(stdout);
-	if (pio_generate(&g, &pe)) {
+	rc = pio_generate(&g, &pe);
+	if (rc) {
 		fprintf(stderr, "pmingest demo: %s\n", pe.msg);
-		return PME_EXIT_OUTPUT;
+		return rc == PIO_ECANCELED ? PME_EXIT_INTERRUPTED : PME_EXIT_OUTPUT;
 	}
 
 	pme_config_init(&c);
@@ -132,6 +160,7 @@ int pme_cmd_demo(int argc, char **argv)
 	}
 	printf("pmingest ingest --input %s --output %s\n", input, kbp);
 	fflush(stdout);
+	c.cancel = &stop_flag;
 	rc = pme_ingest_run(&c, &rep, &err);
 	if (rc) {
 		fprintf(stderr, "pmingest demo: %s\n", err.msg);

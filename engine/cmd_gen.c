@@ -1,13 +1,23 @@
 /*
  * cmd_gen.c - `pmingest gen`: write a synthetic key/value HDF5 dataset (see pio_generate()).
  */
+#define _POSIX_C_SOURCE 200809L /* sigaction */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pio.h"
 #include "pme_cmd.h"
+
+static volatile sig_atomic_t stop_flag; /* set by SIGINT/SIGTERM; read between slices */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
 
 static void gen_usage(FILE *f)
 {
@@ -48,7 +58,7 @@ static void gen_usage(FILE *f)
 		"  --help              this text\n"
 		"\n"
 		"exit status: 0 success, 2 bad command line, 4 output cannot be written,\n"
-		"6 out of memory\n");
+		"6 out of memory, 130 interrupted by SIGINT/SIGTERM (no output left behind)\n");
 }
 
 static int parse_u64(const char *opt, const char *s, uint64_t *out)
@@ -90,6 +100,8 @@ bad:
 
 static int exit_status(int rc)
 {
+	if (rc == PIO_ECANCELED)
+		return PME_EXIT_INTERRUPTED;
 	switch (pio_error_class(rc)) {
 	case PIO_CLASS_OK:
 		return PME_EXIT_OK;
@@ -123,6 +135,7 @@ int pme_cmd_gen(int argc, char **argv)
 {
 	struct pio_gen_opts o;
 	struct pio_err err = {{0}};
+	struct sigaction sa;
 	const char *dataset = NULL;
 	char kpath[1024], vpath[1024];
 	bool have_records = false;
@@ -267,6 +280,12 @@ int pme_cmd_gen(int argc, char **argv)
 		o.out.keys = kpath;
 		o.out.values = vpath;
 	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	o.cancel = &stop_flag;
 	rc = pio_generate(&o, &err);
 	if (rc) {
 		fprintf(stderr, "pmingest gen: %s\n", err.msg);

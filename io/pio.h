@@ -55,6 +55,7 @@
 #ifndef PIO_H
 #define PIO_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -83,6 +84,7 @@ enum {
 				    (too long for a fixed string, NUL in a vlen string,
 				    integer out of range) */
 	PIO_ETHREAD = -31013,	 /* the prefetch thread could not be started */
+	PIO_ECANCELED = -31014,	 /* the cancel flag was raised: nothing was written */
 };
 
 /* What a code means for the program's exit status (see pio_error_class()). */
@@ -92,7 +94,7 @@ enum pio_errclass {
 	PIO_CLASS_INPUT,  /* an input cannot be read: PIO_ENOENT .. PIO_EREAD */
 	PIO_CLASS_OUTPUT, /* an output cannot be written: PIO_EWRITE, PIO_EVALUE */
 	PIO_CLASS_NOMEM,  /* PIO_ENOMEM */
-	PIO_CLASS_OTHER,  /* PIO_ETHREAD and unknown codes */
+	PIO_CLASS_OTHER,  /* PIO_ETHREAD, PIO_ECANCELED and unknown codes */
 };
 
 /* Returns a static, constant, one-line English name of an error code ("unknown pio error"
@@ -379,14 +381,17 @@ struct pio_gen_opts {
 				       s > 0: by a Zipf law of exponent s (the first keys are
 				       the most frequent) */
 	enum pio_gen_values value_kind;
-	uint64_t seed;		/* same seed and options, same file content */
-	const char *words_file; /* WORDS: word list; NULL means /usr/share/dict/words
-				   when present, else a built-in list */
+	uint64_t seed;		       /* same seed and options, same file content */
+	const char *words_file;	       /* WORDS: word list; NULL means /usr/share/dict/words
+					  when present, else a built-in list */
+	volatile sig_atomic_t *cancel; /* if non-NULL: stop with PIO_ECANCELED once *cancel
+					  is set (a signal handler's flag), checked between
+					  slices of records */
 };
 
 /* Writes a synthetic dataset as opts describes, through a pio_writer (temporary file, then
  * rename). Deterministic: the same options give a byte-identical file. Returns 0, PIO_EINVAL,
- * PIO_ENOMEM, PIO_EWRITE. */
+ * PIO_ENOMEM, PIO_EWRITE, PIO_ECANCELED (the temporary file removed, nothing written). */
 int pio_generate(const struct pio_gen_opts *opts, struct pio_err *err);
 
 #ifdef __cplusplus

@@ -44,6 +44,8 @@ const char *pio_strerror(int rc)
 		return "key or value does not fit the output type";
 	case PIO_ETHREAD:
 		return "cannot start the I/O thread";
+	case PIO_ECANCELED:
+		return "interrupted";
 	default:
 		return "unknown pio error";
 	}

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 PM = os.path.abspath(sys.argv[1])
 WORK = os.path.abspath(sys.argv[2])
@@ -225,12 +226,49 @@ def export_dataset():
         check(not os.path.exists(path("q.h5")), "--dataset %r: left an output" % bad)
 
 
+def stop_when_started(args, pattern, sig):
+    """Starts pmingest, sends sig once a file whose name contains pattern appears in WORK
+    (its temporary output), and returns (exit status, stderr)."""
+    e = dict(os.environ)
+    e["OMP_NUM_THREADS"] = "1"
+    p = subprocess.Popen([PM] + [str(a) for a in args], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=e)
+    t = time.time()
+    while p.poll() is None and time.time() - t < 30:
+        if any(pattern in x for _, _, fs in os.walk(WORK) for x in fs):
+            break
+        time.sleep(0.01)
+    p.send_signal(sig)
+    _, err = p.communicate()
+    return p.returncode, err.decode(errors="replace")
+
+
+def gen_interrupted():
+    """gen (and demo while it generates) did not catch SIGINT/SIGTERM: the signal killed it
+    and its temporary HDF5 file, hundreds of MB, stayed. Now exit 130, nothing left.
+    demo --records took 'abc' as 0 and '12x' as 12 (and '-5' as 2^64 - 5): exit 2."""
+    for sig in [signal.SIGTERM, signal.SIGINT]:
+        rc, err = stop_when_started(["gen", "--output", path("big.h5"), "--records",
+                                     50000000, "--key-kind", "path"], "big.h5.tmp.", sig)
+        check(rc == 130, "gen, signal %d: exit %d, expected 130: %s" % (sig, rc, err))
+        check(not os.path.exists(path("big.h5")), "gen, signal %d: left big.h5" % sig)
+        no_temp_files("gen stopped by signal %d" % sig)
+    rc, err = stop_when_started(["demo", "--records", 50000000, "--dir", path("demo")],
+                                "demo.h5.tmp.", signal.SIGTERM)
+    check(rc == 130, "demo, SIGTERM: exit %d, expected 130: %s" % (rc, err))
+    check(os.listdir(path("demo")) == [], "demo, SIGTERM: left %s" % os.listdir(path("demo")))
+    for bad in ["abc", "12x", "-5", ""]:
+        p = run(["demo", "--records", bad, "--dir", path("demo2")], expect=2)
+        check("--records" in p.stderr.decode(errors="replace"), "demo --records %r: %s"
+              % (bad, p.stderr))
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     for step in [hdf5_write_fails, same_field, outputs_over_inputs,
                  outputs_checked_first, config_files,
-                 export_dataset]:
+                 export_dataset, gen_interrupted]:
         step()
         print("%s done" % step.__name__, flush=True)
     if failures:
