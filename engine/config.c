@@ -331,8 +331,14 @@ static char *read_line(char *str, int num, void *user)
 	size_t len;
 	int ch;
 
-	if (x->rc || !fgets(str, num, x->f))
+	if (x->rc)
 		return NULL;
+	if (!fgets(str, num, x->f)) {
+		if (ferror(x->f)) /* a directory, an I/O error */
+			x->rc = pme_seterr(x->err, PME_EUSAGE, "%s: cannot read config file (%s)",
+					   x->path, strerror(errno));
+		return NULL;
+	}
 	x->line++;
 	len = strlen(str);
 	if (len < (size_t)num - 1 || str[len - 1] == '\n')

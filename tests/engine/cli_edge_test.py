@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""cli_edge_test.py PMINGEST WORKDIR - the command line on bad input, each a regression test
-named for the bug it pins: the exit status and the one-line message that --help and the
-README promise, no crash, and no output file damaged or left half-written.
+"""cli_edge_test.py PMINGEST WORKDIR [STEP...] - the command line on bad input, each step a
+regression test named for the bug it pins: the exit status and the one-line message that
+--help and the README promise, no crash, and no output file damaged or left half-written.
+STEP names run only those steps (all by default).
 """
 import hashlib
 import os
@@ -174,7 +175,8 @@ def config_files():
     continuation to libinih, too); a line longer than libinih's 200-byte buffer was cut,
     its rest read as the next line ('syntax error' on the wrong line, or a value silently
     cut). Both are refused now with the line's number; 'input' still repeats, and a line of
-    199 bytes, CR LF or none at the end of the file, still reads."""
+    199 bytes, CR LF or none at the end of the file, still reads. A config file that cannot
+    be read (a directory) is an error, not an empty file."""
     run(["gen", "--output", path("cfg.h5"), "--records", 100])
     cfg = path("c.ini")
 
@@ -201,6 +203,12 @@ def config_files():
     job("input = %s\nquiet = 1\noutput = %sx\n" % (path("cfg.h5"), long_out), 2,
         "c.ini:3: line longer than 199 bytes")
     job("; %s\n%s" % ("c" * 250, ok), 2, "c.ini:1: line longer than 199 bytes")
+    # a directory given as the config file was read as an empty file
+    os.makedirs(path("cdir"), exist_ok=True)
+    p = run(["ingest", "-c", path("cdir"), "--input", path("cfg.h5"), "--output",
+             path("cfg.kb"), "--quiet"], expect=2)
+    check("cdir: cannot read config file" in p.stderr.decode(errors="replace"),
+          "a directory as config: message: %s" % p.stderr)
 
 
 def export_dataset():
@@ -264,11 +272,15 @@ def gen_interrupted():
 
 
 def main():
+    steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
+             config_files, export_dataset, gen_interrupted]
+    only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
-    for step in [hdf5_write_fails, same_field, outputs_over_inputs,
-                 outputs_checked_first, config_files,
-                 export_dataset, gen_interrupted]:
+    for step in steps:
+        if only and step.__name__ not in only:
+            continue
+        os.chdir(WORK)
         step()
         print("%s done" % step.__name__, flush=True)
     if failures:
