@@ -1812,6 +1812,12 @@ int pme_cmd_kb_build(int argc, char **argv)
 				goto out;
 			}
 		}
+		if (ferror(f)) { /* a directory, an I/O error: not the end of the file */
+			fprintf(stderr, "pmingest kb-build: cannot read %s: %s\n", inpath,
+				strerror(errno));
+			status = PME_EXIT_INPUT;
+			goto out;
+		}
 		fclose(f);
 		f = NULL;
 		inputs[fi].name = nin == 1 && optval(o, NOPT(o), "input-name")

@@ -209,6 +209,11 @@ def config_files():
              path("cfg.kb"), "--quiet"], expect=2)
     check("cdir: cannot read config file" in p.stderr.decode(errors="replace"),
           "a directory as config: message: %s" % p.stderr)
+    # and kb-build read a directory as an empty TSV (an empty KB, exit 0)
+    p = run(["kb-build", path("cdir"), "--output", path("cdir.kb")], expect=3)
+    check("cannot read %s: Is a directory" % path("cdir") in p.stderr.decode(errors="replace"),
+          "kb-build of a directory: message: %s" % p.stderr)
+    check(not os.path.exists(path("cdir.kb")), "kb-build of a directory wrote a KB")
 
 
 def export_dataset():
