@@ -163,6 +163,10 @@ int pme_cmd_gen(int argc, char **argv)
 			fprintf(stderr, "pmingest gen: %s needs a value (see --help)\n", a);
 			return PME_EXIT_USAGE;
 		} else if (!strcmp(a, "--output")) {
+			if (!*v) {
+				fprintf(stderr, "pmingest gen: --output needs a file name\n");
+				return PME_EXIT_USAGE;
+			}
 			o.out.file = v;
 		} else if (!strcmp(a, "--records")) {
 			if (parse_u64(a, v, &o.records))

@@ -507,6 +507,10 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct opt *opts, 
 			fprintf(stderr, "pmingest %s: --%s needs a value\n", cmd, opts[j].name);
 			return PME_EXIT_USAGE;
 		}
+		if (!strcmp(opts[j].name, "output") && !*opts[j].val) {
+			fprintf(stderr, "pmingest %s: --output needs a file name\n", cmd);
+			return PME_EXIT_USAGE;
+		}
 	}
 	return 0;
 }

@@ -276,9 +276,24 @@ def gen_interrupted():
               % (bad, p.stderr))
 
 
+def empty_output():
+    """An empty --output failed three ways: merge and kb-build with exit 4 ('cannot write :
+    No such file or directory'), export and gen with 'pio: writer: missing argument'. Now,
+    as ingest does, a bad command line (exit 2) that names --output."""
+    with open(path("o.tsv"), "w") as f:
+        f.write("k\t1\n")
+    run(["kb-build", path("o.tsv"), "--output", path("o.kb")])
+    for args in [["merge", path("o.kb")], ["intersect", path("o.kb"), path("o.kb")],
+                 ["export", path("o.kb")], ["kb-build", path("o.tsv")],
+                 ["gen", "--records", 5], ["ingest", "--input", path("o.h5")]]:
+        p = run(args + ["--output", ""], expect=2)
+        check("output" in p.stderr.decode(errors="replace"),
+              "%s --output '': message: %s" % (args[0], p.stderr))
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
-             config_files, export_dataset, gen_interrupted]
+             config_files, export_dataset, gen_interrupted, empty_output]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
