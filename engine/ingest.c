@@ -1092,6 +1092,9 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		return pme_seterr(err, PME_EUSAGE, "at least one --input is required");
 	if ((c->keys == NULL) != (c->values == NULL))
 		return pme_seterr(err, PME_EUSAGE, "--keys and --values go together");
+	if (c->allocator && strcmp(c->allocator, "jemalloc") && strcmp(c->allocator, "glibc"))
+		return pme_seterr(err, PME_EUSAGE, "--allocator %s: jemalloc or glibc",
+				  c->allocator);
 	if (c->allocator && strcmp(c->allocator, pme_allocator_name()))
 		return pme_seterr(err, PME_EUSAGE,
 				  "--allocator %s: this process runs %s; build with "

@@ -289,6 +289,11 @@ def empty_output():
         p = run(args + ["--output", ""], expect=2)
         check("output" in p.stderr.decode(errors="replace"),
               "%s --output '': message: %s" % (args[0], p.stderr))
+    # --allocator with an unknown name was told to build with -DPM_JEMALLOC=ON
+    p = run(["ingest", "--input", path("o.h5"), "--output", path("x.kb"), "--allocator",
+             "tcmalloc"], expect=2)
+    check("--allocator tcmalloc: jemalloc or glibc" in p.stderr.decode(errors="replace"),
+          "--allocator tcmalloc: message: %s" % p.stderr)
 
 
 def main():
