@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kb.h"
 #include "pio.h"
 #include "pme_cmd.h"
 
@@ -135,6 +136,7 @@ int pme_cmd_gen(int argc, char **argv)
 {
 	struct pio_gen_opts o;
 	struct pio_err err = {{0}};
+	struct pkb_err kerr;
 	struct sigaction sa;
 	const char *dataset = NULL;
 	char kpath[1024], vpath[1024];
@@ -283,6 +285,11 @@ int pme_cmd_gen(int argc, char **argv)
 		snprintf(vpath, sizeof(vpath), "%s/values", dataset);
 		o.out.keys = kpath;
 		o.out.values = vpath;
+	}
+	rc = pkb_check_output(o.out.file, &kerr); /* now, not after writing the whole file */
+	if (rc) {
+		fprintf(stderr, "pmingest gen: %s\n", kerr.msg);
+		return rc == PKB_ENOMEM ? PME_EXIT_NOMEM : PME_EXIT_OUTPUT;
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;

@@ -167,6 +167,10 @@ def outputs_checked_first():
     p = run(["export", path("a.kb"), "--output", path("adir")], expect=4)
     check("Is a directory" in p.stderr.decode(errors="replace"),
           "export into a directory: message: %s" % p.stderr)
+    # gen wrote the whole file before its rename onto a directory failed
+    p = run(["gen", "--output", path("adir"), "--records", 5000000], expect=4, fsize=1 << 20)
+    check("Is a directory" in p.stderr.decode(errors="replace"),
+          "gen into a directory: message: %s" % p.stderr)
     no_temp_files("outputs refused first")
 
 
