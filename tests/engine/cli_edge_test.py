@@ -43,6 +43,10 @@ def run(args, expect=0, fsize=None):
 
     e = dict(os.environ)
     e["OMP_NUM_THREADS"] = "1"
+    if fsize:
+        # HDF5 1.10 keeps (leaks) the buffers of a file whose close failed on the limit:
+        # not ours to free, and the process ends next (AddressSanitizer builds)
+        e["ASAN_OPTIONS"] = (e.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
     p = subprocess.run([PM] + [str(a) for a in args], capture_output=True, env=e,
                        preexec_fn=limit if fsize else None)
     err = p.stderr.decode(errors="replace")
