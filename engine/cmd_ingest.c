@@ -32,9 +32,9 @@ static void ingest_usage(FILE *f)
 	       "\n"
 	       "options (every one is also a config key of the same name; flags win over the\n"
 	       "config file; --input on the command line replaces the config's inputs):\n"
-	       "  -c, --config FILE      INI file: keys in the global section or in [ingest];\n"
-	       "                         unknown keys, and keys but input given twice, are\n"
-	       "                         an error\n");
+	       "  -c, --config FILE      INI file (one): keys in the global section or in\n"
+	       "                         [ingest]; an unknown key is an error, and so is a\n"
+	       "                         key set twice (but input, which repeats)\n");
 	pme_config_help(f);
 	fprintf(
 	    f,
@@ -42,7 +42,10 @@ static void ingest_usage(FILE *f)
 	    "Duplicate keys: last/first keep the last/first record's value (input order);\n"
 	    "error stops with the key and its record positions; sum/min/max combine numbers\n"
 	    "in input order (integers wrap at 64 bits; floats add as doubles); count stores the\n"
-	    "number of records of each key (the KB's values become uint64).\n"
+	    "number of records of each key (the KB's values become uint64). min/max replace a\n"
+	    "value only by a smaller/larger one, and no comparison with a NaN holds: a NaN is\n"
+	    "kept only when it comes first.\n"
+	    "0 for --threads, --partitions, --batch-records or --memory means its default.\n"
 	    "Progress goes to stderr, phase by phase (read: records read, routed and filled;\n"
 	    "fill: records held back, built into the map; write: keys written to the KB): a\n"
 	    "bar on a terminal, a line every 10 s otherwise.\n"
@@ -101,6 +104,8 @@ int pme_cmd_ingest(int argc, char **argv)
 
 	pme_config_init(&c);
 	for (i = 1; i < argc; i++) {
+		const char *f = NULL;
+
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			ingest_usage(stdout);
 			return PME_EXIT_OK;
@@ -110,10 +115,17 @@ int pme_cmd_ingest(int argc, char **argv)
 				fprintf(stderr, "pmingest ingest: %s needs a file\n", argv[i]);
 				return PME_EXIT_USAGE;
 			}
-			config = argv[++i];
+			f = argv[++i];
 		} else if (!strncmp(argv[i], "--config=", 9)) {
-			config = argv[i] + 9;
+			f = argv[i] + 9;
 		}
+		if (f && config) { /* one would be ignored: say so rather than pick one */
+			fprintf(stderr, "pmingest ingest: one config file only (%s and %s given)\n",
+				config, f);
+			return PME_EXIT_USAGE;
+		}
+		if (f)
+			config = f;
 	}
 	if (config && pme_config_load(&c, config, &err)) {
 		fprintf(stderr, "pmingest ingest: %s\n", err.msg);

@@ -271,6 +271,14 @@ static int inputs_expand(struct inputs *x, const struct pme_config *c, struct pm
 			*colon = '\0';
 			dset = colon + 1;
 		}
+		if (colon && c->keys) { /* it would be ignored */
+			rc = pme_seterr(err, PME_EUSAGE,
+					"--input %s names a dataset, but --keys and --values name "
+					"the datasets of every input",
+					c->inputs[i]);
+			free(spec);
+			return rc;
+		}
 		if (glob(spec, GLOB_NOCHECK, NULL, &g) != 0) {
 			free(spec);
 			return pme_seterr(err, PM_ENOMEM, "out of memory");
@@ -1092,6 +1100,11 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		return pme_seterr(err, PME_EUSAGE, "at least one --input is required");
 	if ((c->keys == NULL) != (c->values == NULL))
 		return pme_seterr(err, PME_EUSAGE, "--keys and --values go together");
+	if (c->keys && (c->key_field || c->value_field))
+		return pme_seterr(err, PME_EUSAGE,
+				  "--%s names a field of a compound dataset: not with --keys and "
+				  "--values",
+				  c->key_field ? "key-field" : "value-field");
 	if (c->allocator && strcmp(c->allocator, "jemalloc") && strcmp(c->allocator, "glibc"))
 		return pme_seterr(err, PME_EUSAGE, "--allocator %s: jemalloc or glibc",
 				  c->allocator);

@@ -34,9 +34,9 @@ def path(name):
     return os.path.join(WORK, name)
 
 
-def run(args, expect=0, fsize=None):
+def run(args, expect=0, fsize=None, timeout=None):
     """Runs pmingest; fsize: a file-size limit in bytes (writes past it fail with EFBIG,
-    as on a full disk)."""
+    as on a full disk); timeout: seconds before a run counts as hung (and is killed)."""
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -47,8 +47,12 @@ def run(args, expect=0, fsize=None):
         # HDF5 1.10 keeps (leaks) the buffers of a file whose close failed on the limit:
         # not ours to free, and the process ends next (AddressSanitizer builds)
         e["ASAN_OPTIONS"] = (e.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
-    p = subprocess.run([PM] + [str(a) for a in args], capture_output=True, env=e,
-                       preexec_fn=limit if fsize else None)
+    try:
+        p = subprocess.run([PM] + [str(a) for a in args], capture_output=True, env=e,
+                           preexec_fn=limit if fsize else None, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fail("%s: still running after %s s" % (args, timeout))
+        return subprocess.CompletedProcess(args, -1, b"", b"")
     err = p.stderr.decode(errors="replace")
     if p.returncode < 0:
         fail("%s killed by signal %d: %s" % (args, -p.returncode, err[-800:]))
@@ -304,9 +308,35 @@ def empty_output():
           "--allocator tcmalloc: message: %s" % p.stderr)
 
 
+def ignored_options():
+    """Options that were silently ignored: a second -c (only the last file was read), the
+    dataset of --input FILE:/dataset and --key-field with --keys/--values (the datasets
+    named by --keys and --values were read). Each is a bad command line now (exit 2)."""
+    run(["gen", "--output", path("io.h5"), "--records", 100])
+    run(["gen", "--output", path("pair.h5"), "--records", 100, "--layout", "pair"])
+    for name, text in [("a.ini", "threads = 1\n"), ("b.ini", "threads = 2\n")]:
+        with open(path(name), "w") as f:
+            f.write(text)
+    base = ["ingest", "--output", path("io.kb"), "--quiet"]
+    cases = [
+        (["-c", path("a.ini"), "--config=" + path("b.ini"), "--input", path("io.h5")],
+         "one config file only"),
+        (["--input", path("pair.h5") + ":/data", "--keys", "/keys", "--values", "/values"],
+         "names a dataset, but --keys and --values"),
+        (["--input", path("pair.h5"), "--keys", "/keys", "--values", "/values",
+          "--key-field", "k"], "--key-field names a field"),
+    ]
+    for args, what in cases:
+        p = run(base + args, expect=2)
+        check(what in p.stderr.decode(errors="replace"),
+              "%s: message: %s" % (args, p.stderr))
+    check(not os.path.exists(path("io.kb")), "a refused command line wrote a KB")
+    run(base + ["--input", path("pair.h5"), "--keys", "/keys", "--values", "/values"])
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
-             config_files, export_dataset, gen_interrupted, empty_output]
+             config_files, export_dataset, gen_interrupted, empty_output, ignored_options]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
