@@ -2211,7 +2211,8 @@ int pkb_open(const char *path, unsigned flags, struct pkb **out, struct pkb_err 
 	void *p = NULL;
 	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO would block the open itself (refused as not regular below) */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		rc = -errno;
 		seterr(err, "%s: cannot open: %s", path, strerror(errno));

@@ -180,6 +180,9 @@ static int open_file(const char *file, const char *dset, hid_t *out, struct pio_
 		return pio_seterr(err, PIO_ENOENT, file, dset, "cannot open: %s", strerror(errno));
 	if (S_ISDIR(st.st_mode))
 		return pio_seterr(err, PIO_ENOENT, file, dset, "cannot open: is a directory");
+	if (!S_ISREG(st.st_mode)) /* a FIFO or a device: HDF5 would block or read forever */
+		return pio_seterr(err, PIO_ENOTHDF5, file, dset,
+				  "not an HDF5 file (not a regular file)");
 	if (access(file, R_OK) != 0)
 		return pio_seterr(err, PIO_ENOENT, file, dset, "cannot open: %s", strerror(errno));
 	is = H5Fis_hdf5(file);

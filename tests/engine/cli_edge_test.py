@@ -334,9 +334,22 @@ def ignored_options():
     run(base + ["--input", path("pair.h5"), "--keys", "/keys", "--values", "/values"])
 
 
+def fifos():
+    """A FIFO given as a KB or as an HDF5 input blocked for ever in open() (no writer comes).
+    Now it is refused at once as not a regular file: exit 3."""
+    fifo = path("fifo")
+    os.mkfifo(fifo)
+    for args in [["get", fifo, "k"], ["stats", fifo],
+                 ["ingest", "--input", fifo, "--output", path("f.kb"), "--quiet"]]:
+        p = run(args, expect=3, timeout=30)
+        check("not a regular file" in p.stderr.decode(errors="replace"),
+              "%s: message: %s" % (args, p.stderr))
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
-             config_files, export_dataset, gen_interrupted, empty_output, ignored_options]
+             config_files, export_dataset, gen_interrupted, empty_output, ignored_options,
+             fifos]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
