@@ -923,6 +923,7 @@ int pkb_writer_join_finish(struct pkb_writer *w, const uint8_t *prefix, size_t p
 int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 {
 	uint8_t h[PKB_HEADER_SIZE], pad[8] = {0};
+	struct stat st;
 	uint64_t trie_len, heap_off, file_len, pad_len;
 	int rc;
 
@@ -988,6 +989,11 @@ int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 	rc = syncer_stop(w);
 	if (rc)
 		goto out_io;
+	/* a file replaced keeps its permissions (a KB shared with a group stays shared) */
+	if (!stat(w->path, &st) && S_ISREG(st.st_mode) && fchmod(w->fd, st.st_mode & 0777)) {
+		rc = -errno;
+		goto out_io;
+	}
 	if (!w->no_sync && fsync(w->fd)) {
 		rc = -errno;
 		goto out_io;

@@ -346,10 +346,34 @@ def fifos():
               "%s: message: %s" % (args, p.stderr))
 
 
+def replaced_mode():
+    """A KB written over an existing one got the default mode (0644 under the usual umask):
+    a KB shared with a group (0640, 0660) lost its sharing at every run. It keeps the
+    replaced file's permissions now, for ingest, --into and merge; a new file still gets
+    the default."""
+    run(["gen", "--output", path("m.h5"), "--records", 100])
+    kb = path("m.kb")
+    run(["ingest", "--input", path("m.h5"), "--output", kb, "--quiet"])
+    um = os.umask(0)
+    os.umask(um)
+    fresh = os.stat(kb).st_mode & 0o777
+    check(fresh == 0o666 & ~um, "a new KB has mode %o (umask %o)" % (fresh, um))
+    for mode, args in [(0o640, ["ingest", "--input", path("m.h5"), "--output", kb,
+                                "--quiet"]),
+                       (0o660, ["ingest", "--input", path("m.h5"), "--into", kb,
+                                "--output", kb, "--quiet"]),
+                       (0o600, ["merge", kb, kb, "--output", kb])]:
+        os.chmod(kb, mode)
+        run(args)
+        got = os.stat(kb).st_mode & 0o777
+        check(got == mode, "%s over a KB of mode %o: mode %o" % (args[0], mode, got))
+    no_temp_files("replaced_mode")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, gen_interrupted, empty_output, ignored_options,
-             fifos]
+             fifos, replaced_mode]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
