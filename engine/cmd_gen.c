@@ -279,6 +279,11 @@ int pme_cmd_gen(int argc, char **argv)
 		return PME_EXIT_USAGE;
 	}
 	if (dataset && o.out.layout == PIO_LAYOUT_COMPOUND) {
+		if (dataset[strlen(dataset) - 1] == '/') { /* "/", "/g/": a group */
+			fprintf(stderr, "pmingest gen: --dataset %s names a group, not a dataset\n",
+				dataset);
+			return PME_EXIT_USAGE;
+		}
 		o.out.dataset = dataset;
 	} else if (dataset) {
 		snprintf(kpath, sizeof(kpath), "%s/keys", dataset);

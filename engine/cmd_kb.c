@@ -1247,6 +1247,11 @@ int pme_cmd_export(int argc, char **argv)
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
+	if (v && wo.layout != PIO_LAYOUT_PAIR && v[strlen(v) - 1] == '/') { /* "/", "/g/" */
+		fprintf(stderr, "pmingest export: --dataset %s names a group, not a dataset\n", v);
+		status = PME_EXIT_USAGE;
+		goto out;
+	}
 	if (v && wo.layout == PIO_LAYOUT_PAIR) {
 		snprintf(kpath, sizeof(kpath), "%s/keys", v);
 		snprintf(vpath, sizeof(vpath), "%s/values", v);

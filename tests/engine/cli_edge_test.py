@@ -249,6 +249,13 @@ def export_dataset():
     for bad in ["", "grp"]:
         run(["export", path("e.kb"), "--output", path("q.h5"), "--dataset", bad], expect=2)
         check(not os.path.exists(path("q.h5")), "--dataset %r: left an output" % bad)
+    # a group for the compound dataset ("/", "/g/") failed as an output error (exit 4)
+    for bad in ["/", "/grp/"]:
+        for args in [["export", path("e.kb")], ["gen", "--records", 5]]:
+            p = run(args + ["--output", path("q.h5"), "--dataset", bad], expect=2)
+            check("names a group" in p.stderr.decode(errors="replace"),
+                  "%s --dataset %s: message: %s" % (args[0], bad, p.stderr))
+            check(not os.path.exists(path("q.h5")), "--dataset %r: left an output" % bad)
 
 
 def stop_when_started(args, pattern, sig):
