@@ -34,7 +34,8 @@ static void ingest_usage(FILE *f)
 	       "config file; --input on the command line replaces the config's inputs):\n"
 	       "  -c, --config FILE      INI file (one): keys in the global section or in\n"
 	       "                         [ingest]; an unknown key is an error, and so is a\n"
-	       "                         key set twice (but input, which repeats)\n");
+	       "                         key set twice (but input, which repeats); a value\n"
+	       "                         in double quotes is read without them\n");
 	pme_config_help(f);
 	fprintf(
 	    f,

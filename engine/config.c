@@ -358,6 +358,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	struct ini_ctx *x = user;
 	const struct option *o;
 	struct pme_err e;
+	size_t len;
 	int rc;
 
 	if (x->rc)
@@ -380,7 +381,19 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 		return 0;
 	}
 	x->seen[o - options] = x->line;
-	rc = pme_config_set(x->c, name, value, &e);
+	len = strlen(value);
+	if (len >= 2 && value[0] == '"' && value[len - 1] == '"') { /* "a value": a value */
+		char *v = strndup(value + 1, len - 2);
+
+		if (!v) {
+			x->rc = pme_seterr(x->err, -ENOMEM, "out of memory");
+			return 0;
+		}
+		rc = pme_config_set(x->c, name, v, &e);
+		free(v);
+	} else {
+		rc = pme_config_set(x->c, name, value, &e);
+	}
 	if (rc) {
 		x->rc = pme_seterr(x->err, rc, "%s: %s", x->path, e.msg);
 		return 0;

@@ -207,6 +207,9 @@ def config_files():
     job(ok + "output = %s\n" % path("other.kb"), 2, "'output' is already set on line 2")
     job(ok + "threads = 1\n  2\n", 2, "c.ini:5: 'threads' is already set")
     job(ok + "input = %s\n" % path("cfg.h5"), 0)
+    # a quoted value was taken with its quotes (a report named "r.json", quotes included)
+    job(ok + 'report = "%s"\n' % path("q r.json"), 0)
+    check(os.path.exists(path("q r.json")), "a quoted report path: no %s" % path("q r.json"))
     long_out = path("o" * 300)[:199 - len("output = ")]
     job("input = %s\nquiet = 1\noutput = %s\n" % (path("cfg.h5"), long_out), 0)
     check(os.path.exists(long_out), "a 199-byte line: the output is not %s" % long_out)
