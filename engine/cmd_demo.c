@@ -2,9 +2,8 @@
  * cmd_demo.c - `pmingest demo`: generates a demo HDF5 dataset, ingests it with all cores
  * (the real engine, as `pmingest ingest` runs it), then shows stats and a sample query.
  */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp, sigaction */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +14,6 @@
 #include "kb.h"
 #include "pio.h"
 #include "pme_cmd.h"
-
-static volatile sig_atomic_t stop_flag; /* set by SIGINT/SIGTERM */
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_flag = 1;
-}
 
 /*
  * Copies the KB's middle key (in key order) to mid, and its prefixes up to the 3rd and the
@@ -75,7 +66,6 @@ int pme_cmd_demo(int argc, char **argv)
 	struct pme_config c;
 	struct pme_report rep;
 	struct pme_err err;
-	struct sigaction sa;
 	int i, rc, status = PME_EXIT_OK;
 
 	for (i = 1; i < argc; i++) {
@@ -138,12 +128,8 @@ int pme_cmd_demo(int argc, char **argv)
 	g.dup_ratio = 0.1;
 	g.value_kind = PIO_GEN_INT64;
 	g.seed = 42;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	g.cancel = &stop_flag;
+	pme_catch_signals();
+	g.cancel = &pme_stop;
 	printf("generating %llu records into %s ...\n", (unsigned long long)n, h5);
 	fflush(stdout);
 	rc = pio_generate(&g, &pe);
@@ -160,7 +146,7 @@ int pme_cmd_demo(int argc, char **argv)
 	}
 	printf("pmingest ingest --input %s --output %s\n", input, kbp);
 	fflush(stdout);
-	c.cancel = &stop_flag;
+	c.cancel = &pme_stop;
 	rc = pme_ingest_run(&c, &rep, &err);
 	if (rc) {
 		fprintf(stderr, "pmingest demo: %s\n", err.msg);

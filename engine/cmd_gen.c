@@ -1,9 +1,7 @@
 /*
  * cmd_gen.c - `pmingest gen`: write a synthetic key/value HDF5 dataset (see pio_generate()).
  */
-#define _POSIX_C_SOURCE 200809L /* sigaction */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +9,6 @@
 #include "kb.h"
 #include "pio.h"
 #include "pme_cmd.h"
-
-static volatile sig_atomic_t stop_flag; /* set by SIGINT/SIGTERM; read between slices */
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_flag = 1;
-}
 
 static void gen_usage(FILE *f)
 {
@@ -137,7 +127,6 @@ int pme_cmd_gen(int argc, char **argv)
 	struct pio_gen_opts o;
 	struct pio_err err = {{0}};
 	struct pkb_err kerr;
-	struct sigaction sa;
 	const char *dataset = NULL;
 	char kpath[1024], vpath[1024];
 	bool have_records = false;
@@ -296,12 +285,8 @@ int pme_cmd_gen(int argc, char **argv)
 		fprintf(stderr, "pmingest gen: %s\n", kerr.msg);
 		return rc == PKB_ENOMEM ? PME_EXIT_NOMEM : PME_EXIT_OUTPUT;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	o.cancel = &stop_flag;
+	pme_catch_signals(); /* pme_stop is read between slices */
+	o.cancel = &pme_stop;
 	rc = pio_generate(&o, &err);
 	if (rc) {
 		fprintf(stderr, "pmingest gen: %s\n", err.msg);

@@ -1,22 +1,12 @@
 /*
  * cmd_ingest.c - `pmingest ingest`: HDF5 key/value datasets into a KB file, in parallel.
  */
-#define _POSIX_C_SOURCE 200809L /* sigaction */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ingest.h"
 #include "pme_cmd.h"
-
-static volatile sig_atomic_t stop_flag; /* set by SIGINT/SIGTERM; read between batches */
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_flag = 1;
-}
 
 static void ingest_usage(FILE *f)
 {
@@ -98,7 +88,6 @@ int pme_cmd_ingest(int argc, char **argv)
 	struct pme_config c;
 	struct pme_report rep;
 	struct pme_err err;
-	struct sigaction sa, old_int, old_term;
 	bool cli_inputs = false;
 	const char *config = NULL;
 	int i, rc, status;
@@ -179,16 +168,11 @@ int pme_cmd_ingest(int argc, char **argv)
 		goto out;
 	}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
-	c.cancel = &stop_flag;
+	pme_catch_signals(); /* pme_stop is read between batches */
+	c.cancel = &pme_stop;
 	c.leave_map = true; /* the process ends after the run */
 	rc = pme_ingest_run(&c, &rep, &err);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	pme_restore_signals();
 	if (rc) {
 		fprintf(stderr, "pmingest ingest: %s\n", err.msg);
 		status = pme_exit_status(rc);

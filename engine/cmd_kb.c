@@ -20,7 +20,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,25 +32,6 @@
 
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers */
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-static void catch_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
 
 /* Exit status of a pkb code. */
 static int exit_of(int rc)
@@ -1062,7 +1042,7 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	char **pos = calloc((size_t)argc + 1, sizeof(char *));
 	struct pkb **kbs = NULL;
 	struct pkb_err err;
-	struct pkb_write_opts wo = {.cancel = &interrupted};
+	struct pkb_write_opts wo = {.cancel = &pme_stop};
 	enum pkb_dup dup = op == PKB_OP_MERGE ? PKB_DUP_LAST : PKB_DUP_FIRST;
 	enum pme_scheme scheme;
 	uint32_t parts;
@@ -1074,7 +1054,7 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	status = parse_opts(cmd, argc, argv, o, NOPT(o), pos, &npos);
 	if (status)
 		goto out;
-	catch_signals();
+	pme_catch_signals();
 	if (optval(o, NOPT(o), "help")) {
 		printf("usage: pmingest %s A B... --output C [--on-duplicate POLICY]\n"
 		       "                [--scheme hash|prefix] [--partitions P]\n\n",
@@ -1284,7 +1264,7 @@ int pme_cmd_export(int argc, char **argv)
 		status = PME_EXIT_NOMEM;
 		goto out;
 	}
-	catch_signals();
+	pme_catch_signals();
 	rc = pio_writer_open(&wo, &in->key_type, &in->value_type, &w, &perr);
 	if (rc) {
 		fprintf(stderr, "pmingest export: %s\n", perr.msg);
@@ -1334,7 +1314,7 @@ int pme_cmd_export(int argc, char **argv)
 			vals[n++] = word;
 		}
 		if (n && (n == EXPORT_BATCH || rc == 0)) {
-			if (interrupted) {
+			if (pme_stop) {
 				status = PME_EXIT_INTERRUPTED;
 				fprintf(stderr, "pmingest export: interrupted, nothing written\n");
 				goto out;
@@ -1350,7 +1330,7 @@ int pme_cmd_export(int argc, char **argv)
 		if (rc == 0)
 			break;
 	}
-	if (interrupted) {
+	if (pme_stop) {
 		status = PME_EXIT_INTERRUPTED;
 		fprintf(stderr, "pmingest export: interrupted, nothing written\n");
 		goto out;
@@ -1592,7 +1572,7 @@ int pme_cmd_kb_build(int argc, char **argv)
 	struct pkb_input *inputs = NULL;
 	size_t nin = 0, fi;
 	struct pkb_err err;
-	struct pkb_write_opts wo = {.cancel = &interrupted};
+	struct pkb_write_opts wo = {.cancel = &pme_stop};
 	enum pkb_dup dup = PKB_DUP_LAST;
 	struct rec *recs = NULL;
 	size_t nrec = 0, caprec = 0, i, lineno = 0, pcap = 64;
@@ -1613,7 +1593,7 @@ int pme_cmd_kb_build(int argc, char **argv)
 	status = parse_opts("kb-build", argc, argv, o, NOPT(o), pos, &npos);
 	if (status)
 		goto out;
-	catch_signals();
+	pme_catch_signals();
 	if (optval(o, NOPT(o), "help")) {
 		fputs(build_help, stdout);
 		goto out;
@@ -1715,7 +1695,7 @@ int pme_cmd_kb_build(int argc, char **argv)
 			char *tab;
 			struct rec *r;
 
-			if (interrupted) {
+			if (pme_stop) {
 				fprintf(stderr,
 					"pmingest kb-build: interrupted, nothing written\n");
 				status = PME_EXIT_INTERRUPTED;
@@ -1846,7 +1826,7 @@ int pme_cmd_kb_build(int argc, char **argv)
 		size_t plen;
 		uint64_t old;
 
-		if (interrupted) {
+		if (pme_stop) {
 			fprintf(stderr, "pmingest kb-build: interrupted, nothing written\n");
 			status = PME_EXIT_INTERRUPTED;
 			goto out;

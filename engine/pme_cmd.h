@@ -8,6 +8,8 @@
 #ifndef PME_CMD_H
 #define PME_CMD_H
 
+#include <signal.h>
+
 enum {
 	PME_EXIT_OK = 0,       /* success */
 	PME_EXIT_NOTFOUND = 1, /* a query found nothing (like grep): get of a missing key */
@@ -22,6 +24,13 @@ enum {
 };
 
 typedef int (*pme_cmd_fn)(int argc, char **argv);
+
+/* Raised by SIGINT and SIGTERM once pme_catch_signals() has run (cmd_signal.c). */
+extern volatile sig_atomic_t pme_stop;
+/* Makes SIGINT and SIGTERM raise pme_stop instead of ending the process. */
+void pme_catch_signals(void);
+/* Gives SIGINT and SIGTERM back the actions they had before pme_catch_signals(). */
+void pme_restore_signals(void);
 
 int pme_cmd_gen(int argc, char **argv);
 int pme_cmd_demo(int argc, char **argv);
