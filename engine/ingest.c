@@ -1410,52 +1410,57 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-int pme_report_check(const char *path, struct pme_err *err)
+/* Opens the report's temporary file (name in *tmp, malloc'd) for writing. Returns 0 or
+ * -errno (message in err; *tmp NULL). */
+static int report_open(const char *path, char **tmp, FILE **f, struct pme_err *err)
 {
 	size_t tl = strlen(path) + 32;
-	char *tmp;
+	int rc;
+
+	*tmp = malloc(tl);
+	if (!*tmp)
+		return pme_seterr(err, -ENOMEM, "out of memory");
+	snprintf(*tmp, tl, "%s.tmp.%ld", path, (long)getpid());
+	*f = fopen(*tmp, "w");
+	if (*f)
+		return 0;
+	rc = -errno;
+	pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
+	free(*tmp);
+	*tmp = NULL;
+	return rc;
+}
+
+int pme_report_check(const char *path, struct pme_err *err)
+{
 	struct stat st;
+	char *tmp;
 	FILE *f;
-	int rc = 0;
+	int rc;
 
 	if (!stat(path, &st) && S_ISDIR(st.st_mode))
 		return pme_seterr(err, -EISDIR, "%s: cannot write the report (%s)", path,
 				  strerror(EISDIR));
-	tmp = malloc(tl);
-	if (!tmp)
-		return pme_seterr(err, -ENOMEM, "out of memory");
-	snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-	f = fopen(tmp, "w");
-	if (!f) {
-		rc = -errno;
-		pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
-	} else {
+	rc = report_open(path, &tmp, &f, err);
+	if (!rc) {
 		fclose(f);
 		unlink(tmp);
+		free(tmp);
 	}
-	free(tmp);
 	return rc;
 }
 
 int pme_report_write(const char *path, const struct pme_config *c, const struct pme_report *r,
 		     struct pme_err *err)
 {
-	size_t tl = strlen(path) + 32, i;
-	char *tmp = malloc(tl);
 	double rate = r->t_total > 0 ? (double)r->records / r->t_total : 0;
+	char *tmp;
+	size_t i;
 	FILE *f;
-	int rc = 0;
+	int rc = report_open(path, &tmp, &f, err);
 
-	if (!tmp)
-		return pme_seterr(err, -ENOMEM, "out of memory");
-	snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-	f = fopen(tmp, "w");
-	if (!f) {
-		rc = -errno;
-		pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
-		free(tmp);
+	if (rc)
 		return rc;
-	}
 	fprintf(f, "{\n  \"output\": ");
 	json_str(f, c->output);
 	fprintf(f, ",\n  \"inputs\": [");
