@@ -60,7 +60,9 @@ static const struct option options[] = {
     {"on-duplicate", K_POLICY, OFF(on_duplicate), "last",
      "last | first | error | sum | min | max | count"},
     {"sort", K_BOOL, OFF(sort), "true", "sort each partition's batch by key before filling"},
-    {"report", K_STR, OFF(report), "(none)", "write a JSON report of the run to this file"},
+    {"report", K_STR, OFF(report), "(none)",
+     "write a JSON report of the run to this file (a new name or a regular file is "
+     "replaced whole; /dev/stdout or a FIFO is written in place)"},
     {"allocator", K_STR, OFF(allocator), "(the linked one)",
      "jemalloc | glibc: refuse to run unless this allocator serves malloc"},
     {"quiet", K_BOOL, OFF(quiet), "false", "no progress and no summary on stderr/stdout"},

@@ -1410,13 +1410,31 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-/* Opens the report's temporary file (name in *tmp, malloc'd) for writing. Returns 0 or
- * -errno (message in err; *tmp NULL). */
+/* Whether the report goes to path in place: a terminal, /dev/stdout, a FIFO (nothing there
+ * to replace; renaming over such a file would remove it). */
+static bool report_in_place(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
+/* Opens the report for writing: its temporary file (name in *tmp, malloc'd), or path itself
+ * (*tmp NULL) when report_in_place. Returns 0 or -errno (message in err). */
 static int report_open(const char *path, char **tmp, FILE **f, struct pme_err *err)
 {
 	size_t tl = strlen(path) + 32;
 	int rc;
 
+	if (report_in_place(path)) {
+		*tmp = NULL;
+		*f = fopen(path, "w");
+		if (*f)
+			return 0;
+		rc = -errno;
+		return pme_seterr(err, rc, "%s: cannot write the report (%s)", path,
+				  strerror(errno));
+	}
 	*tmp = malloc(tl);
 	if (!*tmp)
 		return pme_seterr(err, -ENOMEM, "out of memory");
@@ -1441,6 +1459,12 @@ int pme_report_check(const char *path, struct pme_err *err)
 	if (!stat(path, &st) && S_ISDIR(st.st_mode))
 		return pme_seterr(err, -EISDIR, "%s: cannot write the report (%s)", path,
 				  strerror(EISDIR));
+	if (report_in_place(path)) { /* not opened now: a FIFO would wait for its reader */
+		if (access(path, W_OK))
+			return pme_seterr(err, -errno, "%s: cannot write the report (%s)", path,
+					  strerror(errno));
+		return 0;
+	}
 	rc = report_open(path, &tmp, &f, err);
 	if (!rc) {
 		fclose(f);
@@ -1493,8 +1517,9 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	if (ferror(f) | fclose(f)) {
 		rc = -EIO;
 		pme_seterr(err, rc, "%s: cannot write the report", path);
-		unlink(tmp);
-	} else if (rename(tmp, path)) {
+		if (tmp)
+			unlink(tmp);
+	} else if (tmp && rename(tmp, path)) {
 		rc = -errno;
 		pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
 		unlink(tmp);

@@ -573,16 +573,35 @@ static int open_temp(const char *dir, const char *path, char **tmp)
 	return -EEXIST;
 }
 
-int pkb_check_output(const char *path, struct pkb_err *err)
+/*
+ * Whether path may be replaced by a file renamed over it: not a directory, and not a device,
+ * FIFO or socket (renaming over /dev/null, run as root, would replace the system's). Returns
+ * 0 or -errno (message in err).
+ */
+static int replaceable(const char *path, struct pkb_err *err)
 {
 	struct stat st;
-	char *dir, *tmp;
-	int rc;
 
-	if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+	if (stat(path, &st) || S_ISREG(st.st_mode))
+		return 0;
+	if (S_ISDIR(st.st_mode)) {
 		seterr(err, "cannot write %s: %s", path, strerror(EISDIR));
 		return -EISDIR;
 	}
+	seterr(err,
+	       "cannot write %s: it exists and is not a regular file (a device, FIFO or "
+	       "socket is not replaced)",
+	       path);
+	return -EEXIST;
+}
+
+int pkb_check_output(const char *path, struct pkb_err *err)
+{
+	char *dir, *tmp;
+	int rc = replaceable(path, err);
+
+	if (rc)
+		return rc;
 	dir = dir_of(path);
 	if (!dir) {
 		seterr(err, "%s: out of memory", path);
@@ -638,6 +657,8 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 		return PKB_EINVAL;
 	}
 	rc = meta_check(meta, path, err);
+	if (!rc)
+		rc = replaceable(path, err);
 	if (rc)
 		return rc;
 	w = calloc(1, sizeof(*w));

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pio_internal.h"
@@ -254,6 +255,7 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 	const struct pio_writer_opts *o = opts;
 	struct pio_writer *w;
 	char name[96];
+	struct stat st;
 	size_t len;
 	hid_t fcpl;
 	int rc;
@@ -264,6 +266,10 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 	if (o->gzip < 0 || o->gzip > 9)
 		return pio_seterr(err, PIO_EINVAL, o->file, NULL, "gzip level %d is not in 0..9",
 				  o->gzip);
+	if (!stat(o->file, &st) && !S_ISREG(st.st_mode)) /* renamed over: /dev/null would go */
+		return pio_seterr(err, PIO_EWRITE, o->file, NULL,
+				  "exists and is not a regular file (a directory, device, FIFO or "
+				  "socket is not replaced)");
 	if (!type_ok(key_type) || key_type->cls == PIO_V_FLOAT)
 		return pio_seterr(err, PIO_EINVAL, o->file, NULL, "cannot write keys of type %s",
 				  pio_type_name(key_type, name, sizeof(name)));

@@ -34,7 +34,7 @@ def path(name):
     return os.path.join(WORK, name)
 
 
-def run(args, expect=0, fsize=None, timeout=None):
+def run(args, expect=0, fsize=None, timeout=None, pass_fds=()):
     """Runs pmingest; fsize: a file-size limit in bytes (writes past it fail with EFBIG,
     as on a full disk); timeout: seconds before a run counts as hung (and is killed)."""
     def limit():
@@ -49,7 +49,8 @@ def run(args, expect=0, fsize=None, timeout=None):
         e["ASAN_OPTIONS"] = (e.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
     try:
         p = subprocess.run([PM] + [str(a) for a in args], capture_output=True, env=e,
-                           preexec_fn=limit if fsize else None, timeout=timeout)
+                           preexec_fn=limit if fsize else None, timeout=timeout,
+                           pass_fds=pass_fds)
     except subprocess.TimeoutExpired:
         fail("%s: still running after %s s" % (args, timeout))
         return subprocess.CompletedProcess(args, -1, b"", b"")
@@ -380,10 +381,46 @@ def replaced_mode():
     no_temp_files("replaced_mode")
 
 
+def special_outputs():
+    """An output that exists and is not a regular file was replaced by the new file renamed
+    over it: a FIFO became a KB or an HDF5 file (and --output /dev/null, run as root, would
+    have replaced the system's /dev/null, and --report /dev/stdout the /dev/stdout link).
+    Each writer refuses it now (exit 4) and leaves it as it was; --report to such a file
+    writes the JSON in place (checked on a pipe as /dev/fd/N, which a faulty rename cannot
+    replace)."""
+    import json
+    import stat
+    run(["gen", "--output", path("s.h5"), "--records", 50])
+    run(["ingest", "--input", path("s.h5"), "--output", path("s.kb"), "--quiet"])
+    with open(path("s.tsv"), "w") as f:
+        f.write("k\t1\n")
+    fifo = path("out.fifo")
+    os.mkfifo(fifo)
+    for args in [["ingest", "--input", path("s.h5"), "--quiet"], ["gen", "--records", 5],
+                 ["merge", path("s.kb")], ["export", path("s.kb")],
+                 ["kb-build", path("s.tsv")]]:
+        p = run(args + ["--output", fifo], expect=4, timeout=60)
+        check("not a regular file" in p.stderr.decode(errors="replace"),
+              "%s --output FIFO: message: %s" % (args[0], p.stderr))
+        check(stat.S_ISFIFO(os.stat(fifo).st_mode), "%s replaced the FIFO" % args[0])
+    r, w = os.pipe()
+    run(["ingest", "--input", path("s.h5"), "--output", path("s2.kb"), "--quiet",
+         "--report", "/dev/fd/%d" % w], timeout=60, pass_fds=(w,))
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        text = f.read()
+    try:
+        rep = json.loads(text.decode())
+        check(rep.get("records") == 50, "--report to a pipe: %s" % rep)
+    except ValueError:
+        fail("--report to a pipe: not JSON: %r" % text[:200])
+    no_temp_files("special_outputs")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, gen_interrupted, empty_output, ignored_options,
-             fifos, replaced_mode]
+             fifos, replaced_mode, special_outputs]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
