@@ -2547,13 +2547,13 @@ static int combine_num(enum pkb_dup dup, const struct pio_type *t, uint64_t *acc
 		*acc = pkb_num_add(t->cls, *acc, b);
 		return 0;
 	case PKB_DUP_MIN:
-	case PKB_DUP_MAX: {
-		bool less = pkb_num_less(t->cls, b, *acc); /* b < acc */
-
-		if (dup == PKB_DUP_MIN ? less : (!less && b != *acc))
+	case PKB_DUP_MAX:
+		/* b wins only when below (min) or above (max) acc, as in the ingest: no
+		 * comparison with a NaN holds, and -0.0 and 0.0 are equal */
+		if (dup == PKB_DUP_MIN ? pkb_num_less(t->cls, b, *acc)
+				       : pkb_num_less(t->cls, *acc, b))
 			*acc = b;
 		return 0;
-	}
 	}
 	return PKB_EINVAL;
 }

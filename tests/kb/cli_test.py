@@ -322,6 +322,24 @@ check([(a, int(b)) for a, b in parse_tsv(run("scan", path("s.kb")).stdout)] ==
       sorted((k, ref[k]) for k in ref if k not in refb), "subtract")
 run("merge", kb, path("v-string.kb"), "--output", path("bad.kb"), expect=5)
 
+# merge --on-duplicate max took a later NaN over a number, a later -0.0 over 0.0 (and 0.0
+# over -0.0), and dropped a NaN that came first: min and max replace a value only by a
+# smaller / larger one, as the ingest does (no comparison with a NaN holds).
+fa = [("a", "1.0"), ("b", "nan"), ("c", "0.0"), ("d", "-0.0"), ("e", "5"), ("f", "-inf")]
+fb = [("a", "nan"), ("b", "1.0"), ("c", "-0.0"), ("d", "0.0"), ("e", "-inf"), ("f", "2")]
+for name, rows in [("fa", fa), ("fb", fb)]:
+    with open(path(name + ".tsv"), "w") as f:
+        f.writelines("%s\t%s\n" % r for r in rows)
+    run("kb-build", path(name + ".tsv"), "--output", path(name + ".kb"), "--value-type",
+        "float64")
+for pol, want in [("max", ["1", "nan", "0", "-0", "5", "2"]),
+                  ("min", ["1", "nan", "0", "-0", "-inf", "-inf"])]:
+    for op in ["merge", "intersect"]:
+        run(op, path("fa.kb"), path("fb.kb"), "--output", path("fm.kb"), "--on-duplicate", pol)
+        got = [v.decode() for _, v in parse_tsv(run("scan", path("fm.kb")).stdout)]
+        check(got == want, "%s --on-duplicate %s of floats: %s, expected %s"
+              % (op, pol, got, want))
+
 # --- 7. export to HDF5, read back by h5py ----------------------------------------------------
 # HDF5 variable-length strings cannot hold NUL: keys and values without it here.
 rs = [(k.replace(b"\0", b""), v.replace(b"\0", b"").replace(b"\xff", b""))
