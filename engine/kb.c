@@ -2621,6 +2621,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 		const uint8_t *mk = NULL, *blob_data = NULL;
 		size_t ml = 0, holders = 0, first = n, blob_len = 0, own = 0;
 		uint64_t acc = 0;
+		bool skip; /* the values of the key are not combined */
 
 		for (i = 0; i < n; i++) {
 			int cmp;
@@ -2636,6 +2637,11 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 		}
 		if (!mk)
 			break;
+		/* An intersection combines the values of a key only when every input holds it
+		 * (a key it drops cannot fail --on-duplicate error). */
+		skip = op == PKB_OP_SUBTRACT;
+		for (i = 0; i < n && op == PKB_OP_INTERSECT && !skip; i++)
+			skip = !c[i].key || pme_key_cmp(c[i].key, c[i].len, mk, ml);
 		/* Inputs holding the smallest key, in input order. */
 		for (i = 0; i < n; i++) {
 			const uint8_t *d = NULL;
@@ -2658,7 +2664,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 				blob_len = dl;
 				continue;
 			}
-			if (op == PKB_OP_SUBTRACT)
+			if (skip)
 				continue;
 			if (blob) {
 				if (dup == PKB_DUP_LAST) {

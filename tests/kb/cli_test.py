@@ -339,6 +339,19 @@ for pol, want in [("max", ["1", "nan", "0", "-0", "5", "2"]),
         got = [v.decode() for _, v in parse_tsv(run("scan", path("fm.kb")).stdout)]
         check(got == want, "%s --on-duplicate %s of floats: %s, expected %s"
               % (op, pol, got, want))
+# intersect --on-duplicate error failed on a key whose values differ but that is not in
+# every input (so not in the result)
+for name, text in [("x0", "a\t1\n"), ("x1", "a\t1\nb\t2\n"), ("x2", "a\t1\nb\t3\n")]:
+    with open(path(name + ".tsv"), "w") as f:
+        f.write(text)
+    run("kb-build", path(name + ".tsv"), "--output", path(name + ".kb"))
+for order in [("x0", "x1", "x2"), ("x1", "x2", "x0"), ("x1", "x0", "x2")]:
+    run("intersect", *[path(x + ".kb") for x in order], "--output", path("xi.kb"),
+        "--on-duplicate", "error")
+    check(parse_tsv(run("scan", path("xi.kb")).stdout) == [(b"a", b"1")],
+          "intersect %s --on-duplicate error" % (order,))
+run("intersect", path("x1.kb"), path("x2.kb"), "--output", path("xi.kb"), "--on-duplicate",
+    "error", expect=5)
 
 # --- 7. export to HDF5, read back by h5py ----------------------------------------------------
 # HDF5 variable-length strings cannot hold NUL: keys and values without it here.
