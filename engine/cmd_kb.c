@@ -1060,12 +1060,14 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 		       "                [--scheme hash|prefix] [--partitions P]\n\n",
 		       cmd);
 		if (op == PKB_OP_MERGE)
-			printf("Writes C holding every key of any input (join). A key held by "
-			       "several\n"
-			       "inputs takes a value by POLICY: last (default: the last input's "
-			       "value),\n"
-			       "first, error (exit 5 if the values differ), sum, min, max "
-			       "(numbers).\n");
+			printf(
+			    "Writes C holding every key of any input (join). A key held by "
+			    "several\n"
+			    "inputs takes a value by POLICY: last (default: the last input's "
+			    "value),\n"
+			    "first, error (exit 5 if the values differ), sum, min, max "
+			    "(numbers;\n"
+			    "sum makes C's values int64, uint64 or float64: sums are 64-bit).\n");
 		else if (op == PKB_OP_INTERSECT)
 			printf(
 			    "Writes C holding the keys present in every input (meet), valued by\n"

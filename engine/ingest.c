@@ -1173,6 +1173,8 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		vtype.cls = PIO_V_UINT;
 		vtype.width = 8;
 	}
+	if (c->on_duplicate == PME_DUP_SUM)
+		vtype.width = 8; /* sums are 64-bit: they need not fit a narrower type */
 	if (c->into) {
 		const struct pkb_info *ki;
 

@@ -2605,6 +2605,8 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 	meta.partitions = partitions;
 	meta.key_type = kbs[0]->info.key_type;
 	meta.value_type = *vt;
+	if (dup == PKB_DUP_SUM && op != PKB_OP_SUBTRACT)
+		meta.value_type.width = 8; /* sums are 64-bit: they need not fit a narrower type */
 	meta.inputs = inputs;
 	meta.n_inputs = ni;
 	for (i = 0; i < n; i++) {

@@ -285,6 +285,52 @@ def prefix_stem():
                     os.unlink(out)
 
 
+def narrow_sums():
+    """--on-duplicate sum of int8/uint8/int16/float32 values kept the input's type while the
+    sums are 64-bit: an int8 KB held 200, which export refused ('integer out of range'),
+    and a float32 KB held doubles that export rounded. The KB's values are int64, uint64 or
+    float64 under sum now (ingest, --into, merge and intersect); export and ingest back
+    give the same content."""
+    keys = [b"a", b"a", b"b", b"b", b"c"]
+    for vdt, vals, want_dt in [("i1", [100, 100, -128, -128, 127], "int64"),
+                               ("u1", [255, 255, 0, 200, 7], "uint64"),
+                               ("i2", [32767, 1, -32768, -32768, 5], "int64"),
+                               ("f4", [0.1, 0.2, 3.0e38, 3.0e38, -0.0], "float64")]:
+        f = write_compound("sum_%s.h5" % vdt, keys, vals, vdtype=vdt)
+        stored = [float(np.array(v, dtype=vdt)) if vdt == "f4" else v for v in vals]
+        ref = wrap64(reference(keys, stored, "sum")) if vdt != "f4" else \
+            reference(keys, stored, "sum")
+        kb = path("sum_%s.kb" % vdt)
+        last = path("sum_%s_last.kb" % vdt)
+        ingest([f + ":/data"], kb, ["--on-duplicate", "sum"])
+        ingest([f + ":/data"], last)
+        # --into a KB of the input's type, merge and intersect of two such KBs
+        ingest([f + ":/data"], path("sum_into.kb"), ["--on-duplicate", "sum", "--into", last])
+        run(["merge", last, last, "--output", path("sum_m.kb"), "--on-duplicate", "sum"])
+        run(["intersect", last, last, "--output", path("sum_i.kb"), "--on-duplicate", "sum"])
+        lastv = dict(reference(keys, stored, "last"))
+        for out, want in [(kb, ref), (path("sum_into.kb"), None),
+                          (path("sum_m.kb"), [(k, 2 * v) for k, v in sorted(lastv.items())]),
+                          (path("sum_i.kb"), [(k, 2 * v) for k, v in sorted(lastv.items())])]:
+            if want is None:  # --into: the KB's records first, then the input
+                d = dict(reference(keys, stored, "sum"))
+                want = [(k, lastv[k] + d[k]) for k in sorted(d)]
+            if vdt != "f4":
+                want = wrap64(want)
+            st = json.loads(run(["stats", out, "--json"]).stdout)
+            check(st["value_type"] == want_dt, "sum of %s: %s holds %s values, not %s"
+                  % (vdt, os.path.basename(out), st["value_type"], want_dt))
+            check(scan(out) == want, "sum of %s: %s: content %s, expected %s"
+                  % (vdt, os.path.basename(out), scan(out), want))
+            e = path("sum_e.h5")
+            if run(["export", out, "--output", e]).returncode:
+                continue
+            ingest([e + ":/data"], path("sum_back.kb"))
+            check(scan(path("sum_back.kb")) == scan(out),
+                  "sum of %s: %s exported and ingested back differs" % (vdt,
+                                                                       os.path.basename(out)))
+
+
 def errors_and_config():
     keys = [b"k1", b"k2", b"dup", b"k3", b"dup", b"k4", b"dup"]
     f = write_compound("err.h5", keys, list(range(len(keys))))
@@ -421,8 +467,8 @@ def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     t = time.time()
-    for step in [matrix, strings_and_pairs, into_and_multi, prefix_stem, errors_and_config,
-                 progress, sigterm]:
+    for step in [matrix, strings_and_pairs, into_and_multi, prefix_stem, narrow_sums,
+                 errors_and_config, progress, sigterm]:
         if step is matrix:
             step(quick)
         else:
