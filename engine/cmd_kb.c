@@ -1553,7 +1553,7 @@ static const char build_help[] =
     "  --value-type  int64 (default), int8..int64, uint8..uint64, float32, float64,\n"
     "                string, opaque\n"
     "  --on-duplicate last (default) | first | error (exit 5) | sum: for keys repeated in\n"
-    "                the input, decided in input order\n"
+    "                the input, decided in input order (sum: 64-bit values, as ingest)\n"
     "  --scheme, --partitions   as for ingest (default hash, 256)\n"
     "  --order, --seed, --split-join   insert the records into the map in another order\n"
     "                (reverse, or shuffled by seed), or build two maps from alternate\n"
@@ -1817,6 +1817,8 @@ int pme_cmd_kb_build(int argc, char **argv)
 		inputs[fi].bytes = (uint64_t)st.st_size;
 		inputs[fi].records = nrec - first;
 	}
+	if (dup == PKB_DUP_SUM)
+		meta.value_type.width = 8; /* sums are 64-bit, as for ingest and merge */
 	/* The map in input order decides duplicates. */
 	path = malloc(pcap);
 	if (!path || pm_map_create(&m, NULL, NULL)) {

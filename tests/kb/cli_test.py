@@ -339,6 +339,21 @@ for pol, want in [("max", ["1", "nan", "0", "-0", "5", "2"]),
         got = [v.decode() for _, v in parse_tsv(run("scan", path("fm.kb")).stdout)]
         check(got == want, "%s --on-duplicate %s of floats: %s, expected %s"
               % (op, pol, got, want))
+# kb-build --on-duplicate sum kept a narrow value type (an int8 KB holding 200) while the
+# ingest and merge make sums 64-bit: the same sums, the same bytes as merge now
+for name, text in [("n1", "a\t100\nb\t-128\n"), ("n2", "a\t100\nb\t-128\nc\t127\n")]:
+    with open(path(name + ".tsv"), "w") as f:
+        f.write(text)
+    run("kb-build", path(name + ".tsv"), "--output", path(name + ".kb"), "--value-type",
+        "int8")
+run("merge", path("n1.kb"), path("n2.kb"), "--output", path("nm.kb"), "--on-duplicate", "sum")
+run("kb-build", path("n1.tsv"), path("n2.tsv"), "--output", path("nb.kb"), "--value-type",
+    "int8", "--on-duplicate", "sum")
+check(parse_tsv(run("scan", path("nb.kb")).stdout) == [(b"a", b"200"), (b"b", b"-256"),
+                                                       (b"c", b"127")], "kb-build sum of int8")
+check(json.loads(run("stats", path("nb.kb"), "--json").stdout)["value_type"] == "int64",
+      "kb-build sum of int8: not int64 values")
+check(read(path("nm.kb")) == read(path("nb.kb")), "merge sum bytes != kb-build sum bytes")
 # intersect --on-duplicate error failed on a key whose values differ but that is not in
 # every input (so not in the result)
 for name, text in [("x0", "a\t1\n"), ("x1", "a\t1\nb\t2\n"), ("x2", "a\t1\nb\t3\n")]:
