@@ -45,9 +45,10 @@ static int exit_of(int rc)
 		return PME_EXIT_NOMEM;
 	case PKB_ECANCELED:
 		return PME_EXIT_INTERRUPTED;
+	case PKB_ETYPE: /* as ingest: inputs of different types cannot be read as one */
+		return PME_EXIT_INPUT;
 	case PKB_EDUP:
 	case PKB_EVALUE:
-	case PKB_ETYPE:
 		return PME_EXIT_DATA;
 	case PKB_EINVAL:
 		return PME_EXIT_USAGE;

@@ -15,7 +15,8 @@ enum {
 	PME_EXIT_NOTFOUND = 1, /* a query found nothing (like grep): get of a missing key */
 	PME_EXIT_USAGE = 2,    /* bad command line or configuration */
 	PME_EXIT_INPUT = 3,    /* an input cannot be read: missing, not HDF5, wrong dataset, field
-				  or type, corrupt or foreign KB file */
+				  or type, corrupt or foreign KB file, inputs of different key or
+				  value types */
 	PME_EXIT_OUTPUT = 4,   /* an output cannot be written: permission, disk full, I/O error */
 	PME_EXIT_DATA = 5,     /* the input was read but its content is refused (duplicate key
 				  under --on-duplicate error, numeric policy on text values) */
