@@ -363,8 +363,11 @@ static int print_value(FILE *f, const struct pkb *kb, uint64_t w, enum fmt fmt)
 		return 0;
 	case PIO_V_FLOAT:
 		format_float(num, sizeof(num), word_double(w), t->width);
+		/* JSON has no NaN or infinity (strings, then) and reads -0 as the integer 0 */
 		if (fmt == FMT_JSONL && !isfinite(word_double(w)))
 			fprintf(f, "\"%s\"", num);
+		else if (fmt == FMT_JSONL && !strcmp(num, "-0"))
+			fputs("-0.0", f);
 		else
 			fputs(num, f);
 		return 0;
@@ -614,8 +617,9 @@ static const char scan_help[] =
     "  jsonl  {\"key_hex\": HEX, \"key\": STRING, \"value\": VALUE} per line: key_hex always\n"
     "         (lowercase hex of the key bytes); key only when the key is valid UTF-8 (a\n"
     "         number for integer keys); value: a number for integers and floats (\"nan\",\n"
-    "         \"inf\", \"-inf\" as strings), a string for text (null plus \"value_hex\" when\n"
-    "         the text is not valid UTF-8), lowercase hex for opaque values\n"
+    "         \"inf\", \"-inf\" as strings; -0.0 as -0.0), a string for text (null plus\n"
+    "         \"value_hex\" when the text is not valid UTF-8), lowercase hex for opaque\n"
+    "         values\n"
     "Integer keys print in decimal, opaque keys and values in hex, floats in the shortest\n"
     "form that reads back to the same value.\n\n";
 

@@ -11,6 +11,7 @@ Seed: PM_TEST_SEED (printed on failure).
 import csv
 import io
 import json
+import math
 import os
 import random
 import shutil
@@ -340,6 +341,11 @@ for pol, want in [("max", ["1", "nan", "0", "-0", "5", "2"]),
         got = [v.decode() for _, v in parse_tsv(run("scan", path("fm.kb")).stdout)]
         check(got == want, "%s --on-duplicate %s of floats: %s, expected %s"
               % (op, pol, got, want))
+# scan --format jsonl printed -0.0 as -0, which JSON readers take for the integer 0
+out = run("scan", path("fa.kb"), "--format", "jsonl").stdout
+vals = {o["key"]: o["value"] for o in (json.loads(x) for x in out.splitlines())}
+check(isinstance(vals["d"], float) and math.copysign(1, vals["d"]) < 0 and vals["c"] == 0,
+      "jsonl of -0.0 and 0.0: %r, %r" % (vals["d"], vals["c"]))
 # kb-build --on-duplicate sum kept a narrow value type (an int8 KB holding 200) while the
 # ingest and merge make sums 64-bit: the same sums, the same bytes as merge now
 for name, text in [("n1", "a\t100\nb\t-128\n"), ("n2", "a\t100\nb\t-128\nc\t127\n")]:
