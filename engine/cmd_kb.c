@@ -1081,9 +1081,12 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 			printf("Writes C holding the keys of A that no other input has, with A's\n"
 			       "values.\n");
 		printf(
-		    "Inputs must have the same key and value types; their schemes and partition\n"
-		    "counts may differ (records are re-routed). C takes the scheme and P of A\n"
-		    "unless --scheme/--partitions say otherwise, and lists the inputs of all.\n"
+		    "Inputs must have the same key type, and the same value type except that\n"
+		    "numbers of one class (int, uint, float) may differ in width: C's values take\n"
+		    "the widest, as with ingest --into (exit 3 otherwise). Their schemes and\n"
+		    "partition counts may differ (records are re-routed). C takes the scheme and\n"
+		    "P of A unless --scheme/--partitions say otherwise, and lists the inputs of\n"
+		    "all.\n"
 		    "Streams the inputs in key order: memory does not grow with their size.\n"
 		    "Every input's checksums are verified first. C is written to a temporary\n"
 		    "file, flushed and renamed: an interrupted run leaves C as it was.\n");

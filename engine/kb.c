@@ -2566,6 +2566,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 	struct pkb_input *inputs = NULL;
 	struct cur *c = NULL;
 	struct pkb_writer *w = NULL;
+	struct pio_type wide;
 	const struct pio_type *vt;
 	size_t i, j, ni = 0;
 	bool blob;
@@ -2575,15 +2576,25 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 		seterr(err, "pkb_combine: invalid argument");
 		return PKB_EINVAL;
 	}
-	vt = &kbs[0]->info.value_type;
+	/* The same key type; numbers of one class may differ in width (value words are
+	 * 64-bit whatever the width): the result takes the widest, as ingest --into does. */
+	wide = kbs[0]->info.value_type;
+	vt = &wide;
 	blob = pkb_type_is_blob(vt);
-	for (i = 1; i < n; i++)
+	for (i = 1; i < n; i++) {
+		const struct pio_type *b = &kbs[i]->info.value_type;
+		bool num = b->cls == vt->cls && (vt->cls == PIO_V_INT || vt->cls == PIO_V_UINT ||
+						 vt->cls == PIO_V_FLOAT);
+
 		if (!type_equal(&kbs[i]->info.key_type, &kbs[0]->info.key_type) ||
-		    !type_equal(&kbs[i]->info.value_type, vt)) {
+		    (!num && !type_equal(b, vt))) {
 			seterr(err, "%s and %s have different key or value types", kbs[0]->path,
 			       kbs[i]->path);
 			return PKB_ETYPE;
 		}
+		if (num && b->width > vt->width)
+			wide.width = b->width;
+	}
 	if (blob && dup >= PKB_DUP_SUM) {
 		seterr(err, "%s: string and opaque values cannot be combined by sum, min or max",
 		       kbs[0]->path);

@@ -335,8 +335,9 @@ int pkb_dup_parse(const char *s, enum pkb_dup *out);
 
 /*
  * Writes op(kbs[0], ..., kbs[n-1]) as the KB file path, in one streaming pass over the
- * inputs in user-key order (memory independent of their size). Key and value types must be
- * equal (else PKB_ETYPE). The output takes scheme and partitions (records are re-routed: the
+ * inputs in user-key order (memory independent of their size). Key types must be equal, and
+ * value types too but for the width of numbers of one class, where the output takes the
+ * widest (else PKB_ETYPE). The output takes scheme and partitions (records are re-routed: the
  * content does not depend on either), and the concatenation of the inputs' input lists.
  * Returns 0 or a code as pkb_writer_*; PKB_EDUP / PKB_EVALUE for the policy; PKB_ECORRUPT
  * when an input turns out damaged.

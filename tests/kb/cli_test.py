@@ -361,6 +361,18 @@ check(parse_tsv(run("scan", path("nb.kb")).stdout) == [(b"a", b"200"), (b"b", b"
 check(json.loads(run("stats", path("nb.kb"), "--json").stdout)["value_type"] == "int64",
       "kb-build sum of int8: not int64 values")
 check(read(path("nm.kb")) == read(path("nb.kb")), "merge sum bytes != kb-build sum bytes")
+# ... and that int64 sum could not be merged again with an int8 KB (exit 3) while ingest
+# --into widens: numbers of one class may differ in width, the result takes the widest
+for op, pol, want in [("merge", "sum", [(b"a", b"300"), (b"b", b"-384"), (b"c", b"254")]),
+                      ("merge", "min", [(b"a", b"100"), (b"b", b"-256"), (b"c", b"127")]),
+                      ("intersect", "last", [(b"a", b"100"), (b"b", b"-128"), (b"c", b"127")]),
+                      ("subtract", "last", [])]:
+    run(op, path("nb.kb"), path("n2.kb"), "--output", path("nw.kb"), "--on-duplicate", pol)
+    check(parse_tsv(run("scan", path("nw.kb")).stdout) == want,
+          "%s --on-duplicate %s of int64 and int8 KBs" % (op, pol))
+    check(json.loads(run("stats", path("nw.kb"), "--json").stdout)["value_type"] == "int64",
+          "%s of int64 and int8 KBs: not int64 values" % op)
+run("merge", path("n2.kb"), path("v-string.kb"), "--output", path("bad.kb"), expect=3)
 # intersect --on-duplicate error failed on a key whose values differ but that is not in
 # every input (so not in the result)
 for name, text in [("x0", "a\t1\n"), ("x1", "a\t1\nb\t2\n"), ("x2", "a\t1\nb\t3\n")]:
