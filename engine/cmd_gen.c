@@ -52,6 +52,31 @@ static void gen_usage(FILE *f)
 		"6 out of memory, 130 interrupted by SIGINT/SIGTERM (no output left behind)\n");
 }
 
+int pme_out_dataset(const char *cmd, const char *path, struct pio_writer_opts *o, char *kpath,
+		    char *vpath)
+{
+	size_t len = strlen(path);
+
+	if (path[0] != '/' || len > 1000) { /* PATH/values fits PME_DSET_MAX */
+		fprintf(stderr,
+			"pmingest %s: --dataset must be an absolute path like /group/data\n", cmd);
+		return PME_EXIT_USAGE;
+	}
+	if (o->layout == PIO_LAYOUT_PAIR) {
+		snprintf(kpath, PME_DSET_MAX, "%s/keys", path);
+		snprintf(vpath, PME_DSET_MAX, "%s/values", path);
+		o->keys = kpath;
+		o->values = vpath;
+	} else if (path[len - 1] == '/') { /* "/", "/g/": a group */
+		fprintf(stderr, "pmingest %s: --dataset %s names a group, not a dataset\n", cmd,
+			path);
+		return PME_EXIT_USAGE;
+	} else {
+		o->dataset = path;
+	}
+	return 0;
+}
+
 static int parse_u64(const char *opt, const char *s, uint64_t *out)
 {
 	char *end;
@@ -128,7 +153,7 @@ int pme_cmd_gen(int argc, char **argv)
 	struct pio_err err = {{0}};
 	struct pkb_err kerr;
 	const char *dataset = NULL;
-	char kpath[1024], vpath[1024];
+	char kpath[PME_DSET_MAX], vpath[PME_DSET_MAX];
 	bool have_records = false;
 	uint64_t u;
 	int rc;
@@ -230,12 +255,6 @@ int pme_cmd_gen(int argc, char **argv)
 				return PME_EXIT_USAGE;
 			}
 		} else if (!strcmp(a, "--dataset")) {
-			if (v[0] != '/' || strlen(v) > 1000) {
-				fprintf(stderr,
-					"pmingest gen: --dataset must be an absolute path like "
-					"/group/data\n");
-				return PME_EXIT_USAGE;
-			}
 			dataset = v;
 		} else if (!strcmp(a, "--chunk")) {
 			if (parse_u64(a, v, &o.out.chunk_records))
@@ -267,19 +286,8 @@ int pme_cmd_gen(int argc, char **argv)
 				"--help)\n");
 		return PME_EXIT_USAGE;
 	}
-	if (dataset && o.out.layout == PIO_LAYOUT_COMPOUND) {
-		if (dataset[strlen(dataset) - 1] == '/') { /* "/", "/g/": a group */
-			fprintf(stderr, "pmingest gen: --dataset %s names a group, not a dataset\n",
-				dataset);
-			return PME_EXIT_USAGE;
-		}
-		o.out.dataset = dataset;
-	} else if (dataset) {
-		snprintf(kpath, sizeof(kpath), "%s/keys", dataset);
-		snprintf(vpath, sizeof(vpath), "%s/values", dataset);
-		o.out.keys = kpath;
-		o.out.values = vpath;
-	}
+	if (dataset && pme_out_dataset("gen", dataset, &o.out, kpath, vpath))
+		return PME_EXIT_USAGE;
 	rc = pkb_check_output(o.out.file, &kerr); /* now, not after writing the whole file */
 	if (rc) {
 		fprintf(stderr, "pmingest gen: %s\n", kerr.msg);

@@ -1183,7 +1183,7 @@ int pme_cmd_export(int argc, char **argv)
 	struct pio_writer_opts wo;
 	struct pio_err perr;
 	struct pkb_err kerr;
-	char kpath[1024], vpath[1024];
+	char kpath[PME_DSET_MAX], vpath[PME_DSET_MAX];
 	pm_snap_iter *it = NULL;
 	uint8_t *keys = NULL, *heap = NULL;
 	size_t *key_off = NULL, kcap = 0, hcap = 0, hlen = 0, n = 0;
@@ -1231,24 +1231,9 @@ int pme_cmd_export(int argc, char **argv)
 		goto out;
 	}
 	v = optval(o, NOPT(o), "dataset");
-	if (v && (v[0] != '/' || strlen(v) > 1000)) {
-		fprintf(stderr, "pmingest export: --dataset must be an absolute path like "
-				"/group/data\n");
+	if (v && pme_out_dataset("export", v, &wo, kpath, vpath)) {
 		status = PME_EXIT_USAGE;
 		goto out;
-	}
-	if (v && wo.layout != PIO_LAYOUT_PAIR && v[strlen(v) - 1] == '/') { /* "/", "/g/" */
-		fprintf(stderr, "pmingest export: --dataset %s names a group, not a dataset\n", v);
-		status = PME_EXIT_USAGE;
-		goto out;
-	}
-	if (v && wo.layout == PIO_LAYOUT_PAIR) {
-		snprintf(kpath, sizeof(kpath), "%s/keys", v);
-		snprintf(vpath, sizeof(vpath), "%s/values", v);
-		wo.keys = kpath;
-		wo.values = vpath;
-	} else {
-		wo.dataset = v;
 	}
 	if (pme_same_file(wo.file, pos[0])) {
 		fprintf(stderr, "pmingest export: --output %s is the KB %s: it would be replaced\n",

@@ -26,6 +26,16 @@ enum {
 
 typedef int (*pme_cmd_fn)(int argc, char **argv);
 
+struct pio_writer_opts;
+
+/* --dataset PATH of an HDF5 output (gen, export) into o: the compound dataset, or with the
+ * pair layout PATH/keys and PATH/values (written to kpath and vpath, PME_DSET_MAX bytes
+ * each). Returns 0, or PME_EXIT_USAGE (message printed, cmd naming the command) for a path
+ * that is not absolute, is too long, or names a group for the compound layout (cmd_gen.c). */
+#define PME_DSET_MAX 1024
+int pme_out_dataset(const char *cmd, const char *path, struct pio_writer_opts *o, char *kpath,
+		    char *vpath);
+
 /* Raised by SIGINT and SIGTERM once pme_catch_signals() has run (cmd_signal.c). */
 extern volatile sig_atomic_t pme_stop;
 /* Makes SIGINT and SIGTERM raise pme_stop instead of ending the process. */
