@@ -360,6 +360,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	struct ini_ctx *x = user;
 	const struct option *o;
 	struct pme_err e;
+	char *unquoted = NULL;
 	size_t len;
 	int rc;
 
@@ -385,17 +386,14 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	x->seen[o - options] = x->line;
 	len = strlen(value);
 	if (len >= 2 && value[0] == '"' && value[len - 1] == '"') { /* "a value": a value */
-		char *v = strndup(value + 1, len - 2);
-
-		if (!v) {
+		unquoted = strndup(value + 1, len - 2);
+		if (!unquoted) {
 			x->rc = pme_seterr(x->err, -ENOMEM, "out of memory");
 			return 0;
 		}
-		rc = pme_config_set(x->c, name, v, &e);
-		free(v);
-	} else {
-		rc = pme_config_set(x->c, name, value, &e);
 	}
+	rc = pme_config_set(x->c, name, unquoted ? unquoted : value, &e);
+	free(unquoted);
 	if (rc) {
 		x->rc = pme_seterr(x->err, rc, "%s: %s", x->path, e.msg);
 		return 0;

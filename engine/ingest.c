@@ -1458,10 +1458,12 @@ int pme_report_check(const char *path, struct pme_err *err)
 	FILE *f;
 	int rc;
 
-	if (!stat(path, &st) && S_ISDIR(st.st_mode))
-		return pme_seterr(err, -EISDIR, "%s: cannot write the report (%s)", path,
-				  strerror(EISDIR));
-	if (report_in_place(path)) { /* not opened now: a FIFO would wait for its reader */
+	if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
+		if (S_ISDIR(st.st_mode))
+			return pme_seterr(err, -EISDIR, "%s: cannot write the report (%s)", path,
+					  strerror(EISDIR));
+		/* written in place (report_in_place): not opened now, a FIFO would wait for
+		 * its reader */
 		if (access(path, W_OK))
 			return pme_seterr(err, -errno, "%s: cannot write the report (%s)", path,
 					  strerror(errno));
