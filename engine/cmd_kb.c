@@ -1081,9 +1081,10 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 			printf("Writes C holding the keys of A that no other input has, with A's\n"
 			       "values.\n");
 		printf(
-		    "Inputs must have the same key type, and the same value type except that\n"
-		    "numbers of one class (int, uint, float) may differ in width: C's values take\n"
-		    "the widest, as with ingest --into (exit 3 otherwise). Their schemes and\n"
+		    "Inputs must have keys of one class (integer keys of one width) and values\n"
+		    "of one class (exit 3 otherwise). C's types are widened as one ingest over\n"
+		    "all their inputs (and ingest --into) widen them: the larger width, a vlen\n"
+		    "string over a fixed one, UTF-8 over ASCII, A's byte order. Their schemes and\n"
 		    "partition counts may differ (records are re-routed). C takes the scheme and\n"
 		    "P of A unless --scheme/--partitions say otherwise, and lists the inputs of\n"
 		    "all.\n"

@@ -859,22 +859,6 @@ static int prefix_sample(struct run *x, struct pio_reader *rd, uint8_t *stem, si
 	return rc;
 }
 
-/* Widens type a by b as a job over both would (pio_reader_types), or PME_ETYPE. */
-static int merge_type(struct pio_type *a, const struct pio_type *b, bool key)
-{
-	if (a->cls != b->cls)
-		return PME_ETYPE;
-	if (key && (a->cls == PIO_V_INT || a->cls == PIO_V_UINT) && a->width != b->width)
-		return PME_ETYPE;
-	if (a->vlen || b->vlen) {
-		a->vlen = true;
-		a->width = 0;
-	} else if (b->width > a->width) {
-		a->width = b->width;
-	}
-	return 0;
-}
-
 /* Feeds the records of the --into KB, in key order, before the inputs. */
 static int load_into(struct run *x, size_t batch)
 {
@@ -1177,15 +1161,18 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		vtype.width = 8; /* sums are 64-bit: they need not fit a narrower type */
 	if (c->into) {
 		const struct pkb_info *ki;
+		struct pio_type kt, vt;
 
 		rc = pkb_open(c->into, PKB_OPEN_CHECKSUM, &x.into, &ke);
 		if (rc) {
 			pme_seterr(err, rc, "%s", ke.msg);
 			goto out;
 		}
+		/* The KB's records come first: its types are the job's first input's. */
 		ki = pkb_info(x.into);
-		if (merge_type(&ktype, &ki->key_type, true) ||
-		    merge_type(&vtype, &ki->value_type, false)) {
+		kt = ki->key_type;
+		vt = ki->value_type;
+		if (pio_type_merge(&kt, &ktype, true) || pio_type_merge(&vt, &vtype, false)) {
 			char a[128], b[128];
 
 			rc = pme_seterr(err, PME_ETYPE,
@@ -1194,6 +1181,8 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 					pio_type_name(&ki->value_type, b, sizeof(b)));
 			goto out;
 		}
+		ktype = kt;
+		vtype = vt;
 	}
 
 	/* plan: the partition layout */

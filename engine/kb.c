@@ -197,15 +197,6 @@ static bool type_get(const uint8_t *p, struct pio_type *t)
 	return true;
 }
 
-static bool type_equal(const struct pio_type *a, const struct pio_type *b)
-{
-	uint8_t x[TYPE_BYTES], y[TYPE_BYTES];
-
-	type_put(x, a);
-	type_put(y, b);
-	return !memcmp(x, y, TYPE_BYTES);
-}
-
 /* Key types a KB accepts: integers (1/2/4/8), strings, opaque. */
 static bool key_type_ok(const struct pio_type *t)
 {
@@ -2566,7 +2557,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 	struct pkb_input *inputs = NULL;
 	struct cur *c = NULL;
 	struct pkb_writer *w = NULL;
-	struct pio_type wide;
+	struct pio_type wide, wkey;
 	const struct pio_type *vt;
 	size_t i, j, ni = 0;
 	bool blob;
@@ -2576,25 +2567,20 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 		seterr(err, "pkb_combine: invalid argument");
 		return PKB_EINVAL;
 	}
-	/* The same key type; numbers of one class may differ in width (value words are
-	 * 64-bit whatever the width): the result takes the widest, as ingest --into does. */
+	/* Types of one class each, widened as one ingest over the inputs of all would
+	 * (pio_type_merge: the first input's, made wide enough for every other's). */
 	wide = kbs[0]->info.value_type;
-	vt = &wide;
-	blob = pkb_type_is_blob(vt);
+	wkey = kbs[0]->info.key_type;
 	for (i = 1; i < n; i++) {
-		const struct pio_type *b = &kbs[i]->info.value_type;
-		bool num = b->cls == vt->cls && (vt->cls == PIO_V_INT || vt->cls == PIO_V_UINT ||
-						 vt->cls == PIO_V_FLOAT);
-
-		if (!type_equal(&kbs[i]->info.key_type, &kbs[0]->info.key_type) ||
-		    (!num && !type_equal(b, vt))) {
+		if (pio_type_merge(&wkey, &kbs[i]->info.key_type, true) ||
+		    pio_type_merge(&wide, &kbs[i]->info.value_type, false)) {
 			seterr(err, "%s and %s have different key or value types", kbs[0]->path,
 			       kbs[i]->path);
 			return PKB_ETYPE;
 		}
-		if (num && b->width > vt->width)
-			wide.width = b->width;
 	}
+	vt = &wide;
+	blob = pkb_type_is_blob(vt);
 	if (blob && dup >= PKB_DUP_SUM) {
 		seterr(err, "%s: string and opaque values cannot be combined by sum, min or max",
 		       kbs[0]->path);
@@ -2614,7 +2600,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 			inputs[ni++] = kbs[i]->info.inputs[j];
 	meta.scheme = scheme;
 	meta.partitions = partitions;
-	meta.key_type = kbs[0]->info.key_type;
+	meta.key_type = wkey;
 	meta.value_type = *vt;
 	if (dup == PKB_DUP_SUM && op != PKB_OP_SUBTRACT)
 		meta.value_type.width = 8; /* sums are 64-bit: they need not fit a narrower type */

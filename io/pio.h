@@ -154,6 +154,17 @@ struct pio_type {
  * "opaque[8]", "opaque[8] tag=TAG", "uint8[16]", "int8[16]". Thread-safe. */
 char *pio_type_name(const struct pio_type *t, char *buf, size_t size);
 
+/*
+ * Widens m by t, as a job reads an input of type m and then one of type t: the type the
+ * job's records take (pio_reader_types). The classes must agree, and for a key (key true)
+ * an integer's width too; else returns PIO_EMIXED and leaves m as it was. A variable-length
+ * string wins over a fixed one, the larger width wins, UTF-8 wins over ASCII; everything
+ * else (padding, byte order, opaque tag) stays m's, the first input's. Ingest --into and the
+ * KB combinations (merge, intersect, subtract) widen by the same rule, so that their result
+ * is the file one run over all the inputs writes.
+ */
+int pio_type_merge(struct pio_type *m, const struct pio_type *t, bool key);
+
 /* ---------------------------------------------------------------------------------------
  * Batches
  *

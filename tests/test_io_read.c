@@ -397,6 +397,77 @@ static void test_api_edges(void)
 	CU_ASSERT(pio_reader_next(NULL, &b, &err) == PIO_EINVAL);
 }
 
+/* pio_type_merge against the rule spelled out field by field. */
+static void test_type_merge(void)
+{
+	struct pio_type m, t, was;
+	char n[96];
+
+	/* a fixed ASCII string widened by a variable-length UTF-8 one: vlen, UTF-8, m's pad */
+	memset(&m, 0, sizeof(m));
+	m.cls = PIO_V_STRING;
+	m.width = 5;
+	m.pad = PIO_PAD_SPACEPAD;
+	t = m;
+	t.vlen = true;
+	t.width = 0;
+	t.pad = PIO_PAD_NULLTERM;
+	t.cset = PIO_CSET_UTF8;
+	CU_ASSERT(pio_type_merge(&m, &t, false) == 0);
+	CU_ASSERT_STRING_EQUAL(pio_type_name(&m, n, sizeof(n)), "string vlen utf8");
+	CU_ASSERT(m.vlen && m.width == 0 && m.pad == PIO_PAD_SPACEPAD);
+	/* a vlen string stays vlen whatever follows */
+	t = m;
+	t.vlen = false;
+	t.width = 40;
+	CU_ASSERT(pio_type_merge(&m, &t, true) == 0 && m.vlen && m.width == 0);
+	/* fixed strings: the larger width, ASCII while both are */
+	memset(&m, 0, sizeof(m));
+	m.cls = PIO_V_STRING;
+	m.width = 16;
+	t = m;
+	t.width = 8;
+	CU_ASSERT(pio_type_merge(&m, &t, true) == 0 && m.width == 16 && m.cset == PIO_CSET_ASCII);
+	t.width = 20;
+	CU_ASSERT(pio_type_merge(&m, &t, true) == 0 && m.width == 20);
+	/* integer values widen and keep m's byte order; keys of two widths do not merge */
+	memset(&m, 0, sizeof(m));
+	m.cls = PIO_V_INT;
+	m.width = 2;
+	m.big_endian = true;
+	t = m;
+	t.width = 8;
+	t.big_endian = false;
+	was = m;
+	CU_ASSERT(pio_type_merge(&m, &t, true) == PIO_EMIXED);
+	CU_ASSERT(memcmp(&m, &was, sizeof(m)) == 0);
+	CU_ASSERT(pio_type_merge(&m, &t, false) == 0);
+	CU_ASSERT_STRING_EQUAL(pio_type_name(&m, n, sizeof(n)), "int64be");
+	t.width = 1;
+	CU_ASSERT(pio_type_merge(&m, &t, false) == 0 && m.width == 8);
+	/* opaque: the larger size, m's tag */
+	memset(&m, 0, sizeof(m));
+	m.cls = PIO_V_OPAQUE;
+	m.width = 4;
+	strcpy(m.tag, "first");
+	t = m;
+	t.width = 12;
+	strcpy(t.tag, "second");
+	CU_ASSERT(pio_type_merge(&m, &t, true) == 0);
+	CU_ASSERT_STRING_EQUAL(pio_type_name(&m, n, sizeof(n)), "opaque[12] tag=first");
+	/* classes differ: an error, m untouched (int and uint, number and string) */
+	t.cls = PIO_V_STRING;
+	was = m;
+	CU_ASSERT(pio_type_merge(&m, &t, false) == PIO_EMIXED);
+	CU_ASSERT(memcmp(&m, &was, sizeof(m)) == 0);
+	memset(&m, 0, sizeof(m));
+	m.cls = PIO_V_INT;
+	m.width = 4;
+	t = m;
+	t.cls = PIO_V_UINT;
+	CU_ASSERT(pio_type_merge(&m, &t, false) == PIO_EMIXED && m.cls == PIO_V_INT);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -412,6 +483,7 @@ int main(void)
 	CU_add_test(s, "several inputs and files in one job", test_multi_input);
 	CU_add_test(s, "prefetch (double buffering) equals direct reads", test_prefetch);
 	CU_add_test(s, "API edges: codes, NULLs", test_api_edges);
+	CU_add_test(s, "type widening of a job's inputs (pio_type_merge)", test_type_merge);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	{

@@ -592,31 +592,6 @@ static uint64_t batch_records(const struct source *s, const struct pio_reader_op
 	return b ? b : s->chunk;
 }
 
-static bool same_kind(const struct pio_type *a, const struct pio_type *b, bool exact_width)
-{
-	if (a->cls != b->cls)
-		return false;
-	if (exact_width && (a->cls == PIO_V_INT || a->cls == PIO_V_UINT))
-		return a->width == b->width;
-	return true;
-}
-
-static void merge_type(struct pio_type *m, const struct pio_type *t)
-{
-	if (m->cls == PIO_V_STRING) {
-		if (t->vlen)
-			m->vlen = true;
-		if (m->vlen)
-			m->width = 0;
-		else if (t->width > m->width)
-			m->width = t->width;
-		if (t->cset == PIO_CSET_UTF8)
-			m->cset = PIO_CSET_UTF8;
-	} else if (t->width > m->width) {
-		m->width = t->width;
-	}
-}
-
 static void source_free(struct source *s)
 {
 	free(s->file);
@@ -714,7 +689,7 @@ int pio_reader_open(const struct pio_input *inputs, size_t n, const struct pio_r
 			r->vmerged = s->vt;
 			continue;
 		}
-		if (!same_kind(&r->src[0].kt, &s->kt, true)) {
+		if (pio_type_merge(&r->kmerged, &s->kt, true)) {
 			rc = pio_seterr(err, PIO_EMIXED, s->file, s->kpath,
 					"key type %s differs from %s of the job's first input "
 					"(%s); all inputs of a job need the same key type",
@@ -722,7 +697,7 @@ int pio_reader_open(const struct pio_input *inputs, size_t n, const struct pio_r
 					pio_type_name(&r->src[0].kt, b, sizeof(b)), r->src[0].file);
 			goto out_free;
 		}
-		if (!same_kind(&r->src[0].vt, &s->vt, false)) {
+		if (pio_type_merge(&r->vmerged, &s->vt, false)) {
 			rc = pio_seterr(err, PIO_EMIXED, s->file, s->vpath ? s->vpath : s->kpath,
 					"value type %s differs from %s of the job's first "
 					"input (%s); all inputs of a job need the same value "
@@ -731,8 +706,6 @@ int pio_reader_open(const struct pio_input *inputs, size_t n, const struct pio_r
 					pio_type_name(&r->src[0].vt, b, sizeof(b)), r->src[0].file);
 			goto out_free;
 		}
-		merge_type(&r->kmerged, &s->kt);
-		merge_type(&r->vmerged, &s->vt);
 	}
 	*out = r;
 	return 0;

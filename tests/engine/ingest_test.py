@@ -238,6 +238,68 @@ def into_and_multi():
           "a glob input differs from the files listed")
 
 
+def mixed_types():
+    """Inputs whose types differ within a class: one run over all of them, --into and merge
+    all widen the same way (variable length over fixed, the larger width, UTF-8 over ASCII,
+    the first input's byte order and padding), so the three write the same file. Before,
+    --into took the new input's byte order and character set over the KB's, and merge
+    refused strings of different widths."""
+    utf = h5py.string_dtype("utf-8")
+    keys = [rand_key() for _ in range(60)]
+    specs = {  # name: (key dtype, value dtype, values)
+        "vlen_utf8": ("S8", utf, lambda i: "v%d\u00e9" % i),
+        "fixed_ascii": ("S8", "S5", lambda i: b"f%d" % (i % 1000)),
+        "int_be": ("S8", ">i8", lambda i: -i),
+        "int_le": ("S8", "<i4", lambda i: 3 * i),
+        "int_le_k16": ("S16", "<i8", lambda i: i),
+    }
+    files, content = {}, {}
+    for j, (name, (kd, vd, val)) in enumerate(sorted(specs.items())):
+        ks = keys[j * 10:j * 10 + 25]  # overlapping key sets
+        vs = [val(j * 100 + i) for i in range(len(ks))]
+        a = np.zeros(len(ks), dtype=[("key", kd), ("value", vd)])
+        a["key"] = ks
+        a["value"] = vs
+        with h5py.File(path("mt_%s.h5" % name), "w") as f:
+            f.create_dataset("data", data=a, chunks=(8,), maxshape=(None,))
+        files[name] = path("mt_%s.h5" % name) + ":/data"
+        content[name] = (ks, [v.encode() if isinstance(v, str) else v for v in vs])
+    for x, y in [("vlen_utf8", "fixed_ascii"), ("fixed_ascii", "vlen_utf8"),
+                 ("int_be", "int_le"), ("int_le", "int_be"), ("int_le", "int_le_k16"),
+                 ("int_le_k16", "int_be")]:
+        tag = "%s+%s" % (x, y)
+        one, first, second = path("mt_one.kb"), path("mt_first.kb"), path("mt_second.kb")
+        run(["ingest", "--input", files[x], "--input", files[y], "--output", one, "--quiet"])
+        run(["ingest", "--input", files[x], "--output", first, "--quiet"])
+        run(["ingest", "--input", files[y], "--output", second, "--quiet"])
+        ks = content[x][0] + content[y][0]
+        vs = content[x][1] + content[y][1]
+        got = scan(one)
+        want = reference(ks, vs, "last")
+        if isinstance(want[0][1], bytes):
+            got = [(k, v.encode() if isinstance(v, str) else v) for k, v in got]
+        check(got == want, "%s: one run's content differs" % tag)
+        into, merged = path("mt_into.kb"), path("mt_merge.kb")
+        run(["ingest", "--input", files[y], "--into", first, "--output", into, "--quiet"])
+        run(["merge", first, second, "--output", merged])
+        for out, how in [(into, "--into"), (merged, "merge")]:
+            check(os.path.exists(out) and
+                  open(out, "rb").read() == open(one, "rb").read(),
+                  "%s: %s is not the file one run over both inputs writes" % (tag, how))
+            if os.path.exists(out):
+                os.unlink(out)
+    # classes that differ stay an error (exit 3), for a run, --into and merge alike
+    one = path("mt_bad.kb")
+    run(["ingest", "--input", files["vlen_utf8"], "--input", files["int_le"], "--output", one,
+         "--quiet"], expect=3)
+    run(["ingest", "--input", files["vlen_utf8"], "--output", path("mt_s.kb"), "--quiet"])
+    run(["ingest", "--input", files["int_le"], "--output", path("mt_i.kb"), "--quiet"])
+    run(["ingest", "--input", files["int_le"], "--into", path("mt_s.kb"), "--output", one,
+         "--quiet"], expect=3)
+    run(["merge", path("mt_s.kb"), path("mt_i.kb"), "--output", one], expect=3)
+    check(not os.path.exists(one), "a refused run over mixed classes left an output")
+
+
 def prefix_stem():
     """Keys under a long common prefix: the prefix scheme splits after it (the report's
     prefix_stem), balanced; --into brings keys outside it (routed to the serial bucket): the
@@ -467,8 +529,8 @@ def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     t = time.time()
-    for step in [matrix, strings_and_pairs, into_and_multi, prefix_stem, narrow_sums,
-                 errors_and_config, progress, sigterm]:
+    for step in [matrix, strings_and_pairs, into_and_multi, mixed_types, prefix_stem,
+                 narrow_sums, errors_and_config, progress, sigterm]:
         if step is matrix:
             step(quick)
         else:

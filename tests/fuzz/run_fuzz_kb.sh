@@ -13,7 +13,8 @@ bin=$work/fuzz_kb
 clang -g -O1 -std=c11 -fopenmp=libomp -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined \
 	-I"$src/pathmap" -I"$src/pathmap/src" -I"$src/engine" -I"$src/io" \
-	"$src/tests/fuzz/fuzz_kb.c" "$src/engine/kb.c" "$src"/pathmap/src/*.c \
+	"$src/tests/fuzz/fuzz_kb.c" "$src/engine/kb.c" "$src/io/src/typemerge.c" \
+	"$src"/pathmap/src/*.c \
 	-lxxhash -o "$bin"
 cd "$work"
 exec "$bin" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=20 \
