@@ -1072,7 +1072,8 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 			    "value),\n"
 			    "first, error (exit 5 if the values differ), sum, min, max "
 			    "(numbers;\n"
-			    "sum makes C's values int64, uint64 or float64: sums are 64-bit).\n");
+			    "sum makes C's values int64, uint64 or float64: sums are 64-bit;\n"
+			    "KBs of counts, from ingest --on-duplicate count, add up by sum).\n");
 		else if (op == PKB_OP_INTERSECT)
 			printf(
 			    "Writes C holding the keys present in every input (meet), valued by\n"

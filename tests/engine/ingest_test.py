@@ -298,6 +298,19 @@ def mixed_types():
          "--quiet"], expect=3)
     run(["merge", path("mt_s.kb"), path("mt_i.kb"), "--output", one], expect=3)
     check(not os.path.exists(one), "a refused run over mixed classes left an output")
+    # merge --help: KBs of counts add up by sum, to the file a count over both inputs writes
+    c = [path("mt_c%d.kb" % i) for i in range(4)]
+    run(["ingest", "--input", files["int_le"], "--input", files["int_be"], "--on-duplicate",
+         "count", "--output", c[0], "--quiet"])
+    run(["ingest", "--input", files["int_le"], "--on-duplicate", "count", "--output", c[1],
+         "--quiet"])
+    run(["ingest", "--input", files["int_be"], "--on-duplicate", "count", "--output", c[2],
+         "--quiet"])
+    run(["merge", c[1], c[2], "--on-duplicate", "sum", "--output", c[3]])
+    check(open(c[3], "rb").read() == open(c[0], "rb").read(),
+          "merge --on-duplicate sum of two count KBs differs from a count over both inputs")
+    check(scan(c[3]) == reference(content["int_le"][0] + content["int_be"][0],
+                                  [0] * 50, "count"), "counts merged by sum: content differs")
 
 
 def prefix_stem():
