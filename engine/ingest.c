@@ -967,13 +967,6 @@ static uint32_t default_partitions(int nthreads)
 	return p;
 }
 
-static uint64_t physical_memory(void)
-{
-	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
-
-	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : (uint64_t)1 << 32;
-}
-
 /* The map of a run with leave_map, still reachable (leak checkers see a live pointer) until
  * the process exits; a later such run frees the one before. */
 static pm_map *left_map;
@@ -1112,7 +1105,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 				  x.nparts, c->scheme == PME_SCHEME_HASH ? "hash" : "prefix",
 				  c->scheme == PME_SCHEME_HASH ? "a power of two from 1 to 65536"
 							       : "1 to 65536");
-	memory = c->memory ? c->memory : physical_memory() / 4;
+	memory = c->memory ? c->memory : pme_memory_limit() / 4;
 	/* the hash scheme's fast path (last value, sorted batches) holds sorted runs back in a
 	 * quarter of the budget; the batches have the rest (values that turn out to be strings
 	 * leave that quarter unused) */
@@ -1365,6 +1358,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	x.rep.allocator = pme_allocator_name();
 	x.rep.huge_pages = pme_allocator_thp();
 	x.rep.peak_rss = pme_peak_rss();
+	x.rep.memory = memory;
 	x.rep.t_total = now() - t_start;
 	if (rep)
 		*rep = x.rep;
@@ -1494,6 +1488,7 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    "  \"fill_records_per_s\": %.1f,\n"
 	    "  \"distinct_keys\": %llu,\n  \"duplicates\": %llu,\n  \"batches\": %llu,\n"
 	    "  \"batch_records\": %llu,\n  \"imbalance\": %.4f,\n  \"peak_memory_bytes\": %llu,\n"
+	    "  \"memory_budget_bytes\": %llu,\n"
 	    "  \"threads\": %d,\n  \"partitions\": %u,\n  \"scheme\": \"%s\",\n"
 	    "  \"prefix_stem\": %u,\n  \"prefix_depth\": %u,\n  \"zippers\": %u,\n  "
 	    "\"on_duplicate\": \"%s\",\n"
@@ -1503,10 +1498,10 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    r->t_fill > 0 ? (double)(r->records + r->kb_records) / r->t_fill : 0,
 	    (unsigned long long)r->distinct, (unsigned long long)r->duplicates,
 	    (unsigned long long)r->batches, (unsigned long long)r->batch_records, r->imbalance,
-	    (unsigned long long)r->peak_rss, r->threads, r->partitions,
-	    r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_stem, r->prefix_depth,
-	    r->zippers, pme_policy_name(c->on_duplicate), c->sort ? "true" : "false", r->allocator,
-	    r->huge_pages);
+	    (unsigned long long)r->peak_rss, (unsigned long long)r->memory, r->threads,
+	    r->partitions, r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_stem,
+	    r->prefix_depth, r->zippers, pme_policy_name(c->on_duplicate),
+	    c->sort ? "true" : "false", r->allocator, r->huge_pages);
 	if (ferror(f) | fclose(f)) {
 		rc = -EIO;
 		pme_seterr(err, rc, "%s: cannot write the report", path);

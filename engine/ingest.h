@@ -92,7 +92,8 @@ struct pme_config {
 	enum pme_scheme scheme;	       /* hash (default) or prefix */
 	uint32_t partitions;	       /* P; 0: auto (power of two >= 8 x threads) */
 	uint64_t batch_records;	       /* records per batch; 0: from the memory budget */
-	uint64_t memory;	       /* bytes for batches in flight; 0: physical memory / 4 */
+	uint64_t memory;	       /* bytes for batches in flight; 0: a quarter of physical
+					  memory or of the cgroup's limit, whichever is lower */
 	enum pme_policy on_duplicate;  /* duplicate-key policy */
 	bool sort;		       /* sort each partition's slice by key before filling */
 	bool quiet;		       /* no progress, no summary */
@@ -124,6 +125,7 @@ struct pme_report {
 	double imbalance;	/* largest bucket / mean records per partition (prefix: the
 				   keys outside the partitions count as one bucket) */
 	uint64_t peak_rss;	/* peak resident memory, bytes */
+	uint64_t memory;	/* --memory, or its default: a quarter of the memory limit */
 	int threads;		/* OpenMP threads */
 	uint32_t partitions;	/* P */
 	uint32_t prefix_stem;	/* prefix scheme: bytes of the stem before the split; hash: 0 */

@@ -115,6 +115,14 @@ int pme_route(struct pme_router *r, const struct pme_rbatch *b, bool sort);
 uint32_t pme_prefix_partition(const struct pme_router *r, uint64_t dprefix);
 /* The d-byte prefix of key (len >= depth), as a number. */
 uint64_t pme_dprefix(const uint8_t *key, unsigned depth);
+
+/* sysmem.c. The lowest memory limit on the cgroup path of the process whose
+ * /proc/PID/cgroup is self_cgroup, with the cgroup file systems mounted at root (cgroup v2's
+ * memory.max there, v1's memory.limit_in_bytes under root/memory): UINT64_MAX when none. */
+uint64_t pme_cgroup_limit(const char *root, const char *self_cgroup);
+
+/* Physical memory, or the cgroup's limit when that is lower (/sys/fs/cgroup). */
+uint64_t pme_memory_limit(void);
 /* qsort comparator of uint64_t values, ascending. */
 int pme_u64_cmp(const void *a, const void *b);
 

@@ -313,6 +313,71 @@ def mixed_types():
                                   [0] * 50, "count"), "counts merged by sum: content differs")
 
 
+def make_cgroup(limit):
+    """A memory cgroup limited to limit bytes (v1 or v2), or (None, why not)."""
+    name = "pmingest_test_%d" % os.getpid()
+    why = "no writable cgroup memory controller"
+    for d, f in [("/sys/fs/cgroup/memory/" + name, "memory.limit_in_bytes"),
+                 ("/sys/fs/cgroup/" + name, "memory.max")]:
+        if not os.path.isdir(os.path.dirname(d)) or not os.access(os.path.dirname(d),
+                                                                    os.W_OK):
+            continue
+        try:
+            os.mkdir(d)
+        except OSError as e:
+            why = str(e)
+            continue
+        try:
+            with open(os.path.join(d, f), "w") as fh:
+                fh.write(str(limit))
+            return d, None
+        except OSError as e:
+            why = str(e)
+            os.rmdir(d)
+    return None, why
+
+
+def memory_default():
+    """--memory's default is a quarter of physical memory, or of the cgroup's memory limit
+    when that is lower (a SLURM job's, a container's); the report says which was used."""
+    keys, vals = dataset_dups(2000)
+    f = write_compound("mem.h5", keys, vals)
+    rep = path("mem.json")
+    args = ["ingest", "--input", f + ":/data", "--output", path("mem.kb"), "--quiet",
+            "--report", rep]
+    phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    run(args)
+    got = json.load(open(rep))["memory_budget_bytes"]
+    # this test may itself run in a limited cgroup: then the budget is at most phys / 4
+    check(0 < got <= phys // 4, "memory budget %d outside (0, physical / 4]" % got)
+    run(args + ["--memory", "64M"])
+    check(json.load(open(rep))["memory_budget_bytes"] == 64 << 20, "--memory 64M not used")
+    limit = 512 << 20
+    cg, why = make_cgroup(limit)
+    if not cg:
+        print("memory_default: the cgroup part skipped (%s)" % why, flush=True)
+        return
+    try:
+        procs = os.path.join(cg, "cgroup.procs")
+
+        def enter():
+            with open(procs, "w") as fh:
+                fh.write(str(os.getpid()))
+
+        e = dict(os.environ, OMP_NUM_THREADS="1")
+        p = subprocess.run([PM] + args, capture_output=True, env=e, preexec_fn=enter)
+        check(p.returncode == 0, "ingest in a 512 MiB cgroup: exit %d: %s"
+              % (p.returncode, p.stderr[-300:]))
+        if p.returncode == 0:
+            got = json.load(open(rep))["memory_budget_bytes"]
+            check(got == limit // 4, "in a 512 MiB cgroup the budget is %d, not %d"
+                  % (got, limit // 4))
+            check(scan(path("mem.kb")) == reference(keys, vals, "last"),
+                  "ingest in a cgroup: content differs")
+    finally:
+        os.rmdir(cg)
+
+
 def prefix_stem():
     """Keys under a long common prefix: the prefix scheme splits after it (the report's
     prefix_stem), balanced; --into brings keys outside it (routed to the serial bucket): the
@@ -543,7 +608,7 @@ def main():
     os.makedirs(WORK)
     t = time.time()
     for step in [matrix, strings_and_pairs, into_and_multi, mixed_types, prefix_stem,
-                 narrow_sums, errors_and_config, progress, sigterm]:
+                 narrow_sums, errors_and_config, memory_default, progress, sigterm]:
         if step is matrix:
             step(quick)
         else:

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ingest_internal.h"
 #include "kb.h"
@@ -682,6 +683,70 @@ static void test_determinism(void)
 	}
 }
 
+/* Writes text to dir/rel, making the directories on the way. */
+static void put_file(const char *rel, const char *text)
+{
+	char p[1200];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	for (char *q = p + strlen(dir) + 1; (q = strchr(q, '/')); q++) {
+		*q = 0;
+		mkdir(p, 0777);
+		*q = '/';
+	}
+	f = fopen(p, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* pme_cgroup_limit on made-up cgroup trees: the lowest limit on the path, v1 and v2. */
+static void test_cgroup_limit(void)
+{
+	char root[1100], self[1100];
+
+	snprintf(root, sizeof(root), "%s/cg", dir);
+	snprintf(self, sizeof(self), "%s/cg/self", dir);
+	/* v1: the job's limit binds its step, which shows none of its own */
+	put_file("cg/memory/memory.limit_in_bytes", "9223372036854771712\n");
+	put_file("cg/memory/slurm/job_7/memory.limit_in_bytes", "8589934592\n");
+	put_file("cg/memory/slurm/job_7/step_0/memory.limit_in_bytes", "9223372036854771712\n");
+	put_file("cg/self", "12:pids:/slurm/job_7/step_0\n"
+			    "4:cpuacct,memory:/slurm/job_7/step_0\n"
+			    "1:name=systemd:/x\n");
+	CU_ASSERT(pme_cgroup_limit(root, self) == UINT64_C(8589934592));
+	/* no memory controller line: no limit */
+	put_file("cg/self", "12:pids:/slurm/job_7/step_0\n");
+	CU_ASSERT(pme_cgroup_limit(root, self) == UINT64_MAX);
+	/* v2: "max" above, a number below; the lower wins wherever it is */
+	put_file("cg/user.slice/memory.max", "max\n");
+	put_file("cg/user.slice/job/memory.max", "1073741824\n");
+	put_file("cg/user.slice/job/task/memory.max", "2147483648\n");
+	put_file("cg/self", "0::/user.slice/job/task\n");
+	CU_ASSERT(pme_cgroup_limit(root, self) == UINT64_C(1073741824));
+	/* a container's own root ("0::/"): its memory.max at the mount point */
+	put_file("cg/memory.max", "536870912\n");
+	put_file("cg/self", "0::/\n");
+	CU_ASSERT(pme_cgroup_limit(root, self) == UINT64_C(536870912));
+	/* both hierarchies (hybrid): the lower of the two */
+	put_file("cg/self", "4:memory:/slurm/job_7/step_0\n0::/user.slice/job/task\n");
+	CU_ASSERT(pme_cgroup_limit(root, self) == UINT64_C(536870912));
+	/* garbage, an empty file, a missing file, no /proc file at all: no limit */
+	put_file("cg/memory.max", "lots\n");
+	put_file("cg/user.slice/job/memory.max", "");
+	put_file("cg/self", "0::/user.slice/gone\n");
+	CU_ASSERT(pme_cgroup_limit(root, self) == UINT64_MAX);
+	put_file("cg/self", "0::/user.slice/job/task\n");
+	CU_ASSERT(pme_cgroup_limit(root, self) == UINT64_C(2147483648));
+	snprintf(self, sizeof(self), "%s/cg/none", dir);
+	CU_ASSERT(pme_cgroup_limit(root, self) == UINT64_MAX);
+	/* this process: never above physical memory, never zero */
+	CU_ASSERT(pme_memory_limit() > 0);
+	CU_ASSERT(pme_memory_limit() <=
+		  (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGE_SIZE));
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -707,6 +772,7 @@ int main(void)
 	CU_add_test(s, "prefix scheme: keys under a common stem", test_route_stem);
 	CU_add_test(s, "held runs merge stably (last value wins)", test_held_merge);
 	CU_add_test(s, "KBs are byte-identical for any threads/batch size", test_determinism);
+	CU_add_test(s, "memory limit: the lowest on the cgroup path", test_cgroup_limit);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	fails = CU_get_number_of_failures();
