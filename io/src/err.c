@@ -129,6 +129,29 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 	return 0;
 }
 
+struct says {
+	const char *needle; /* text looked for */
+	bool found;	    /* some description holds it */
+};
+
+static herr_t says_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+	struct says *s = data;
+
+	(void)n;
+	if (e->desc && strstr(e->desc, s->needle))
+		s->found = true;
+	return 0;
+}
+
+bool pio_hdf5_says(const char *text)
+{
+	struct says s = {text, false};
+
+	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, says_cb, &s);
+	return s.found;
+}
+
 int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, const char *fmt,
 	       ...)
 {

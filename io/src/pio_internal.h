@@ -35,6 +35,9 @@ int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, 
 /* Turns off HDF5's automatic error printing for the calling thread. */
 void pio_silence_hdf5(void);
 
+/* Whether a description on HDF5's current error stack contains text (the stack is kept). */
+bool pio_hdf5_says(const char *text);
+
 /* Describes an HDF5 type in words ("int32", "compound", "variable-length sequence", ...). */
 void pio_h5type_desc(hid_t t, char *buf, size_t size);
 

@@ -190,6 +190,19 @@ static int open_file(const char *file, const char *dset, hid_t *out, struct pio_
 		return pio_seterr(err, PIO_ENOTHDF5, file, dset,
 				  "not an HDF5 file (no HDF5 signature found)");
 	f = is > 0 ? H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT) : H5I_INVALID_HID;
+	/* Two refusals of a sound file, common on shared file systems: a writer holds it open
+	 * (HDF5's file lock), or a writer died before closing it (a flag in the superblock). */
+	if (f < 0 && pio_hdf5_says("unable to lock file"))
+		return pio_seterr(err, PIO_ENOENT, file, dset,
+				  "cannot open: another process has it open for writing (HDF5 "
+				  "file lock); if none has, or the file system has no locks, set "
+				  "HDF5_USE_FILE_LOCKING=FALSE");
+	if (f < 0 && pio_hdf5_says("already open for write"))
+		return pio_seterr(
+		    err, PIO_ENOENT, file, dset,
+		    "cannot open: marked as open for writing by a writer that did "
+		    "not close it; if no writer runs, 'h5clear -s %s' clears the mark",
+		    file);
 	if (f < 0)
 		return pio_seterr(err, PIO_ECORRUPT, file, dset,
 				  "HDF5 cannot open the file: truncated or damaged");

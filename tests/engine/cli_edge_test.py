@@ -34,7 +34,7 @@ def path(name):
     return os.path.join(WORK, name)
 
 
-def run(args, expect=0, fsize=None, timeout=None, pass_fds=()):
+def run(args, expect=0, fsize=None, timeout=None, pass_fds=(), env=None):
     """Runs pmingest; fsize: a file-size limit in bytes (writes past it fail with EFBIG,
     as on a full disk); timeout: seconds before a run counts as hung (and is killed)."""
     def limit():
@@ -43,6 +43,7 @@ def run(args, expect=0, fsize=None, timeout=None, pass_fds=()):
 
     e = dict(os.environ)
     e["OMP_NUM_THREADS"] = "1"
+    e.update(env or {})
     if fsize:
         # HDF5 1.10 keeps (leaks) the buffers of a file whose close failed on the limit:
         # not ours to free, and the process ends next (AddressSanitizer builds)
@@ -417,10 +418,54 @@ def special_outputs():
     no_temp_files("special_outputs")
 
 
+def busy_inputs():
+    """A sound HDF5 input that a writer holds open (HDF5's file lock), or that a writer left
+    marked as open when it died, was refused as 'truncated or damaged': exit 3 still, but
+    the message says what is going on and how to get past it, and the way it gives works."""
+    import h5py
+    import numpy as np
+    a = np.zeros(3, dtype=[("key", "S4"), ("value", "<i8")])
+    a["key"] = [b"a", b"b", b"c"]
+    f = path("held.h5")
+    with h5py.File(f, "w") as h:
+        h["data"] = a
+    args = ["ingest", "--input", f + ":/data", "--output", path("busy.kb"), "--quiet"]
+    holder = subprocess.Popen(["/usr/bin/python3", "-c", "import h5py, sys\n"
+                               "f = h5py.File(sys.argv[1], 'a')\nprint('open', flush=True)\n"
+                               "sys.stdin.read()", f],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        check(holder.stdout.readline().strip() == b"open", "the writer did not open the file")
+        msg = run(args, expect=3).stderr.decode(errors="replace")
+        check("held.h5" in msg and "another process has it open for writing" in msg and
+              "HDF5_USE_FILE_LOCKING=FALSE" in msg and "damaged" not in msg,
+              "a locked input: message: %s" % msg)
+        check(not os.path.exists(path("busy.kb")), "a locked input left an output")
+        run(args, env={"HDF5_USE_FILE_LOCKING": "FALSE"})
+        check(os.path.exists(path("busy.kb")), "HDF5_USE_FILE_LOCKING=FALSE did not help")
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    os.unlink(path("busy.kb"))
+    f = path("crashed.h5")
+    subprocess.run(["/usr/bin/python3", "-c", "import h5py, numpy as np, os, sys\n"
+                    "f = h5py.File(sys.argv[1], 'w', libver='latest')\n"
+                    "f['data'] = np.zeros(3, dtype=[('key', 'S4'), ('value', '<i8')])\n"
+                    "f.flush()\nos._exit(0)", f], check=True)
+    args[2] = f + ":/data"
+    msg = run(args, expect=3).stderr.decode(errors="replace")
+    check("crashed.h5" in msg and "did not close it" in msg and
+          "'h5clear -s %s'" % f in msg and "damaged" not in msg,
+          "an input a writer left open: message: %s" % msg)
+    subprocess.run(["h5clear", "-s", f], check=True)
+    run(args)
+    check(os.path.exists(path("busy.kb")), "h5clear -s did not help")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, gen_interrupted, empty_output, ignored_options,
-             fifos, replaced_mode, special_outputs]
+             fifos, replaced_mode, special_outputs, busy_inputs]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
