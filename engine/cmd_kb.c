@@ -1079,19 +1079,26 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 			    "Writes C holding the keys present in every input (meet), valued by\n"
 			    "POLICY over the inputs (default first: A's value; see merge).\n");
 		else
-			printf("Writes C holding the keys of A that no other input has, with A's\n"
-			       "values.\n");
-		printf(
-		    "Inputs must have keys of one class (integer keys of one width) and values\n"
-		    "of one class (exit 3 otherwise). C's types are widened as one ingest over\n"
-		    "all their inputs (and ingest --into) widen them: the larger width, a vlen\n"
-		    "string over a fixed one, UTF-8 over ASCII, A's byte order. Their schemes and\n"
-		    "partition counts may differ (records are re-routed). C takes the scheme and\n"
-		    "P of A unless --scheme/--partitions say otherwise, and lists the inputs of\n"
-		    "all.\n"
-		    "Streams the inputs in key order: memory does not grow with their size.\n"
-		    "Every input's checksums are verified first. C is written to a temporary\n"
-		    "file, flushed and renamed: an interrupted run leaves C as it was.\n");
+			printf(
+			    "Writes C holding the keys of A that no other input has, with A's\n"
+			    "values and A's value type (the others' values may be of any type).\n");
+		if (op == PKB_OP_SUBTRACT)
+			printf("Inputs must have keys of one class (integer keys of one width; "
+			       "exit 3\n"
+			       "otherwise). C keeps A's key type.\n");
+		else
+			printf(
+			    "Inputs must have keys of one class (integer keys of one width) and\n"
+			    "values of one class (exit 3 otherwise). C's types are widened as one\n"
+			    "ingest over all their inputs (and ingest --into) widen them: the\n"
+			    "larger width, a vlen string over a fixed one, UTF-8 over ASCII, A's\n"
+			    "byte order.\n");
+		printf("Their schemes and partition counts may differ (records are re-routed).\n"
+		       "C takes the scheme and P of A unless --scheme/--partitions say otherwise,\n"
+		       "and lists the inputs of all.\n"
+		       "Streams the inputs in key order: memory does not grow with their size.\n"
+		       "Every input's checksums are verified first. C is written to a temporary\n"
+		       "file, flushed and renamed: an interrupted run leaves C as it was.\n");
 		goto out;
 	}
 	out = optval(o, NOPT(o), "output");

@@ -2568,12 +2568,18 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 		return PKB_EINVAL;
 	}
 	/* Types of one class each, widened as one ingest over the inputs of all would
-	 * (pio_type_merge: the first input's, made wide enough for every other's). */
+	 * (pio_type_merge: the first input's, made wide enough for every other's). A
+	 * subtraction keeps A's keys and values, and their types: the others' keys need only
+	 * be comparable, their values do not matter. */
 	wide = kbs[0]->info.value_type;
 	wkey = kbs[0]->info.key_type;
 	for (i = 1; i < n; i++) {
-		if (pio_type_merge(&wkey, &kbs[i]->info.key_type, true) ||
-		    pio_type_merge(&wide, &kbs[i]->info.value_type, false)) {
+		struct pio_type k = wkey;
+
+		if (pio_type_merge(op == PKB_OP_SUBTRACT ? &k : &wkey, &kbs[i]->info.key_type,
+				   true) ||
+		    (op != PKB_OP_SUBTRACT &&
+		     pio_type_merge(&wide, &kbs[i]->info.value_type, false))) {
 			seterr(err, "%s and %s have different key or value types", kbs[0]->path,
 			       kbs[i]->path);
 			return PKB_ETYPE;
@@ -2648,7 +2654,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 
 			if (!c[i].key || pme_key_cmp(c[i].key, c[i].len, mk, ml))
 				continue;
-			if (blob) {
+			if (blob && (op != PKB_OP_SUBTRACT || i == 0)) {
 				rc = pkb_blob(kbs[i], c[i].val, &d, &dl);
 				if (rc) {
 					seterr(err, "%s: corrupt KB (value out of the heap)",

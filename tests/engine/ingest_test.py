@@ -288,6 +288,18 @@ def mixed_types():
                   "%s: %s is not the file one run over both inputs writes" % (tag, how))
             if os.path.exists(out):
                 os.unlink(out)
+    # subtract keeps A's key and value types (it used to widen them by B's)
+    a, b = path("mt_first.kb"), path("mt_second.kb")
+    run(["ingest", "--input", files["int_le"], "--output", a, "--quiet"])
+    run(["ingest", "--input", files["int_le_k16"], "--output", b, "--quiet"])
+    run(["subtract", a, b, "--output", path("mt_sub.kb")])
+    st = json.loads(run(["stats", path("mt_sub.kb"), "--json"]).stdout)
+    check((st["key_type"], st["value_type"]) == ("string[8] nullpad ascii", "int32"),
+          "subtract: types %s / %s, not A's" % (st["key_type"], st["value_type"]))
+    ka, va = content["int_le"]
+    keep = [(k, v) for k, v in zip(ka, va) if k not in content["int_le_k16"][0]]
+    check(scan(path("mt_sub.kb")) == reference([k for k, _ in keep], [v for _, v in keep],
+                                               "last"), "subtract: content differs")
     # classes that differ stay an error (exit 3), for a run, --into and merge alike
     one = path("mt_bad.kb")
     run(["ingest", "--input", files["vlen_utf8"], "--input", files["int_le"], "--output", one,

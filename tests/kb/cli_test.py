@@ -373,6 +373,23 @@ for op, pol, want in [("merge", "sum", [(b"a", b"300"), (b"b", b"-384"), (b"c", 
     check(json.loads(run("stats", path("nw.kb"), "--json").stdout)["value_type"] == "int64",
           "%s of int64 and int8 KBs: not int64 values" % op)
 run("merge", path("n2.kb"), path("v-string.kb"), "--output", path("bad.kb"), expect=3)
+# subtract keeps A's values: it took B's value type into account, refusing a KB of strings
+# as B (exit 3) and widening A's int8 values to B's int64
+for name, text, vt in [("sa", "a\tx\nb\ty\nc\tz\n", "string"),
+                       ("sb", "b\t1\nc\t2\nd\t3\n", "int64")]:
+    with open(path(name + ".tsv"), "w") as f:
+        f.write(text)
+    run("kb-build", path(name + ".tsv"), "--output", path(name + ".kb"), "--value-type", vt)
+for a, b, want, vt in [("sa", "sb", [(b"a", b"x")], "string"),
+                       ("sb", "sa", [(b"d", b"3")], "int64"),
+                       ("n2", "nb", [], "int8"),
+                       ("n2", "sb", [(b"a", b"100")], "int8"),
+                       ("n2", "sa", [], "int8")]:
+    out = path("sub.kb")
+    run("subtract", path(a + ".kb"), path(b + ".kb"), "--output", out)
+    check(parse_tsv(run("scan", out).stdout) == want, "subtract %s - %s: content" % (a, b))
+    got = json.loads(run("stats", out, "--json").stdout)["value_type"]
+    check(got.startswith(vt), "subtract %s - %s: values %s, not A's %s" % (a, b, got, vt))
 # intersect --on-duplicate error failed on a key whose values differ but that is not in
 # every input (so not in the result)
 for name, text in [("x0", "a\t1\n"), ("x1", "a\t1\nb\t2\n"), ("x2", "a\t1\nb\t3\n")]:
