@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest.h"
 #include "kb.h"
 #include "pio.h"
 #include "pme_cmd.h"
@@ -46,6 +47,8 @@ static void gen_usage(FILE *f)
 		"  --gzip LEVEL        deflate level 1..9, 0 = none (default 0)\n"
 		"  --shuffle           add the shuffle filter\n"
 		"  --seed S            random seed (default 1)\n"
+		"  --quiet             no progress (records written: a bar on a terminal, a\n"
+		"                      line every 10 s otherwise, on stderr)\n"
 		"  --help              this text\n"
 		"\n"
 		"exit status: 0 success, 2 bad command line, 4 output cannot be written,\n"
@@ -147,6 +150,12 @@ static bool takes_value(const char *a)
 	return false;
 }
 
+/* pio_generate's progress: records written */
+static void records_progress(void *arg, uint64_t records)
+{
+	pme_progress_update(arg, records);
+}
+
 int pme_cmd_gen(int argc, char **argv)
 {
 	struct pio_gen_opts o;
@@ -154,7 +163,8 @@ int pme_cmd_gen(int argc, char **argv)
 	struct pkb_err kerr;
 	const char *dataset = NULL;
 	char kpath[PME_DSET_MAX], vpath[PME_DSET_MAX];
-	bool have_records = false;
+	bool have_records = false, quiet = false;
+	struct pme_progress *prog;
 	uint64_t u;
 	int rc;
 
@@ -171,6 +181,9 @@ int pme_cmd_gen(int argc, char **argv)
 			return PME_EXIT_OK;
 		} else if (!strcmp(a, "--shuffle")) {
 			o.out.shuffle = true;
+			takes = false;
+		} else if (!strcmp(a, "--quiet")) {
+			quiet = true;
 			takes = false;
 		} else if (!takes_value(a)) {
 			fprintf(stderr, "pmingest gen: unknown option '%s' (see --help)\n", a);
@@ -295,7 +308,11 @@ int pme_cmd_gen(int argc, char **argv)
 	}
 	pme_catch_signals(); /* pme_stop is read between slices */
 	o.cancel = &pme_stop;
+	prog = pme_progress_start("gen", "gen", "records", o.records, quiet, false);
+	o.progress = prog ? records_progress : NULL;
+	o.progress_arg = prog;
 	rc = pio_generate(&o, &err);
+	pme_progress_end(prog);
 	if (rc) {
 		fprintf(stderr, "pmingest gen: %s\n", err.msg);
 		return exit_status(rc);

@@ -1039,11 +1039,20 @@ static bool parse_u32(const char *s, uint32_t *out)
 	return true;
 }
 
+/* pkb_combine's progress: keys read from the inputs */
+static void keys_progress(void *arg, uint64_t keys)
+{
+	pme_progress_update(arg, keys);
+}
+
 static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 {
 	struct opt o[] = {{"output", true, NULL},   {"on-duplicate", true, NULL},
 			  {"scheme", true, NULL},   {"partitions", true, NULL},
-			  {"no-sync", false, NULL}, {"help", false, NULL}};
+			  {"no-sync", false, NULL}, {"quiet", false, NULL},
+			  {"help", false, NULL}};
+	struct pme_progress *prog;
+	uint64_t total = 0;
 	char **pos = calloc((size_t)argc + 1, sizeof(char *));
 	struct pkb **kbs = NULL;
 	struct pkb_err err;
@@ -1062,7 +1071,7 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	pme_catch_signals();
 	if (optval(o, NOPT(o), "help")) {
 		printf("usage: pmingest %s A B... --output C [--on-duplicate POLICY]\n"
-		       "                [--scheme hash|prefix] [--partitions P]\n\n",
+		       "                [--scheme hash|prefix] [--partitions P] [--quiet]\n\n",
 		       cmd);
 		if (op == PKB_OP_MERGE)
 			printf(
@@ -1098,7 +1107,9 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 		       "and lists the inputs of all.\n"
 		       "Streams the inputs in key order: memory does not grow with their size.\n"
 		       "Every input's checksums are verified first. C is written to a temporary\n"
-		       "file, flushed and renamed: an interrupted run leaves C as it was.\n");
+		       "file, flushed and renamed: an interrupted run leaves C as it was.\n"
+		       "Progress (keys read from the inputs) goes to stderr: a bar on a terminal,\n"
+		       "a line every 10 s otherwise; --quiet silences it.\n");
 		goto out;
 	}
 	out = optval(o, NOPT(o), "output");
@@ -1144,8 +1155,16 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	}
 	wo.no_sync = optval(o, NOPT(o), "no-sync") != NULL;
 	rc = pkb_check_output(out, &err);
-	if (!rc)
+	if (!rc) {
+		for (i = 0; i < npos; i++)
+			total += pkb_info(kbs[i])->count;
+		prog =
+		    pme_progress_start(cmd, cmd, "keys", total, optval(o, NOPT(o), "quiet"), false);
+		wo.progress = prog ? keys_progress : NULL;
+		wo.progress_arg = prog;
 		rc = pkb_combine(op, kbs, (size_t)npos, dup, scheme, parts, out, &wo, &err);
+		pme_progress_end(prog);
+	}
 	if (rc) {
 		fprintf(stderr, "pmingest %s: %s\n", cmd, err.msg);
 		status = exit_of(rc);
@@ -1181,11 +1200,11 @@ int pme_cmd_subtract(int argc, char **argv)
 
 int pme_cmd_export(int argc, char **argv)
 {
-	struct opt o[] = {{"output", true, NULL},
-			  {"layout", true, NULL},
-			  {"dataset", true, NULL},
-			  {"check", false, NULL},
-			  {"help", false, NULL}};
+	struct opt o[] = {{"output", true, NULL}, {"layout", true, NULL}, {"dataset", true, NULL},
+			  {"check", false, NULL}, {"quiet", false, NULL}, {"help", false, NULL}};
+	struct pme_progress *prog = NULL;
+	char msg[1200] = ""; /* the error, printed once the progress line is finished */
+	uint64_t written = 0;
 	char **pos = calloc((size_t)argc + 1, sizeof(char *));
 	struct pkb *kb = NULL;
 	struct pio_writer *w = NULL;
@@ -1213,14 +1232,15 @@ int pme_cmd_export(int argc, char **argv)
 	if (optval(o, NOPT(o), "help")) {
 		printf(
 		    "usage: pmingest export KB --output OUT.h5 [--layout compound|pair]\n"
-		    "                         [--dataset PATH]\n\n"
+		    "                         [--dataset PATH] [--quiet]\n\n"
 		    "Writes the keys and values back as HDF5, in key order, with the KB's key and\n"
 		    "value types (as the inputs declared them): one compound dataset {key, value}\n"
 		    "(default \"/data\") or two datasets \"/keys\" and \"/values\" (--layout "
 		    "pair;\n"
 		    "--dataset PATH: PATH/keys and PATH/values, as pmingest gen writes them).\n"
 		    "Checksums are verified first. The file is written under a temporary name\n"
-		    "and renamed when complete.\n");
+		    "and renamed when complete. Progress (keys written) goes to stderr: a bar on\n"
+		    "a terminal, a line every 10 s otherwise; --quiet silences it.\n");
 		goto out;
 	}
 	if (npos != 1 || !optval(o, NOPT(o), "output")) {
@@ -1277,11 +1297,13 @@ int pme_cmd_export(int argc, char **argv)
 					    : PME_EXIT_OUTPUT;
 		goto out;
 	}
+	prog = pme_progress_start("export", "export", "keys", in->count,
+				  optval(o, NOPT(o), "quiet"), false);
 	key_off[0] = 0;
 	for (;;) {
 		rc = pm_snap_iter_next(it, &k, &len, &word);
 		if (rc < 0) {
-			fprintf(stderr, "pmingest export: %s: corrupt KB (damaged trie)\n", pos[0]);
+			snprintf(msg, sizeof(msg), "%s: corrupt KB (damaged trie)", pos[0]);
 			status = PME_EXIT_INPUT;
 			goto out;
 		}
@@ -1305,8 +1327,7 @@ int pme_cmd_export(int argc, char **argv)
 				size_t dl;
 
 				if (pkb_blob(kb, word, &d, &dl)) {
-					fprintf(stderr, "pmingest export: %s: corrupt KB (heap)\n",
-						pos[0]);
+					snprintf(msg, sizeof(msg), "%s: corrupt KB (heap)", pos[0]);
 					status = PME_EXIT_INPUT;
 					goto out;
 				}
@@ -1320,14 +1341,16 @@ int pme_cmd_export(int argc, char **argv)
 		if (n && (n == EXPORT_BATCH || rc == 0)) {
 			if (pme_stop) {
 				status = PME_EXIT_INTERRUPTED;
-				fprintf(stderr, "pmingest export: interrupted, nothing written\n");
+				snprintf(msg, sizeof(msg), "interrupted, nothing written");
 				goto out;
 			}
 			if (pio_writer_append(w, n, keys, key_off, vals, heap, hlen, &perr)) {
-				fprintf(stderr, "pmingest export: %s\n", perr.msg);
+				snprintf(msg, sizeof(msg), "%s", perr.msg);
 				status = PME_EXIT_OUTPUT;
 				goto out;
 			}
+			written += n;
+			pme_progress_update(prog, written);
 			n = 0;
 			hlen = 0;
 		}
@@ -1336,16 +1359,19 @@ int pme_cmd_export(int argc, char **argv)
 	}
 	if (pme_stop) {
 		status = PME_EXIT_INTERRUPTED;
-		fprintf(stderr, "pmingest export: interrupted, nothing written\n");
+		snprintf(msg, sizeof(msg), "interrupted, nothing written");
 		goto out;
 	}
 	rc = pio_writer_commit(w, &perr);
 	w = NULL;
 	if (rc) {
-		fprintf(stderr, "pmingest export: %s\n", perr.msg);
+		snprintf(msg, sizeof(msg), "%s", perr.msg);
 		status = PME_EXIT_OUTPUT;
 	}
 out:
+	pme_progress_end(prog);
+	if (msg[0])
+		fprintf(stderr, "pmingest export: %s\n", msg);
 	pio_writer_abort(w);
 	pm_snap_iter_destroy(it);
 	pkb_close(kb);

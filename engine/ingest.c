@@ -1230,7 +1230,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 
 	/* loop: the --into KB's records first, then the inputs (read ahead by the I/O thread) */
 	total = pio_reader_total(rd);
-	x.prog = pme_progress_start(total, c->quiet, c->progress_tty);
+	x.prog = pme_progress_start("ingest", "read", "records", total, c->quiet, c->progress_tty);
 	if (x.into) {
 		rc = load_into(&x, c->batch_records ? (size_t)c->batch_records : 65536);
 		if (rc)

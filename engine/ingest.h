@@ -190,9 +190,11 @@ uint64_t pme_peak_rss(void);
 /* Progress (stderr): a live bar on a terminal, a line every 10 s otherwise, phase by
  * phase. */
 struct pme_progress;
-/* Starts progress, phase "read", for total records (0: unknown). Returns NULL when quiet or
- * out of memory (all calls accept NULL). */
-struct pme_progress *pme_progress_start(uint64_t total, bool quiet, bool force_tty);
+/* Starts progress for command cmd ("ingest": its log lines begin "pmingest ingest: "), in
+ * phase name, counting total units of unit (0: unknown). Returns NULL when quiet or out of
+ * memory (all calls accept NULL). The strings must outlive p. */
+struct pme_progress *pme_progress_start(const char *cmd, const char *name, const char *unit,
+					uint64_t total, bool quiet, bool force_tty);
 /* Reports that done units of the phase are finished. Cheap: prints at most a few times a
  * second. Not for two threads at once. */
 void pme_progress_update(struct pme_progress *p, uint64_t done);

@@ -59,6 +59,7 @@ enum {
 #define TYPE_BYTES 80			     /* encoded struct pio_type in the meta section */
 #define HEAP_BUF (1u << 20)		     /* writer's heap buffer */
 #define CANCEL_EVERY 4096		     /* keys between two looks at the cancel flag */
+#define PKB_PROGRESS_STEP 65536		     /* pkb_combine: keys read between two progress calls */
 #define WRITEBACK_BYTES ((uint64_t)16 << 20) /* trie bytes between two write-back starts */
 #define DATASYNC_BYTES ((uint64_t)32 << 20)  /* default trie bytes between two flushes */
 
@@ -2559,6 +2560,7 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 	struct pkb_writer *w = NULL;
 	struct pio_type wide, wkey;
 	const struct pio_type *vt;
+	uint64_t read = 0, next_tick = PKB_PROGRESS_STEP; /* keys read from the inputs */
 	size_t i, j, ni = 0;
 	bool blob;
 	int rc = 0;
@@ -2690,6 +2692,11 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 				goto out_free;
 			}
 		}
+		read += holders;
+		if (opts && opts->progress && read >= next_tick) {
+			next_tick = read + PKB_PROGRESS_STEP;
+			opts->progress(opts->progress_arg, read);
+		}
 		if (op == PKB_OP_MERGE || (op == PKB_OP_INTERSECT && holders == n) ||
 		    (op == PKB_OP_SUBTRACT && first == 0 && holders == 1)) {
 			/* mk points into an iterator's buffer: add before moving any. */
@@ -2715,6 +2722,8 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 		rc = rc == PM_ENOMEM ? PKB_ENOMEM : PKB_ECORRUPT;
 		goto out_free;
 	}
+	if (opts && opts->progress)
+		opts->progress(opts->progress_arg, read);
 	rc = pkb_writer_commit(w, err);
 	w = NULL;
 	goto out_free;

@@ -123,7 +123,8 @@ struct pkb_write_opts {
 						       and then (about every 65536 keys)
 						       with the keys written so far, by
 						       one of its threads at a time; last
-						       with all of them */
+						       with all of them (pkb_combine: the
+						       keys read, see there) */
 	void *progress_arg;			    /* ... its first argument */
 	bool trust_routes; /* pkb_write, hash scheme: skip hashing every key to check that it
 			      sits under its own partition (a caller that routed the keys by
@@ -335,10 +336,12 @@ int pkb_dup_parse(const char *s, enum pkb_dup *out);
 
 /*
  * Writes op(kbs[0], ..., kbs[n-1]) as the KB file path, in one streaming pass over the
- * inputs in user-key order (memory independent of their size). Key types must be equal, and
- * value types too but for the width of numbers of one class, where the output takes the
- * widest (else PKB_ETYPE). The output takes scheme and partitions (records are re-routed: the
- * content does not depend on either), and the concatenation of the inputs' input lists.
+ * inputs in user-key order (memory independent of their size). Keys must be of one class,
+ * and values too (but for PKB_OP_SUBTRACT), else PKB_ETYPE; the output's types are widened
+ * as pio_type_merge widens them (PKB_OP_SUBTRACT: kbs[0]'s). The output takes scheme and
+ * partitions (records are re-routed: the content does not depend on either), and the
+ * concatenation of the inputs' input lists. opts->progress, if set, is called now and then
+ * with the keys read from the inputs so far, last with all of them.
  * Returns 0 or a code as pkb_writer_*; PKB_EDUP / PKB_EVALUE for the policy; PKB_ECORRUPT
  * when an input turns out damaged.
  */

@@ -1,8 +1,8 @@
 /*
  * progress.c - progress on stderr: a live bar with the rate and ETA on a terminal, a plain
- * line every 10 seconds otherwise (batch job logs); one after the other for the job's
- * phases (read: records read, routed and filled; fill: records held back, built into the
- * map; write: keys written to the KB).
+ * line every 10 seconds otherwise (batch job logs); one after the other for a command's
+ * phases (ingest's read: records read, routed and filled; fill: records held back, built
+ * into the map; write: keys written to the KB; one phase for merge, export, gen).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty */
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "ingest.h"
 
 struct pme_progress {
+	const char *cmd;  /* command: "ingest", "merge", ... */
 	const char *name; /* phase: "read", "fill", "write" */
 	const char *unit; /* what it counts: "records", "keys" */
 	uint64_t total;	  /* units expected (0: unknown) */
@@ -30,7 +31,8 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-struct pme_progress *pme_progress_start(uint64_t total, bool quiet, bool force_tty)
+struct pme_progress *pme_progress_start(const char *cmd, const char *name, const char *unit,
+					uint64_t total, bool quiet, bool force_tty)
 {
 	struct pme_progress *p;
 
@@ -39,8 +41,9 @@ struct pme_progress *pme_progress_start(uint64_t total, bool quiet, bool force_t
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
-	p->name = "read";
-	p->unit = "records";
+	p->cmd = cmd;
+	p->name = name;
+	p->unit = unit;
 	p->total = total;
 	p->tty = force_tty || isatty(STDERR_FILENO);
 	p->t0 = now();
@@ -73,10 +76,10 @@ static void print(struct pme_progress *p, uint64_t done, double t, bool final)
 				rate / 1e6, eta);
 	} else {
 		fprintf(stderr,
-			"pmingest ingest: %s %llu/%llu %s (%.1f%%), %.2f M/s, elapsed %.0fs, "
+			"pmingest %s: %s %llu/%llu %s (%.1f%%), %.2f M/s, elapsed %.0fs, "
 			"ETA %.0fs\n",
-			p->name, (unsigned long long)done, (unsigned long long)p->total, p->unit,
-			frac * 100, rate / 1e6, el, eta);
+			p->cmd, p->name, (unsigned long long)done, (unsigned long long)p->total,
+			p->unit, frac * 100, rate / 1e6, el, eta);
 	}
 	fflush(stderr);
 }

@@ -398,6 +398,10 @@ struct pio_gen_opts {
 	volatile sig_atomic_t *cancel; /* if non-NULL: stop with PIO_ECANCELED once *cancel
 					  is set (a signal handler's flag), checked between
 					  slices of records */
+	void (*progress)(void *arg, uint64_t records); /* if non-NULL: called after each
+							  slice with the records
+							  written so far */
+	void *progress_arg;			       /* ... its first argument */
 };
 
 /* Writes a synthetic dataset as opts describes, through a pio_writer (temporary file, then

@@ -359,6 +359,8 @@ int pio_generate(const struct pio_gen_opts *o, struct pio_err *err)
 			}
 		}
 		rc = pio_writer_append(wr, n, b.keys, b.key_off, b.vals, b.heap, hpos, err);
+		if (!rc && o->progress)
+			o->progress(o->progress_arg, j);
 		if (!rc && o->cancel && *o->cancel)
 			rc = pio_seterr(err, PIO_ECANCELED, o->out.file, NULL,
 					"interrupted, nothing written");

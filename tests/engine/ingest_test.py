@@ -566,8 +566,8 @@ def pty_run(args):
         return None, None
     e = dict(os.environ)
     e["OMP_NUM_THREADS"] = "2"
-    p = subprocess.Popen([PM] + args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=s, env=e)
+    p = subprocess.Popen([PM] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=s, env=e)
     os.close(s)
     got = b""
     while True:
@@ -612,6 +612,29 @@ def progress():
     err = p.stderr.decode(errors="replace")
     check("ETA" not in err and "took" not in err,
           "a short run in a log printed progress: %r" % err[:300])
+    # gen, merge (and intersect, subtract) and export have a bar too: one phase each
+    kb2 = path("prog2.kb")
+    ingest([path("prog.h5") + ":/data"], kb2, ["--partitions", 16])
+    for args, want in [(["gen", "--output", path("progg.h5"), "--records", 70000],
+                        ("gen", 70000, "records")),
+                       (["merge", path("prog.kb"), kb2, "--output", path("progm.kb")],
+                        ("merge", 2 * distinct, "keys")),
+                       (["subtract", path("prog.kb"), kb2, "--output", path("progm.kb")],
+                        ("subtract", 2 * distinct, "keys")),
+                       (["export", path("prog.kb"), "--output", path("proge.h5")],
+                        ("export", distinct, "keys"))]:
+        rc, out = pty_run(args)
+        if rc is None:
+            break
+        check(rc == 0, "progress of %s: exit %d: %s" % (args[0], rc, out[-400:]))
+        done = [l.split() for l in out.replace("\r", "\n").split("\n") if "took" in l]
+        got = [(l[0], int(l[3]), l[4].rstrip(",")) for l in done if len(l) > 5]
+        check(got == [want] and "100.0%" in out,
+              "progress of %s: finished bars %s, expected %s" % (args[0], got, [want]))
+        rc, out = pty_run(args + ["--quiet"])
+        check(rc == 0 and not out, "%s --quiet on a terminal printed %r" % (args[0], out[:200]))
+        err = run(args).stderr.decode(errors="replace")
+        check(not err, "a short %s in a log printed %r" % (args[0], err[:300]))
 
 
 def main():
