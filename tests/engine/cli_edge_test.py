@@ -430,13 +430,17 @@ def busy_inputs():
     with h5py.File(f, "w") as h:
         h["data"] = a
     args = ["ingest", "--input", f + ":/data", "--output", path("busy.kb"), "--quiet"]
+    # file locking on for both sides, whatever the caller's environment says (HPC sites
+    # often export HDF5_USE_FILE_LOCKING=FALSE)
+    locking = {"HDF5_USE_FILE_LOCKING": "TRUE"}
     holder = subprocess.Popen(["/usr/bin/python3", "-c", "import h5py, sys\n"
                                "f = h5py.File(sys.argv[1], 'a')\nprint('open', flush=True)\n"
                                "sys.stdin.read()", f],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env=dict(os.environ, **locking))
     try:
         check(holder.stdout.readline().strip() == b"open", "the writer did not open the file")
-        msg = run(args, expect=3).stderr.decode(errors="replace")
+        msg = run(args, expect=3, env=locking).stderr.decode(errors="replace")
         check("held.h5" in msg and "another process has it open for writing" in msg and
               "HDF5_USE_FILE_LOCKING=FALSE" in msg and "damaged" not in msg,
               "a locked input: message: %s" % msg)
@@ -453,7 +457,7 @@ def busy_inputs():
                     "f['data'] = np.zeros(3, dtype=[('key', 'S4'), ('value', '<i8')])\n"
                     "f.flush()\nos._exit(0)", f], check=True)
     args[2] = f + ":/data"
-    msg = run(args, expect=3).stderr.decode(errors="replace")
+    msg = run(args, expect=3, env=locking).stderr.decode(errors="replace")
     check("crashed.h5" in msg and "did not close it" in msg and
           "'h5clear -s %s'" % f in msg and "damaged" not in msg,
           "an input a writer left open: message: %s" % msg)
