@@ -179,9 +179,11 @@ int pme_cmd_ingest(int argc, char **argv)
 		status = pme_exit_status(rc);
 		goto out;
 	}
+	status = PME_EXIT_OK;
+	if (c.dry_run) /* the plan is printed; nothing else is */
+		goto out;
 	if (!c.quiet)
 		pme_report_print(stdout, &c, &rep);
-	status = PME_EXIT_OK;
 	if (c.report && pme_report_write(c.report, &c, &rep, &err)) {
 		fprintf(stderr, "pmingest ingest: %s\n", err.msg);
 		status = PME_EXIT_OUTPUT;

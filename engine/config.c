@@ -67,6 +67,9 @@ static const struct option options[] = {
     {"allocator", K_STR, OFF(allocator), "(the linked one)",
      "jemalloc | glibc: refuse to run unless this allocator serves malloc"},
     {"quiet", K_BOOL, OFF(quiet), "false", "no progress and no summary on stderr/stdout"},
+    {"dry-run", K_BOOL, OFF(dry_run), "false",
+     "check the job (config, inputs and their types, --into, outputs) and print its plan "
+     "on stdout; read no record, write nothing"},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

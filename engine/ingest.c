@@ -967,6 +967,42 @@ static uint32_t default_partitions(int nthreads)
 	return p;
 }
 
+/* --dry-run: the job as planned, once every check that needs no record has passed. */
+static void plan_print(FILE *f, const struct pme_config *c, const struct run *x,
+		       const struct pio_reader *rd, const struct pio_type *kt,
+		       const struct pio_type *vt, uint64_t memory)
+{
+	struct pio_source_info si;
+	uint64_t batch = 0;
+	char a[128], b[128];
+	size_t i;
+
+	for (i = 0; i < pio_reader_sources(rd); i++)
+		if (!pio_reader_source_info(rd, i, &si) && si.batch_records > batch)
+			batch = si.batch_records < si.count ? si.batch_records : si.count;
+	fprintf(f, "pmingest ingest --dry-run: the job checked; no record read, nothing written\n");
+	fprintf(f, "  inputs     %zu, %llu records\n", x->inp.n,
+		(unsigned long long)pio_reader_total(rd));
+	for (i = 0; i < x->inp.n; i++)
+		fprintf(f, "    %s\n", x->inp.name[i]);
+	if (x->into)
+		fprintf(f, "  into       %s, %llu keys (they come first)\n", c->into,
+			(unsigned long long)pkb_info(x->into)->count);
+	fprintf(f, "  types      keys %s, values %s\n", pio_type_name(kt, a, sizeof(a)),
+		pio_type_name(vt, b, sizeof(b)));
+	fprintf(f, "  output     %s\n", c->output);
+	if (c->report)
+		fprintf(f, "  report     %s\n", c->report);
+	fprintf(f, "  threads    %d\n  scheme     %s, %u partitions%s\n", x->nthreads,
+		c->scheme == PME_SCHEME_HASH ? "hash" : "prefix", x->nparts,
+		c->scheme == PME_SCHEME_HASH ? "" : " (split points sampled at run time)");
+	fprintf(f, "  policy     %s%s\n", pme_policy_name(c->on_duplicate),
+		c->sort ? "" : ", unsorted batches");
+	fprintf(f, "  memory     %.1f MiB for batches in flight (%s)\n", (double)memory / 1048576.0,
+		c->memory ? "--memory" : "a quarter of physical memory or of the cgroup's limit");
+	fprintf(f, "  batches    up to %llu records\n", (unsigned long long)batch);
+}
+
 /* The map of a run with leave_map, still reachable (leak checkers see a live pointer) until
  * the process exits; a later such run frees the one before. */
 static pm_map *left_map;
@@ -1157,8 +1193,9 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		struct pio_type kt, vt;
 
 		rc = pkb_open(c->into, PKB_OPEN_CHECKSUM, &x.into, &ke);
-		if (rc) {
-			pme_seterr(err, rc, "%s", ke.msg);
+		if (rc) { /* an input that cannot be read, whatever the reason (missing too) */
+			rc = pme_seterr(err, rc == PKB_ENOMEM ? PM_ENOMEM : PME_EINPUT, "%s",
+					ke.msg);
 			goto out;
 		}
 		/* The KB's records come first: its types are the job's first input's. */
@@ -1176,6 +1213,12 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		}
 		ktype = kt;
 		vtype = vt;
+	}
+
+	if (c->dry_run) {
+		plan_print(stdout, c, &x, rd, &ktype, &vtype, memory);
+		rc = 0;
+		goto out;
 	}
 
 	/* plan: the partition layout */

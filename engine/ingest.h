@@ -97,6 +97,8 @@ struct pme_config {
 	enum pme_policy on_duplicate;  /* duplicate-key policy */
 	bool sort;		       /* sort each partition's slice by key before filling */
 	bool quiet;		       /* no progress, no summary */
+	bool dry_run;		       /* check the job and print its plan; read no record,
+					  write nothing */
 	bool progress_tty;	       /* force the terminal bar (tests); else isatty(stderr) */
 	bool leave_map;		       /* the process exits after the run: leave the map's
 					  memory to the OS rather than free it node by node

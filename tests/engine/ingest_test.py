@@ -325,6 +325,44 @@ def mixed_types():
                                   [0] * 50, "count"), "counts merged by sum: content differs")
 
 
+def dry_run():
+    """--dry-run (also a config key) makes every check that needs no record and prints the
+    plan: the inputs and their record count, the types, the output; it writes nothing, and
+    a job that would fail before reading fails the same way."""
+    k1, v1 = dataset_dups(3000)
+    k2, v2 = dataset_dups(2000)
+    a = write_compound("dry_a.h5", k1, v1)
+    b = write_compound("dry_b.h5", k2, v2, width=16, vdtype="i4")
+    out, rep = path("dry.kb"), path("dry.json")
+    base = ["ingest", "--input", a + ":/data", "--input", b + ":/data", "--output", out,
+            "--report", rep]
+    p = run(base + ["--dry-run"])
+    text = p.stdout.decode()
+    check("inputs     2, 5000 records" in text and a + ":/data" in text and
+          "keys string[16] nullpad ascii, values int64" in text and out in text,
+          "--dry-run plan: %r" % text)
+    check(not os.path.exists(out) and not os.path.exists(rep), "--dry-run wrote a file")
+    cfg = path("dry.ini")
+    with open(cfg, "w") as f:
+        f.write("dry-run = true\n")
+    p = run(base + ["-c", cfg, "--partitions", "64"])
+    check("64 partitions" in p.stdout.decode() and not os.path.exists(out),
+          "dry-run = true in a config: %r" % p.stdout[:300])
+    # what fails a run before it reads fails a dry run: mixed value classes, a missing
+    # --into KB (3)
+    c = path("dry_c.h5")
+    with h5py.File(c, "w") as f:
+        f["data"] = np.array([(b"k", b"v")], dtype=[("key", "S4"), ("value", "S4")])
+    run(base[:3] + ["--input", c + ":/data", "--output", out, "--dry-run"], expect=3)
+    run(["ingest", "--input", a + ":/data", "--output", out, "--dry-run", "--on-duplicate",
+         "sum", "--into", path("nonexistent.kb")], expect=3)
+    check(not os.path.exists(out), "a failed dry run wrote the output")
+    # a real run after it: the output the plan named
+    run(base)
+    check(os.path.exists(out) and json.load(open(rep))["records"] == 5000,
+          "the run after a dry run")
+
+
 def make_cgroup(limit):
     """A memory cgroup limited to limit bytes (v1 or v2), or (None, why not)."""
     name = "pmingest_test_%d" % os.getpid()
@@ -493,6 +531,8 @@ def errors_and_config():
     check(not os.path.exists(path("err.kb")), "a refused run left an output")
     ingest([path("missing.h5")], path("x.kb"), expect=3)
     ingest([f + ":/nope"], path("x.kb"), expect=3)
+    # a missing --into KB is an input that cannot be read (3), as for merge; it was 4
+    ingest([f], path("x.kb"), ["--into", path("missing.kb")], expect=3)
     ingest([f], path("x.kb"), ["--partitions", "3"], expect=2)
     ingest([f], path("x.kb"), ["--scheme", "radix"], expect=2)
     ingest([f], path("x.kb"), ["--bogus", "1"], expect=2)
@@ -643,7 +683,8 @@ def main():
     os.makedirs(WORK)
     t = time.time()
     for step in [matrix, strings_and_pairs, into_and_multi, mixed_types, prefix_stem,
-                 narrow_sums, errors_and_config, memory_default, progress, sigterm]:
+                 narrow_sums, errors_and_config, dry_run, memory_default, progress,
+                 sigterm]:
         if step is matrix:
             step(quick)
         else:
