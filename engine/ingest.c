@@ -977,9 +977,15 @@ static void plan_print(FILE *f, const struct pme_config *c, const struct run *x,
 	char a[128], b[128];
 	size_t i;
 
-	for (i = 0; i < pio_reader_sources(rd); i++)
-		if (!pio_reader_source_info(rd, i, &si) && si.batch_records > batch)
-			batch = si.batch_records < si.count ? si.batch_records : si.count;
+	for (i = 0; i < pio_reader_sources(rd); i++) {
+		uint64_t n;
+
+		if (pio_reader_source_info(rd, i, &si))
+			continue;
+		n = si.batch_records < si.count ? si.batch_records : si.count;
+		if (n > batch)
+			batch = n;
+	}
 	fprintf(f, "pmingest ingest --dry-run: the job checked; no record read, nothing written\n");
 	fprintf(f, "  inputs     %zu, %llu records\n", x->inp.n,
 		(unsigned long long)pio_reader_total(rd));
