@@ -423,6 +423,24 @@ if p.returncode == 0:
         check(f["/keys"].dtype == "int32" and f["/values"].dtype == "int64",
               "export int32/int64 dtypes")
     check(list(zip(ks, vs)) == sorted(di.items()), "export int-keyed KB (pair layout)")
+    # --chunk, --gzip, --shuffle: the filters asked for, the same records; a chunk larger
+    # than the KB shrinks to it (a 2 GiB chunk for 500 keys wrote gigabytes of fill)
+    n = len(ref_dict(rs))
+    for extra, chunks, gz, sh in [(["--chunk", 100, "--gzip", 4, "--shuffle"], 100, 4, True),
+                                  (["--chunk", 400000000], n, None, False)]:
+        run("export", path("es.kb"), "--output", path("ez.h5"), *extra)
+        with h5py.File(path("ez.h5"), "r") as f:
+            d = f["/data"]
+            check((d.chunks, d.compression_opts, d.shuffle) == ((chunks,), gz, sh),
+                  "export %s: chunks %s, gzip %s, shuffle %s" % (extra, d.chunks,
+                                                               d.compression_opts, d.shuffle))
+            check([(bytes(r["key"]), bytes(r["value"])) for r in d[...]] == got,
+                  "export %s: records differ" % extra)
+        check(os.path.getsize(path("ez.h5")) < 1 << 20, "export %s: %d bytes"
+              % (extra, os.path.getsize(path("ez.h5"))))
+    for bad in [["--gzip", 10], ["--gzip", "x"], ["--chunk", 0], ["--chunk", -5]]:
+        run("export", path("es.kb"), "--output", path("ebad.h5"), *bad, expect=2)
+    check(not os.path.exists(path("ebad.h5")), "a refused export wrote its output")
 else:
     print("note: export failed (%s); exporter of io/ not ready?" % p.stderr.decode()[-300:])
     fail("export")
