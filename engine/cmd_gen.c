@@ -43,7 +43,7 @@ static void gen_usage(FILE *f)
 		"  --dataset NAME      compound: the dataset path (default /data); pair: the\n"
 		"                      datasets are NAME/keys and NAME/values (default /keys and\n"
 		"                      /values)\n"
-		"  --chunk N           records per chunk (default 65536)\n"
+		"  --chunk N           records per chunk (default 65536; at most --records)\n"
 		"  --gzip LEVEL        deflate level 1..9, 0 = none (default 0)\n"
 		"  --shuffle           add the shuffle filter\n"
 		"  --seed S            random seed (default 1)\n"
