@@ -150,12 +150,6 @@ static bool takes_value(const char *a)
 	return false;
 }
 
-/* pio_generate's progress: records written */
-static void records_progress(void *arg, uint64_t records)
-{
-	pme_progress_update(arg, records);
-}
-
 int pme_cmd_gen(int argc, char **argv)
 {
 	struct pio_gen_opts o;
@@ -311,7 +305,7 @@ int pme_cmd_gen(int argc, char **argv)
 	pme_catch_signals(); /* pme_stop is read between slices */
 	o.cancel = &pme_stop;
 	prog = pme_progress_start("gen", "gen", "records", o.records, quiet, false);
-	o.progress = prog ? records_progress : NULL;
+	o.progress = prog ? pme_progress_hook : NULL;
 	o.progress_arg = prog;
 	rc = pio_generate(&o, &err);
 	pme_progress_end(prog);

@@ -1039,12 +1039,6 @@ static bool parse_u32(const char *s, uint32_t *out)
 	return true;
 }
 
-/* pkb_combine's progress: keys read from the inputs */
-static void keys_progress(void *arg, uint64_t keys)
-{
-	pme_progress_update(arg, keys);
-}
-
 static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 {
 	struct opt o[] = {{"output", true, NULL},   {"on-duplicate", true, NULL},
@@ -1160,7 +1154,7 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 			total += pkb_info(kbs[i])->count;
 		prog =
 		    pme_progress_start(cmd, cmd, "keys", total, optval(o, NOPT(o), "quiet"), false);
-		wo.progress = prog ? keys_progress : NULL;
+		wo.progress = prog ? pme_progress_hook : NULL;
 		wo.progress_arg = prog;
 		rc = pkb_combine(op, kbs, (size_t)npos, dup, scheme, parts, out, &wo, &err);
 		pme_progress_end(prog);

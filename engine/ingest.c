@@ -1076,12 +1076,6 @@ static int release_all(struct run *x)
 	return 0;
 }
 
-/* pkb_write's progress: one of its threads at a time */
-static void write_progress(void *arg, uint64_t keys)
-{
-	pme_progress_update(arg, keys);
-}
-
 static bool cancelled(const struct pme_config *c)
 {
 	return c->cancel && *c->cancel;
@@ -1367,7 +1361,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	wo.memory = memory; /* the batches are freed by now: their budget holds the image */
 	wo.image_hint = x.key_bytes + 24 * (uint64_t)pm_map_count(x.map);
 	wo.trust_routes = !checked_zippers;
-	wo.progress = x.prog ? write_progress : NULL;
+	wo.progress = x.prog ? pme_progress_hook : NULL;
 	wo.progress_arg = x.prog;
 	pme_progress_phase(x.prog, "write", "keys", pm_map_count(x.map));
 	if (cancelled(c)) {

@@ -200,6 +200,9 @@ struct pme_progress *pme_progress_start(const char *cmd, const char *name, const
 /* Reports that done units of the phase are finished. Cheap: prints at most a few times a
  * second. Not for two threads at once. */
 void pme_progress_update(struct pme_progress *p, uint64_t done);
+/* The same, in the shape of the progress hooks of pkb_write_opts and pio_gen_opts (arg: the
+ * struct pme_progress). */
+void pme_progress_hook(void *arg, uint64_t done);
 /* Ends the phase (on a terminal its bar stays, finished, on its line; in a log, a last line
  * if the phase printed any) and starts phase name, counting total units of unit. */
 void pme_progress_phase(struct pme_progress *p, const char *name, const char *unit, uint64_t total);

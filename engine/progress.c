@@ -98,6 +98,11 @@ void pme_progress_update(struct pme_progress *p, uint64_t done)
 	print(p, done, t, false);
 }
 
+void pme_progress_hook(void *arg, uint64_t done)
+{
+	pme_progress_update(arg, done);
+}
+
 /* The phase's last line: on a terminal always (the bar stays, finished, on its line); in a
  * log when the phase printed lines of its own (it took 10 s or more). */
 static void phase_end(struct pme_progress *p)

@@ -622,6 +622,14 @@ def pty_run(args):
     return p.wait(), got.decode(errors="replace")
 
 
+def finished_bars(out):
+    """The finished progress bars in what a terminal got: their lines, and (phase, count,
+    unit) of each."""
+    done = [l.strip() for l in out.replace("\r", "\n").split("\n") if "took" in l]
+    return done, [(l.split()[0], int(l.split()[3]), l.split()[4].rstrip(",")) for l in done
+                  if len(l.split()) > 5]
+
+
 def progress():
     """On a terminal, one bar a phase, each left finished on its line with the phase's
     count; in a log (not a terminal) a short run prints no progress line; --quiet, none."""
@@ -640,9 +648,7 @@ def progress():
         if rc is None:
             break
         check(rc == 0, "progress %s: exit %d: %s" % (extra, rc, out[-400:]))
-        done = [l.strip() for l in out.replace("\r", "\n").split("\n") if "took" in l]
-        got = [(l.split()[0], int(l.split()[3]), l.split()[4].rstrip(",")) for l in done
-               if len(l.split()) > 5]
+        done, got = finished_bars(out)
         check(got == want, "progress %s: finished bars %s, expected %s" % (extra, got, want))
         check(all("100.0%" in l for l in done), "progress %s: a bar not at 100%%: %s"
               % (extra, done))
@@ -667,8 +673,7 @@ def progress():
         if rc is None:
             break
         check(rc == 0, "progress of %s: exit %d: %s" % (args[0], rc, out[-400:]))
-        done = [l.split() for l in out.replace("\r", "\n").split("\n") if "took" in l]
-        got = [(l[0], int(l[3]), l[4].rstrip(",")) for l in done if len(l) > 5]
+        got = finished_bars(out)[1]
         check(got == [want] and "100.0%" in out,
               "progress of %s: finished bars %s, expected %s" % (args[0], got, [want]))
         rc, out = pty_run(args + ["--quiet"])
