@@ -220,7 +220,7 @@ static int open_dataset(hid_t f, const char *file, const char *path, hid_t *out,
 	hid_t d, dcpl, t, dapl;
 	size_t cb = 0;
 	uint64_t cr = 1;
-	int rank;
+	int rank, rc;
 
 	if (!path || !path[0])
 		return pio_seterr(err, PIO_EINVAL, file, NULL, "empty dataset path");
@@ -261,6 +261,11 @@ static int open_dataset(hid_t f, const char *file, const char *path, hid_t *out,
 			H5Pclose(dapl);
 		if (d < 0)
 			return pio_seterr(err, PIO_ECORRUPT, file, path, "cannot open the dataset");
+	}
+	rc = pio_check_storage(f, d, file, path, err);
+	if (rc) {
+		H5Dclose(d);
+		return rc;
 	}
 	*out = d;
 	*chunk_bytes = cb;
@@ -654,6 +659,7 @@ int pio_reader_open(const struct pio_input *inputs, size_t n, const struct pio_r
 	int rc = 0;
 
 	pio_silence_hdf5();
+	pio_register_filters();
 	if (!inputs || n == 0 || !out)
 		return pio_seterr(err, PIO_EINVAL, "pio", NULL, "empty job");
 	r = calloc(1, sizeof(*r));
