@@ -4,8 +4,9 @@
  * HDF5 reads some unreadable records without an error: a virtual dataset reads its fill
  * value wherever a source file or dataset is missing, shorter than its mapping says, or
  * where no mapping covers a record; a dataset stored in external raw files reads zeros past
- * the end of a short file. A job would then ingest made-up keys and values. Each such case
- * is refused at open, naming the file and the records. A filter that this process cannot
+ * the end of a short file; a chunked dataset reads it wherever no chunk was ever written
+ * (a writer that stopped early). A job would then ingest made-up keys and values. Each such
+ * case is refused at open, naming the file and the records. A filter that this process cannot
  * load (a compression plugin that is not installed) is refused at open too, naming the
  * filter and where to get it, instead of failing at the first read with HDF5's last words.
  *
@@ -534,6 +535,92 @@ static int check_external(hid_t d, hid_t dcpl, const char *file, const char *pat
 	return rc;
 }
 
+/* ---- records never written ---- */
+
+/* Whether the chunk at offset off of d has storage. */
+static bool chunk_stored(hid_t d, const hsize_t *off)
+{
+	haddr_t addr = HADDR_UNDEF;
+	hsize_t size = 0;
+	unsigned mask = 0;
+
+	if (H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &size) < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return true; /* not known: not refused */
+	}
+	return addr != HADDR_UNDEF;
+}
+
+/*
+ * A chunked dataset reads its fill value wherever no chunk was ever stored: a writer that
+ * made the dataset at its full size (or grew it) and stopped early, killed or out of time,
+ * leaves such a file, sound to HDF5. Refused, naming the first run of records with no
+ * chunk. A contiguous dataset whose storage was never allocated had no record written.
+ */
+static int check_written(hid_t d, hid_t dcpl, const char *file, const char *path,
+			 struct pio_err *err)
+{
+	hsize_t dims[H5S_MAX_RANK], cdims[H5S_MAX_RANK], grid[H5S_MAX_RANK], off[H5S_MAX_RANK];
+	hsize_t nch = 0, total = 1, i, lo, hi;
+	H5D_space_status_t st;
+	hid_t sp = H5Dget_space(d);
+	int rank = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
+	H5D_layout_t lay = H5Pget_layout(dcpl);
+	herr_t got = sp >= 0 && lay == H5D_CHUNKED ? H5Dget_num_chunks(d, sp, &nch) : -1;
+
+	if (sp >= 0)
+		H5Sclose(sp);
+	for (int k = 0; k < rank; k++)
+		if (!dims[k])
+			return 0; /* no records */
+	if (rank < 1)
+		return 0;
+	if (lay == H5D_CONTIGUOUS) {
+		if (H5Pget_external_count(dcpl) == 0 && H5Dget_space_status(d, &st) >= 0 &&
+		    st == H5D_SPACE_STATUS_NOT_ALLOCATED)
+			return pio_seterr(err, PIO_ECORRUPT, file, path,
+					  "none of its %llu records was ever written (it has no "
+					  "storage; HDF5 would read fill values)",
+					  (unsigned long long)dims[0]);
+		H5Eclear2(H5E_DEFAULT);
+		return 0;
+	}
+	if (lay != H5D_CHUNKED || got < 0 || H5Pget_chunk(dcpl, rank, cdims) != rank) {
+		H5Eclear2(H5E_DEFAULT);
+		return 0;
+	}
+	for (int k = 0; k < rank; k++) {
+		grid[k] = (dims[k] + cdims[k] - 1) / cdims[k];
+		total *= grid[k];
+	}
+	if (nch >= total)
+		return 0;
+	/* the first chunk without storage, in row-major order */
+	for (i = 0; i < total; i++) {
+		hsize_t r = i;
+
+		for (int k = rank - 1; k >= 0; k--) {
+			off[k] = r % grid[k] * cdims[k];
+			r /= grid[k];
+		}
+		if (!chunk_stored(d, off))
+			break;
+	}
+	if (i == total)
+		return 0;
+	/* and the chunks after it along the records, as long as they have none either */
+	lo = off[0];
+	for (off[0] += cdims[0]; off[0] < dims[0] && !chunk_stored(d, off); off[0] += cdims[0])
+		;
+	hi = (off[0] < dims[0] ? off[0] : dims[0]) - 1;
+	return pio_seterr(err, PIO_ECORRUPT, file, path,
+			  "records %llu..%llu were never written: no chunk holds them (%llu of "
+			  "its %llu chunks are missing; a writer that stopped early?), and HDF5 "
+			  "would read fill values there",
+			  (unsigned long long)lo, (unsigned long long)hi,
+			  (unsigned long long)(total - nch), (unsigned long long)total);
+}
+
 static int check_dataset(hid_t f, hid_t d, const char *file, const char *path, int depth,
 			 struct pio_err *err)
 {
@@ -543,6 +630,8 @@ static int check_dataset(hid_t f, hid_t d, const char *file, const char *path, i
 	if (dcpl < 0)
 		return pio_seterr(err, PIO_ECORRUPT, file, path, "cannot read its storage layout");
 	rc = check_filters(dcpl, file, path, err);
+	if (!rc)
+		rc = check_written(d, dcpl, file, path, err);
 	if (!rc && H5Pget_layout(dcpl) == H5D_VIRTUAL)
 		rc = check_virtual(f, d, dcpl, file, path, depth, err);
 	if (!rc && H5Pget_external_count(dcpl) > 0)

@@ -469,10 +469,11 @@ def busy_inputs():
 def stored_elsewhere():
     """Records HDF5 reads without an error although they are not there: a virtual dataset
     reads fill values where a source file or dataset is missing, shorter than its mapping,
-    or where no mapping covers a record; an external raw file reads zeros past its end. Each
-    made-up records that went into the KB; now exit 3 (also under --dry-run), naming the
-    file and the records. A filter that cannot be loaded failed at the first read with
-    "can't open directory"; now it is named with the package that brings it. h5py's LZF
+    or where no mapping covers a record; an external raw file reads zeros past its end; a
+    chunked dataset reads fill values where no chunk was written. Each made up records that
+    went into the KB; now exit 3 (also under --dry-run), naming the file and the records.
+    A filter that cannot be loaded failed at the first read with "can't open directory";
+    now it is named with the package that brings it. h5py's LZF
     (Debian 12's plugin for it does not load) is decoded by pmingest itself."""
     import h5py
     import numpy as np
@@ -568,6 +569,23 @@ def stored_elsewhere():
     os.rename(path("st/sub/src1.keep"), path("st/elsewhere/src1.h5"))
     check(scan_of(good, {"HDF5_VDS_PREFIX": path("st/nothing") + ":" +
                          path("st/elsewhere")}) == want, "a source in HDF5_VDS_PREFIX")
+
+    # a writer that stopped early: chunks never written read as fill values
+    with h5py.File(path("st/stopped.h5"), "w") as h:
+        d = h.create_dataset("data", shape=(n,), dtype=a.dtype, chunks=(100,))
+        d[:500] = a[:500]
+        d[700:800] = a[700:800]
+        h.create_dataset("none", shape=(n,), dtype=a.dtype)
+        d = h.create_dataset("grown", shape=(0,), maxshape=(None,), dtype=a.dtype,
+                             chunks=(64,), compression="gzip")
+        d.resize((n,))
+        d[:] = a
+        d.resize((n + 476,))
+    refused(path("st/stopped.h5") + ":/data", ["stopped.h5", "/data", "records 500..699",
+                                               "never written", "4 of its 10 chunks"])
+    refused(path("st/stopped.h5") + ":/none", ["stopped.h5", "/none", "none of its 1000"])
+    refused(path("st/stopped.h5") + ":/grown", ["stopped.h5", "records 1024..1475",
+                                                "8 of its 24 chunks"])
 
     # external raw data files, named relative to the working directory
     os.chdir(path("st"))
