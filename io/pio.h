@@ -247,6 +247,10 @@ struct pio_source_info {
 
 struct pio_reader;
 
+/* Registers with HDF5 the filters io/ brings (h5py's LZF, filter 32000, on Debian's liblzf);
+ * pio_reader_open calls it. Once a process: later calls do nothing. */
+void pio_register_filters(void);
+
 /* Opens a job of n inputs (n >= 1), read in the order given. Every input is checked now:
  * the file opens, the datasets exist with a supported rank and type, pair datasets have equal
  * lengths, the range fits. All inputs must have keys of the same class (integers: the same

@@ -2,6 +2,8 @@
 # hence /usr/bin/python3) into the build tree, by the setup test io_fixtures.
 set(PIO_FIXTURE_DIR ${CMAKE_CURRENT_BINARY_DIR}/io_fixtures)
 set(PIO_PYTHON /usr/bin/python3)
+# test_io_read writes LZF datasets itself, through HDF5
+find_package(HDF5 REQUIRED COMPONENTS C)
 
 add_test(NAME io_fixtures
   COMMAND ${PIO_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/make_io_fixtures.py
@@ -11,7 +13,7 @@ set_tests_properties(io_fixtures PROPERTIES FIXTURES_SETUP io_fixtures
 
 pm_add_cunit(test_io_read
   SOURCES test_io_read.c test_io_common.c
-  LIBS pmio
+  LIBS pmio hdf5::hdf5
   LABELS unit hdf5
   TIMEOUT 120
   ENV PIO_FIXTURES=${PIO_FIXTURE_DIR})

@@ -8,6 +8,8 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <CUnit/Basic.h>
+#include <hdf5.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -468,6 +470,104 @@ static void test_type_merge(void)
 	CU_ASSERT(pio_type_merge(&m, &t, false) == PIO_EMIXED && m.cls == PIO_V_INT);
 }
 
+/*
+ * h5py's LZF (filter 32000), on liblzf: one dataset with h5py's parameters (the chunk's size
+ * in the third), one with none (the decoder grows its buffer until a chunk fits), each with
+ * a chunk stored unfiltered (its filter mask says so, as HDF5 stores a chunk LZF cannot
+ * shrink). The chunks' stored sizes show that the others did go through LZF.
+ */
+#define LZF_N 3000
+#define LZF_CHUNK 1000
+
+struct lzf_rec {
+	char key[8];
+	int64_t value;
+};
+
+static void write_lzf(hid_t f, const char *name, size_t ncd)
+{
+	static struct lzf_rec rec[LZF_N];
+	unsigned cd[3] = {4, 0x0105, (unsigned)(LZF_CHUNK * sizeof(*rec))};
+	hsize_t dims = LZF_N, chunk = LZF_CHUNK, off = 2 * LZF_CHUNK, size = 0;
+	hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(*rec)), s8 = H5Tcopy(H5T_C_S1);
+	hid_t sp = H5Screate_simple(1, &dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), d;
+	haddr_t addr;
+	unsigned mask;
+
+	H5Tset_size(s8, 8);
+	H5Tset_strpad(s8, H5T_STR_NULLPAD);
+	H5Tinsert(t, "key", offsetof(struct lzf_rec, key), s8);
+	H5Tinsert(t, "value", offsetof(struct lzf_rec, value), H5T_STD_I64LE);
+	H5Tclose(s8);
+	H5Pset_chunk(dcpl, 1, &chunk);
+	CU_ASSERT(H5Pset_filter(dcpl, 32000, H5Z_FLAG_OPTIONAL, ncd, cd) >= 0);
+	d = H5Dcreate2(f, name, t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	CU_ASSERT_FATAL(d >= 0);
+	memset(rec, 0, sizeof(rec));
+	for (size_t i = 0; i < LZF_N; i++) {
+		snprintf(rec[i].key, sizeof(rec[i].key), "k%06zu", i);
+		rec[i].value = (int64_t)i * 3 - 7;
+	}
+	CU_ASSERT(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rec) >= 0);
+	CU_ASSERT(H5Dwrite_chunk(d, H5P_DEFAULT, 1u, &off, LZF_CHUNK * sizeof(*rec), rec + off) >=
+		  0);
+	for (off = 0; off < LZF_N; off += LZF_CHUNK) {
+		CU_ASSERT(H5Dget_chunk_info_by_coord(d, &off, &mask, &addr, &size) >= 0);
+		CU_ASSERT(off < 2 * LZF_CHUNK ? size < LZF_CHUNK * sizeof(*rec) / 2 && mask == 0
+					      : size == LZF_CHUNK * sizeof(*rec) && mask == 1);
+	}
+	H5Dclose(d);
+	H5Pclose(dcpl);
+	H5Sclose(sp);
+	H5Tclose(t);
+}
+
+static void test_lzf(void)
+{
+	const char *names[] = {"/sized", "/unsized"};
+	char file[1024];
+	hid_t f;
+
+	pio_register_filters();
+	snprintf(file, sizeof(file), "%s/lzf_chunks.h5", fx_dir());
+	f = H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+	CU_ASSERT_FATAL(f >= 0);
+	write_lzf(f, names[0], 3);
+	write_lzf(f, names[1], 0);
+	H5Fclose(f);
+	for (int k = 0; k < 2; k++) {
+		struct pio_input in = {.file = file, .dataset = names[k], .count = PIO_TO_END};
+		struct pio_reader_opts opts = {.batch_records = 700};
+		struct pio_reader *r = NULL;
+		struct pio_err err = {{0}};
+		struct pio_batch b;
+		size_t seen = 0, bad = 0;
+		int rc;
+
+		rc = pio_reader_open(&in, 1, &opts, &r, &err);
+		CU_ASSERT_EQUAL_FATAL(rc, 0);
+		pio_batch_init(&b);
+		while ((rc = pio_reader_next(r, &b, &err)) == 1) {
+			for (size_t i = 0; i < b.n; i++, seen++) {
+				char want[16];
+				size_t len = b.key_off[i + 1] - b.key_off[i];
+
+				snprintf(want, sizeof(want), "k%06zu", seen);
+				bad += len != strlen(want) ||
+				       memcmp(b.keys + b.key_off[i], want, len) ||
+				       (int64_t)b.vals[i] != (int64_t)seen * 3 - 7;
+			}
+		}
+		CU_ASSERT_EQUAL(rc, 0);
+		if (rc)
+			fprintf(stderr, "%s: %s\n", names[k], err.msg);
+		CU_ASSERT_EQUAL(seen, LZF_N);
+		CU_ASSERT_EQUAL(bad, 0);
+		pio_batch_free(&b);
+		pio_reader_close(r);
+	}
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -484,6 +584,7 @@ int main(void)
 	CU_add_test(s, "prefetch (double buffering) equals direct reads", test_prefetch);
 	CU_add_test(s, "API edges: codes, NULLs", test_api_edges);
 	CU_add_test(s, "type widening of a job's inputs (pio_type_merge)", test_type_merge);
+	CU_add_test(s, "h5py's LZF chunks, with and without their size", test_lzf);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	{

@@ -35,9 +35,6 @@ int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, 
 /* Turns off HDF5's automatic error printing for the calling thread. */
 void pio_silence_hdf5(void);
 
-/* Registers the filters that pathmap-ingest decodes itself (h5py's LZF); once a process. */
-void pio_register_filters(void);
-
 /* Checks, before any record is read, that HDF5 can read dataset d (path in f, named file)
  * as stored: its filters can be loaded, a virtual dataset's sources exist, hold what their
  * mappings take and cover every record, external raw files exist and are long enough. */

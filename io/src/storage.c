@@ -12,8 +12,8 @@
  *
  * Files are looked up as HDF5 1.10 looks them up (H5F_prefix_open_file for virtual
  * sources, H5D__efl_read for external files), so that a check never refuses a file HDF5
- * finds. The one LZF decoder of h5py's format (filter 32000) is ours, built on Debian's
- * liblzf: h5py writes it by default for "lzf", and Debian 12's plugin for it cannot load
+ * finds. The LZF filter of h5py's format (filter 32000) is ours, built on Debian's liblzf:
+ * h5py writes it for compression="lzf", and Debian 12's plugin for it cannot load
  * (liblzf_filter.so is not linked with liblzf).
  */
 #define _GNU_SOURCE /* strchrnul */
@@ -35,8 +35,10 @@
 
 /* ---- LZF ---- */
 
-/* Decodes one chunk (reads only: a write through this filter fails). h5py stores the chunk's
- * size in the third parameter; without it the output grows until the chunk fits. */
+/* One chunk through LZF. Decoding: h5py stores the chunk's size in the third parameter;
+ * without it the output grows until the chunk fits. Encoding (tests write with it) keeps a
+ * chunk only if it shrinks: 0 otherwise, and HDF5 stores the chunk as it is when the filter
+ * is optional, as h5py's is. */
 static size_t lzf_filter(unsigned flags, size_t nparams, const unsigned params[], size_t nbytes,
 			 size_t *buf_size, void **buf)
 {
@@ -44,21 +46,31 @@ static size_t lzf_filter(unsigned flags, size_t nparams, const unsigned params[]
 	unsigned got;
 	void *out;
 
-	if (!(flags & H5Z_FLAG_REVERSE) || nbytes > UINT_MAX)
+	if (nbytes > UINT_MAX || nbytes < 2)
 		return 0;
-	for (;;) {
-		if (cap > UINT_MAX)
+	if (!(flags & H5Z_FLAG_REVERSE)) {
+		out = H5allocate_memory(nbytes, false);
+		got = out ? lzf_compress(*buf, (unsigned)nbytes, out, (unsigned)nbytes - 1) : 0;
+		if (!got) {
+			H5free_memory(out);
 			return 0;
-		out = H5allocate_memory(cap, false);
-		if (!out)
-			return 0;
-		got = lzf_decompress(*buf, (unsigned)nbytes, out, (unsigned)cap);
-		if (got)
-			break;
-		H5free_memory(out);
-		if (errno != E2BIG)
-			return 0;
-		cap *= 2;
+		}
+		cap = nbytes;
+	} else {
+		for (;;) {
+			if (cap > UINT_MAX)
+				return 0;
+			out = H5allocate_memory(cap, false);
+			if (!out)
+				return 0;
+			got = lzf_decompress(*buf, (unsigned)nbytes, out, (unsigned)cap);
+			if (got)
+				break;
+			H5free_memory(out);
+			if (errno != E2BIG)
+				return 0;
+			cap *= 2;
+		}
 	}
 	H5free_memory(*buf);
 	*buf = out;
@@ -69,9 +81,9 @@ static size_t lzf_filter(unsigned flags, size_t nparams, const unsigned params[]
 static const H5Z_class2_t lzf_class = {
     .version = H5Z_CLASS_T_VERS,
     .id = FILTER_LZF,
-    .encoder_present = 0,
+    .encoder_present = 1,
     .decoder_present = 1,
-    .name = "lzf (pathmap-ingest's decoder, liblzf)",
+    .name = "lzf (pathmap-ingest, liblzf)",
     .filter = lzf_filter,
 };
 
