@@ -32,11 +32,12 @@ static void ingest_usage(FILE *f)
 	    "\n"
 	    "Duplicate keys: last/first keep the last/first record's value (input order);\n"
 	    "error stops with the key and its record positions; sum/min/max combine numbers\n"
-	    "in input order (integers wrap at 64 bits; floats add as doubles: under sum the\n"
-	    "KB's values become int64, uint64 or float64); count stores the number of\n"
-	    "records of each key (the KB's values become uint64). min/max replace a value\n"
-	    "only by a smaller/larger one, and no comparison with a NaN holds: a NaN is kept\n"
-	    "only when it comes first.\n"
+	    "in input order (floats add as doubles; under sum the KB's values become int64,\n"
+	    "uint64 or float64, and an integer sum that leaves that range stops the run\n"
+	    "with the key and its records, exit 5: integers do not wrap); count stores the\n"
+	    "number of records of each key (the KB's values become uint64). min/max replace\n"
+	    "a value only by a smaller/larger one, and no comparison with a NaN holds: a NaN\n"
+	    "is kept only when it comes first.\n"
 	    "0 for --threads, --partitions, --batch-records or --memory means its default.\n"
 	    "Progress goes to stderr, phase by phase (read: records read, routed and filled;\n"
 	    "fill: records held back, built into the map; write: keys written to the KB): a\n"
@@ -49,8 +50,9 @@ static void ingest_usage(FILE *f)
 	    "\n"
 	    "exit status: 0 success, 2 bad command line or configuration, 3 an input cannot be\n"
 	    "read (or --into KB is damaged or of other types), 4 the output cannot be written,\n"
-	    "5 the input's content is refused (duplicate under error, sum/min/max of strings),\n"
-	    "6 out of memory, 130 interrupted by SIGINT/SIGTERM (no output left behind)\n");
+	    "5 the input's content is refused (duplicate under error, sum/min/max of strings,\n"
+	    "an integer sum past 64 bits), 6 out of memory, 130 interrupted by SIGINT/SIGTERM\n"
+	    "(no output left behind)\n");
 }
 
 /* Splits "--name=value" / "--name value" at argv[*i]. Returns 0 or -1 (message printed). */

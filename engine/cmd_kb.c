@@ -49,6 +49,7 @@ static int exit_of(int rc)
 		return PME_EXIT_INPUT;
 	case PKB_EDUP:
 	case PKB_EVALUE:
+	case PKB_ESUM:
 		return PME_EXIT_DATA;
 	case PKB_EINVAL:
 		return PME_EXIT_USAGE;
@@ -1075,8 +1076,9 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 			    "value),\n"
 			    "first, error (exit 5 if the values differ), sum, min, max "
 			    "(numbers;\n"
-			    "sum makes C's values int64, uint64 or float64: sums are 64-bit;\n"
-			    "KBs of counts, from ingest --on-duplicate count, add up by sum).\n");
+			    "sum makes C's values int64, uint64 or float64: sums are 64-bit, and\n"
+			    "one that leaves the integer range fails, exit 5; KBs of counts, from\n"
+			    "ingest --on-duplicate count, add up by sum).\n");
 		else if (op == PKB_OP_INTERSECT)
 			printf(
 			    "Writes C holding the keys present in every input (meet), valued by\n"

@@ -107,8 +107,7 @@ static int rule(bool exists, uint64_t old, uint64_t *val, void *arg)
 		*val = old + (a->b->preagg ? v : 1);
 		return PM_UPDATE_STORE;
 	case PME_DUP_SUM:
-		*val = pkb_num_add(a->fc->vclass, old, v);
-		return PM_UPDATE_STORE;
+		return pkb_num_add(a->fc->vclass, old, v, val) ? PM_UPDATE_STORE : PME_ESUM;
 	case PME_DUP_MIN:
 	case PME_DUP_MAX:
 		/* the new value wins when it is below (min) or above (max) the old one */

@@ -84,6 +84,8 @@ const char *pme_strerror(int rc)
 		return "invalid option or configuration";
 	case PME_EDUP:
 		return "duplicate key under --on-duplicate error";
+	case PME_ESUM:
+		return "a sum leaves the 64-bit integer range under --on-duplicate sum";
 	case PME_EPOLICY:
 		return "numeric duplicate policy on string/opaque values";
 	case PME_ETYPE:
@@ -108,6 +110,7 @@ int pme_exit_status(int rc)
 	case PME_EUSAGE:
 		return PME_EXIT_USAGE;
 	case PME_EDUP:
+	case PME_ESUM:
 	case PME_EPOLICY:
 		return PME_EXIT_DATA;
 	case PME_ETYPE:
@@ -712,33 +715,19 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 	return rc;
 }
 
-/* Escapes a key for a message: printable ASCII as is, else \xHH. */
-static void key_text(const uint8_t *k, size_t len, char *buf, size_t size)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < len && o + 5 < size; i++) {
-		if (k[i] >= 32 && k[i] < 127 && k[i] != '\\' && k[i] != '"')
-			buf[o++] = (char)k[i];
-		else
-			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", k[i]);
-	}
-	if (i < len && o + 4 < size)
-		o += (size_t)snprintf(buf + o, size - o, "...");
-	buf[o] = '\0';
-}
-
-/* The duplicate-key message: the key and every record holding it up to the offending one
- * (found by reading the inputs again, serially: this only runs when the job fails). */
-static void dup_message(struct run *x, const uint8_t *key, size_t len, uint64_t upto)
+/* The message of a duplicate key under the error policy (rc PME_EDUP) or of a sum that leaves
+ * its range (PME_ESUM): the key and the records holding it up to the offending one, which is
+ * always shown (found by reading the inputs again, serially: this only runs when the job
+ * fails). */
+static void dup_message(struct run *x, const uint8_t *key, size_t len, uint64_t upto, int rc)
 {
 	struct pio_reader *rd = NULL;
 	struct pio_batch b;
-	char kt[256], pos[600] = "";
+	char kt[256], pos[600] = "", last[300] = "";
 	size_t o = 0, shown = 0, i;
 	uint64_t ord = x->rep.kb_records;
 
-	key_text(key, len, kt, sizeof(kt));
+	pkb_key_text(key, len, kt, sizeof(kt));
 	if (x->into && pkb_get(x->into, key, len, &(uint64_t){0}) == 0)
 		o += (size_t)snprintf(pos + o, sizeof(pos) - o, " %s (the --into KB),", x->c->into);
 	pio_batch_init(&b);
@@ -749,30 +738,38 @@ static void dup_message(struct run *x, const uint8_t *key, size_t len, uint64_t 
 
 				if (l != len || memcmp(b.keys + b.key_off[i], key, len))
 					continue;
+				snprintf(last, sizeof(last), " %s#%llu,", x->inp.name[b.source],
+					 (unsigned long long)(b.first_record + i));
 				if (shown++ < 8 && o < sizeof(pos) - 1)
-					o += (size_t)snprintf(
-					    pos + o, sizeof(pos) - o, " %s#%llu,",
-					    x->inp.name[b.source],
-					    (unsigned long long)(b.first_record + i));
+					o += (size_t)snprintf(pos + o, sizeof(pos) - o, "%s", last);
 			}
 		}
 	}
 	pio_batch_free(&b);
 	pio_reader_close(rd);
+	if (shown > 8 && o < sizeof(pos) - 1)
+		o += (size_t)snprintf(pos + o, sizeof(pos) - o, " ...%s", last);
 	if (o && o < sizeof(pos))
 		pos[o - 1] = '\0';
-	pme_seterr(x->err, PME_EDUP,
-		   "duplicate key \"%s\" (%zu bytes) under --on-duplicate error, at%s", kt, len,
-		   pos);
+	if (rc == PME_ESUM)
+		pme_seterr(x->err, PME_ESUM,
+			   "the sum of key \"%s\" (%zu bytes) leaves the %s range under "
+			   "--on-duplicate sum (integers do not wrap); its records up to the one "
+			   "that overflows:%s",
+			   kt, len, x->fc.vclass == PIO_V_INT ? "int64" : "uint64", pos);
+	else
+		pme_seterr(x->err, PME_EDUP,
+			   "duplicate key \"%s\" (%zu bytes) under --on-duplicate error, at%s", kt,
+			   len, pos);
 }
 
 static int batch_error(struct run *x, const struct pme_rbatch *b, int rc)
 {
-	if (rc == PME_EDUP) {
+	if (rc == PME_EDUP || rc == PME_ESUM) {
 		uint32_t rec = (uint32_t)(x->ordinal - b->ordinal);
 
 		dup_message(x, b->keys + b->key_off[rec], b->key_off[rec + 1] - b->key_off[rec],
-			    x->ordinal);
+			    x->ordinal, rc);
 		return rc;
 	}
 	if (rc == PM_ENOMEM || rc == PM_EOVERFLOW)

@@ -60,6 +60,7 @@ enum {
 	PME_EINTERNAL = -41006, /* a zipper conflict or broken invariant (a bug) */
 	PME_EINPUT = -41007,	/* an input cannot be read (io/ error of the input class) */
 	PME_EOUTPUT = -41008,	/* an output cannot be written */
+	PME_ESUM = -41009,	/* an integer sum leaves the 64-bit range (--on-duplicate sum) */
 };
 
 /* Duplicate-key policies: what a key seen again does to its value. */

@@ -90,6 +90,8 @@ const char *pkb_strerror(int rc)
 		return "keys not in increasing order";
 	case PKB_EROUTE:
 		return "map holds a path outside its partition layout";
+	case PKB_ESUM:
+		return "a sum leaves the 64-bit integer range";
 	default:
 		if (rc < 0 && rc > -4096)
 			return strerror(-rc);
@@ -2510,9 +2512,38 @@ static uint64_t from_double(double d)
 	return w;
 }
 
-uint64_t pkb_num_add(enum pio_vtype cls, uint64_t a, uint64_t b)
+/* Escapes a key for a message: printable ASCII as is, else \xHH. */
+void pkb_key_text(const uint8_t *k, size_t len, char *buf, size_t size)
 {
-	return cls == PIO_V_FLOAT ? from_double(as_double(a) + as_double(b)) : a + b;
+	size_t i, o = 0;
+
+	for (i = 0; i < len && o + 5 < size; i++) {
+		if (k[i] >= 32 && k[i] < 127 && k[i] != '\\' && k[i] != '"')
+			buf[o++] = (char)k[i];
+		else
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", k[i]);
+	}
+	if (i < len && o + 4 < size)
+		o += (size_t)snprintf(buf + o, size - o, "...");
+	buf[o] = '\0';
+}
+
+bool pkb_num_add(enum pio_vtype cls, uint64_t a, uint64_t b, uint64_t *sum)
+{
+	int64_t s;
+
+	if (cls == PIO_V_FLOAT) {
+		*sum = from_double(as_double(a) + as_double(b));
+		return true;
+	}
+	if (cls == PIO_V_UINT)
+		return !__builtin_add_overflow(a, b, sum);
+	if (__builtin_add_overflow((int64_t)a, (int64_t)b, &s)) {
+		*sum = a + b;
+		return false;
+	}
+	*sum = (uint64_t)s;
+	return true;
 }
 
 bool pkb_num_less(enum pio_vtype cls, uint64_t a, uint64_t b)
@@ -2536,8 +2567,7 @@ static int combine_num(enum pkb_dup dup, const struct pio_type *t, uint64_t *acc
 	case PKB_DUP_ERROR:
 		return *acc == b ? 0 : PKB_EDUP;
 	case PKB_DUP_SUM:
-		*acc = pkb_num_add(t->cls, *acc, b);
-		return 0;
+		return pkb_num_add(t->cls, *acc, b, acc) ? 0 : PKB_ESUM;
 	case PKB_DUP_MIN:
 	case PKB_DUP_MAX:
 		/* b wins only when below (min) or above (max) acc, as in the ingest: no
@@ -2683,6 +2713,17 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 				}
 			} else {
 				rc = combine_num(dup, vt, &acc, c[i].val);
+			}
+			if (rc == PKB_ESUM) {
+				char kt[256];
+
+				pkb_key_text(mk, ml, kt, sizeof(kt));
+				seterr(err,
+				       "%s: the sum of key \"%s\" leaves the %s range when %s "
+				       "adds its value (--on-duplicate sum: integers do not wrap)",
+				       path, kt, vt->cls == PIO_V_INT ? "int64" : "uint64",
+				       kbs[i]->path);
+				goto out_free;
 			}
 			if (rc) {
 				seterr(err,

@@ -67,6 +67,7 @@ enum {
 	PKB_ECANCELED = -2009, /* the cancel flag was raised: nothing was written */
 	PKB_EORDER = -2010,    /* writer: keys not strictly increasing */
 	PKB_EROUTE = -2011,    /* pkb_write: the map holds a path outside its partition layout */
+	PKB_ESUM = -2012,      /* an integer sum leaves the 64-bit range of its class */
 };
 
 /* Static description of a code (PKB_E*, -errno, PM_E*). Never NULL. */
@@ -325,11 +326,17 @@ enum pkb_dup {
 /*
  * Arithmetic on value words of a numeric class (PIO_V_INT, PIO_V_UINT: the integer; PIO_V_FLOAT:
  * the bits of a double), shared by the ingest's duplicate policies and by merge:
- * pkb_num_add() is a + b (integers wrap at 64 bits), pkb_num_less() is a < b in the class's
- * order (floats compared as doubles).
+ * pkb_num_add() sets *sum to a + b and returns false when an integer sum leaves the 64-bit
+ * range of its class (*sum is then the sum modulo 2^64; a float sum may reach an infinity,
+ * as IEEE 754 adds); pkb_num_less() is a < b in the class's order (floats compared as
+ * doubles).
  */
-uint64_t pkb_num_add(enum pio_vtype cls, uint64_t a, uint64_t b);
+bool pkb_num_add(enum pio_vtype cls, uint64_t a, uint64_t b, uint64_t *sum);
 bool pkb_num_less(enum pio_vtype cls, uint64_t a, uint64_t b);
+
+/* Writes key k for a message to buf (NUL-terminated, cut with "..." to fit size): printable
+ * ASCII as is, other bytes (and \ and ") as \xHH. */
+void pkb_key_text(const uint8_t *k, size_t len, char *buf, size_t size);
 
 /* Parses "last", "first", "error", "sum", "min", "max". Returns 0 or PKB_EINVAL. */
 int pkb_dup_parse(const char *s, enum pkb_dup *out);

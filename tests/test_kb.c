@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -788,13 +789,28 @@ static void test_num(void)
 	memcpy(&wx, &x, 8);
 	memcpy(&wy, &y, 8);
 	memcpy(&wn, &nan, 8);
-	wz = pkb_num_add(PIO_V_FLOAT, wx, wy);
+	CU_ASSERT(pkb_num_add(PIO_V_FLOAT, wx, wy, &wz));
 	memcpy(&z, &wz, 8);
 	CU_ASSERT(z == -0.75);
-	CU_ASSERT_EQUAL(pkb_num_add(PIO_V_INT, m1, 5), 4);  /* -1 + 5, wrapping */
-	CU_ASSERT_EQUAL(pkb_num_add(PIO_V_UINT, m1, 1), 0); /* wraps at 64 bits */
-	CU_ASSERT(pkb_num_less(PIO_V_INT, m1, 0));	    /* -1 < 0 */
-	CU_ASSERT(!pkb_num_less(PIO_V_UINT, m1, 0));	    /* 2^64 - 1 > 0 */
+	x = DBL_MAX;
+	memcpy(&wx, &x, 8);
+	CU_ASSERT(pkb_num_add(PIO_V_FLOAT, wx, wx, &wz)); /* a float sum may reach infinity */
+	memcpy(&z, &wz, 8);
+	CU_ASSERT(isinf(z) && z > 0);
+	memcpy(&wx, &(double){1.5}, 8);
+	/* integers: exact inside the class's range, refused (false) outside it */
+	CU_ASSERT(pkb_num_add(PIO_V_INT, m1, 5, &wz) && wz == 4); /* -1 + 5 */
+	CU_ASSERT(pkb_num_add(PIO_V_INT, (uint64_t)INT64_MAX, m1, &wz) &&
+		  wz == (uint64_t)INT64_MAX - 1);
+	CU_ASSERT(pkb_num_add(PIO_V_INT, (uint64_t)INT64_MIN, 0, &wz) && wz == (uint64_t)INT64_MIN);
+	CU_ASSERT(!pkb_num_add(PIO_V_INT, (uint64_t)INT64_MAX, 1, &wz));
+	CU_ASSERT(!pkb_num_add(PIO_V_INT, (uint64_t)INT64_MIN, m1, &wz)); /* MIN - 1 */
+	CU_ASSERT(!pkb_num_add(PIO_V_INT, UINT64_C(1) << 62, UINT64_C(1) << 62, &wz));
+	CU_ASSERT(pkb_num_add(PIO_V_UINT, m1 - 1, 1, &wz) && wz == m1);
+	CU_ASSERT(!pkb_num_add(PIO_V_UINT, m1, 1, &wz));
+	CU_ASSERT(!pkb_num_add(PIO_V_UINT, UINT64_C(1) << 63, UINT64_C(1) << 63, &wz));
+	CU_ASSERT(pkb_num_less(PIO_V_INT, m1, 0));   /* -1 < 0 */
+	CU_ASSERT(!pkb_num_less(PIO_V_UINT, m1, 0)); /* 2^64 - 1 > 0 */
 	CU_ASSERT(pkb_num_less(PIO_V_FLOAT, wy, wx));
 	CU_ASSERT(!pkb_num_less(PIO_V_FLOAT, wx, wy));
 	CU_ASSERT(!pkb_num_less(PIO_V_FLOAT, wn, wx) && !pkb_num_less(PIO_V_FLOAT, wx, wn));

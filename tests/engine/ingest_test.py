@@ -521,6 +521,67 @@ def narrow_sums():
                                                                        os.path.basename(out)))
 
 
+def sum_overflow():
+    """--on-duplicate sum wrapped integers at 64 bits: 2^62 + 2^62 came out as -2^63, two
+    uint64 2^63 as 0, with exit 0. A sum that leaves the range of its class (int64, uint64),
+    at any record in input order, now stops the run with exit 5, naming the key and its
+    records up to the one that overflows, and writes nothing (ingest, --into, merge,
+    intersect); sums up to the range's ends are exact."""
+    big = 1 << 62
+    cases = [  # (values of key "a" in input order, value dtype, sum or None: refused)
+        ([big, big], "i8", None),
+        ([big, big, -big], "i8", None),  # the total fits, a partial sum does not
+        ([-big, -big, -1], "i8", None),
+        ([(1 << 63) - 6, 5, 1, -1], "i8", None),
+        ([(1 << 63) - 6, 5], "i8", (1 << 63) - 1),
+        ([-(1 << 63) + 5, -5], "i8", -(1 << 63)),
+        ([1 << 63, 1 << 63], "u8", None),
+        ([(1 << 64) - 2, 1], "u8", (1 << 64) - 1),
+    ]
+    for n, (vals, vdt, want) in enumerate(cases):
+        keys = [b"b"] + [b"a"] * len(vals) + [b"c"]
+        f = write_compound("ovf%d.h5" % n, keys, [7] + vals + [9], vdtype=vdt)
+        out = path("ovf%d.kb" % n)
+        for threads, scheme in [(1, "hash"), (2, "hash"), (2, "prefix")]:
+            p = ingest([f + ":/data"], out, ["--on-duplicate", "sum", "--scheme", scheme],
+                       threads=threads, expect=5 if want is None else 0)
+            if want is not None:
+                check(scan(out) == [(b"a", want), (b"b", 7), (b"c", 9)],
+                      "sum %s (%s): %s" % (vals, vdt, scan(out)))
+                os.unlink(out)
+                continue
+            msg = p.stderr.decode()
+            over = next(i for i in range(1, len(vals) + 1)
+                        if not (-(1 << 63) <= sum(vals[:i]) < (1 << 63)
+                                if vdt == "i8" else sum(vals[:i]) < (1 << 64)))
+            check('the sum of key "a"' in msg and
+                  ("int64 range" if vdt == "i8" else "uint64 range") in msg and
+                  msg.rstrip().endswith("ovf%d.h5:/data#%d" % (n, over)) and
+                  msg.count("\n") == 1,
+                  "sum %s (%s), %d thread(s), %s: message: %s" % (vals, vdt, threads,
+                                                                  scheme, msg))
+            check(not os.path.exists(out), "sum %s: an overflowing sum left a KB" % vals)
+    # --into, merge and intersect: two KBs of 2^62 under key "a"
+    f1 = write_compound("ovf_a.h5", [b"a", b"z"], [big, 1])
+    f2 = write_compound("ovf_b.h5", [b"a", b"y"], [big, 2])
+    k1, k2 = path("ovf_a.kb"), path("ovf_b.kb")
+    ingest([f1 + ":/data"], k1)
+    ingest([f2 + ":/data"], k2)
+    before = open(k1, "rb").read()
+    msg = ingest([f2 + ":/data"], k1, ["--on-duplicate", "sum", "--into", k1],
+                 expect=5).stderr.decode()
+    check('the sum of key "a"' in msg and "ovf_a.kb (the --into KB)" in msg and
+          "ovf_b.h5:/data#0" in msg, "--into: message: " + msg)
+    check(open(k1, "rb").read() == before, "--into: a refused sum changed the KB")
+    for op in ["merge", "intersect"]:
+        out = path("ovf_%s.kb" % op)
+        msg = run([op, k1, k2, "--output", out, "--on-duplicate", "sum"],
+                  expect=5).stderr.decode()
+        check('the sum of key "a"' in msg and "int64 range" in msg and "ovf_b.kb" in msg,
+              "%s: message: %s" % (op, msg))
+        check(not os.path.exists(out), "%s: an overflowing sum left a KB" % op)
+
+
 def errors_and_config():
     keys = [b"k1", b"k2", b"dup", b"k3", b"dup", b"k4", b"dup"]
     f = write_compound("err.h5", keys, list(range(len(keys))))
@@ -688,7 +749,7 @@ def main():
     os.makedirs(WORK)
     t = time.time()
     for step in [matrix, strings_and_pairs, into_and_multi, mixed_types, prefix_stem,
-                 narrow_sums, errors_and_config, dry_run, memory_default, progress,
+                 narrow_sums, sum_overflow, errors_and_config, dry_run, memory_default, progress,
                  sigterm]:
         if step is matrix:
             step(quick)

@@ -158,7 +158,8 @@ def read(p):
 
 
 # --- 1. build under schemes and orders; canonical bytes --------------------------------------
-os.makedirs(WORK, exist_ok=True)
+shutil.rmtree(WORK, ignore_errors=True)  # every check "left no file" starts from none
+os.makedirs(WORK)
 recs = make_records(3000)
 ref = ref_dict(recs)
 items = sorted(ref.items())
@@ -307,10 +308,25 @@ run("kb-build", tsv, tb, "--output", path("u.kb"))
 run("kb-build", tsv, "--output", path("a-plain.kb"))
 run("merge", path("a-plain.kb"), kb_b, "--output", path("m2.kb"))
 check(read(path("m2.kb")) == read(path("u.kb")), "merge(A, B) bytes == kb-build(A + B)")
-run("merge", kb, kb_b, "--output", path("ms.kb"), "--on-duplicate", "sum")
+# sum: integers do not wrap. A's values span all of int64, so the sums with B's (as wide)
+# leave the range for some key: exit 5, nothing written; with a B' of small values (and
+# none of A's values within 1000 of the ends) every sum is exact.
 summ = dict(ref)
+over = False
 for k, v in refb.items():
-    summ[k] = (summ.get(k, 0) + v + 2**63) % 2**64 - 2**63 if k in summ else v
+    summ[k] = summ[k] + v if k in summ else v
+    over = over or not -2**63 <= summ[k] < 2**63
+check(over, "the random values of A and B did not overflow a sum (change the seed)")
+run("merge", kb, kb_b, "--output", path("ms.kb"), "--on-duplicate", "sum", expect=5)
+check(not os.path.exists(path("ms.kb")), "an overflowing sum left a file")
+rs = [(rand_key(), rng.randrange(-1000, 1000)) for _ in range(1500)]
+rs += [(k, rng.randrange(-1000, 1000)) for k in rng.sample(keys, 300)]
+run("kb-build", write_tsv("bs.tsv", rs), "--output", path("bs.kb"))
+summ = dict(ref)
+for k, v in ref_dict(rs).items():
+    summ[k] = summ[k] + v if k in summ else v
+check(all(-2**63 <= v < 2**63 for v in summ.values()), "B' overflowed a sum")
+run("merge", kb, path("bs.kb"), "--output", path("ms.kb"), "--on-duplicate", "sum")
 check([(a, int(b)) for a, b in parse_tsv(run("scan", path("ms.kb")).stdout)] ==
       sorted(summ.items()), "merge --on-duplicate sum")
 run("merge", kb, kb_b, "--output", path("me.kb"), "--on-duplicate", "error", expect=5)
