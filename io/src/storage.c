@@ -118,7 +118,48 @@ static const char *filter_package(H5Z_filter_t id)
 	}
 }
 
-static int check_filters(hid_t dcpl, const char *file, const char *path, struct pio_err *err)
+/* Whether some stored chunk of d went through filter idx of its pipeline (true when that
+ * cannot be told). An optional filter is skipped for a chunk it fails on (its bit set in the
+ * chunk's filter mask): a filter that cannot be loaded is harmless only when every chunk
+ * skipped it. */
+static bool filter_used(hid_t d, hid_t dcpl, int idx)
+{
+	hsize_t dims[H5S_MAX_RANK], cdims[H5S_MAX_RANK], grid[H5S_MAX_RANK], off[H5S_MAX_RANK];
+	hsize_t total = 1, size;
+	hid_t sp = H5Dget_space(d);
+	int rank = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
+	bool used = false;
+
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (rank < 1 || H5Pget_chunk(dcpl, rank, cdims) != rank) {
+		H5Eclear2(H5E_DEFAULT);
+		return true;
+	}
+	for (int k = 0; k < rank; k++) {
+		grid[k] = cdims[k] ? (dims[k] + cdims[k] - 1) / cdims[k] : 0;
+		total *= grid[k];
+	}
+	for (hsize_t i = 0; i < total && !used; i++) {
+		haddr_t addr = HADDR_UNDEF;
+		unsigned mask = 0;
+		hsize_t r = i;
+
+		for (int k = rank - 1; k >= 0; k--) {
+			off[k] = r % grid[k] * cdims[k];
+			r /= grid[k];
+		}
+		if (H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &size) < 0)
+			used = true;
+		else if (addr != HADDR_UNDEF && !(mask & (1u << idx)))
+			used = true;
+	}
+	H5Eclear2(H5E_DEFAULT);
+	return used;
+}
+
+static int check_filters(hid_t d, hid_t dcpl, const char *file, const char *path,
+			 struct pio_err *err)
 {
 	int n = H5Pget_nfilters(dcpl);
 
@@ -140,6 +181,8 @@ static int check_filters(hid_t dcpl, const char *file, const char *path, struct 
 			continue;
 		}
 		H5Eclear2(H5E_DEFAULT); /* the failed plugin search says nothing useful */
+		if ((flags & H5Z_FLAG_OPTIONAL) && !filter_used(d, dcpl, i))
+			continue;
 		pkg = filter_package(id);
 		return pio_seterr(err, PIO_EREAD, file, path,
 				  "its records pass through HDF5 filter %d ('%s'), which this "
@@ -641,7 +684,7 @@ static int check_dataset(hid_t f, hid_t d, const char *file, const char *path, i
 
 	if (dcpl < 0)
 		return pio_seterr(err, PIO_ECORRUPT, file, path, "cannot read its storage layout");
-	rc = check_filters(dcpl, file, path, err);
+	rc = check_filters(d, dcpl, file, path, err);
 	if (!rc)
 		rc = check_written(d, dcpl, file, path, err);
 	if (!rc && H5Pget_layout(dcpl) == H5D_VIRTUAL)

@@ -491,6 +491,12 @@ def stored_elsewhere():
         h.create_dataset("odd", shape=(n,), dtype=a.dtype, chunks=(n,), compression=32099,
                          allow_unknown_filter=True)
         h["odd"].id.write_direct_chunk((0,), a.tobytes())
+        # an optional filter that every chunk skipped (filter mask bit set): no need of it
+        h.create_dataset("skipped", shape=(n,), dtype=a.dtype, chunks=(500,),
+                         compression=32099, allow_unknown_filter=True)
+        for c in range(2):
+            h["skipped"].id.write_direct_chunk((c * 500,), a[c * 500:(c + 1) * 500].tobytes(),
+                                               filter_mask=1)
     empty_plugins = {"HDF5_PLUGIN_PATH": path("st/elsewhere")}
 
     def scan_of(inp, env=None, cwd=None):
@@ -523,6 +529,7 @@ def stored_elsewhere():
     refused(plain + ":/lz4", ["plain.h5", "/lz4", "filter 32004", "hdf5-filter-plugin",
                               "HDF5_PLUGIN_PATH"], empty_plugins)
     refused(plain + ":/odd", ["plain.h5", "/odd", "filter 32099", "cannot load"])
+    check(scan_of(plain + ":/skipped") == want, "an optional filter no chunk went through")
 
     # virtual datasets: two sources in sub/, the virtual one next to them
     for i in range(2):
