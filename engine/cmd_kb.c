@@ -822,12 +822,49 @@ static void json_plain_str(FILE *f, const char *s)
 	put_json_str(f, (const uint8_t *)s, strlen(s));
 }
 
+/* Progress of pkb_verify's passes (and of stats' partition count after them): the bar starts
+ * with the first pass. */
+struct vprog {
+	const char *cmd;	  /* "verify" or "stats" */
+	bool quiet;		  /* no progress */
+	struct pme_progress *p;	  /* NULL until the first pass */
+	struct pkb_progress hook; /* what pkb_verify calls */
+};
+
+static void vprog_phase(void *arg, const char *name, const char *unit, uint64_t total)
+{
+	struct vprog *v = arg;
+
+	if (!v->p)
+		v->p = pme_progress_start(v->cmd, name, unit, total, v->quiet, false);
+	else
+		pme_progress_phase(v->p, name, unit, total);
+}
+
+static void vprog_step(void *arg, uint64_t done)
+{
+	pme_progress_update(((struct vprog *)arg)->p, done);
+}
+
+static void vprog_init(struct vprog *v, const char *cmd, bool quiet)
+{
+	*v = (struct vprog){cmd, quiet, NULL, {vprog_phase, vprog_step, v}};
+}
+
+/* Ends the bar (before the command prints its result or error). */
+static void vprog_end(struct vprog *v)
+{
+	pme_progress_end(v->p);
+	v->p = NULL;
+}
+
 int pme_cmd_stats(int argc, char **argv)
 {
-	struct opt o[] = {{"json", false, NULL}, {"help", false, NULL}};
+	struct opt o[] = {{"json", false, NULL}, {"quiet", false, NULL}, {"help", false, NULL}};
 	char **pos = calloc((size_t)argc + 1, sizeof(char *));
 	struct pkb *kb = NULL;
 	struct pkb_err err;
+	struct vprog vp;
 	pm_snap_stats st;
 	const struct pkb_info *in;
 	uint64_t *part = NULL, pmin = 0, pmax = 0;
@@ -844,15 +881,18 @@ int pme_cmd_stats(int argc, char **argv)
 		goto out;
 	if (optval(o, NOPT(o), "help")) {
 		printf(
-		    "usage: pmingest stats KB [--json]\n\n"
+		    "usage: pmingest stats KB [--json] [--quiet]\n\n"
 		    "Verifies the KB (as `pmingest verify`) and prints what it holds: counts, key\n"
 		    "and value types, trie node kinds, bytes per key, depth, partition sizes and\n"
 		    "imbalance (largest / mean; hash scheme: recomputed from the keys; prefix\n"
-		    "scheme: ranges are a plan of the ingest, not recorded), checksums, inputs.\n");
+		    "scheme: ranges are a plan of the ingest, not recorded), checksums, inputs.\n"
+		    "Progress goes to stderr pass by pass (sums: bytes checksummed; trie: keys\n"
+		    "whose nodes are verified; keys: keys checked; parts: keys counted by\n"
+		    "partition); --quiet silences it.\n");
 		goto out;
 	}
 	if (npos != 1) {
-		fprintf(stderr, "usage: pmingest stats KB [--json]\n");
+		fprintf(stderr, "usage: pmingest stats KB [--json] [--quiet]\n");
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
@@ -860,8 +900,10 @@ int pme_cmd_stats(int argc, char **argv)
 	status = open_kb("stats", pos[0], 0, &kb);
 	if (status)
 		goto out;
-	rc = pkb_verify(kb, &st, &err);
+	vprog_init(&vp, "stats", optval(o, NOPT(o), "quiet") != NULL);
+	rc = pkb_verify(kb, &st, &vp.hook, &err);
 	if (rc) {
+		vprog_end(&vp);
 		fprintf(stderr, "pmingest stats: %s\n", err.msg);
 		status = exit_of(rc);
 		goto out;
@@ -873,13 +915,21 @@ int pme_cmd_stats(int argc, char **argv)
 		size_t len;
 		uint64_t w;
 
+		uint64_t n = 0;
+
 		part = calloc(in->partitions, sizeof(*part));
 		if (!part || pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it)) {
+			vprog_end(&vp);
 			status = PME_EXIT_NOMEM;
 			goto out;
 		}
-		while (pm_snap_iter_next(it, &k, &len, &w) == 1)
+		vprog_phase(&vp, "parts", "keys", in->count);
+		while (pm_snap_iter_next(it, &k, &len, &w) == 1) {
 			part[pme_hash_partition(k, len, in->partitions)]++;
+			if (++n % PM_SNAP_PROGRESS_STEP == 0)
+				vprog_step(&vp, n);
+		}
+		vprog_step(&vp, n);
 		pm_snap_iter_destroy(it);
 		pmin = UINT64_MAX;
 		for (i = 0; i < in->partitions; i++) {
@@ -888,6 +938,7 @@ int pme_cmd_stats(int argc, char **argv)
 		}
 		mean = (double)in->count / in->partitions;
 	}
+	vprog_end(&vp);
 	pio_type_name(&in->key_type, kt, sizeof(kt));
 	pio_type_name(&in->value_type, vt, sizeof(vt));
 	bpk = in->count ? (double)in->file_len / (double)in->count : 0;
@@ -967,6 +1018,7 @@ int pme_cmd_verify(int argc, char **argv)
 	char **pos = calloc((size_t)argc + 1, sizeof(char *));
 	struct pkb *kb = NULL;
 	struct pkb_err err;
+	struct vprog vp;
 	int npos, status, rc, i;
 
 	if (!pos)
@@ -980,7 +1032,10 @@ int pme_cmd_verify(int argc, char **argv)
 		    "Checks each KB completely: header, every section checksum (XXH3-64), every\n"
 		    "structural invariant of the trie (node encodings, order, counts, layout),\n"
 		    "the value heap, the totals. Prints \"KB: ok\" or the problem; exit status 3\n"
-		    "when a KB is damaged, foreign, truncated or of a newer version.\n");
+		    "when a KB is damaged, foreign, truncated or of a newer version. Progress\n"
+		    "goes to stderr pass by pass (sums: bytes checksummed; trie: keys whose\n"
+		    "nodes are verified; keys: keys checked); --quiet silences it and the \"ok\"\n"
+		    "lines.\n");
 		goto out;
 	}
 	if (npos < 1) {
@@ -995,7 +1050,9 @@ int pme_cmd_verify(int argc, char **argv)
 			status = s;
 			continue;
 		}
-		rc = pkb_verify(kb, NULL, &err);
+		vprog_init(&vp, "verify", optval(o, NOPT(o), "quiet") != NULL);
+		rc = pkb_verify(kb, NULL, &vp.hook, &err);
+		vprog_end(&vp);
 		if (rc) {
 			fprintf(stderr, "pmingest verify: %s\n", err.msg);
 			status = exit_of(rc);

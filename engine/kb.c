@@ -2307,7 +2307,38 @@ static bool key_fits(const struct pio_type *t, size_t len)
 	return true;
 }
 
-int pkb_verify(const struct pkb *kb, pm_snap_stats *st, struct pkb_err *err)
+#define VERIFY_HASH_STEP ((size_t)64 << 20) /* bytes checksummed between progress calls */
+
+/* XXH3-64 of p[0..len) (in pieces when progress is asked for: the same hash); *done, the
+ * bytes of the pass so far, goes to pg as it grows. */
+static uint64_t hash_progress(const uint8_t *p, size_t len, const struct pkb_progress *pg,
+			      uint64_t *done)
+{
+	XXH3_state_t *st = pg && len > VERIFY_HASH_STEP ? XXH3_createState() : NULL;
+	uint64_t h;
+
+	if (!st || XXH3_64bits_reset(st) != XXH_OK) {
+		h = XXH3_64bits(p, len);
+		*done += len;
+		if (pg)
+			pg->step(pg->arg, *done);
+		XXH3_freeState(st);
+		return h;
+	}
+	for (size_t o = 0; o < len; o += VERIFY_HASH_STEP) {
+		size_t n = len - o < VERIFY_HASH_STEP ? len - o : VERIFY_HASH_STEP;
+
+		(void)XXH3_64bits_update(st, p + o, n);
+		*done += n;
+		pg->step(pg->arg, *done);
+	}
+	h = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return h;
+}
+
+int pkb_verify(const struct pkb *kb, pm_snap_stats *st, const struct pkb_progress *pg,
+	       struct pkb_err *err)
 {
 	const struct pkb_info *in = &kb->info;
 	const uint8_t *h = kb->base;
@@ -2316,19 +2347,24 @@ int pkb_verify(const struct pkb *kb, pm_snap_stats *st, struct pkb_err *err)
 	char msg[256] = "";
 	const uint8_t *k;
 	size_t len;
-	uint64_t v, expect = 0;
+	uint64_t v, expect = 0, done = 0, nkeys = 0;
 	bool blob = pkb_type_is_blob(&in->value_type);
 	int rc;
 
-	if (XXH3_64bits(h + kb->meta_off, (size_t)align8(in->meta_len)) != in->meta_sum) {
+	if (pg)
+		pg->phase(pg->arg, "sums", "bytes",
+			  align8(in->meta_len) + in->trie_len + align8(in->heap_len));
+	if (hash_progress(h + kb->meta_off, (size_t)align8(in->meta_len), pg, &done) !=
+	    in->meta_sum) {
 		seterr(err, "%s: corrupt KB (meta section checksum mismatch)", kb->path);
 		return PKB_ECHECKSUM;
 	}
-	if (XXH3_64bits(h + kb->trie_off, (size_t)in->trie_len) != in->trie_sum) {
+	if (hash_progress(h + kb->trie_off, (size_t)in->trie_len, pg, &done) != in->trie_sum) {
 		seterr(err, "%s: corrupt KB (trie section checksum mismatch)", kb->path);
 		return PKB_ECHECKSUM;
 	}
-	if (XXH3_64bits(h + kb->heap_off, (size_t)align8(in->heap_len)) != in->heap_sum) {
+	if (hash_progress(h + kb->heap_off, (size_t)align8(in->heap_len), pg, &done) !=
+	    in->heap_sum) {
 		seterr(err, "%s: corrupt KB (heap section checksum mismatch)", kb->path);
 		return PKB_ECHECKSUM;
 	}
@@ -2337,7 +2373,10 @@ int pkb_verify(const struct pkb *kb, pm_snap_stats *st, struct pkb_err *err)
 		seterr(err, "%s: corrupt KB (non-zero padding)", kb->path);
 		return PKB_ECORRUPT;
 	}
-	rc = pm_snap_verify(&kb->snap, false, NULL, NULL, &s, msg, sizeof(msg));
+	if (pg)
+		pg->phase(pg->arg, "trie", "keys", in->count);
+	rc = pm_snap_verify_progress(&kb->snap, false, NULL, NULL, pg ? pg->step : NULL,
+				     pg ? pg->arg : NULL, &s, msg, sizeof(msg));
 	if (rc) {
 		seterr(err, "%s: corrupt KB (trie: %s)", kb->path,
 		       rc == PM_ENOMEM ? "out of memory" : msg);
@@ -2350,12 +2389,18 @@ int pkb_verify(const struct pkb *kb, pm_snap_stats *st, struct pkb_err *err)
 		       (unsigned long long)s.key_bytes, (unsigned long long)in->key_bytes);
 		return PKB_ECORRUPT;
 	}
+	if (pg) {
+		pg->step(pg->arg, s.values);
+		pg->phase(pg->arg, "keys", "keys", in->count);
+	}
 	rc = pm_snap_iter_create(&kb->snap, NULL, NULL, &it);
 	if (rc) {
 		seterr(err, "%s: out of memory", kb->path);
 		return PKB_ENOMEM;
 	}
 	while ((rc = pm_snap_iter_next(it, &k, &len, &v)) == 1) {
+		if (pg && ++nkeys % PM_SNAP_PROGRESS_STEP == 0)
+			pg->step(pg->arg, nkeys);
 		if (!key_fits(&in->key_type, len)) {
 			seterr(err, "%s: corrupt KB (a key of %zu bytes does not fit the key type)",
 			       kb->path, len);
@@ -2388,6 +2433,8 @@ int pkb_verify(const struct pkb *kb, pm_snap_stats *st, struct pkb_err *err)
 		       (unsigned long long)in->heap_len, (unsigned long long)expect);
 		return PKB_ECORRUPT;
 	}
+	if (pg)
+		pg->step(pg->arg, in->count);
 	if (st)
 		*st = s;
 	return 0;

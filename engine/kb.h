@@ -286,13 +286,24 @@ int pkb_get(const struct pkb *kb, const uint8_t *key, size_t len, uint64_t *word
  * pkb_close) and *len, or PKB_ECORRUPT when the entry does not lie inside the heap. */
 int pkb_blob(const struct pkb *kb, uint64_t word, const uint8_t **data, size_t *len);
 
+/* Progress of a long call made of passes: phase() as each pass starts (its name, what it
+ * counts, how many it expects), step() now and then with how many it has done. */
+struct pkb_progress {
+	void (*phase)(void *arg, const char *name, const char *unit, uint64_t total);
+	void (*step)(void *arg, uint64_t done);
+	void *arg;
+};
+
 /*
  * Checks everything: section checksums, the trie (pm_snap_verify: every structural
  * invariant), the heap (entries tile it exactly in key order, each referenced once), the
  * totals of the header. Fills *st (if non-NULL). Returns 0, PKB_ECHECKSUM, PKB_ECORRUPT or
- * PKB_ENOMEM, with the reason in *err.
+ * PKB_ENOMEM, with the reason in *err. pg (NULL: none) hears of three passes: "sums"
+ * (bytes checksummed), "trie" (keys whose nodes are verified), "keys" (keys checked
+ * against the key type and the heap).
  */
-int pkb_verify(const struct pkb *kb, pm_snap_stats *st, struct pkb_err *err);
+int pkb_verify(const struct pkb *kb, pm_snap_stats *st, const struct pkb_progress *pg,
+	       struct pkb_err *err);
 
 /*
  * Loads every record into map at its internal path for the KB's scheme (see pkb_write). For

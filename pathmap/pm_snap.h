@@ -293,6 +293,16 @@ typedef struct pm_snap_stats {
 int pm_snap_verify(const pm_snap *s, bool skip_checksum, pm_alloc_fn alloc, void *ud,
 		   pm_snap_stats *st, char *msg, size_t msglen);
 
+/* Progress of a long call: done is how far it got (values verified, for pm_snap_verify). */
+typedef void (*pm_snap_progress_fn)(void *arg, uint64_t done);
+#define PM_SNAP_PROGRESS_STEP 65536 /* values between two calls of a progress hook */
+
+/* pm_snap_verify, calling fn(arg, values verified so far) (if fn is non-NULL) every
+ * PM_SNAP_PROGRESS_STEP values of the structural walk. */
+int pm_snap_verify_progress(const pm_snap *s, bool skip_checksum, pm_alloc_fn alloc, void *ud,
+			    pm_snap_progress_fn fn, void *arg, pm_snap_stats *st, char *msg,
+			    size_t msglen);
+
 /*
  * Sets every key of the image in m (existing keys get the image's value). Returns 0,
  * PM_ENOMEM or PM_SNAP_ECORRUPT (m then holds the keys set so far).

@@ -192,7 +192,7 @@ static void check_kb(const char *path, const struct oracle *o, bool strings)
 	uint64_t w;
 
 	CU_ASSERT_EQUAL_FATAL(pkb_open(path, PKB_OPEN_CHECKSUM, &kb, &err), 0);
-	CU_ASSERT_EQUAL(pkb_verify(kb, NULL, &err), 0);
+	CU_ASSERT_EQUAL(pkb_verify(kb, NULL, NULL, &err), 0);
 	CU_ASSERT_EQUAL(pkb_info(kb)->count, o->n);
 	CU_ASSERT_EQUAL_FATAL(pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it), 0);
 	for (i = 0; pm_snap_iter_next(it, &k, &len, &w) == 1; i++) {
@@ -649,7 +649,7 @@ static void test_damage(void)
 		c[i] ^= (uint8_t)(1u << (rnd() % 8));
 		rc = pkb_open_mem(c, len, "flip", PKB_OPEN_CHECKSUM, &kb, &err);
 		if (rc == 0) {
-			CU_ASSERT_NOT_EQUAL(pkb_verify(kb, NULL, &err), 0);
+			CU_ASSERT_NOT_EQUAL(pkb_verify(kb, NULL, NULL, &err), 0);
 			pkb_close(kb);
 		} else {
 			CU_ASSERT(pkb_is_input_error(rc));

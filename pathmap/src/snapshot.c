@@ -2146,6 +2146,13 @@ static uint64_t canonical_size(const struct nd *d, uint64_t maxdist)
 int pm_snap_verify(const pm_snap *s, bool skip_checksum, pm_alloc_fn alloc, void *ud,
 		   pm_snap_stats *st, char *msg, size_t msglen)
 {
+	return pm_snap_verify_progress(s, skip_checksum, alloc, ud, NULL, NULL, st, msg, msglen);
+}
+
+int pm_snap_verify_progress(const pm_snap *s, bool skip_checksum, pm_alloc_fn alloc, void *ud,
+			    pm_snap_progress_fn fn, void *arg, pm_snap_stats *st, char *msg,
+			    size_t msglen)
+{
 	struct v_frame *fr = NULL;
 	size_t nfr = 0, cap = 0;
 	pm_snap_stats sum;
@@ -2273,6 +2280,8 @@ int pm_snap_verify(const pm_snap *s, bool skip_checksum, pm_alloc_fn alloc, void
 			sum.dense_nodes++;
 		if (f->d.has_val) {
 			sum.values++;
+			if (fn && sum.values % PM_SNAP_PROGRESS_STEP == 0)
+				fn(arg, sum.values);
 			sum.key_bytes += f->keyend;
 			if (f->keyend > sum.max_key)
 				sum.max_key = f->keyend;

@@ -693,7 +693,8 @@ def finished_bars(out):
 
 def progress():
     """On a terminal, one bar a phase, each left finished on its line with the phase's
-    count; in a log (not a terminal) a short run prints no progress line; --quiet, none."""
+    count; in a log (not a terminal) a short run prints no progress line; --quiet, none.
+    verify and stats had none: minutes on billions of keys, without a word."""
     n = 30000
     keys = [b"%05d" % rng.randrange(12000) for _ in range(n)]
     write_compound("prog.h5", keys, list(range(n)))
@@ -737,6 +738,23 @@ def progress():
         got = finished_bars(out)[1]
         check(got == [want] and "100.0%" in out,
               "progress of %s: finished bars %s, expected %s" % (args[0], got, [want]))
+        rc, out = pty_run(args + ["--quiet"])
+        check(rc == 0 and not out, "%s --quiet on a terminal printed %r" % (args[0], out[:200]))
+        err = run(args).stderr.decode(errors="replace")
+        check(not err, "a short %s in a log printed %r" % (args[0], err[:300]))
+    # verify and stats: a bar a pass (stats: and its count by partition, a hash-scheme KB)
+    kb = path("prog.kb")
+    sums = ("sums", os.path.getsize(kb) - 256, "bytes")  # all but the header
+    trie_keys = [("trie", distinct, "keys"), ("keys", distinct, "keys")]
+    for args, want in [(["verify", kb], [sums] + trie_keys),
+                       (["stats", kb], [sums] + trie_keys + [("parts", distinct, "keys")])]:
+        rc, out = pty_run(args)
+        if rc is None:
+            break
+        check(rc == 0, "progress of %s: exit %d: %s" % (args[0], rc, out[-400:]))
+        done, got = finished_bars(out)
+        check(got == want and all("100.0%" in l for l in done),
+              "progress of %s: finished bars %s, expected %s" % (args[0], got, want))
         rc, out = pty_run(args + ["--quiet"])
         check(rc == 0 and not out, "%s --quiet on a terminal printed %r" % (args[0], out[:200]))
         err = run(args).stderr.decode(errors="replace")

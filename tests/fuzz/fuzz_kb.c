@@ -124,7 +124,7 @@ static void one_kb(const uint8_t *data, size_t size)
 		pm_map *m;
 
 		exercise_snap(pkb_snap(kb), kb);
-		(void)pkb_verify(kb, NULL, &err);
+		(void)pkb_verify(kb, NULL, NULL, &err);
 		if (pkb_info(kb)->count < 50000 && pm_map_create(&m, NULL, NULL) == 0) {
 			(void)pkb_load(kb, m, NULL, NULL, &err);
 			pm_map_destroy(m);
