@@ -44,7 +44,9 @@ static const struct option options[] = {
     {"values", K_STR, OFF(values), "(none)", "two-dataset layout: path of the values dataset"},
     {"output", K_STR, OFF(output), "(required)", "KB file to write (replaced atomically)"},
     {"into", K_STR, OFF(into), "(none)",
-     "existing KB to add the input to (its records come first; same result as one run)"},
+     "existing KB to add the input to (its records come first, their values taken as "
+     "results of --on-duplicate: with the policy the KB was made with, the result of one "
+     "run over all inputs)"},
     {"threads", K_INT, OFF(threads), "OMP_NUM_THREADS, else all cores", "OpenMP threads"},
     {"scheme", K_SCHEME, OFF(scheme), "hash",
      "partition scheme: hash | prefix (key ranges after the input's common prefix)"},
