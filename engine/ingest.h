@@ -68,8 +68,9 @@ enum pme_policy {
 	PME_DUP_LAST,  /* the last record wins (default) */
 	PME_DUP_FIRST, /* the first record wins */
 	PME_DUP_ERROR, /* a repeated key stops the run (PME_EDUP) */
-	PME_DUP_SUM,   /* numbers: add in input order (integers wrap at 64 bits; floats: double;
-			  the KB's value type becomes 64 bits wide) */
+	PME_DUP_SUM,   /* numbers: add in input order (an integer sum that leaves 64 bits stops
+			  the run: PME_ESUM; floats: double; the KB's value type becomes 64 bits
+			  wide) */
 	PME_DUP_MIN,   /* numbers: the smallest */
 	PME_DUP_MAX,   /* numbers: the largest */
 	PME_DUP_COUNT, /* the number of records with the key (any value type; the KB's value

@@ -328,8 +328,8 @@ enum pkb_dup {
 	PKB_DUP_LAST,  /* the value of the last input holding the key wins (default) */
 	PKB_DUP_FIRST, /* the first input's value wins */
 	PKB_DUP_ERROR, /* a key in two inputs with different values fails with PKB_EDUP */
-	PKB_DUP_SUM,   /* numbers: add (int, uint: 64-bit wrapping; float: double); the output's
-			  value type becomes 64 bits wide (int64, uint64, float64) */
+	PKB_DUP_SUM,   /* numbers: add (int, uint: PKB_ESUM past 64 bits; float: double); the
+			  output's value type becomes 64 bits wide (int64, uint64, float64) */
 	PKB_DUP_MIN,   /* numbers: the smallest */
 	PKB_DUP_MAX,   /* numbers: the largest */
 };
