@@ -118,44 +118,70 @@ static const char *filter_package(H5Z_filter_t id)
 	}
 }
 
+/* The chunk grid of a chunked dataset, walked in row-major order. */
+struct chunk_grid {
+	int rank;
+	hsize_t dims[H5S_MAX_RANK];  /* the dataset's extent */
+	hsize_t cdims[H5S_MAX_RANK]; /* a chunk's */
+	hsize_t grid[H5S_MAX_RANK];  /* chunks along each dimension */
+	hsize_t total;		     /* chunks in all */
+};
+
+/* Fills *g for chunked dataset d; false (HDF5's errors cleared) when it cannot. */
+static bool chunk_grid_init(hid_t d, hid_t dcpl, struct chunk_grid *g)
+{
+	hid_t sp = H5Dget_space(d);
+
+	g->rank = sp >= 0 ? H5Sget_simple_extent_dims(sp, g->dims, NULL) : -1;
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (g->rank < 1 || H5Pget_chunk(dcpl, g->rank, g->cdims) != g->rank) {
+		H5Eclear2(H5E_DEFAULT);
+		return false;
+	}
+	g->total = 1;
+	for (int k = 0; k < g->rank; k++) {
+		g->grid[k] = g->cdims[k] ? (g->dims[k] + g->cdims[k] - 1) / g->cdims[k] : 0;
+		g->total *= g->grid[k];
+	}
+	return true;
+}
+
+/* The offset of chunk i (row-major) in off; whether it has storage, and its filter mask in
+ * *mask (a chunk HDF5 cannot tell about counts as stored, mask 0: it is not refused). */
+static bool chunk_at(hid_t d, const struct chunk_grid *g, hsize_t i, hsize_t *off, unsigned *mask)
+{
+	haddr_t addr = HADDR_UNDEF;
+	hsize_t size = 0;
+
+	for (int k = g->rank - 1; k >= 0; k--) {
+		off[k] = i % g->grid[k] * g->cdims[k];
+		i /= g->grid[k];
+	}
+	if (H5Dget_chunk_info_by_coord(d, off, mask, &addr, &size) < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		*mask = 0;
+		return true;
+	}
+	return addr != HADDR_UNDEF;
+}
+
 /* Whether some stored chunk of d went through filter idx of its pipeline (true when that
  * cannot be told). An optional filter is skipped for a chunk it fails on (its bit set in the
  * chunk's filter mask): a filter that cannot be loaded is harmless only when every chunk
  * skipped it. */
 static bool filter_used(hid_t d, hid_t dcpl, int idx)
 {
-	hsize_t dims[H5S_MAX_RANK], cdims[H5S_MAX_RANK], grid[H5S_MAX_RANK], off[H5S_MAX_RANK];
-	hsize_t total = 1, size;
-	hid_t sp = H5Dget_space(d);
-	int rank = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
-	bool used = false;
+	hsize_t off[H5S_MAX_RANK];
+	struct chunk_grid g;
+	unsigned mask;
 
-	if (sp >= 0)
-		H5Sclose(sp);
-	if (rank < 1 || H5Pget_chunk(dcpl, rank, cdims) != rank) {
-		H5Eclear2(H5E_DEFAULT);
+	if (!chunk_grid_init(d, dcpl, &g))
 		return true;
-	}
-	for (int k = 0; k < rank; k++) {
-		grid[k] = cdims[k] ? (dims[k] + cdims[k] - 1) / cdims[k] : 0;
-		total *= grid[k];
-	}
-	for (hsize_t i = 0; i < total && !used; i++) {
-		haddr_t addr = HADDR_UNDEF;
-		unsigned mask = 0;
-		hsize_t r = i;
-
-		for (int k = rank - 1; k >= 0; k--) {
-			off[k] = r % grid[k] * cdims[k];
-			r /= grid[k];
-		}
-		if (H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &size) < 0)
-			used = true;
-		else if (addr != HADDR_UNDEF && !(mask & (1u << idx)))
-			used = true;
-	}
-	H5Eclear2(H5E_DEFAULT);
-	return used;
+	for (hsize_t i = 0; i < g.total; i++)
+		if (chunk_at(d, &g, i, off, &mask) && !(mask & (1u << idx)))
+			return true;
+	return false;
 }
 
 static int check_filters(hid_t d, hid_t dcpl, const char *file, const char *path,
@@ -592,20 +618,6 @@ static int check_external(hid_t d, hid_t dcpl, const char *file, const char *pat
 
 /* ---- records never written ---- */
 
-/* Whether the chunk at offset off of d has storage. */
-static bool chunk_stored(hid_t d, const hsize_t *off)
-{
-	haddr_t addr = HADDR_UNDEF;
-	hsize_t size = 0;
-	unsigned mask = 0;
-
-	if (H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &size) < 0) {
-		H5Eclear2(H5E_DEFAULT);
-		return true; /* not known: not refused */
-	}
-	return addr != HADDR_UNDEF;
-}
-
 /*
  * A chunked dataset reads its fill value wherever no chunk was ever stored: a writer that
  * made the dataset at its full size (or grew it) and stopped early, killed or out of time,
@@ -615,24 +627,25 @@ static bool chunk_stored(hid_t d, const hsize_t *off)
 static int check_written(hid_t d, hid_t dcpl, const char *file, const char *path,
 			 struct pio_err *err)
 {
-	hsize_t dims[H5S_MAX_RANK], cdims[H5S_MAX_RANK], grid[H5S_MAX_RANK], off[H5S_MAX_RANK];
-	hsize_t nch = 0, total = 1, i, lo, hi;
+	hsize_t off[H5S_MAX_RANK], nch = 0, i, lo, hi;
 	H5D_space_status_t st;
-	hid_t sp = H5Dget_space(d);
-	int rank = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
 	H5D_layout_t lay = H5Pget_layout(dcpl);
-	herr_t got = sp >= 0 && lay == H5D_CHUNKED ? H5Dget_num_chunks(d, sp, &nch) : -1;
+	struct chunk_grid g;
+	unsigned mask;
+	hid_t sp;
+	herr_t got;
 
-	if (sp >= 0)
-		H5Sclose(sp);
-	for (int k = 0; k < rank; k++)
-		if (!dims[k])
-			return 0; /* no records */
-	if (rank < 1)
-		return 0;
 	if (lay == H5D_CONTIGUOUS) {
-		if (H5Pget_external_count(dcpl) == 0 && H5Dget_space_status(d, &st) >= 0 &&
-		    st == H5D_SPACE_STATUS_NOT_ALLOCATED)
+		hsize_t dims[H5S_MAX_RANK];
+		hssize_t np = 0;
+
+		sp = H5Dget_space(d);
+		if (sp >= 0 && H5Sget_simple_extent_dims(sp, dims, NULL) > 0)
+			np = H5Sget_simple_extent_npoints(sp);
+		if (sp >= 0)
+			H5Sclose(sp);
+		if (np > 0 && H5Pget_external_count(dcpl) == 0 &&
+		    H5Dget_space_status(d, &st) >= 0 && st == H5D_SPACE_STATUS_NOT_ALLOCATED)
 			return pio_seterr(err, PIO_ECORRUPT, file, path,
 					  "none of its %llu records was ever written (it has no "
 					  "storage; HDF5 would read fill values)",
@@ -640,40 +653,33 @@ static int check_written(hid_t d, hid_t dcpl, const char *file, const char *path
 		H5Eclear2(H5E_DEFAULT);
 		return 0;
 	}
-	if (lay != H5D_CHUNKED || got < 0 || H5Pget_chunk(dcpl, rank, cdims) != rank) {
+	if (lay != H5D_CHUNKED || !chunk_grid_init(d, dcpl, &g) || !g.total)
+		return 0; /* no records, or no grid to tell */
+	sp = H5Dget_space(d);
+	got = sp >= 0 ? H5Dget_num_chunks(d, sp, &nch) : -1;
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (got < 0 || nch >= g.total) {
 		H5Eclear2(H5E_DEFAULT);
 		return 0;
 	}
-	for (int k = 0; k < rank; k++) {
-		grid[k] = (dims[k] + cdims[k] - 1) / cdims[k];
-		total *= grid[k];
-	}
-	if (nch >= total)
-		return 0;
 	/* the first chunk without storage, in row-major order */
-	for (i = 0; i < total; i++) {
-		hsize_t r = i;
-
-		for (int k = rank - 1; k >= 0; k--) {
-			off[k] = r % grid[k] * cdims[k];
-			r /= grid[k];
-		}
-		if (!chunk_stored(d, off))
-			break;
-	}
-	if (i == total)
+	for (i = 0; i < g.total && chunk_at(d, &g, i, off, &mask); i++)
+		;
+	if (i == g.total)
 		return 0;
 	/* and the chunks after it along the records, as long as they have none either */
 	lo = off[0];
-	for (off[0] += cdims[0]; off[0] < dims[0] && !chunk_stored(d, off); off[0] += cdims[0])
+	for (i += g.total / g.grid[0]; i < g.total && !chunk_at(d, &g, i, off, &mask);
+	     i += g.total / g.grid[0])
 		;
-	hi = (off[0] < dims[0] ? off[0] : dims[0]) - 1;
+	hi = (i < g.total ? off[0] : g.dims[0]) - 1;
 	return pio_seterr(err, PIO_ECORRUPT, file, path,
 			  "records %llu..%llu were never written: no chunk holds them (%llu of "
 			  "its %llu chunks are missing; a writer that stopped early?), and HDF5 "
 			  "would read fill values there",
 			  (unsigned long long)lo, (unsigned long long)hi,
-			  (unsigned long long)(total - nch), (unsigned long long)total);
+			  (unsigned long long)(g.total - nch), (unsigned long long)g.total);
 }
 
 static int check_dataset(hid_t f, hid_t d, const char *file, const char *path, int depth,
