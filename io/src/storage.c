@@ -275,20 +275,19 @@ static char *expand_origin(const char *prefix, size_t len, const char *file)
 	return p;
 }
 
-/* Opens name as HDF5 opens a virtual dataset's source file for the virtual dataset in file:
- * the name itself when absolute, then its last part under each HDF5_VDS_PREFIX entry, under
- * the directory of file, as it stands, and under the directory of file's real path. */
+/* Opens name as HDF5 opens a virtual dataset's source file for the virtual dataset in file,
+ * trying in HDF5's order: the name itself when absolute, then its last part under each
+ * HDF5_VDS_PREFIX entry, under the directory of file, as it stands (the working
+ * directory), and under the directory of file's real path. */
 static hid_t open_source_file(const char *file, const char *name)
 {
 	const char *base = name, *env = getenv("HDF5_VDS_PREFIX"), *dir;
-	char *cand[4] = {NULL, NULL, NULL, NULL}, *real;
+	char *real, *cand[3];
 	hid_t f = H5I_INVALID_HID;
 	size_t dl;
 
 	if (name[0] == '/') {
 		f = H5Fopen(name, H5F_ACC_RDONLY, H5P_DEFAULT);
-		if (f >= 0)
-			return f;
 		base = strrchr(name, '/') + 1;
 	}
 	for (const char *p = env; p && *p && f < 0;) {
@@ -302,20 +301,24 @@ static hid_t open_source_file(const char *file, const char *name)
 		free(pre);
 		p = *e ? e + 1 : e;
 	}
+	if (f >= 0) {
+		H5Eclear2(H5E_DEFAULT); /* of the names tried before */
+		return f;
+	}
 	dl = dir_of(file, &dir);
 	cand[0] = join(dir, dl, base);
+	cand[1] = strdup(base);
+	cand[2] = NULL;
 	real = realpath(file, NULL);
 	if (real) {
 		dl = dir_of(real, &dir);
-		cand[1] = join(dir, dl, base);
+		cand[2] = join(dir, dl, base);
 	}
-	for (int i = 0; i < 2 && f < 0; i++)
-		if (cand[i])
+	for (int i = 0; i < 3; i++) {
+		if (f < 0 && cand[i])
 			f = H5Fopen(cand[i], H5F_ACC_RDONLY, H5P_DEFAULT);
-	if (f < 0)
-		f = H5Fopen(base, H5F_ACC_RDONLY, H5P_DEFAULT);
-	free(cand[0]);
-	free(cand[1]);
+		free(cand[i]);
+	}
 	free(real);
 	H5Eclear2(H5E_DEFAULT);
 	return f;
