@@ -36,6 +36,8 @@ struct source {
 	uint64_t batch;		 /* records per batch, a multiple of chunk */
 	size_t kchunk_bytes;	 /* bytes of one chunk of the key (or compound) dataset */
 	size_t vchunk_bytes;	 /* same for the values dataset */
+	bool checked;		 /* its storage was checked (pio_check_storage) when the job
+				    opened it: not again when it is opened to be read */
 };
 
 /*
@@ -211,8 +213,9 @@ static int open_file(const char *file, const char *dset, hid_t *out, struct pio_
 }
 
 /* Opens dataset path of f with a chunk cache that holds two of its chunks, so that each chunk
- * is decoded once even where a batch boundary cuts one (range ends). */
-static int open_dataset(hid_t f, const char *file, const char *path, hid_t *out,
+ * is decoded once even where a batch boundary cuts one (range ends); check: first checks
+ * where its records are stored (pio_check_storage). */
+static int open_dataset(hid_t f, const char *file, const char *path, bool check, hid_t *out,
 			size_t *chunk_bytes, uint64_t *chunk_records, struct pio_err *err)
 {
 	H5O_info_t oi;
@@ -262,7 +265,7 @@ static int open_dataset(hid_t f, const char *file, const char *path, hid_t *out,
 		if (d < 0)
 			return pio_seterr(err, PIO_ECORRUPT, file, path, "cannot open the dataset");
 	}
-	rc = pio_check_storage(f, d, file, path, err);
+	rc = check ? pio_check_storage(f, d, file, path, err) : 0;
 	if (rc) {
 		H5Dclose(d);
 		return rc;
@@ -333,7 +336,7 @@ static int open_pair_part(struct source *s, hid_t f, const char *path, const cha
 	hid_t t;
 	int rank, rc;
 
-	rc = open_dataset(f, s->file, path, d, cbytes, crec, err);
+	rc = open_dataset(f, s->file, path, !s->checked, d, cbytes, crec, err);
 	if (rc)
 		return rc;
 	rank = dataset_shape(*d, dims);
@@ -441,7 +444,8 @@ static int open_compound(struct source *s, struct handles *h, uint64_t *crec, st
 	hid_t ft, mt;
 	int rank, ki, vi, rc;
 
-	rc = open_dataset(h->file, s->file, s->kpath, &h->dk, &s->kchunk_bytes, crec, err);
+	rc = open_dataset(h->file, s->file, s->kpath, !s->checked, &h->dk, &s->kchunk_bytes, crec,
+			  err);
 	if (rc)
 		return rc;
 	rank = dataset_shape(h->dk, dims);
@@ -689,6 +693,7 @@ int pio_reader_open(const struct pio_input *inputs, size_t n, const struct pio_r
 		handles_close(&h);
 		if (rc)
 			goto out_free;
+		s->checked = true;
 		s->chunk = crec;
 		if (s->start > s->nrec ||
 		    (s->count != PIO_TO_END && s->count > s->nrec - s->start)) {
