@@ -2093,6 +2093,62 @@ static bool all_zero(const uint8_t *p, uint64_t n)
 	return true;
 }
 
+#define VERIFY_HASH_STEP ((size_t)64 << 20) /* bytes checksummed between progress calls */
+
+/* XXH3-64 of p[0..len) (in pieces when progress is asked for: the same hash); *done, the
+ * bytes of the pass so far, goes to pg as it grows. */
+static uint64_t hash_progress(const uint8_t *p, size_t len, const struct pkb_progress *pg,
+			      uint64_t *done)
+{
+	XXH3_state_t *st = pg && len > VERIFY_HASH_STEP ? XXH3_createState() : NULL;
+	uint64_t h;
+
+	if (!st || XXH3_64bits_reset(st) != XXH_OK) {
+		h = XXH3_64bits(p, len);
+		*done += len;
+		if (pg)
+			pg->step(pg->arg, *done);
+		XXH3_freeState(st);
+		return h;
+	}
+	for (size_t o = 0; o < len; o += VERIFY_HASH_STEP) {
+		size_t n = len - o < VERIFY_HASH_STEP ? len - o : VERIFY_HASH_STEP;
+
+		(void)XXH3_64bits_update(st, p + o, n);
+		*done += n;
+		pg->step(pg->arg, *done);
+	}
+	h = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return h;
+}
+
+/* The three section checksums (each with its padding), reported to pg (NULL: none) as one
+ * pass over their bytes. Returns 0 or PKB_ECHECKSUM naming the section in *err. */
+static int check_sums(const struct pkb *kb, const struct pkb_progress *pg, struct pkb_err *err)
+{
+	const struct pkb_info *in = &kb->info;
+	const struct {
+		const char *name;
+		uint64_t off, len, sum;
+	} sec[] = {{"meta", kb->meta_off, align8(in->meta_len), in->meta_sum},
+		   {"trie", kb->trie_off, in->trie_len, in->trie_sum},
+		   {"heap", kb->heap_off, align8(in->heap_len), in->heap_sum}};
+	uint64_t done = 0;
+
+	if (pg)
+		pg->phase(pg->arg, "sums", "bytes", sec[0].len + sec[1].len + sec[2].len);
+	for (size_t i = 0; i < sizeof(sec) / sizeof(sec[0]); i++) {
+		if (hash_progress(kb->base + sec[i].off, (size_t)sec[i].len, pg, &done) !=
+		    sec[i].sum) {
+			seterr(err, "%s: corrupt KB (%s section checksum mismatch)", kb->path,
+			       sec[i].name);
+			return PKB_ECHECKSUM;
+		}
+	}
+	return 0;
+}
+
 /* Checks the header and the section layout, parses the meta section, opens the trie. */
 static int parse(struct pkb *kb, unsigned flags, struct pkb_err *err)
 {
@@ -2180,12 +2236,9 @@ static int parse(struct pkb *kb, unsigned flags, struct pkb_err *err)
 	if (!pkb_type_is_blob(&in->value_type) ? in->heap_len != 0 : in->heap_len / 4 < in->count)
 		goto out_corrupt;
 	if (flags & PKB_OPEN_CHECKSUM) {
-		if (XXH3_64bits(h + meta_off, (size_t)align8(in->meta_len)) != in->meta_sum ||
-		    XXH3_64bits(h + trie_off, (size_t)in->trie_len) != in->trie_sum ||
-		    XXH3_64bits(h + heap_off, (size_t)align8(in->heap_len)) != in->heap_sum) {
-			seterr(err, "%s: corrupt KB (section checksum mismatch)", path);
-			return PKB_ECHECKSUM;
-		}
+		rc = check_sums(kb, NULL, err);
+		if (rc)
+			return rc;
 	}
 	rc = pm_snap_open(&kb->snap, h + trie_off, (size_t)in->trie_len, 0);
 	if (rc) {
@@ -2307,36 +2360,6 @@ static bool key_fits(const struct pio_type *t, size_t len)
 	return true;
 }
 
-#define VERIFY_HASH_STEP ((size_t)64 << 20) /* bytes checksummed between progress calls */
-
-/* XXH3-64 of p[0..len) (in pieces when progress is asked for: the same hash); *done, the
- * bytes of the pass so far, goes to pg as it grows. */
-static uint64_t hash_progress(const uint8_t *p, size_t len, const struct pkb_progress *pg,
-			      uint64_t *done)
-{
-	XXH3_state_t *st = pg && len > VERIFY_HASH_STEP ? XXH3_createState() : NULL;
-	uint64_t h;
-
-	if (!st || XXH3_64bits_reset(st) != XXH_OK) {
-		h = XXH3_64bits(p, len);
-		*done += len;
-		if (pg)
-			pg->step(pg->arg, *done);
-		XXH3_freeState(st);
-		return h;
-	}
-	for (size_t o = 0; o < len; o += VERIFY_HASH_STEP) {
-		size_t n = len - o < VERIFY_HASH_STEP ? len - o : VERIFY_HASH_STEP;
-
-		(void)XXH3_64bits_update(st, p + o, n);
-		*done += n;
-		pg->step(pg->arg, *done);
-	}
-	h = XXH3_64bits_digest(st);
-	XXH3_freeState(st);
-	return h;
-}
-
 int pkb_verify(const struct pkb *kb, pm_snap_stats *st, const struct pkb_progress *pg,
 	       struct pkb_err *err)
 {
@@ -2347,27 +2370,13 @@ int pkb_verify(const struct pkb *kb, pm_snap_stats *st, const struct pkb_progres
 	char msg[256] = "";
 	const uint8_t *k;
 	size_t len;
-	uint64_t v, expect = 0, done = 0, nkeys = 0;
+	uint64_t v, expect = 0, nkeys = 0;
 	bool blob = pkb_type_is_blob(&in->value_type);
 	int rc;
 
-	if (pg)
-		pg->phase(pg->arg, "sums", "bytes",
-			  align8(in->meta_len) + in->trie_len + align8(in->heap_len));
-	if (hash_progress(h + kb->meta_off, (size_t)align8(in->meta_len), pg, &done) !=
-	    in->meta_sum) {
-		seterr(err, "%s: corrupt KB (meta section checksum mismatch)", kb->path);
-		return PKB_ECHECKSUM;
-	}
-	if (hash_progress(h + kb->trie_off, (size_t)in->trie_len, pg, &done) != in->trie_sum) {
-		seterr(err, "%s: corrupt KB (trie section checksum mismatch)", kb->path);
-		return PKB_ECHECKSUM;
-	}
-	if (hash_progress(h + kb->heap_off, (size_t)align8(in->heap_len), pg, &done) !=
-	    in->heap_sum) {
-		seterr(err, "%s: corrupt KB (heap section checksum mismatch)", kb->path);
-		return PKB_ECHECKSUM;
-	}
+	rc = check_sums(kb, pg, err);
+	if (rc)
+		return rc;
 	if (!all_zero(h + kb->meta_off + in->meta_len, align8(in->meta_len) - in->meta_len) ||
 	    !all_zero(h + kb->heap_off + in->heap_len, align8(in->heap_len) - in->heap_len)) {
 		seterr(err, "%s: corrupt KB (non-zero padding)", kb->path);
