@@ -913,9 +913,7 @@ int pme_cmd_stats(int argc, char **argv)
 		pm_snap_iter *it;
 		const uint8_t *k;
 		size_t len;
-		uint64_t w;
-
-		uint64_t n = 0;
+		uint64_t w, n = 0;
 
 		part = calloc(in->partitions, sizeof(*part));
 		if (!part || pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it)) {
