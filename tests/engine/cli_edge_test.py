@@ -34,9 +34,10 @@ def path(name):
     return os.path.join(WORK, name)
 
 
-def run(args, expect=0, fsize=None, timeout=None, pass_fds=(), env=None):
-    """Runs pmingest; fsize: a file-size limit in bytes (writes past it fail with EFBIG,
-    as on a full disk); timeout: seconds before a run counts as hung (and is killed)."""
+def run(args, expect=0, fsize=None, timeout=None, pass_fds=(), env=None, cwd=None):
+    """Runs pmingest (in directory cwd if given); fsize: a file-size limit in bytes (writes
+    past it fail with EFBIG, as on a full disk); timeout: seconds before a run counts as
+    hung (and is killed)."""
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -51,7 +52,7 @@ def run(args, expect=0, fsize=None, timeout=None, pass_fds=(), env=None):
     try:
         p = subprocess.run([PM] + [str(a) for a in args], capture_output=True, env=e,
                            preexec_fn=limit if fsize else None, timeout=timeout,
-                           pass_fds=pass_fds)
+                           pass_fds=pass_fds, cwd=cwd)
     except subprocess.TimeoutExpired:
         fail("%s: still running after %s s" % (args, timeout))
         return subprocess.CompletedProcess(args, -1, b"", b"")
@@ -501,9 +502,8 @@ def stored_elsewhere():
 
     def scan_of(inp, env=None, cwd=None):
         kb = path("st/out.kb")
-        p = subprocess.run([PM, "ingest", "--input", inp, "--output", kb, "--quiet"],
-                           capture_output=True, env=dict(os.environ, **(env or {})), cwd=cwd)
-        if not check(p.returncode == 0, "%s: exit %d: %s" % (inp, p.returncode, p.stderr)):
+        if run(["ingest", "--input", inp, "--output", kb, "--quiet"], env=env,
+               cwd=cwd).returncode:
             return None
         out = run(["scan", kb]).stdout
         os.unlink(kb)
@@ -512,13 +512,10 @@ def stored_elsewhere():
     def refused(inp, words, env=None, cwd=None):
         for extra in [[], ["--dry-run"]]:
             kb = path("st/out.kb")
-            p = subprocess.run([PM, "ingest", "--input", inp, "--output", kb, "--quiet"] +
-                               extra, capture_output=True, env=dict(os.environ, **(env or {})),
-                               cwd=cwd)
-            msg = p.stderr.decode(errors="replace")
-            check(p.returncode == 3 and msg.count("\n") == 1 and
-                  all(w in msg for w in words),
-                  "%s %s: exit %d, message: %s" % (inp, extra, p.returncode, msg))
+            msg = run(["ingest", "--input", inp, "--output", kb, "--quiet"] + extra, expect=3,
+                      env=env, cwd=cwd).stderr.decode(errors="replace")
+            check(msg.count("\n") == 1 and all(w in msg for w in words),
+                  "%s %s: message: %s" % (inp, extra, msg))
             check(not os.path.exists(kb), "%s %s: left an output" % (inp, extra))
 
     want = scan_of(plain + ":/data")
