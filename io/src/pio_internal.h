@@ -61,4 +61,21 @@ hid_t pio_filetype(const struct pio_type *t);
  * Returns 0 or PIO_ENOMEM (b unchanged). */
 int pio_batch_reserve(struct pio_batch *b, size_t n, size_t keys, size_t heap);
 
+/*
+ * The check of variable-length string references (heapcheck.c says why HDF5 1.10 needs it):
+ * open one for HDF5 file f (path file) once it is open; read a batch's references raw with
+ * the type pio_vlcheck_type() gives: a compound of the string fields m1 and m2 (one may be
+ * NULL), each pio_vlcheck_refsize() bytes, in that order, or, both NULL, the references of a
+ * dataset of strings (the caller closes it); hand them to pio_vlcheck_refs(), with the names
+ * of the fields read (what[1] NULL for one), which returns 0, or PIO_EREAD with the record,
+ * the field and the damage in err, or PIO_ENOMEM. One thread at a time a check.
+ */
+struct pio_vlcheck;
+int pio_vlcheck_open(hid_t f, const char *file, struct pio_vlcheck **out, struct pio_err *err);
+void pio_vlcheck_close(struct pio_vlcheck *c);
+size_t pio_vlcheck_refsize(const struct pio_vlcheck *c);
+hid_t pio_vlcheck_type(const struct pio_vlcheck *c, const char *m1, const char *m2);
+int pio_vlcheck_refs(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t first,
+		     const char *dset, const char *const what[2], struct pio_err *err);
+
 #endif /* PIO_INTERNAL_H */

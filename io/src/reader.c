@@ -5,7 +5,8 @@
  * closed; pio_reader_next() reopens the input being read and keeps only that one open, so a
  * job of many files holds few HDF5 handles. A read goes: hyperslab of whole chunks ->
  * read buffer (native memory types, a two-field compound for the compound layout, so HDF5
- * converts nothing when the file is already native) -> decoded into the flat batch.
+ * converts nothing when the file is already native) -> decoded into the flat batch. The
+ * references of variable-length strings are checked before HDF5 follows them (heapcheck.c).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -121,15 +122,19 @@ static void varena_release(struct varena *a)
 
 /* HDF5 handles of the input being read. */
 struct handles {
-	hid_t file;	  /* the file */
-	hid_t dk;	  /* compound dataset, or keys dataset */
-	hid_t dv;	  /* values dataset, or H5I_INVALID_HID (compound) */
-	hid_t memk;	  /* memory type to read dk with */
-	hid_t memv;	  /* memory type to read dv with */
-	hid_t dxpl;	  /* transfer properties (type conversion buffer size) */
-	int krank;	  /* rank of dk (1, or 2 for rows) */
-	int vrank;	  /* rank of dv */
-	struct varena va; /* the variable-length strings of a read */
+	hid_t file;		/* the file */
+	hid_t dk;		/* compound dataset, or keys dataset */
+	hid_t dv;		/* values dataset, or H5I_INVALID_HID (compound) */
+	hid_t memk;		/* memory type to read dk with */
+	hid_t memv;		/* memory type to read dv with */
+	hid_t dxpl;		/* transfer properties (type conversion buffer size) */
+	int krank;		/* rank of dk (1, or 2 for rows) */
+	int vrank;		/* rank of dv */
+	struct varena va;	/* the variable-length strings of a read */
+	struct pio_vlcheck *vc; /* checks string references (NULL: no string field to check) */
+	bool refk, refv;	/* vc checks the key's, the value's references */
+	hid_t rawk;		/* type reading dk's references to check raw, or H5I_INVALID_HID */
+	hid_t rawv;		/* same for dv */
 };
 
 struct pio_reader {
@@ -145,13 +150,18 @@ struct pio_reader {
 	struct handles h;	     /* handles of input cur */
 	uint8_t *kbuf, *vbuf;	     /* read buffers */
 	size_t kbuf_cap, vbuf_cap;   /* their sizes in bytes */
+	uint8_t *rbuf;		     /* string references read raw (heapcheck.c) */
+	size_t rbuf_cap;	     /* its size in bytes */
 };
 
 static void handles_init(struct handles *h)
 {
 	h->file = h->dk = h->dv = h->memk = h->memv = h->dxpl = H5I_INVALID_HID;
+	h->rawk = h->rawv = H5I_INVALID_HID;
+	h->refk = h->refv = false;
 	h->krank = h->vrank = 1;
 	memset(&h->va, 0, sizeof(h->va));
+	h->vc = NULL;
 }
 
 static void handles_close(struct handles *h)
@@ -162,6 +172,11 @@ static void handles_close(struct handles *h)
 		H5Tclose(h->memk);
 	if (h->memv >= 0)
 		H5Tclose(h->memv);
+	if (h->rawk >= 0)
+		H5Tclose(h->rawk);
+	if (h->rawv >= 0)
+		H5Tclose(h->rawv);
+	pio_vlcheck_close(h->vc);
 	if (h->dk >= 0)
 		H5Dclose(h->dk);
 	if (h->dv >= 0)
@@ -578,16 +593,54 @@ static int source_open(struct source *s, struct handles *h, uint64_t *crec, stru
 	return 0;
 }
 
-/* Estimated bytes one record costs in a batch. */
+static bool is_virtual(hid_t d)
+{
+	hid_t dcpl = H5Dget_create_plist(d);
+	bool v = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_VIRTUAL;
+
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	return v;
+}
+
+/* Prepares the check of the references of input s's variable-length strings (heapcheck.c)
+ * in h, which holds it open. The strings of a virtual dataset are in its sources' heaps, and
+ * are not checked. */
+static int open_vlcheck(struct source *s, struct handles *h, struct pio_err *err)
+{
+	bool k = s->kf.kind == FK_VSTR && !is_virtual(h->dk);
+	bool v = s->vf.kind == FK_VSTR && !is_virtual(s->vpath ? h->dv : h->dk);
+	int rc;
+
+	if (!k && !v)
+		return 0;
+	rc = pio_vlcheck_open(h->file, s->file, &h->vc, err);
+	if (rc)
+		return rc;
+	h->refk = k;
+	h->refv = v;
+	if (!s->vpath) /* one read of the compound's references for both fields */
+		h->rawk = pio_vlcheck_type(h->vc, k ? s->kname : NULL, v ? s->vname : NULL);
+	else if (k)
+		h->rawk = pio_vlcheck_type(h->vc, NULL, NULL);
+	if (s->vpath && v)
+		h->rawv = pio_vlcheck_type(h->vc, NULL, NULL);
+	if (((k || !s->vpath) && h->rawk < 0) || (s->vpath && v && h->rawv < 0))
+		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath, "out of memory");
+	return 0;
+}
+
+/* Estimated bytes one record costs in a batch (a variable-length string: its pointer, its
+ * bytes and its reference read raw to be checked). */
 static size_t batch_bytes_per_record(const struct source *s)
 {
 	size_t k, v = 0;
 
-	k = s->kf.kind == FK_VSTR			    ? 32
+	k = s->kf.kind == FK_VSTR			    ? 48
 	    : s->kf.kind == FK_INT || s->kf.kind == FK_UINT ? s->kf.width
 							    : s->kf.size;
 	if (s->vf.kind == FK_VSTR)
-		v = 36;
+		v = 52;
 	else if (s->vf.kind == FK_FSTR || s->vf.kind == FK_RAW)
 		v = s->vf.size + 4;
 	return k + v + sizeof(size_t) + sizeof(uint64_t);
@@ -749,6 +802,7 @@ void pio_reader_close(struct pio_reader *r)
 	free(r->src);
 	free(r->kbuf);
 	free(r->vbuf);
+	free(r->rbuf);
 	free(r);
 }
 
@@ -1053,6 +1107,25 @@ static void decode_values(const struct field *f, const uint8_t *buf, size_t stri
 	b->heap_len = hp;
 }
 
+/* Checks the string references of records [pos, pos+n) of dataset d (path dset) before HDF5
+ * follows them, read raw with type raw: the key's (first, where key), the value's (where
+ * value). */
+static int check_refs(struct pio_reader *r, const struct source *s, hid_t d, hid_t raw,
+		      const char *dset, bool key, bool value, uint64_t pos, size_t n,
+		      struct pio_err *err)
+{
+	size_t stride = (key && value ? 2 : 1) * pio_vlcheck_refsize(r->h.vc);
+	const char *what[2] = {key ? "key" : "value", key && value ? "value" : NULL};
+
+	if (n > SIZE_MAX / stride || grow_buf(&r->rbuf, &r->rbuf_cap, n * stride))
+		return pio_seterr(err, PIO_ENOMEM, s->file, dset,
+				  "out of memory for the string references of %zu records", n);
+	if (read_part(d, raw, r->h.dxpl, 1, 1, pos, n, r->rbuf))
+		return pio_seterr(err, PIO_EREAD, s->file, dset, "cannot read records %llu..%llu",
+				  (unsigned long long)pos, (unsigned long long)(pos + n - 1));
+	return pio_vlcheck_refs(r->h.vc, r->rbuf, n, pos, dset, what, err);
+}
+
 /* Reads records [pos, pos+n) of the current input into b. */
 static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size_t n,
 		      struct pio_batch *b, struct pio_err *err)
@@ -1069,6 +1142,16 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 	    grow_buf(&r->vbuf, &r->vbuf_cap, n * s->vstride))
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath,
 				  "out of memory for a read buffer of %zu records", n);
+	if (h->vc && !s->vpath)
+		rc = check_refs(r, s, h->dk, h->rawk, s->kpath, h->refk, h->refv, pos, n, err);
+	else if (h->vc) {
+		rc = h->refk ? check_refs(r, s, h->dk, h->rawk, s->kpath, true, false, pos, n, err)
+			     : 0;
+		if (!rc && h->refv)
+			rc = check_refs(r, s, h->dv, h->rawv, s->vpath, false, true, pos, n, err);
+	}
+	if (h->vc && rc)
+		return rc;
 	if (read_part(h->dk, h->memk, h->dxpl, h->krank, s->kf.size, pos, n, r->kbuf))
 		return pio_seterr(err, PIO_EREAD, s->file, s->kpath,
 				  "cannot read records %llu..%llu", (unsigned long long)pos,
@@ -1120,6 +1203,8 @@ int pio_reader_next(struct pio_reader *r, struct pio_batch *b, struct pio_err *e
 			uint64_t crec = 1;
 
 			rc = source_open(s, &r->h, &crec, err);
+			if (!rc)
+				rc = open_vlcheck(s, &r->h, err);
 			if (rc) {
 				handles_close(&r->h);
 				return rc;

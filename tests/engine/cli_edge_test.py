@@ -611,10 +611,134 @@ def stored_elsewhere():
                   "zeros"], cwd=path("st"))
 
 
+def damaged_strings():
+    """HDF5 1.10 follows a variable-length string's heap reference without checking it: a
+    damaged object index gave a KB holding a wrong key with exit 0 (HDF5 copied memory that
+    is not the file's), a larger one a crash (SIGSEGV in H5HG_read), a damaged object size a
+    buffer overrun. The references are now checked against their heap collections before
+    HDF5 follows them: exit 3 naming the file, the dataset, the record and the damage, no
+    output. Sound files (a user block, strings up to 70000 bytes, chunked and compressed,
+    a values dataset of strings) read as before."""
+    import h5py
+    import numpy as np
+    import struct
+    n = 300
+    keys = ["key%05d" % (i * 7 % n) + ("x" * 70000 if i == 40 else "") for i in range(n)]
+    keys[3] = ""
+    vals = ["v%d" % i * (i % 4) for i in range(n)]
+    os.makedirs(path("ds"))
+
+    def make(name, ub=0, **ds):
+        f = path("ds/" + name)
+        with h5py.File(f, "w", userblock_size=ub) as h:
+            a = np.zeros(n, dtype=[("key", h5py.string_dtype()), ("value", "<i8")])
+            a["key"] = keys
+            a["value"] = np.arange(n)
+            h.create_dataset("data", data=a, **ds)
+            h["k"] = np.array([b"k%05d" % i for i in range(n)])
+            h.create_dataset("v", data=np.array(vals, dtype=object),
+                             dtype=h5py.string_dtype(), **ds)
+            b = np.zeros(n, dtype=[("key", h5py.string_dtype()), ("value", h5py.string_dtype())])
+            b["key"] = [k.decode() for k in h["k"][:]]
+            b["value"] = vals
+            h.create_dataset("kv", data=b, **ds)
+            offs = (h["data"].id.get_offset(), h["v"].id.get_offset(), h["kv"].id.get_offset())
+        return f, offs
+
+    def scan_of(args):
+        kb = path("ds/out.kb")
+        if run(["ingest", "--output", kb, "--quiet", "--batch-records", 64] + args,
+               timeout=120).returncode:
+            return None
+        out = run(["scan", kb]).stdout
+        os.unlink(kb)
+        return out
+
+    want_c = "".join("%s\t%d\n" % (k, i) for k, i in sorted(dict(
+        (k, i) for i, k in enumerate(keys)).items())).encode()
+    want_p = "".join("k%05d\t%s\n" % (i, v) for i, v in enumerate(vals)).encode()
+    for name, ub, ds in [("c.h5", 0, {}), ("ub.h5", 512, {}),
+                         ("z.h5", 0, dict(chunks=(64,), compression="gzip"))]:
+        f, _ = make(name, ub, **ds)
+        check(scan_of(["--input", f + ":/data"]) == want_c, "%s: compound read wrong" % name)
+        check(scan_of(["--input", f, "--keys", "/k", "--values", "/v"]) == want_p,
+              "%s: values dataset read wrong" % name)
+        check(scan_of(["--input", f + ":/kv"]) == want_p, "%s: two string fields read wrong" % name)
+
+    # The references as stored: length (4 bytes), collection address (8), object index (4).
+    def damaged(base, dset_off, rec, stride, edit):
+        data = bytearray(open(base, "rb").read())
+        ref = dset_off + rec * stride
+        ln, addr, idx = struct.unpack_from("<IQI", data, ref)
+        ub = 512 if "ub" in base else 0
+        objs, p = {}, ub + addr + 16  # the collection's objects: index -> byte offset
+        end = ub + addr + struct.unpack_from("<Q", data, ub + addr + 8)[0]
+        while p + 16 <= end:
+            i, size = struct.unpack_from("<H", data, p)[0], struct.unpack_from("<Q", data, p + 8)[0]
+            objs[i] = p
+            if i == 0:
+                break
+            p += 16 + (size + 7) // 8 * 8
+        edit(data, ref, ln, addr, idx, ub, objs)
+        out = path("ds/bad.h5")
+        with open(out, "wb") as w:
+            w.write(data)
+        return out
+
+    def refused(args, words):
+        kb = path("ds/out.kb")
+        msg = run(["ingest", "--output", kb, "--quiet"] + args, expect=3,
+                  timeout=120).stderr.decode(errors="replace")
+        check(msg.count("\n") == 1 and all(w in msg for w in words),
+              "%s: message: %s" % (words, msg))
+        check(not os.path.exists(kb), "%s: left an output" % words)
+
+    c, (c_data, c_v, c_kv) = path("ds/c.h5"), make("c.h5")[1]
+    ub, (ub_data, _, _) = path("ds/ub.h5"), make("ub.h5", 512)[1]
+    cases = [
+        ("an index past the collection's objects (a wrong key, exit 0)",
+         lambda d, r, ln, a, i, u, o: struct.pack_into("<I", d, r + 12, max(o) + 50),
+         ["no such object"]),
+        ("a large index (SIGSEGV)",
+         lambda d, r, ln, a, i, u, o: struct.pack_into("<I", d, r + 12, 0xFFFF0000),
+         ["object 4294901760", "no such object"]),
+        ("the free space's index",
+         lambda d, r, ln, a, i, u, o: struct.pack_into("<I", d, r + 12, 0),
+         ["object 0 ", "no such object"]),
+        ("a length that is not the object's (a buffer overrun)",
+         lambda d, r, ln, a, i, u, o: struct.pack_into("<I", d, r, ln - 2),
+         ["of 6 bytes", "which holds 8 bytes"]),
+        ("a collection past the end of the file",
+         lambda d, r, ln, a, i, u, o: struct.pack_into("<Q", d, r + 4, len(d) + 4096),
+         ["lies past the end of the file"]),
+        ("a damaged collection signature",
+         lambda d, r, ln, a, i, u, o: d.__setitem__(u + a + 3, ord("X")),
+         ["is not a heap collection"]),
+        ("an object size past the collection",
+         lambda d, r, ln, a, i, u, o: struct.pack_into("<Q", d, o[i] + 8, 1 << 40),
+         ["number %d", "does not fit in it"]),
+        ("two objects of one index",
+         lambda d, r, ln, a, i, u, o: struct.pack_into("<H", d, o[i + 1], i),
+         ["two objects numbered"]),
+    ]
+    for what, edit, words in cases:
+        bad = damaged(c, c_data, 7, 24, edit)
+        refused(["--input", bad + ":/data"], ["bad.h5", "dataset /data", "the key"] +
+                [w.replace("%d", "") for w in words])
+    bad = damaged(ub, ub_data, 7, 24, cases[0][1])
+    refused(["--input", bad + ":/data"], ["record 7:", "no such object"])
+    bad = damaged(c, c_v, 9, 16, cases[0][1])
+    refused(["--input", bad, "--keys", "/k", "--values", "/v"],
+            ["bad.h5", "dataset /v", "record 9:", "the value", "no such object"])
+    bad = damaged(c, c_kv + 16, 11, 32, cases[0][1])
+    refused(["--input", bad + ":/kv"], ["dataset /kv", "record 11:", "the value", "no such"])
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, gen_interrupted, empty_output, ignored_options,
-             fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere]
+             fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
+             damaged_strings]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
