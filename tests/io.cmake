@@ -45,3 +45,19 @@ if(TARGET pmingest)
             $<TARGET_FILE:pmingest> ${CMAKE_CURRENT_BINARY_DIR}/io_gen_cli)
   set_tests_properties(io_gen_cli PROPERTIES LABELS "integration;hdf5" TIMEOUT 120)
 endif()
+
+# The heap reference check (io/src/heapcheck.c) parses untrusted file bytes: its fuzz target's
+# corpus replayed as an ordinary test, and a bounded libFuzzer run (needs clang).
+add_executable(fuzz_heap_replay fuzz/fuzz_heap.c fuzz/replay_main.c)
+target_include_directories(fuzz_heap_replay PRIVATE ${CMAKE_SOURCE_DIR}/io/src)
+target_link_libraries(fuzz_heap_replay PRIVATE pmio hdf5::hdf5 pm_flags)
+add_test(NAME fuzz_heap_replay
+  COMMAND fuzz_heap_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/heap_corpus)
+set_tests_properties(fuzz_heap_replay PROPERTIES LABELS "fuzz;hdf5" TIMEOUT 300)
+find_program(PIO_CLANG clang)
+if(PIO_CLANG)
+  add_test(NAME fuzz_heap_run
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzz_heap.sh ${CMAKE_SOURCE_DIR}
+            ${CMAKE_CURRENT_BINARY_DIR}/heap_fuzz 30)
+  set_tests_properties(fuzz_heap_run PROPERTIES LABELS "fuzz;fuzzrun" TIMEOUT 600)
+endif()

@@ -132,11 +132,10 @@ hid_t pio_vlcheck_type(const struct pio_vlcheck *c, const char *m1, const char *
 int pio_vlcheck_open(hid_t f, const char *file, struct pio_vlcheck **out, struct pio_err *err)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	struct pio_vlcheck *c;
-	struct stat st;
 	hsize_t ub = 0;
 	size_t sa = 0, ss = 0;
 	hid_t fcpl;
+	int fd;
 
 	pthread_once(&once, register_once);
 	fcpl = H5Fget_create_plist(f);
@@ -147,25 +146,40 @@ int pio_vlcheck_open(hid_t f, const char *file, struct pio_vlcheck **out, struct
 				  "cannot read the file's creation properties");
 	}
 	H5Pclose(fcpl);
-	if (sa < 2 || sa > 8 || ss < 2 || ss > 8)
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pio_seterr(err, PIO_ENOENT, file, NULL, "cannot open: %s", strerror(errno));
+	return pio_vlcheck_open_fd(fd, file, ub, sa, ss, out, err);
+}
+
+int pio_vlcheck_open_fd(int fd, const char *file, uint64_t base, size_t sa, size_t ss,
+			struct pio_vlcheck **out, struct pio_err *err)
+{
+	struct pio_vlcheck *c;
+	struct stat st;
+
+	if (sa < 2 || sa > 8 || ss < 2 || ss > 8) {
+		close(fd);
 		return pio_seterr(err, PIO_ECORRUPT, file, NULL,
 				  "addresses of %zu bytes and lengths of %zu bytes are not "
 				  "supported",
 				  sa, ss);
+	}
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+
+		close(fd);
+		return pio_seterr(err, PIO_ENOENT, file, NULL, "cannot open: %s", strerror(e));
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c || !(c->file = strdup(file))) {
 		free(c);
+		close(fd);
 		return pio_seterr(err, PIO_ENOMEM, file, NULL, "out of memory");
 	}
-	c->fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (c->fd < 0 || fstat(c->fd, &st) != 0) {
-		int e = errno;
-
-		pio_vlcheck_close(c);
-		return pio_seterr(err, PIO_ENOENT, file, NULL, "cannot open: %s", strerror(e));
-	}
+	c->fd = fd;
 	c->eof = (uint64_t)st.st_size;
-	c->base = ub;
+	c->base = base;
 	c->sa = (unsigned)sa;
 	c->ss = (unsigned)ss;
 	*out = c;

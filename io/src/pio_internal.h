@@ -72,6 +72,11 @@ int pio_batch_reserve(struct pio_batch *b, size_t n, size_t keys, size_t heap);
  */
 struct pio_vlcheck;
 int pio_vlcheck_open(hid_t f, const char *file, struct pio_vlcheck **out, struct pio_err *err);
+/* What pio_vlcheck_open does once it knows the file: a check over descriptor fd (owned from
+ * then on, closed even on failure), whose address 0 is at byte base, with addresses of sa and
+ * lengths of ss bytes (2..8). The fuzz target's way in. */
+int pio_vlcheck_open_fd(int fd, const char *file, uint64_t base, size_t sa, size_t ss,
+			struct pio_vlcheck **out, struct pio_err *err);
 void pio_vlcheck_close(struct pio_vlcheck *c);
 size_t pio_vlcheck_refsize(const struct pio_vlcheck *c);
 hid_t pio_vlcheck_type(const struct pio_vlcheck *c, const char *m1, const char *m2);
