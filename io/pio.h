@@ -232,6 +232,10 @@ struct pio_reader_opts {
 	size_t batch_cap;     /* the cap of budget-sized batches; 0 means 262144: for a
 				 plain read, bigger batches only cost cache misses (a
 				 consumer that gains from big batches raises it) */
+	bool hdf5_strings;    /* variable-length strings through HDF5's conversion, after
+				 their references are checked, instead of read by io/ from
+				 the heap collections the check parses: the reference the
+				 fast path is tested against */
 };
 
 /* What the reader knows about one input after opening it. */

@@ -61,6 +61,8 @@ static void test_good_cases(void)
 {
 	struct pio_reader_opts small = {.batch_records = 1};
 	struct pio_reader_opts tiny_budget = {.mem_budget = 4096};
+	struct pio_reader_opts via_hdf5 = {.hdf5_strings = true};
+	struct pio_reader_opts via_hdf5_small = {.batch_records = 1, .hdf5_strings = true};
 	struct tcase *cs;
 	int n = fx_cases("cases.txt", &cs);
 
@@ -71,6 +73,9 @@ static void test_good_cases(void)
 		CU_ASSERT(check_case(&cs[i], NULL));
 		CU_ASSERT(check_case(&cs[i], &small));
 		CU_ASSERT(check_case(&cs[i], &tiny_budget));
+		/* Variable-length strings read from the heap by io/ (above) and by HDF5. */
+		CU_ASSERT(check_case(&cs[i], &via_hdf5));
+		CU_ASSERT(check_case(&cs[i], &via_hdf5_small));
 	}
 	free(cs);
 }

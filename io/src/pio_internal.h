@@ -82,5 +82,13 @@ size_t pio_vlcheck_refsize(const struct pio_vlcheck *c);
 hid_t pio_vlcheck_type(const struct pio_vlcheck *c, const char *m1, const char *m2);
 int pio_vlcheck_refs(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t first,
 		     const char *dset, const char *const what[2], struct pio_err *err);
+/* Checks as pio_vlcheck_refs does and reads the strings from the collections, in place of
+ * HDF5's conversion: for record i and field f, the string as HDF5 gives it (its bytes and a
+ * NUL, in memory from alloc(bytes, arg); NULL for a null reference) goes as a char * to
+ * out + i * stride + off[f]. */
+int pio_vlcheck_strings(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t first,
+			const char *dset, const char *const what[2], uint8_t *out, size_t stride,
+			const size_t off[2], void *(*alloc)(size_t, void *), void *arg,
+			struct pio_err *err);
 
 #endif /* PIO_INTERNAL_H */

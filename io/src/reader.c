@@ -6,7 +6,9 @@
  * job of many files holds few HDF5 handles. A read goes: hyperslab of whole chunks ->
  * read buffer (native memory types, a two-field compound for the compound layout, so HDF5
  * converts nothing when the file is already native) -> decoded into the flat batch. The
- * references of variable-length strings are checked before HDF5 follows them (heapcheck.c).
+ * references of variable-length strings are checked before anything follows them, and the
+ * strings read from the heap collections the check parses (heapcheck.c), unless the options
+ * ask for HDF5's conversion.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -133,6 +135,7 @@ struct handles {
 	struct varena va;	/* the variable-length strings of a read */
 	struct pio_vlcheck *vc; /* checks string references (NULL: no string field to check) */
 	bool refk, refv;	/* vc checks the key's, the value's references */
+	bool direct;		/* and reads their strings itself (memk, memv leave them out) */
 	hid_t rawk;		/* type reading dk's references to check raw, or H5I_INVALID_HID */
 	hid_t rawv;		/* same for dv */
 };
@@ -158,7 +161,7 @@ static void handles_init(struct handles *h)
 {
 	h->file = h->dk = h->dv = h->memk = h->memv = h->dxpl = H5I_INVALID_HID;
 	h->rawk = h->rawv = H5I_INVALID_HID;
-	h->refk = h->refv = false;
+	h->refk = h->refv = h->direct = false;
 	h->krank = h->vrank = 1;
 	memset(&h->va, 0, sizeof(h->va));
 	h->vc = NULL;
@@ -606,7 +609,7 @@ static bool is_virtual(hid_t d)
 /* Prepares the check of the references of input s's variable-length strings (heapcheck.c)
  * in h, which holds it open. The strings of a virtual dataset are in its sources' heaps, and
  * are not checked. */
-static int open_vlcheck(struct source *s, struct handles *h, struct pio_err *err)
+static int open_vlcheck(struct source *s, struct handles *h, bool direct, struct pio_err *err)
 {
 	bool k = s->kf.kind == FK_VSTR && !is_virtual(h->dk);
 	bool v = s->vf.kind == FK_VSTR && !is_virtual(s->vpath ? h->dv : h->dk);
@@ -627,6 +630,34 @@ static int open_vlcheck(struct source *s, struct handles *h, struct pio_err *err
 		h->rawv = pio_vlcheck_type(h->vc, NULL, NULL);
 	if (((k || !s->vpath) && h->rawk < 0) || (s->vpath && v && h->rawv < 0))
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath, "out of memory");
+	h->direct = direct;
+	if (direct && !s->vpath && !(k && v)) {
+		/* HDF5 reads the compound's other field alone */
+		const char *name = k ? s->vname : s->kname;
+		int i = H5Tget_member_index(h->memk, name);
+		hid_t mt = i >= 0 ? H5Tget_member_type(h->memk, (unsigned)i) : H5I_INVALID_HID;
+		hid_t c = mt >= 0 ? H5Tcreate(H5T_COMPOUND, s->kstride) : H5I_INVALID_HID;
+
+		if (c >= 0 && H5Tinsert(c, name, k ? s->vf.off : s->kf.off, mt) < 0) {
+			H5Tclose(c);
+			c = H5I_INVALID_HID;
+		}
+		if (mt >= 0)
+			H5Tclose(mt);
+		if (c < 0)
+			return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath, "out of memory");
+		H5Tclose(h->memk);
+		h->memk = c;
+	} else if (direct) { /* nothing left for HDF5 to read in dk, dv */
+		if (k || !s->vpath) {
+			H5Tclose(h->memk);
+			h->memk = H5I_INVALID_HID;
+		}
+		if (s->vpath && v) {
+			H5Tclose(h->memv);
+			h->memv = H5I_INVALID_HID;
+		}
+	}
 	return 0;
 }
 
@@ -1123,7 +1154,36 @@ static int check_refs(struct pio_reader *r, const struct source *s, hid_t d, hid
 	if (read_part(d, raw, r->h.dxpl, 1, 1, pos, n, r->rbuf))
 		return pio_seterr(err, PIO_EREAD, s->file, dset, "cannot read records %llu..%llu",
 				  (unsigned long long)pos, (unsigned long long)(pos + n - 1));
-	return pio_vlcheck_refs(r->h.vc, r->rbuf, n, pos, dset, what, err);
+	if (!r->h.direct)
+		return pio_vlcheck_refs(r->h.vc, r->rbuf, n, pos, dset, what, err);
+	if (s->vpath) { /* a dataset of strings: pointers one after another */
+		const size_t off[2] = {0, 0};
+
+		return pio_vlcheck_strings(r->h.vc, r->rbuf, n, pos, dset, what,
+					   key ? r->kbuf : r->vbuf, key ? s->kstride : s->vstride,
+					   off, varena_alloc, &r->h.va, err);
+	} else {
+		const size_t off[2] = {key ? s->kf.off : s->vf.off, s->vf.off};
+
+		return pio_vlcheck_strings(r->h.vc, r->rbuf, n, pos, dset, what, r->kbuf,
+					   s->kstride, off, varena_alloc, &r->h.va, err);
+	}
+}
+
+/* Checks the string references of the batch's records (check_refs), for each dataset. */
+static int check_batch(struct pio_reader *r, const struct source *s, uint64_t pos, size_t n,
+		       struct pio_err *err)
+{
+	struct handles *h = &r->h;
+	int rc = 0;
+
+	if (!s->vpath)
+		return check_refs(r, s, h->dk, h->rawk, s->kpath, h->refk, h->refv, pos, n, err);
+	if (h->refk)
+		rc = check_refs(r, s, h->dk, h->rawk, s->kpath, true, false, pos, n, err);
+	if (!rc && h->refv)
+		rc = check_refs(r, s, h->dv, h->rawv, s->vpath, false, true, pos, n, err);
+	return rc;
 }
 
 /* Reads records [pos, pos+n) of the current input into b. */
@@ -1142,25 +1202,23 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 	    grow_buf(&r->vbuf, &r->vbuf_cap, n * s->vstride))
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath,
 				  "out of memory for a read buffer of %zu records", n);
-	if (h->vc && !s->vpath)
-		rc = check_refs(r, s, h->dk, h->rawk, s->kpath, h->refk, h->refv, pos, n, err);
-	else if (h->vc) {
-		rc = h->refk ? check_refs(r, s, h->dk, h->rawk, s->kpath, true, false, pos, n, err)
-			     : 0;
-		if (!rc && h->refv)
-			rc = check_refs(r, s, h->dv, h->rawv, s->vpath, false, true, pos, n, err);
-	}
-	if (h->vc && rc)
+	/* HDF5 follows string references only once they are checked; where the reader reads
+	 * the strings itself (h->direct), HDF5 reads the other fields first. */
+	if (h->vc && !h->direct && (rc = check_batch(r, s, pos, n, err)))
 		return rc;
-	if (read_part(h->dk, h->memk, h->dxpl, h->krank, s->kf.size, pos, n, r->kbuf))
+	if (h->memk >= 0 &&
+	    read_part(h->dk, h->memk, h->dxpl, h->krank, s->kf.size, pos, n, r->kbuf))
 		return pio_seterr(err, PIO_EREAD, s->file, s->kpath,
 				  "cannot read records %llu..%llu", (unsigned long long)pos,
 				  (unsigned long long)(pos + n - 1));
-	if (s->vpath && read_part(h->dv, h->memv, h->dxpl, h->vrank, s->vf.size, pos, n, r->vbuf)) {
+	if (s->vpath && h->memv >= 0 &&
+	    read_part(h->dv, h->memv, h->dxpl, h->vrank, s->vf.size, pos, n, r->vbuf)) {
 		rc = pio_seterr(err, PIO_EREAD, s->file, s->vpath, "cannot read records %llu..%llu",
 				(unsigned long long)pos, (unsigned long long)(pos + n - 1));
 		goto out;
 	}
+	if (h->vc && h->direct && (rc = check_batch(r, s, pos, n, err)))
+		return rc;
 	vbuf = s->vpath ? r->vbuf : r->kbuf;
 	vstride = s->vpath ? s->vstride : s->kstride;
 	rc = decoded_size(&s->kf, r->kbuf, s->kstride, n, false, &kbytes);
@@ -1204,7 +1262,7 @@ int pio_reader_next(struct pio_reader *r, struct pio_batch *b, struct pio_err *e
 
 			rc = source_open(s, &r->h, &crec, err);
 			if (!rc)
-				rc = open_vlcheck(s, &r->h, err);
+				rc = open_vlcheck(s, &r->h, !r->opts.hdf5_strings, err);
 			if (rc) {
 				handles_close(&r->h);
 				return rc;

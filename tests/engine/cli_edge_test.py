@@ -617,13 +617,15 @@ def damaged_strings():
     is not the file's), a larger one a crash (SIGSEGV in H5HG_read), a damaged object size a
     buffer overrun. The references are now checked against their heap collections before
     HDF5 follows them: exit 3 naming the file, the dataset, the record and the damage, no
-    output. Sound files (a user block, strings up to 70000 bytes, chunked and compressed,
-    a values dataset of strings) read as before."""
+    output. The strings of sound files, which pmingest now reads from the heap itself, are
+    read as h5py reads them: a user block, a string of 300000 bytes (in a heap collection
+    too large to be kept: read alone), chunked and compressed, a values dataset of strings,
+    a compound of two strings."""
     import h5py
     import numpy as np
     import struct
     n = 300
-    keys = ["key%05d" % (i * 7 % n) + ("x" * 70000 if i == 40 else "") for i in range(n)]
+    keys = ["key%05d" % (i * 7 % n) + ("x" * 300000 if i == 40 else "") for i in range(n)]
     keys[3] = ""
     vals = ["v%d" % i * (i % 4) for i in range(n)]
     os.makedirs(path("ds"))
