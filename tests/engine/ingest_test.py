@@ -629,6 +629,24 @@ def errors_and_config():
               % (got["huge_pages"], conf, got["allocator"]))
 
 
+def catches(p, sig, timeout=60):
+    """Waits until process p catches sig (its handler shows in /proc/PID/status, SigCgt):
+    a signal sent before that kills it as the default action does, which says nothing of
+    how it stops (a slow start, as under ThreadSanitizer, made the test fail that way)."""
+    bit = 1 << (sig - 1)
+    end = time.time() + timeout
+    while p.poll() is None and time.time() < end:
+        try:
+            with open("/proc/%d/status" % p.pid) as f:
+                for line in f:
+                    if line.startswith("SigCgt:") and int(line.split()[1], 16) & bit:
+                        return True
+        except OSError:
+            pass
+        time.sleep(0.002)
+    return False
+
+
 def sigterm():
     n = 400000
     dt = np.dtype([("key", "S16"), ("value", "i8")])
@@ -643,6 +661,7 @@ def sigterm():
         p = subprocess.Popen([PM, "ingest", "--input", path("big.h5"), "--output", out,
                               "--batch-records", "1024", "--partitions", "4096", "--quiet"],
                              env=e, stderr=subprocess.PIPE)
+        catches(p, signal.SIGTERM)
         time.sleep(delay)
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate()
