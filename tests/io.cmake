@@ -54,10 +54,7 @@ target_link_libraries(fuzz_heap_replay PRIVATE pmio hdf5::hdf5 pm_flags)
 add_test(NAME fuzz_heap_replay
   COMMAND fuzz_heap_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/heap_corpus)
 set_tests_properties(fuzz_heap_replay PROPERTIES LABELS "fuzz;hdf5" TIMEOUT 300)
-find_program(PIO_CLANG clang)
-if(PIO_CLANG)
-  add_test(NAME fuzz_heap_run
-    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzz_heap.sh ${CMAKE_SOURCE_DIR}
-            ${CMAKE_CURRENT_BINARY_DIR}/heap_fuzz 30)
-  set_tests_properties(fuzz_heap_run PROPERTIES LABELS "fuzz;fuzzrun" TIMEOUT 600)
-endif()
+list(TRANSFORM HDF5_INCLUDE_DIRS PREPEND -I OUTPUT_VARIABLE PIO_FUZZ_INCLUDES)
+pm_add_fuzz_run(heap 30 65536 -I${CMAKE_SOURCE_DIR}/io -I${CMAKE_SOURCE_DIR}/io/src
+  ${PIO_FUZZ_INCLUDES} ${CMAKE_SOURCE_DIR}/io/src/heapcheck.c ${CMAKE_SOURCE_DIR}/io/src/err.c
+  ${HDF5_C_LIBRARIES})

@@ -25,13 +25,11 @@ if(TARGET pmengine)
 
   # Bounded libFuzzer run (needs clang; label fuzzrun, run by CI's fuzz step): builds its own
   # instrumented binary.
-  find_program(PKB_CLANG clang)
-  if(PKB_CLANG)
-    add_test(NAME fuzz_kb_run
-      COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzz_kb.sh ${CMAKE_SOURCE_DIR}
-              ${CMAKE_CURRENT_BINARY_DIR}/kb_fuzz 45)
-    set_tests_properties(fuzz_kb_run PROPERTIES LABELS "fuzz;fuzzrun" TIMEOUT 600)
-  endif()
+  file(GLOB PKB_FUZZ_LIB ${CMAKE_SOURCE_DIR}/pathmap/src/*.c)
+  pm_add_fuzz_run(kb 45 65536 -fopenmp=libomp -I${CMAKE_SOURCE_DIR}/pathmap
+    -I${CMAKE_SOURCE_DIR}/pathmap/src -I${CMAKE_SOURCE_DIR}/engine -I${CMAKE_SOURCE_DIR}/io
+    ${CMAKE_SOURCE_DIR}/engine/kb.c ${CMAKE_SOURCE_DIR}/io/src/typemerge.c ${PKB_FUZZ_LIB}
+    -lxxhash)
 endif()
 
 if(TARGET pmingest)

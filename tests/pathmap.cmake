@@ -17,10 +17,6 @@ target_include_directories(fuzz_ops_replay PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/p
 target_link_libraries(fuzz_ops_replay PRIVATE pathmap pm_flags)
 add_test(NAME fuzz_ops_replay COMMAND fuzz_ops_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/ops_corpus)
 set_tests_properties(fuzz_ops_replay PROPERTIES LABELS "fuzz;pathmap" TIMEOUT 300)
-find_program(PM_CLANG clang)
-if(PM_CLANG)
-  add_test(NAME fuzz_ops_run
-    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzz_ops.sh ${CMAKE_SOURCE_DIR}
-            ${CMAKE_CURRENT_BINARY_DIR}/ops_fuzz 45)
-  set_tests_properties(fuzz_ops_run PROPERTIES LABELS "fuzz;fuzzrun" TIMEOUT 600)
-endif()
+file(GLOB PM_FUZZ_LIB ${CMAKE_SOURCE_DIR}/pathmap/src/*.c)
+pm_add_fuzz_run(ops 45 4096 -I${CMAKE_SOURCE_DIR}/pathmap -I${CMAKE_CURRENT_SOURCE_DIR}/pathmap
+  ${CMAKE_CURRENT_SOURCE_DIR}/pathmap/model.c ${PM_FUZZ_LIB} -lxxhash)

@@ -237,6 +237,22 @@ static uint64_t align8(uint64_t n)
 	return (n + 7) & ~(uint64_t)7;
 }
 
+/* Makes *buf (*cap bytes) hold at least need bytes; PIO_ENOMEM (why says so) when it cannot. */
+static int grow(uint8_t **buf, size_t *cap, uint64_t need, char *why, size_t whysize)
+{
+	uint8_t *b;
+
+	if (need <= *cap)
+		return 0;
+	if (need > SIZE_MAX || !(b = realloc(*buf, (size_t)need))) {
+		snprintf(why, whysize, "out of memory");
+		return PIO_ENOMEM;
+	}
+	*buf = b;
+	*cap = (size_t)need;
+	return 0;
+}
+
 /* Points *out to bytes [off, off+len) of the file (within its size), read ahead in a window
  * of WINDOW bytes: the collections a batch's strings lie in mostly follow one another. */
 static int file_bytes(struct pio_vlcheck *c, uint64_t off, uint64_t len, const uint8_t **out,
@@ -251,16 +267,8 @@ static int file_bytes(struct pio_vlcheck *c, uint64_t off, uint64_t len, const u
 	}
 	if (want > c->eof - off)
 		want = c->eof - off;
-	if (want > c->cap) {
-		uint8_t *b = realloc(c->buf, want);
-
-		if (!b) {
-			snprintf(why, whysize, "out of memory");
-			return PIO_ENOMEM;
-		}
-		c->buf = b;
-		c->cap = want;
-	}
+	if (grow(&c->buf, &c->cap, want, why, whysize))
+		return PIO_ENOMEM;
 	c->wlen = 0;
 	got = pread(c->fd, c->buf, want, (off_t)off);
 	if (got < 0 || (uint64_t)got < len) {
@@ -353,16 +361,8 @@ static int parse_gcol(struct pio_vlcheck *c, uint64_t addr, struct gcol *g, char
 		}
 	}
 	if (size <= KEEP) { /* kept for the strings' bytes (pio_vlcheck_strings) */
-		if (size > g->bcap) {
-			uint8_t *b = realloc(g->bytes, size);
-
-			if (!b) {
-				snprintf(why, whysize, "out of memory");
-				return PIO_ENOMEM;
-			}
-			g->bytes = b;
-			g->bcap = size;
-		}
+		if (grow(&g->bytes, &g->bcap, size, why, whysize))
+			return PIO_ENOMEM;
 		memcpy(g->bytes, col, size);
 	}
 	g->off = off;
