@@ -71,7 +71,8 @@ static const struct option options[] = {
     {"quiet", K_BOOL, OFF(quiet), "false", "no progress and no summary on stderr/stdout"},
     {"dry-run", K_BOOL, OFF(dry_run), "false",
      "check the job (config, inputs and their types, --into, outputs) and print its plan "
-     "on stdout; read no record, write nothing"},
+     "on stdout; read no record (but the string references of a virtual dataset's "
+     "sources, which are checked), write nothing"},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

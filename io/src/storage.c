@@ -30,8 +30,9 @@
 #include "pio_internal.h"
 
 #define FILTER_LZF 32000
-#define VIRTUAL_DEPTH_MAX 8	     /* a virtual source that is itself virtual, and so on */
-#define MAPPED_BLOCKS_MAX (1u << 20) /* past this, mapping coverage is not checked */
+#define VIRTUAL_DEPTH_MAX 8		 /* a virtual source that is itself virtual, and so on */
+#define MAPPED_BLOCKS_MAX (1u << 20)	 /* past this, mapping coverage is not checked */
+#define STRING_PIECE ((uint64_t)1 << 16) /* records a read of a virtual source's strings */
 
 /* ---- LZF ---- */
 
@@ -405,6 +406,98 @@ static int check_dataset(hid_t f, hid_t d, const char *file, const char *path, i
 
 /* Whether mapping i of a virtual dataset reads a source that exists and holds every record
  * the mapping takes from it. */
+/* Checks the references of the variable-length strings in field member of dataset d (the
+ * dataset's own strings when member is NULL), nrec records, with c. */
+static int check_field_strings(struct pio_vlcheck *c, hid_t d, const char *file, const char *dset,
+			       const char *member, uint64_t nrec, uint8_t *buf, struct pio_err *err)
+{
+	char what[96];
+	const char *w[2] = {what, NULL};
+	hid_t raw = pio_vlcheck_type(c, member, NULL), fs = H5Dget_space(d);
+	int rc = 0;
+
+	snprintf(what, sizeof(what), member ? "field '%s'" : "string", member);
+	if (raw < 0 || fs < 0) {
+		rc = pio_seterr(err, PIO_ENOMEM, file, dset, "out of memory");
+		goto out;
+	}
+	for (uint64_t pos = 0; pos < nrec && !rc; pos += STRING_PIECE) {
+		hsize_t start = pos, count = nrec - pos < STRING_PIECE ? nrec - pos : STRING_PIECE;
+		hid_t ms = H5Screate_simple(1, &count, NULL);
+
+		if (ms < 0 ||
+		    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+		    H5Dread(d, raw, ms, fs, H5P_DEFAULT, buf) < 0)
+			rc = pio_seterr(err, PIO_EREAD, file, dset,
+					"cannot read records %llu..%llu", (unsigned long long)pos,
+					(unsigned long long)(pos + count - 1));
+		else
+			rc = pio_vlcheck_refs(c, buf, count, pos, dset, w, err);
+		if (ms >= 0)
+			H5Sclose(ms);
+	}
+out:
+	if (fs >= 0)
+		H5Sclose(fs);
+	if (raw >= 0)
+		H5Tclose(raw);
+	return rc;
+}
+
+/*
+ * A virtual dataset's variable-length strings lie in its sources' heaps, where the reader's
+ * check (heapcheck.c) does not look: here, at open, the references of every string field of
+ * a source that is not itself virtual (those are checked through their own sources) are
+ * checked against the source file's heap, in pieces of STRING_PIECE records.
+ */
+static int check_strings(hid_t sf, hid_t sd, const char *dset, struct pio_err *err)
+{
+	hid_t t = H5Dget_type(sd), dcpl = H5Dget_create_plist(sd), sp = H5Dget_space(sd);
+	struct pio_vlcheck *c = NULL;
+	uint8_t *buf = NULL;
+	char name[PATH_MAX];
+	hsize_t dims[H5S_MAX_RANK];
+	int rc = 0, n = 0;
+
+	if (t < 0 || dcpl < 0 || sp < 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL ||
+	    H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
+		goto out;
+	if (H5Tget_class(t) == H5T_COMPOUND)
+		n = H5Tget_nmembers(t);
+	else if (H5Tis_variable_str(t) <= 0)
+		goto out;
+	if (H5Fget_name(sf, name, sizeof(name)) <= 0)
+		goto out;
+	for (int i = 0; i < (n ? n : 1) && !rc; i++) {
+		hid_t mt = n ? H5Tget_member_type(t, (unsigned)i) : H5I_INVALID_HID;
+		char *member = n ? H5Tget_member_name(t, (unsigned)i) : NULL;
+
+		if (!n || (mt >= 0 && member && H5Tis_variable_str(mt) > 0)) {
+			if (!c && !(rc = pio_vlcheck_open(sf, name, &c, err)) &&
+			    !(buf = malloc(STRING_PIECE * pio_vlcheck_refsize(c))))
+				rc = pio_seterr(err, PIO_ENOMEM, name, dset, "out of memory");
+			if (!rc)
+				rc = check_field_strings(c, sd, name, dset, member, dims[0], buf,
+							 err);
+		}
+		if (mt >= 0)
+			H5Tclose(mt);
+		if (member)
+			H5free_memory(member);
+	}
+out:
+	free(buf);
+	pio_vlcheck_close(c);
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	if (t >= 0)
+		H5Tclose(t);
+	H5Eclear2(H5E_DEFAULT);
+	return rc;
+}
+
 static int check_source(hid_t f, hid_t dcpl, size_t i, const char *file, const char *path,
 			int depth, struct pio_err *err)
 {
@@ -487,6 +580,8 @@ static int check_source(hid_t f, hid_t dcpl, size_t i, const char *file, const c
 	}
 	H5Eclear2(H5E_DEFAULT);
 	rc = check_dataset(sf, sd, sf == f ? file : sfile, sdset, depth + 1, err);
+	if (!rc)
+		rc = check_strings(sf, sd, sdset, err);
 out:
 	if (sp >= 0)
 		H5Sclose(sp);

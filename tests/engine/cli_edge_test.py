@@ -735,6 +735,22 @@ def damaged_strings():
     bad = damaged(c, c_kv + 16, 11, 32, cases[0][1])
     refused(["--input", bad + ":/kv"], ["dataset /kv", "record 11:", "the value", "no such"])
 
+    # A virtual dataset's strings lie in its sources' heaps: checked at open (--dry-run too).
+    def vds(src2):
+        lay = h5py.VirtualLayout(shape=(2 * n,), dtype=h5py.File(c)["data"].dtype)
+        lay[:n] = h5py.VirtualSource(c, "data", shape=(n,))
+        lay[n:] = h5py.VirtualSource(src2, "data", shape=(n,))
+        with h5py.File(path("ds/v.h5"), "w") as h:
+            h.create_virtual_dataset("data", lay)
+        return path("ds/v.h5") + ":/data"
+
+    check(scan_of(["--input", vds(path("ds/z.h5"))]) == want_c,
+          "a virtual dataset of strings read wrong")
+    bad = damaged(c, c_data, 7, 24, cases[0][1])
+    for extra in [[], ["--dry-run"]]:
+        refused(["--input", vds(bad)] + extra,
+                ["bad.h5: dataset data: record 7:", "field 'key'", "no such object"])
+
 
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
