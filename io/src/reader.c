@@ -607,8 +607,9 @@ static bool is_virtual(hid_t d)
 }
 
 /* Prepares the check of the references of input s's variable-length strings (heapcheck.c)
- * in h, which holds it open. The strings of a virtual dataset are in its sources' heaps, and
- * are not checked. */
+ * in h, which holds it open; direct: the reader reads the strings too. A virtual dataset's
+ * strings lie in its sources' heaps: storage.c checks them when the job opens the input, and
+ * HDF5 reads them. */
 static int open_vlcheck(struct source *s, struct handles *h, bool direct, struct pio_err *err)
 {
 	bool k = s->kf.kind == FK_VSTR && !is_virtual(h->dk);
