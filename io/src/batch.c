@@ -1,5 +1,5 @@
 /*
- * batch.c - the flat record batch: growth and heap access.
+ * batch.c - the flat record batch (growth, heap access) and the growth of a byte buffer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +28,20 @@ static size_t grown(size_t cap, size_t need)
 	size_t c = cap + cap / 2;
 
 	return c > need ? c : need;
+}
+
+int pio_grow_buf(uint8_t **buf, size_t *cap, size_t need)
+{
+	uint8_t *p;
+
+	if (need <= *cap)
+		return 0;
+	p = realloc(*buf, need);
+	if (!p)
+		return PIO_ENOMEM;
+	*buf = p;
+	*cap = need;
+	return 0;
 }
 
 int pio_batch_reserve(struct pio_batch *b, size_t n, size_t keys, size_t heap)

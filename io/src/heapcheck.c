@@ -240,16 +240,10 @@ static uint64_t align8(uint64_t n)
 /* Makes *buf (*cap bytes) hold at least need bytes; PIO_ENOMEM (why says so) when it cannot. */
 static int grow(uint8_t **buf, size_t *cap, uint64_t need, char *why, size_t whysize)
 {
-	uint8_t *b;
-
-	if (need <= *cap)
-		return 0;
-	if (need > SIZE_MAX || !(b = realloc(*buf, (size_t)need))) {
+	if (need > SIZE_MAX || pio_grow_buf(buf, cap, (size_t)need)) {
 		snprintf(why, whysize, "out of memory");
 		return PIO_ENOMEM;
 	}
-	*buf = b;
-	*cap = (size_t)need;
 	return 0;
 }
 

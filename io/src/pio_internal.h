@@ -57,6 +57,15 @@ int pio_classify(hid_t t, hsize_t rows, struct pio_type *pt, struct field *f, hi
  * is the array type uint8[width] (compound member use). */
 hid_t pio_filetype(const struct pio_type *t);
 
+/* Makes *buf (*cap bytes) hold at least need bytes. Returns 0 or PIO_ENOMEM (*buf unchanged). */
+int pio_grow_buf(uint8_t **buf, size_t *cap, size_t need);
+
+/* Reads records [pos, pos+n) of dataset d (rank 1, or 2 with rows of rowlen elements) into
+ * buf with memory type mem and transfer properties dxpl. Returns 0, or -1 with HDF5's error
+ * stack kept for pio_seterr. */
+int pio_read_part(hid_t d, hid_t mem, hid_t dxpl, int rank, uint64_t rowlen, uint64_t pos,
+		  uint64_t n, void *buf);
+
 /* Grows a batch's arrays to hold n records, keys bytes of keys and heap bytes of heap.
  * Returns 0 or PIO_ENOMEM (b unchanged). */
 int pio_batch_reserve(struct pio_batch *b, size_t n, size_t keys, size_t heap);

@@ -873,22 +873,8 @@ void pio_reader_types(const struct pio_reader *r, struct pio_type *key, struct p
 		*value = r->vmerged;
 }
 
-static int grow_buf(uint8_t **buf, size_t *cap, size_t need)
-{
-	uint8_t *p;
-
-	if (need <= *cap)
-		return 0;
-	p = realloc(*buf, need);
-	if (!p)
-		return PIO_ENOMEM;
-	*buf = p;
-	*cap = need;
-	return 0;
-}
-
-static int read_part(hid_t d, hid_t mem, hid_t dxpl, int rank, uint64_t rowlen, uint64_t pos,
-		     uint64_t n, void *buf)
+int pio_read_part(hid_t d, hid_t mem, hid_t dxpl, int rank, uint64_t rowlen, uint64_t pos,
+		  uint64_t n, void *buf)
 {
 	hsize_t start[2] = {pos, 0}, count[2] = {n, rowlen};
 	hid_t fs, ms, saved;
@@ -1149,10 +1135,10 @@ static int check_refs(struct pio_reader *r, const struct source *s, hid_t d, hid
 	size_t stride = (key && value ? 2 : 1) * pio_vlcheck_refsize(r->h.vc);
 	const char *what[2] = {key ? "key" : "value", key && value ? "value" : NULL};
 
-	if (n > SIZE_MAX / stride || grow_buf(&r->rbuf, &r->rbuf_cap, n * stride))
+	if (n > SIZE_MAX / stride || pio_grow_buf(&r->rbuf, &r->rbuf_cap, n * stride))
 		return pio_seterr(err, PIO_ENOMEM, s->file, dset,
 				  "out of memory for the string references of %zu records", n);
-	if (read_part(d, raw, r->h.dxpl, 1, 1, pos, n, r->rbuf))
+	if (pio_read_part(d, raw, r->h.dxpl, 1, 1, pos, n, r->rbuf))
 		return pio_seterr(err, PIO_EREAD, s->file, dset, "cannot read records %llu..%llu",
 				  (unsigned long long)pos, (unsigned long long)(pos + n - 1));
 	if (!r->h.direct)
@@ -1199,8 +1185,8 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 	if ((s->kstride && n > SIZE_MAX / s->kstride) || (s->vstride && n > SIZE_MAX / s->vstride))
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath, "batch too large");
 	varena_reset(&h->va); /* the strings of the last read are decoded */
-	if (grow_buf(&r->kbuf, &r->kbuf_cap, n * s->kstride) ||
-	    grow_buf(&r->vbuf, &r->vbuf_cap, n * s->vstride))
+	if (pio_grow_buf(&r->kbuf, &r->kbuf_cap, n * s->kstride) ||
+	    pio_grow_buf(&r->vbuf, &r->vbuf_cap, n * s->vstride))
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath,
 				  "out of memory for a read buffer of %zu records", n);
 	/* HDF5 follows string references only once they are checked; where the reader reads
@@ -1208,12 +1194,12 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 	if (h->vc && !h->direct && (rc = check_batch(r, s, pos, n, err)))
 		return rc;
 	if (h->memk >= 0 &&
-	    read_part(h->dk, h->memk, h->dxpl, h->krank, s->kf.size, pos, n, r->kbuf))
+	    pio_read_part(h->dk, h->memk, h->dxpl, h->krank, s->kf.size, pos, n, r->kbuf))
 		return pio_seterr(err, PIO_EREAD, s->file, s->kpath,
 				  "cannot read records %llu..%llu", (unsigned long long)pos,
 				  (unsigned long long)(pos + n - 1));
 	if (s->vpath && h->memv >= 0 &&
-	    read_part(h->dv, h->memv, h->dxpl, h->vrank, s->vf.size, pos, n, r->vbuf)) {
+	    pio_read_part(h->dv, h->memv, h->dxpl, h->vrank, s->vf.size, pos, n, r->vbuf)) {
 		rc = pio_seterr(err, PIO_EREAD, s->file, s->vpath, "cannot read records %llu..%llu",
 				(unsigned long long)pos, (unsigned long long)(pos + n - 1));
 		goto out;

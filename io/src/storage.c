@@ -413,34 +413,23 @@ static int check_field_strings(struct pio_vlcheck *c, hid_t d, const char *file,
 {
 	char what[96];
 	const char *w[2] = {what, NULL};
-	hid_t raw = pio_vlcheck_type(c, member, NULL), fs = H5Dget_space(d);
+	hid_t raw = pio_vlcheck_type(c, member, NULL);
 	int rc = 0;
 
 	snprintf(what, sizeof(what), member ? "field '%s'" : "string", member);
-	if (raw < 0 || fs < 0) {
-		rc = pio_seterr(err, PIO_ENOMEM, file, dset, "out of memory");
-		goto out;
-	}
+	if (raw < 0)
+		return pio_seterr(err, PIO_ENOMEM, file, dset, "out of memory");
 	for (uint64_t pos = 0; pos < nrec && !rc; pos += STRING_PIECE) {
-		hsize_t start = pos, count = nrec - pos < STRING_PIECE ? nrec - pos : STRING_PIECE;
-		hid_t ms = H5Screate_simple(1, &count, NULL);
+		uint64_t count = nrec - pos < STRING_PIECE ? nrec - pos : STRING_PIECE;
 
-		if (ms < 0 ||
-		    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
-		    H5Dread(d, raw, ms, fs, H5P_DEFAULT, buf) < 0)
+		if (pio_read_part(d, raw, H5P_DEFAULT, 1, 1, pos, count, buf))
 			rc = pio_seterr(err, PIO_EREAD, file, dset,
 					"cannot read records %llu..%llu", (unsigned long long)pos,
 					(unsigned long long)(pos + count - 1));
 		else
 			rc = pio_vlcheck_refs(c, buf, count, pos, dset, w, err);
-		if (ms >= 0)
-			H5Sclose(ms);
 	}
-out:
-	if (fs >= 0)
-		H5Sclose(fs);
-	if (raw >= 0)
-		H5Tclose(raw);
+	H5Tclose(raw);
 	return rc;
 }
 
