@@ -237,18 +237,15 @@ static uint64_t align8(uint64_t n)
 	return (n + 7) & ~(uint64_t)7;
 }
 
-/* Makes *buf (*cap bytes) hold at least need bytes; PIO_ENOMEM (why says so) when it cannot. */
-static int grow(uint8_t **buf, size_t *cap, uint64_t need, char *why, size_t whysize)
+/* pio_grow_buf for a size read from the file. */
+static int grow(uint8_t **buf, size_t *cap, uint64_t need)
 {
-	if (need > SIZE_MAX || pio_grow_buf(buf, cap, (size_t)need)) {
-		snprintf(why, whysize, "out of memory");
-		return PIO_ENOMEM;
-	}
-	return 0;
+	return need > SIZE_MAX ? PIO_ENOMEM : pio_grow_buf(buf, cap, (size_t)need);
 }
 
 /* Points *out to bytes [off, off+len) of the file (within its size), read ahead in a window
- * of WINDOW bytes: the collections a batch's strings lie in mostly follow one another. */
+ * of WINDOW bytes: the collections a batch's strings lie in mostly follow one another.
+ * PIO_EREAD (why says what failed) or PIO_ENOMEM. */
 static int file_bytes(struct pio_vlcheck *c, uint64_t off, uint64_t len, const uint8_t **out,
 		      char *why, size_t whysize)
 {
@@ -261,7 +258,7 @@ static int file_bytes(struct pio_vlcheck *c, uint64_t off, uint64_t len, const u
 	}
 	if (want > c->eof - off)
 		want = c->eof - off;
-	if (grow(&c->buf, &c->cap, want, why, whysize))
+	if (grow(&c->buf, &c->cap, want))
 		return PIO_ENOMEM;
 	c->wlen = 0;
 	got = pread(c->fd, c->buf, want, (off_t)off);
@@ -276,8 +273,8 @@ static int file_bytes(struct pio_vlcheck *c, uint64_t off, uint64_t len, const u
 }
 
 /*
- * Parses the collection at addr into g, walking its objects as HDF5 does; why gets what is
- * wrong with it (PIO_EREAD) or what failed (PIO_ENOMEM).
+ * Parses the collection at addr into g, walking its objects as HDF5 does: PIO_EREAD with
+ * what is wrong with it in why, or PIO_ENOMEM.
  */
 static int parse_gcol(struct pio_vlcheck *c, uint64_t addr, struct gcol *g, char *why,
 		      size_t whysize)
@@ -342,10 +339,8 @@ static int parse_gcol(struct pio_vlcheck *c, uint64_t addr, struct gcol *g, char
 			if (maxidx + 1 > g->cap) {
 				struct gobj *o = realloc(g->obj, (maxidx + 1) * sizeof(*o));
 
-				if (!o) {
-					snprintf(why, whysize, "out of memory");
+				if (!o)
 					return PIO_ENOMEM;
-				}
 				g->obj = o;
 				g->cap = maxidx + 1;
 			}
@@ -355,7 +350,7 @@ static int parse_gcol(struct pio_vlcheck *c, uint64_t addr, struct gcol *g, char
 		}
 	}
 	if (size <= KEEP) { /* kept for the strings' bytes (pio_vlcheck_strings) */
-		if (grow(&g->bytes, &g->bcap, size, why, whysize))
+		if (grow(&g->bytes, &g->bcap, size))
 			return PIO_ENOMEM;
 		memcpy(g->bytes, col, size);
 	}
@@ -409,6 +404,10 @@ static int check(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t 
 			goto out;
 		g = c->last && c->last->addr == addr ? c->last
 						     : find_gcol(c, addr, &rc, why, sizeof(why));
+		if (!g && rc == PIO_ENOMEM)
+			return pio_seterr(err, rc, c->file, dset,
+					  "out of memory for the heap collection at address %llu",
+					  (unsigned long long)addr);
 		if (!g)
 			return pio_seterr(
 			    err, rc, c->file, dset,
