@@ -383,88 +383,94 @@ struct strings_out {
 };
 
 /* Record by record, both fields: their strings mostly share a collection. */
-static int check(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t first,
-		 const char *dset, const char *const what[2], const struct strings_out *so,
-		 struct pio_err *err)
+static int check(struct pio_vlcheck *c, const uint8_t *refs, size_t n, size_t stride,
+		 uint64_t first, const char *dset, const char *const what[2],
+		 const struct strings_out *so, struct pio_err *err)
 {
 	size_t rs = pio_vlcheck_refsize(c), nf = what[1] ? 2 : 1;
 	char why[200];
 
-	for (size_t j = 0; j < n * nf; j++) {
-		const uint8_t *r = refs + j * rs;
-		uint64_t len = load_le(r, 4), addr = load_le(r + 4, c->sa);
-		uint32_t idx = (uint32_t)load_le(r + 4 + c->sa, 4);
-		unsigned long long rec = (unsigned long long)(first + j / nf);
-		const char *field = what[j % nf];
-		struct gcol *g;
-		char *str = NULL;
-		int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		for (size_t f = 0; f < nf; f++) {
+			const uint8_t *r = refs + i * stride + f * rs;
+			uint64_t len = load_le(r, 4), addr = load_le(r + 4, c->sa);
+			uint32_t idx = (uint32_t)load_le(r + 4 + c->sa, 4);
+			unsigned long long rec = (unsigned long long)(first + i);
+			const char *field = what[f];
+			struct gcol *g;
+			char *str = NULL;
+			int rc = 0;
 
-		if (addr == 0) /* no string (HDF5 gives NULL): not in the heap */
-			goto out;
-		g = c->last && c->last->addr == addr ? c->last
-						     : find_gcol(c, addr, &rc, why, sizeof(why));
-		if (!g && rc == PIO_ENOMEM)
-			return pio_seterr(err, rc, c->file, dset,
-					  "out of memory for the heap collection at address %llu",
-					  (unsigned long long)addr);
-		if (!g)
-			return pio_seterr(
-			    err, rc, c->file, dset,
-			    "record %llu: the %s is a variable-length string whose "
-			    "heap collection (at address %llu) %s: the file is damaged",
-			    rec, field, (unsigned long long)addr, why);
-		if (idx == 0 || idx >= g->nidx || g->obj[idx].size == HC_ABSENT)
-			return pio_seterr(err, PIO_EREAD, c->file, dset,
-					  "record %llu: the %s is a variable-length string stored "
-					  "as object %u of the heap collection at address %llu, "
-					  "which holds no such object: the file is damaged (HDF5 "
-					  "would read memory that is not the file's)",
-					  rec, field, idx, (unsigned long long)addr);
-		if (g->obj[idx].size != len)
-			return pio_seterr(
-			    err, PIO_EREAD, c->file, dset,
-			    "record %llu: the %s is a variable-length string of %llu "
-			    "bytes stored as object %u of the heap collection at "
-			    "address %llu, which holds %llu bytes: the file is damaged",
-			    rec, field, (unsigned long long)len, idx, (unsigned long long)addr,
-			    (unsigned long long)g->obj[idx].size);
-		if (!so)
-			continue;
-		/* As HDF5 makes it: the bytes, then a NUL (len < 2^32: no overflow). */
-		str = so->alloc(len + 1, so->arg);
-		if (!str)
-			return pio_seterr(err, PIO_ENOMEM, c->file, dset,
-					  "out of memory for the strings of records %llu..",
-					  (unsigned long long)first);
-		if (g->bytes)
-			memcpy(str, g->bytes + g->obj[idx].at, len);
-		else if (len &&
-			 pread(c->fd, str, len, (off_t)(g->off + g->obj[idx].at)) != (ssize_t)len)
-			return pio_seterr(err, PIO_EREAD, c->file, dset,
-					  "record %llu: the %s's string cannot be read (%s)", rec,
-					  field, strerror(errno));
-		str[len] = 0;
-	out:
-		if (so)
-			memcpy(so->out + (j / nf) * so->stride + so->off[j % nf], &str,
-			       sizeof(str));
+			if (addr == 0) /* no string (HDF5 gives NULL): not in the heap */
+				goto out;
+			g = c->last && c->last->addr == addr
+				? c->last
+				: find_gcol(c, addr, &rc, why, sizeof(why));
+			if (!g && rc == PIO_ENOMEM)
+				return pio_seterr(
+				    err, rc, c->file, dset,
+				    "out of memory for the heap collection at address %llu",
+				    (unsigned long long)addr);
+			if (!g)
+				return pio_seterr(
+				    err, rc, c->file, dset,
+				    "record %llu: the %s is a variable-length string whose "
+				    "heap collection (at address %llu) %s: the file is damaged",
+				    rec, field, (unsigned long long)addr, why);
+			if (idx == 0 || idx >= g->nidx || g->obj[idx].size == HC_ABSENT)
+				return pio_seterr(
+				    err, PIO_EREAD, c->file, dset,
+				    "record %llu: the %s is a variable-length string stored "
+				    "as object %u of the heap collection at address %llu, "
+				    "which holds no such object: the file is damaged (HDF5 "
+				    "would read memory that is not the file's)",
+				    rec, field, idx, (unsigned long long)addr);
+			if (g->obj[idx].size != len)
+				return pio_seterr(
+				    err, PIO_EREAD, c->file, dset,
+				    "record %llu: the %s is a variable-length string of %llu "
+				    "bytes stored as object %u of the heap collection at "
+				    "address %llu, which holds %llu bytes: the file is damaged",
+				    rec, field, (unsigned long long)len, idx,
+				    (unsigned long long)addr, (unsigned long long)g->obj[idx].size);
+			if (!so)
+				continue;
+			/* As HDF5 makes it: the bytes, then a NUL (len < 2^32: no overflow). */
+			str = so->alloc(len + 1, so->arg);
+			if (!str)
+				return pio_seterr(err, PIO_ENOMEM, c->file, dset,
+						  "out of memory for the strings of records %llu..",
+						  (unsigned long long)first);
+			if (g->bytes)
+				memcpy(str, g->bytes + g->obj[idx].at, len);
+			else if (len && pread(c->fd, str, len, (off_t)(g->off + g->obj[idx].at)) !=
+					    (ssize_t)len)
+				return pio_seterr(
+				    err, PIO_EREAD, c->file, dset,
+				    "record %llu: the %s's string cannot be read (%s)", rec, field,
+				    strerror(errno));
+			str[len] = 0;
+		out:
+			if (so)
+				memcpy(so->out + i * so->stride + so->off[f], &str, sizeof(str));
+		}
 	}
 	return 0;
 }
 
-int pio_vlcheck_refs(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t first,
-		     const char *dset, const char *const what[2], struct pio_err *err)
+int pio_vlcheck_refs(struct pio_vlcheck *c, const uint8_t *refs, size_t n, size_t stride,
+		     uint64_t first, const char *dset, const char *const what[2],
+		     struct pio_err *err)
 {
-	return check(c, refs, n, first, dset, what, NULL, err);
+	return check(c, refs, n, stride, first, dset, what, NULL, err);
 }
 
-int pio_vlcheck_strings(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t first,
-			const char *dset, const char *const what[2], uint8_t *out, size_t stride,
-			const size_t off[2], void *(*alloc)(size_t, void *), void *arg,
-			struct pio_err *err)
+int pio_vlcheck_strings(struct pio_vlcheck *c, const uint8_t *refs, size_t n, size_t rstride,
+			uint64_t first, const char *dset, const char *const what[2], uint8_t *out,
+			size_t stride, const size_t off[2], void *(*alloc)(size_t, void *),
+			void *arg, struct pio_err *err)
 {
 	struct strings_out so = {out, stride, off, alloc, arg};
 
-	return check(c, refs, n, first, dset, what, &so, err);
+	return check(c, refs, n, rstride, first, dset, what, &so, err);
 }

@@ -75,9 +75,11 @@ int pio_batch_reserve(struct pio_batch *b, size_t n, size_t keys, size_t heap);
  * open one for HDF5 file f (path file) once it is open; read a batch's references raw with
  * the type pio_vlcheck_type() gives: a compound of the string fields m1 and m2 (one may be
  * NULL), each pio_vlcheck_refsize() bytes, in that order, or, both NULL, the references of a
- * dataset of strings (the caller closes it); hand them to pio_vlcheck_refs(), with the names
- * of the fields read (what[1] NULL for one), which returns 0, or PIO_EREAD with the record,
- * the field and the damage in err, or PIO_ENOMEM. One thread at a time a check.
+ * dataset of strings (the caller closes it; it may grow the compound and add fields after
+ * the references, to read them in the same pass); hand them to pio_vlcheck_refs(), stride
+ * bytes from one record's references to the next, with the names of the fields read (what[1]
+ * NULL for one), which returns 0, or PIO_EREAD with the record, the field and the damage in
+ * err, or PIO_ENOMEM. One thread at a time a check.
  */
 struct pio_vlcheck;
 int pio_vlcheck_open(hid_t f, const char *file, struct pio_vlcheck **out, struct pio_err *err);
@@ -89,15 +91,16 @@ int pio_vlcheck_open_fd(int fd, const char *file, uint64_t base, size_t sa, size
 void pio_vlcheck_close(struct pio_vlcheck *c);
 size_t pio_vlcheck_refsize(const struct pio_vlcheck *c);
 hid_t pio_vlcheck_type(const struct pio_vlcheck *c, const char *m1, const char *m2);
-int pio_vlcheck_refs(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t first,
-		     const char *dset, const char *const what[2], struct pio_err *err);
-/* Checks as pio_vlcheck_refs does and reads the strings from the collections, in place of
- * HDF5's conversion: for record i and field f, the string as HDF5 gives it (its bytes and a
- * NUL, in memory from alloc(bytes, arg); NULL for a null reference) goes as a char * to
- * out + i * stride + off[f]. */
-int pio_vlcheck_strings(struct pio_vlcheck *c, const uint8_t *refs, size_t n, uint64_t first,
-			const char *dset, const char *const what[2], uint8_t *out, size_t stride,
-			const size_t off[2], void *(*alloc)(size_t, void *), void *arg,
-			struct pio_err *err);
+int pio_vlcheck_refs(struct pio_vlcheck *c, const uint8_t *refs, size_t n, size_t stride,
+		     uint64_t first, const char *dset, const char *const what[2],
+		     struct pio_err *err);
+/* Checks as pio_vlcheck_refs does (references rstride bytes apart) and reads the strings from
+ * the collections, in place of HDF5's conversion: for record i and field f, the string as
+ * HDF5 gives it (its bytes and a NUL, in memory from alloc(bytes, arg); NULL for a null
+ * reference) goes as a char * to out + i * stride + off[f]. */
+int pio_vlcheck_strings(struct pio_vlcheck *c, const uint8_t *refs, size_t n, size_t rstride,
+			uint64_t first, const char *dset, const char *const what[2], uint8_t *out,
+			size_t stride, const size_t off[2], void *(*alloc)(size_t, void *),
+			void *arg, struct pio_err *err);
 
 #endif /* PIO_INTERNAL_H */

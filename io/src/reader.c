@@ -138,6 +138,9 @@ struct handles {
 	bool direct;		/* and reads their strings itself (memk, memv leave them out) */
 	hid_t rawk;		/* type reading dk's references to check raw, or H5I_INVALID_HID */
 	hid_t rawv;		/* same for dv */
+	size_t rstride;		/* bytes of a record read with rawk */
+	size_t xsize;		/* direct, a compound with one string field: the other field's */
+	size_t xraw, xoff;	/* bytes, read with rawk at xraw, go to xoff of kbuf's records */
 };
 
 struct pio_reader {
@@ -162,6 +165,7 @@ static void handles_init(struct handles *h)
 	h->file = h->dk = h->dv = h->memk = h->memv = h->dxpl = H5I_INVALID_HID;
 	h->rawk = h->rawv = H5I_INVALID_HID;
 	h->refk = h->refv = h->direct = false;
+	h->rstride = h->xsize = h->xraw = h->xoff = 0;
 	h->krank = h->vrank = 1;
 	memset(&h->va, 0, sizeof(h->va));
 	h->vc = NULL;
@@ -632,23 +636,28 @@ static int open_vlcheck(struct source *s, struct handles *h, bool direct, struct
 	if (((k || !s->vpath) && h->rawk < 0) || (s->vpath && v && h->rawv < 0))
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath, "out of memory");
 	h->direct = direct;
+	h->rstride = (!s->vpath && k && v ? 2 : 1) * pio_vlcheck_refsize(h->vc);
 	if (direct && !s->vpath && !(k && v)) {
-		/* HDF5 reads the compound's other field alone */
+		/* HDF5 reads the compound's other field in the same pass as the references
+		 * (one pass over the chunks, inflated once): after them, 8-byte aligned */
 		const char *name = k ? s->vname : s->kname;
 		int i = H5Tget_member_index(h->memk, name);
 		hid_t mt = i >= 0 ? H5Tget_member_type(h->memk, (unsigned)i) : H5I_INVALID_HID;
-		hid_t c = mt >= 0 ? H5Tcreate(H5T_COMPOUND, s->kstride) : H5I_INVALID_HID;
+		size_t xs = mt >= 0 ? H5Tget_size(mt) : 0, xraw = (h->rstride + 7) & ~(size_t)7;
 
-		if (c >= 0 && H5Tinsert(c, name, k ? s->vf.off : s->kf.off, mt) < 0) {
-			H5Tclose(c);
-			c = H5I_INVALID_HID;
-		}
+		if (!xs || H5Tset_size(h->rawk, (xraw + xs + 7) & ~(size_t)7) < 0 ||
+		    H5Tinsert(h->rawk, name, xraw, mt) < 0)
+			xs = 0;
 		if (mt >= 0)
 			H5Tclose(mt);
-		if (c < 0)
+		if (!xs)
 			return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath, "out of memory");
+		h->rstride = H5Tget_size(h->rawk);
+		h->xsize = xs;
+		h->xraw = xraw;
+		h->xoff = k ? s->vf.off : s->kf.off;
 		H5Tclose(h->memk);
-		h->memk = c;
+		h->memk = H5I_INVALID_HID;
 	} else if (direct) { /* nothing left for HDF5 to read in dk, dv */
 		if (k || !s->vpath) {
 			H5Tclose(h->memk);
@@ -663,7 +672,8 @@ static int open_vlcheck(struct source *s, struct handles *h, bool direct, struct
 }
 
 /* Estimated bytes one record costs in a batch (a variable-length string: its pointer, its
- * bytes and its reference read raw to be checked). */
+ * bytes and its reference read raw to be checked; in a compound, the other field is read raw
+ * with it). */
 static size_t batch_bytes_per_record(const struct source *s)
 {
 	size_t k, v = 0;
@@ -675,6 +685,8 @@ static size_t batch_bytes_per_record(const struct source *s)
 		v = 52;
 	else if (s->vf.kind == FK_FSTR || s->vf.kind == FK_RAW)
 		v = s->vf.size + 4;
+	if (!s->vpath && (s->kf.kind == FK_VSTR) != (s->vf.kind == FK_VSTR))
+		v += s->kf.kind == FK_VSTR ? s->vf.size : s->kf.size; /* read raw too */
 	return k + v + sizeof(size_t) + sizeof(uint64_t);
 }
 
@@ -1132,28 +1144,32 @@ static int check_refs(struct pio_reader *r, const struct source *s, hid_t d, hid
 		      const char *dset, bool key, bool value, uint64_t pos, size_t n,
 		      struct pio_err *err)
 {
-	size_t stride = (key && value ? 2 : 1) * pio_vlcheck_refsize(r->h.vc);
+	struct handles *h = &r->h;
+	size_t stride = s->vpath ? pio_vlcheck_refsize(h->vc) : h->rstride;
 	const char *what[2] = {key ? "key" : "value", key && value ? "value" : NULL};
 
 	if (n > SIZE_MAX / stride || pio_grow_buf(&r->rbuf, &r->rbuf_cap, n * stride))
 		return pio_seterr(err, PIO_ENOMEM, s->file, dset,
 				  "out of memory for the string references of %zu records", n);
-	if (pio_read_part(d, raw, r->h.dxpl, 1, 1, pos, n, r->rbuf))
+	if (pio_read_part(d, raw, h->dxpl, 1, 1, pos, n, r->rbuf))
 		return pio_seterr(err, PIO_EREAD, s->file, dset, "cannot read records %llu..%llu",
 				  (unsigned long long)pos, (unsigned long long)(pos + n - 1));
-	if (!r->h.direct)
-		return pio_vlcheck_refs(r->h.vc, r->rbuf, n, pos, dset, what, err);
+	if (!h->direct)
+		return pio_vlcheck_refs(h->vc, r->rbuf, n, stride, pos, dset, what, err);
 	if (s->vpath) { /* a dataset of strings: pointers one after another */
 		const size_t off[2] = {0, 0};
 
-		return pio_vlcheck_strings(r->h.vc, r->rbuf, n, pos, dset, what,
+		return pio_vlcheck_strings(h->vc, r->rbuf, n, stride, pos, dset, what,
 					   key ? r->kbuf : r->vbuf, key ? s->kstride : s->vstride,
-					   off, varena_alloc, &r->h.va, err);
+					   off, varena_alloc, &h->va, err);
 	} else {
 		const size_t off[2] = {key ? s->kf.off : s->vf.off, s->vf.off};
 
-		return pio_vlcheck_strings(r->h.vc, r->rbuf, n, pos, dset, what, r->kbuf,
-					   s->kstride, off, varena_alloc, &r->h.va, err);
+		for (size_t i = 0; h->xsize && i < n; i++) /* the field read in the same pass */
+			memcpy(r->kbuf + i * s->kstride + h->xoff, r->rbuf + i * stride + h->xraw,
+			       h->xsize);
+		return pio_vlcheck_strings(h->vc, r->rbuf, n, stride, pos, dset, what, r->kbuf,
+					   s->kstride, off, varena_alloc, &h->va, err);
 	}
 }
 

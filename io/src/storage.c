@@ -427,7 +427,8 @@ static int check_field_strings(struct pio_vlcheck *c, hid_t d, const char *file,
 					"cannot read records %llu..%llu", (unsigned long long)pos,
 					(unsigned long long)(pos + count - 1));
 		else
-			rc = pio_vlcheck_refs(c, buf, count, pos, dset, w, err);
+			rc = pio_vlcheck_refs(c, buf, count, pio_vlcheck_refsize(c), pos, dset, w,
+					      err);
 	}
 	H5Tclose(raw);
 	return rc;

@@ -76,13 +76,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (pio_vlcheck_open_fd(fd, "fuzz.h5", data[0] & 32 ? 512 : 0, sa, ss, &c, &err))
 		return 0;
 	if (data[0] & 64) {
-		(void)pio_vlcheck_strings(c, data + 2, what[1] ? n / 2 : n, 0, "/data", what,
-					  (uint8_t *)out, 2 * sizeof(char *), offs, block_alloc, &b,
-					  &err);
+		(void)pio_vlcheck_strings(c, data + 2, what[1] ? n / 2 : n, (what[1] ? 2 : 1) * rs,
+					  0, "/data", what, (uint8_t *)out, 2 * sizeof(char *),
+					  offs, block_alloc, &b, &err);
 		for (size_t i = 0; i < b.n; i++)
 			free(b.p[i]);
 	} else
-		(void)pio_vlcheck_refs(c, data + 2, what[1] ? n / 2 : n, 0, "/data", what, &err);
+		(void)pio_vlcheck_refs(c, data + 2, what[1] ? n / 2 : n, (what[1] ? 2 : 1) * rs, 0,
+				       "/data", what, &err);
 	pio_vlcheck_close(c);
 	return 0;
 }
