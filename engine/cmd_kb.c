@@ -1096,6 +1096,18 @@ static bool parse_u32(const char *s, uint32_t *out)
 	return true;
 }
 
+struct lock_wait {
+	const char *cmd, *path;
+};
+
+static void lock_waiting(void *arg)
+{
+	const struct lock_wait *w = arg;
+
+	fprintf(stderr, "pmingest %s: waiting for %s: another job is replacing it\n", w->cmd,
+		w->path);
+}
+
 static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 {
 	struct opt o[] = {{"output", true, NULL},   {"on-duplicate", true, NULL},
@@ -1106,6 +1118,8 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	uint64_t total = 0;
 	char **pos = calloc((size_t)argc + 1, sizeof(char *));
 	struct pkb **kbs = NULL;
+	struct pkb_lock *lock = NULL;
+	struct lock_wait lw;
 	struct pkb_err err;
 	struct pkb_write_opts wo = {.cancel = &pme_stop};
 	enum pkb_dup dup = op == PKB_OP_MERGE ? PKB_DUP_LAST : PKB_DUP_FIRST;
@@ -1160,6 +1174,8 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 		       "Streams the inputs in key order: memory does not grow with their size.\n"
 		       "Every input's checksums are verified first. C is written to a temporary\n"
 		       "file, flushed and renamed: an interrupted run leaves C as it was.\n"
+		       "When C is also an input, jobs replacing C at the same time take turns\n"
+		       "(a lock on C: the others wait, and say so).\n"
 		       "Progress (keys read from the inputs) goes to stderr: a bar on a terminal,\n"
 		       "a line every 10 s otherwise; --quiet silences it.\n");
 		goto out;
@@ -1184,6 +1200,23 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	if (!kbs) {
 		status = PME_EXIT_NOMEM;
 		goto out;
+	}
+	for (i = 0; i < npos && !pme_same_file(out, pos[i]); i++)
+		;
+	if (i < npos) { /* C is an input: C's update lock, held until C is replaced */
+		lw.cmd = cmd;
+		lw.path = out;
+		rc = pkb_lock_update(out, &pme_stop, lock_waiting, &lw, &lock, &err);
+		if (rc == PKB_ENOLOCK) {
+			fprintf(stderr,
+				"pmingest %s: warning: %s; a job that replaces it at the same time "
+				"would lose records\n",
+				cmd, err.msg);
+		} else if (rc) {
+			fprintf(stderr, "pmingest %s: %s\n", cmd, err.msg);
+			status = exit_of(rc);
+			goto out;
+		}
 	}
 	for (i = 0; i < npos; i++) {
 		status = open_kb(cmd, pos[i], PKB_OPEN_CHECKSUM, &kbs[i]);
@@ -1225,6 +1258,7 @@ out:
 	if (kbs)
 		for (i = 0; i < npos; i++)
 			pkb_close(kbs[i]);
+	pkb_unlock(lock);
 	free(kbs);
 	free(pos);
 	return status;

@@ -46,7 +46,8 @@ static const struct option options[] = {
     {"into", K_STR, OFF(into), "(none)",
      "existing KB to add the input to (its records come first, their values taken as "
      "results of --on-duplicate: with the policy the KB was made with, the result of one "
-     "run over all inputs)"},
+     "run over all inputs); when it is the --output too, jobs adding to it at the same "
+     "time take turns (a lock on it: the others wait, and say so)"},
     {"threads", K_INT, OFF(threads), "OMP_NUM_THREADS, else all cores", "OpenMP threads"},
     {"scheme", K_SCHEME, OFF(scheme), "hash",
      "partition scheme: hash | prefix (key ranges after the input's common prefix)"},

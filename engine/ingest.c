@@ -408,6 +408,7 @@ struct run {
 	struct pme_report rep;	    /* measurements */
 	struct inputs inp;	    /* expanded inputs */
 	struct pkb *into;	    /* --into KB */
+	struct pkb_lock *lock;	    /* its update lock, when it is the output too */
 	uint64_t ordinal;	    /* job-wide index of the next record */
 	uint64_t key_bytes;	    /* key bytes of all records (duplicates included) */
 	uint32_t zippers;	    /* zippers made */
@@ -1043,6 +1044,7 @@ static void run_free(struct run *x)
 	pm_map_destroy(x->map);
 	inputs_free(&x->inp);
 	pkb_close(x->into);
+	pkb_unlock(x->lock); /* after the output is in place (or not written) */
 }
 
 static int copy_short(const uint8_t *key, size_t len, uint64_t val, void *arg)
@@ -1076,6 +1078,12 @@ static int release_all(struct run *x)
 static bool cancelled(const struct pme_config *c)
 {
 	return c->cancel && *c->cancel;
+}
+
+static void lock_waiting(void *arg)
+{
+	fprintf(stderr, "pmingest ingest: waiting for %s: another job is replacing it\n",
+		(const char *)arg);
 }
 
 int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pme_err *err)
@@ -1189,6 +1197,23 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		const struct pkb_info *ki;
 		struct pio_type kt, vt;
 
+		if (!c->dry_run && pme_same_file(c->output, c->into)) {
+			rc = pkb_lock_update(c->into, c->cancel, lock_waiting, (void *)c->into,
+					     &x.lock, &ke);
+			if (rc == PKB_ECANCELED) {
+				rc = pme_seterr(err, PME_ECANCELED, "interrupted");
+				goto out;
+			} else if (rc == PKB_ENOLOCK) {
+				fprintf(
+				    stderr,
+				    "pmingest ingest: warning: %s; a job that adds to it at the "
+				    "same time would lose records\n",
+				    ke.msg);
+			} else if (rc) {
+				rc = pme_seterr(err, PM_ENOMEM, "%s", ke.msg);
+				goto out;
+			}
+		}
 		rc = pkb_open(c->into, PKB_OPEN_CHECKSUM, &x.into, &ke);
 		if (rc) { /* an input that cannot be read, whatever the reason (missing too) */
 			rc = pme_seterr(err, rc == PKB_ENOMEM ? PM_ENOMEM : PME_EINPUT, "%s",

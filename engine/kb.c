@@ -23,8 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <omp.h>
@@ -92,6 +94,8 @@ const char *pkb_strerror(int rc)
 		return "map holds a path outside its partition layout";
 	case PKB_ESUM:
 		return "a sum leaves the 64-bit integer range";
+	case PKB_ENOLOCK:
+		return "the file system cannot lock the file";
 	default:
 		if (rc < 0 && rc > -4096)
 			return strerror(-rc);
@@ -2836,4 +2840,79 @@ out_free:
 	free(c);
 	free(inputs);
 	return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Update lock */
+
+/*
+ * The lock is flock(2) on the KB file itself, not on a lock file beside it: nothing is left
+ * behind, and the kernel releases it when its holder dies (a lock file of a job killed by
+ * SLURM would stay and need removing by hand). The holder replaces the file by a rename, so
+ * the lock a waiter obtains may be on a file the path no longer names: the waiter then
+ * checks the path and locks the file it names now. Waiting polls (LOCK_NB), so that a cancel
+ * (SIGINT, SIGTERM from a job's time limit) ends it.
+ */
+#define LOCK_POLL_NS 100000000L /* 0.1 s */
+
+struct pkb_lock {
+	int fd;
+};
+
+int pkb_lock_update(const char *path, volatile sig_atomic_t *cancel, void (*waiting)(void *arg),
+		    void *arg, struct pkb_lock **out, struct pkb_err *err)
+{
+	bool told = false;
+	struct stat a, b;
+	int fd, e;
+
+	*out = NULL;
+	for (;;) {
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			return 0; /* nothing to lock: the open that follows says why */
+		if (fstat(fd, &a) || !S_ISREG(a.st_mode)) {
+			close(fd);
+			return 0;
+		}
+		while (flock(fd, LOCK_EX | LOCK_NB)) {
+			e = errno;
+			if (e == EINTR)
+				continue;
+			if (e != EWOULDBLOCK) {
+				close(fd);
+				seterr(err, "%s: cannot lock (%s)", path, strerror(e));
+				return PKB_ENOLOCK;
+			}
+			if (!told && waiting)
+				waiting(arg);
+			told = true;
+			if (cancel && *cancel) {
+				close(fd);
+				seterr(err, "%s: interrupted while waiting for its lock", path);
+				return PKB_ECANCELED;
+			}
+			nanosleep(&(struct timespec){0, LOCK_POLL_NS}, NULL);
+		}
+		/* locked: is it still the file at path? (a holder before replaced it) */
+		if (!stat(path, &b) && b.st_dev == a.st_dev && b.st_ino == a.st_ino)
+			break;
+		close(fd);
+	}
+	*out = malloc(sizeof(**out));
+	if (!*out) {
+		close(fd);
+		seterr(err, "%s: out of memory", path);
+		return PKB_ENOMEM;
+	}
+	(*out)->fd = fd;
+	return 0;
+}
+
+void pkb_unlock(struct pkb_lock *l)
+{
+	if (!l)
+		return;
+	close(l->fd);
+	free(l);
 }

@@ -68,6 +68,7 @@ enum {
 	PKB_EORDER = -2010,    /* writer: keys not strictly increasing */
 	PKB_EROUTE = -2011,    /* pkb_write: the map holds a path outside its partition layout */
 	PKB_ESUM = -2012,      /* an integer sum leaves the 64-bit range of its class */
+	PKB_ENOLOCK = -2013,   /* pkb_lock_update: the file system cannot lock the file */
 };
 
 /* Static description of a code (PKB_E*, -errno, PM_E*). Never NULL. */
@@ -366,6 +367,29 @@ int pkb_dup_parse(const char *s, enum pkb_dup *out);
 int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup dup,
 		enum pme_scheme scheme, uint32_t partitions, const char *path,
 		const struct pkb_write_opts *opts, struct pkb_err *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Update lock */
+
+/*
+ * A job that reads a KB and replaces it with its result (ingest --into KB --output KB; merge
+ * A B --output A) holds the KB's update lock from before it reads the KB until its result is
+ * in place. Two such jobs then take turns, the second reading the first one's result, where
+ * each would otherwise replace the KB with its own and one job's records would be lost with
+ * exit 0.
+ *
+ * pkb_lock_update waits for the lock of the KB at path: 0 and *out (NULL when there is no
+ * regular file at path: nothing to lock, and the caller's open reports it); PKB_ECANCELED
+ * when *cancel is raised while it waits; PKB_ENOLOCK (*out NULL, err says why) when the file
+ * system cannot lock (a parallel file system mounted without flock, say): the caller goes on
+ * without the lock, after a warning. waiting(arg), if given, is called once, when another
+ * job holds the lock. The lock is released by pkb_unlock (NULL is a no-op), or by the kernel
+ * when the process ends, however it ends.
+ */
+struct pkb_lock;
+int pkb_lock_update(const char *path, volatile sig_atomic_t *cancel, void (*waiting)(void *arg),
+		    void *arg, struct pkb_lock **out, struct pkb_err *err);
+void pkb_unlock(struct pkb_lock *l);
 
 #ifdef __cplusplus
 }

@@ -752,11 +752,100 @@ def damaged_strings():
                 ["bad.h5: dataset data: record 7:", "field 'key'", "no such object"])
 
 
+def concurrent_updates():
+    """Jobs that add to one KB at once (ingest --into K --output K, merge K X --output K;
+    array jobs of a batch system, say) each read K and replaced it with their own result:
+    all exit 0 and one job's records were lost. Now a job holds K's update lock (flock)
+    from before it reads K until its result is in place, and the others wait, say so, and
+    then read the result; a waiter stops on SIGTERM (exit 130, K unchanged). The lock is
+    held here by this test, which meanwhile replaces K as a job would, and locks the new K
+    as a later job would: the waiter must not go on with the lock of the K it first opened
+    (a replaced file), and must read the K in place."""
+    import fcntl
+
+    ds = path("cu")
+    os.makedirs(ds, exist_ok=True)
+    for i, n in enumerate([300, 400, 500]):
+        run(["gen", "--output", "%s/s%d.h5" % (ds, i), "--records", n, "--seed", 11 + i])
+    for name, src in [("k.kb", 0), ("k2.kb", 1)]:
+        run(["ingest", "--input", "%s/s%d.h5" % (ds, src), "--output", "%s/%s" % (ds, name),
+             "--quiet"])
+    run(["ingest", "--input", "%s/s2.h5" % ds, "--output", "%s/x.kb" % ds, "--quiet"])
+
+    def keys(kb):
+        p = run(["scan", kb])
+        return sorted(p.stdout.split(b"\n"))
+
+    e = dict(os.environ)
+    e["OMP_NUM_THREADS"] = "1"
+    jobs = [["ingest", "--input", "%s/s2.h5" % ds, "--into", "k.kb", "--output", "k.kb",
+             "--quiet"],
+            ["merge", "k.kb", "x.kb", "--output", "k.kb", "--quiet"]]
+    for args in jobs:
+        shutil.copy("%s/k.kb" % ds, "%s/k.kb.orig" % ds)
+        k = "%s/k.kb" % ds
+        k2 = "%s/k2.kb" % ds
+        want = sorted(set(keys(k2)) | set(keys("%s/x.kb" % ds)))
+        held = open(k, "rb")
+        fcntl.flock(held, fcntl.LOCK_EX)
+        p = subprocess.Popen([PM] + args, cwd=ds, env=e, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        err = b""
+        t = time.time()
+        while time.time() - t < 30 and b"waiting" not in err:
+            time.sleep(0.05)
+            if p.poll() is not None:
+                break
+            os.set_blocking(p.stderr.fileno(), False)
+            err += p.stderr.read() or b""
+        check(b"waiting for k.kb: another job is replacing it" in err,
+              "%s: no word of the wait: %r" % (args, err))
+        check(p.poll() is None, "%s did not wait for the lock" % args)
+        # the holder's result goes in place (k2 holds other records than k), and a job that
+        # came after takes the new file's lock before the holder ends
+        shutil.copy(k2, k + ".new")
+        os.rename(k + ".new", k)
+        later = open(k, "rb")
+        fcntl.flock(later, fcntl.LOCK_EX)
+        held.close()
+        time.sleep(0.5)
+        check(p.poll() is None, "%s went on with the lock of a replaced file" % args)
+        later.close()
+        os.set_blocking(p.stderr.fileno(), True)
+        rest = p.communicate(timeout=60)[1]
+        check(p.returncode == 0, "%s: exit %s: %r" % (args, p.returncode, rest))
+        check(keys(k) == want, "%s: the result is not the KB in place with the input added"
+              % args)
+        # SIGTERM while waiting: exit 130, K unchanged, nothing left
+        before = digest(k)
+        with open(k, "rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            p = subprocess.Popen([PM] + args, cwd=ds, env=e, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+            time.sleep(0.5)
+            p.send_signal(signal.SIGTERM)
+            rest = p.communicate(timeout=30)[1]
+        check(p.returncode == 130, "%s, SIGTERM while waiting: exit %s: %r"
+              % (args, p.returncode, rest))
+        check(digest(k) == before, "%s, SIGTERM while waiting: changed the KB" % args)
+        check(not [x for x in os.listdir(ds) if ".tmp." in x],
+              "%s, SIGTERM while waiting: left %s" % (args, os.listdir(ds)))
+        shutil.copy("%s/k.kb.orig" % ds, k)
+    # three jobs at once, no lock held by the test: every record is kept
+    procs = [subprocess.Popen([PM, "ingest", "--input", "%s/s%d.h5" % (ds, i), "--into",
+                               "k.kb", "--output", "k.kb", "--quiet"], cwd=ds, env=e,
+                              stderr=subprocess.DEVNULL) for i in (1, 2, 1)]
+    check(all(p.wait(timeout=60) == 0 for p in procs), "concurrent --into jobs failed")
+    want = sorted(set(keys("%s/k.kb.orig" % ds)) | set(keys("%s/k2.kb" % ds))
+                  | set(keys("%s/x.kb" % ds)))
+    check(keys("%s/k.kb" % ds) == want, "concurrent --into jobs lost records")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
-             damaged_strings]
+             damaged_strings, concurrent_updates]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
