@@ -1206,7 +1206,8 @@ static int read_batch(struct pio_reader *r, struct source *s, uint64_t pos, size
 		return pio_seterr(err, PIO_ENOMEM, s->file, s->kpath,
 				  "out of memory for a read buffer of %zu records", n);
 	/* HDF5 follows string references only once they are checked; where the reader reads
-	 * the strings itself (h->direct), HDF5 reads the other fields first. */
+	 * the strings itself (h->direct), HDF5 reads the other fields first (a compound's
+	 * other field comes with the references, in check_batch). */
 	if (h->vc && !h->direct && (rc = check_batch(r, s, pos, n, err)))
 		return rc;
 	if (h->memk >= 0 &&
