@@ -158,8 +158,8 @@ char *fx_read_all(struct pio_reader *r, size_t *nbatches)
 	struct pio_type kt, vt;
 	struct pio_batch b;
 	struct pio_err err = {{0}};
-	char line[2048], kn[96], vn[96];
-	size_t len, cap = 1 << 16;
+	char *line = NULL, kn[96], vn[96];
+	size_t len, cap = 1 << 16, lcap = 0;
 	char *text = malloc(cap);
 	int rc;
 
@@ -171,9 +171,21 @@ char *fx_read_all(struct pio_reader *r, size_t *nbatches)
 	while ((rc = pio_reader_next(r, &b, &err)) == 1) {
 		(*nbatches)++;
 		for (size_t i = 0; i < b.n; i++) {
-			size_t l;
+			bool num =
+			    vt.cls == PIO_V_INT || vt.cls == PIO_V_UINT || vt.cls == PIO_V_FLOAT;
+			const uint8_t *data;
+			uint32_t dl = 0;
+			size_t l, need;
 
-			fx_record(&b, i, &vt, line, sizeof(line));
+			if (!num && pio_batch_blob(&b, b.vals[i], &data, &dl))
+				dl = 0;
+			need = 2 * (b.key_off[i + 1] - b.key_off[i]) + 2 * (size_t)dl + 64;
+			if (need > lcap) { /* the whole record, however long its strings */
+				free(line);
+				lcap = need;
+				line = malloc(lcap);
+			}
+			fx_record(&b, i, &vt, line, lcap);
 			l = strlen(line);
 			if (len + l + 2 > cap) {
 				cap = (cap + l) * 2;
@@ -185,6 +197,7 @@ char *fx_read_all(struct pio_reader *r, size_t *nbatches)
 		}
 	}
 	text[len] = 0;
+	free(line);
 	pio_batch_free(&b);
 	if (rc) {
 		fprintf(stderr, "read error %d: %s\n", rc, err.msg);

@@ -61,8 +61,10 @@ struct gcol {
 	uint32_t nidx;	  /* entries of obj in use */
 	uint32_t cap;	  /* entries of obj */
 	struct gobj *obj; /* its objects by index */
-	uint8_t *bytes;	  /* a copy of it, or NULL when it is larger than KEEP */
+	uint8_t *bytes;	  /* a copy of it, where kept (the slot's buffer, reused) */
 	size_t bcap;	  /* bytes of bytes */
+	bool kept;	  /* bytes holds it (KEEP bytes at most); else its strings are read one by
+			     one: bytes may hold an earlier collection of the slot */
 };
 
 struct pio_vlcheck {
@@ -285,6 +287,7 @@ static int parse_gcol(struct pio_vlcheck *c, uint64_t addr, struct gcol *g, char
 	int rc;
 
 	g->addr = 0;
+	g->kept = false;
 	if (addr > UINT64_MAX - c->base || (off = c->base + addr) > c->eof || c->eof - off < hdr) {
 		snprintf(why, whysize, "lies past the end of the file (%llu bytes)",
 			 (unsigned long long)c->eof);
@@ -353,6 +356,7 @@ static int parse_gcol(struct pio_vlcheck *c, uint64_t addr, struct gcol *g, char
 		if (grow(&g->bytes, &g->bcap, size))
 			return PIO_ENOMEM;
 		memcpy(g->bytes, col, size);
+		g->kept = true;
 	}
 	g->off = off;
 	g->addr = addr;
@@ -441,7 +445,7 @@ static int check(struct pio_vlcheck *c, const uint8_t *refs, size_t n, size_t st
 				return pio_seterr(err, PIO_ENOMEM, c->file, dset,
 						  "out of memory for the strings of records %llu..",
 						  (unsigned long long)first);
-			if (g->bytes)
+			if (g->kept)
 				memcpy(str, g->bytes + g->obj[idx].at, len);
 			else if (len && pread(c->fd, str, len, (off_t)(g->off + g->obj[idx].at)) !=
 					    (ssize_t)len)
