@@ -1330,6 +1330,10 @@ int pme_cmd_export(int argc, char **argv)
 		    "Datasets are chunked by --chunk records (default 65536), deflated with\n"
 		    "--gzip LEVEL (1..9; default 0, none), after the shuffle filter with\n"
 		    "--shuffle.\n"
+		    "A key or value that the KB's type cannot hold in HDF5 stops it, naming\n"
+		    "the record (exit 5): a NUL byte in a variable-length string (a KB that\n"
+		    "joined fixed strings holding NUL with variable-length ones, or built from\n"
+		    "TSV), a trailing pad byte under a fixed string's padding.\n"
 		    "Checksums are verified first. The file is written under a temporary name\n"
 		    "and renamed when complete. Progress (keys written) goes to stderr: a bar on\n"
 		    "a terminal, a line every 10 s otherwise; --quiet silences it.\n");
@@ -1456,9 +1460,10 @@ int pme_cmd_export(int argc, char **argv)
 				snprintf(msg, sizeof(msg), "interrupted, nothing written");
 				goto out;
 			}
-			if (pio_writer_append(w, n, keys, key_off, vals, heap, hlen, &perr)) {
+			rc = pio_writer_append(w, n, keys, key_off, vals, heap, hlen, &perr);
+			if (rc) { /* content the type cannot hold is refused, not unwritable */
 				snprintf(msg, sizeof(msg), "%s", perr.msg);
-				status = PME_EXIT_OUTPUT;
+				status = rc == PIO_EVALUE ? PME_EXIT_DATA : PME_EXIT_OUTPUT;
 				goto out;
 			}
 			written += n;

@@ -255,6 +255,16 @@ def export_dataset():
     for bad in ["", "grp"]:
         run(["export", path("e.kb"), "--output", path("q.h5"), "--dataset", bad], expect=2)
         check(not os.path.exists(path("q.h5")), "--dataset %r: left an output" % bad)
+    # a key its HDF5 type cannot hold (a NUL in a variable-length string) failed as an
+    # output error (exit 4): content refused, exit 5, the record named, nothing written
+    with open(path("nul.tsv"), "w") as f:
+        f.write("a\\x00b\t1\nc\t2\n")
+    run(["kb-build", path("nul.tsv"), "--output", path("nul.kb")])
+    p = run(["export", path("nul.kb"), "--output", path("q.h5")], expect=5)
+    check("record 0" in p.stderr.decode(errors="replace") and "NUL byte"
+          in p.stderr.decode(errors="replace"), "export of a NUL key: %s" % p.stderr)
+    check(not os.path.exists(path("q.h5")), "export of a NUL key: left an output")
+    no_temp_files("export of a NUL key")
     # a group for the compound dataset ("/", "/g/") failed as an output error (exit 4)
     for bad in ["/", "/grp/"]:
         for args in [["export", path("e.kb")], ["gen", "--records", 5]]:
