@@ -318,6 +318,23 @@ static void put_json_str(FILE *f, const uint8_t *p, size_t n)
 }
 
 /* Shortest text that reads back to the same value of the given float width. */
+/* d rounded to the nearest float16 (ties to even), as a double: what a float16 holds for it.
+ * A float16 has 11 significant bits and normal exponents down to -14; below 2^-14 its steps
+ * are 2^-24; from 65520 on it is infinite. */
+static double half_round(double d)
+{
+	double a = fabs(d), q;
+	int e;
+
+	if (isnan(d))
+		return d;
+	if (a >= 65520.0)
+		return copysign(INFINITY, d);
+	(void)frexp(a, &e); /* a in [2^(e-1), 2^e) */
+	q = ldexp(1.0, (e - 1 > -14 ? e - 1 : -14) - 10);
+	return copysign(nearbyint(a / q) * q, d);
+}
+
 static void format_float(char *buf, size_t size, double d, unsigned width)
 {
 	int prec;
@@ -332,7 +349,11 @@ static void format_float(char *buf, size_t size, double d, unsigned width)
 	}
 	for (prec = 1; prec <= 17; prec++) {
 		snprintf(buf, size, "%.*g", prec, d);
-		if (width == 4 ? strtof(buf, NULL) == (float)d : strtod(buf, NULL) == d)
+		if (width == 2 && half_round(strtod(buf, NULL)) == d)
+			return;
+		if (width == 4 && strtof(buf, NULL) == (float)d)
+			return;
+		if (width != 2 && width != 4 && strtod(buf, NULL) == d)
 			return;
 	}
 }
@@ -1695,7 +1716,7 @@ static const char build_help[] =
     "`pmingest scan` (so scan output reads back). Integer keys and numeric values in\n"
     "decimal, floats as C reads them, opaque keys and values in hex, strings escaped.\n"
     "  --key-type    string (default), opaque:N, int8..int64, uint8..uint64\n"
-    "  --value-type  int64 (default), int8..int64, uint8..uint64, float32, float64,\n"
+    "  --value-type  int64 (default), int8..int64, uint8..uint64, float16, float32, float64,\n"
     "                string, opaque\n"
     "  --on-duplicate last (default) | first | error (exit 5) | sum: for keys repeated in\n"
     "                the input, decided in input order (sum: 64-bit values, as ingest)\n"

@@ -280,6 +280,34 @@ for vkind, vtype in [("string", "string"), ("opaque", "opaque"), ("float", "floa
             check(o["value"] == v, "jsonl float value")
     run("verify", k2)
 
+# float16 values print in the shortest form that reads back as the same float16 (they printed
+# as the double they widen to: 0.0999755859375 for 0.1). Every finite float16: numpy's
+# shortest digits, one more at most for a power of two (printf rounds 2^-6 = 0.015625 to
+# 0.01562 at 4 digits, which reads back as the float16 below; 0.01563 would do).
+import numpy as np
+
+h = np.arange(65536, dtype=np.uint16).view(np.float16)
+h = h[np.isfinite(h)]
+with open(path("f16.tsv"), "w") as f:
+    for i, x in enumerate(h):
+        f.write("k%05d\t%r\n" % (i, float(x)))
+run("kb-build", path("f16.tsv"), "--output", path("f16.kb"), "--value-type", "float16")
+
+
+def digits(t):
+    t = t.lstrip("-").split("e")[0].replace(".", "").lstrip("0").rstrip("0")
+    return max(len(t), 1)
+
+
+bad = []
+for k, t in parse_tsv(run("scan", path("f16.kb")).stdout):
+    x, t = h[int(k[1:])], t.decode()
+    two = x != 0 and math.frexp(abs(float(x)))[0] == 0.5
+    if np.float16(float(t)).view(np.uint16) != x.view(np.uint16) or \
+            digits(t) > digits(str(x)) + two:
+        bad.append((t, str(x)))
+check(not bad, "float16 values not in their shortest form: %d, e.g. %s" % (len(bad), bad[:3]))
+
 ik = [(rng.randrange(-2**31, 2**31), rng.randrange(1000)) for _ in range(500)]
 with open(path("ik.tsv"), "w") as f:
     for k, v in ik:
