@@ -1,9 +1,17 @@
 /*
  * pmingest.c - the command-line program: dispatches to one subcommand.
  */
+#define _GNU_SOURCE /* asprintf */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include "ingest.h"
 #include "pme_cmd.h"
 #include "pme_malloc.h"
 
@@ -55,10 +63,61 @@ static void usage(FILE *f)
 		   "  130 interrupted by SIGINT or SIGTERM (no partial output is left)\n");
 }
 
+/*
+ * Standard streams that the caller closed (`2>&-`) are opened on /dev/full (stdout, stderr)
+ * and /dev/null (stdin) before anything else: else the first file the program opens gets
+ * their number, and it would write progress lines into its own output file, and take
+ * /dev/stdout (a link to its descriptor 1) for a name it may replace. Writes to them fail
+ * as to a full stream: commands that print report it.
+ */
+static void hold_std_streams(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		if (fd == 0 || open("/dev/full", O_WRONLY) != fd)
+			(void)open("/dev/null", fd ? O_WRONLY : O_RDONLY);
+	}
+}
+
+/*
+ * Under an address-space limit (ulimit -v, RLIMIT_AS), jemalloc 5.3 with its default
+ * retain:true (address space kept for reuse, never unmapped) deadlocked or crashed in some
+ * runs with two threads once its mmap failed (a hung job that ignores SIGTERM); with
+ * retain:false the same runs fail cleanly (exit 6) or fit. jemalloc reads its options before
+ * main runs, so under a finite limit the program starts itself again with retain:false put
+ * before MALLOC_CONF's own options (which win). RESTARTED marks the second start.
+ */
+#define RESTARTED "PMINGEST_RETAIN_SET"
+
+static void restart_without_retain(char **argv)
+{
+	const char *mc = getenv("MALLOC_CONF");
+	struct rlimit rl;
+	char *conf;
+
+	if (getenv(RESTARTED)) {
+		unsetenv(RESTARTED);
+		return;
+	}
+	if (strcmp(pme_allocator_name(), "jemalloc") || getrlimit(RLIMIT_AS, &rl) ||
+	    rl.rlim_cur == RLIM_INFINITY)
+		return;
+	if (asprintf(&conf, "retain:false%s%s", mc && *mc ? "," : "", mc ? mc : "") < 0)
+		return;
+	if (!setenv("MALLOC_CONF", conf, 1) && !setenv(RESTARTED, "1", 1))
+		execv("/proc/self/exe", argv);
+	unsetenv(RESTARTED); /* no restart: go on as started */
+	free(conf);
+}
+
 int main(int argc, char **argv)
 {
 	size_t i;
 
+	hold_std_streams();
+	restart_without_retain(argv);
+	signal(SIGXFSZ, SIG_IGN); /* past a file-size limit writes fail (EFBIG), reported */
 	if (argc < 2) {
 		usage(stderr);
 		return PME_EXIT_USAGE;

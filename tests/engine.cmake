@@ -26,5 +26,5 @@ if(TARGET pmingest)
   add_test(NAME engine_cli_edges
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/engine/cli_edge_test.py
             $<TARGET_FILE:pmingest> ${CMAKE_CURRENT_BINARY_DIR}/engine_cli_edges)
-  set_tests_properties(engine_cli_edges PROPERTIES LABELS "integration;engine" TIMEOUT 120)
+  set_tests_properties(engine_cli_edges PROPERTIES LABELS "integration;engine" TIMEOUT 300)
 endif()

@@ -851,11 +851,76 @@ def concurrent_updates():
     check(keys("%s/k.kb" % ds) == want, "concurrent --into jobs lost records")
 
 
+def limits_and_streams():
+    """Batch-job limits and closed streams (an exploratory pass found each):
+    - under ulimit -v, a 2-thread ingest deadlocked in jemalloc (a hung job that ignores
+      SIGTERM) or crashed in some runs once mmap failed: now exit 6 with one line, or
+      success with the right KB, at every limit;
+    - under ulimit -f, writers died of SIGXFSZ (exit 153, no message; gen left its .tmp.
+      file): now exit 4 naming the file, nothing left;
+    - with stdout or stderr closed, the first file opened took descriptor 1 or 2 (progress
+      lines went into the output file; --report /dev/stdout named a missing file, which a
+      root run replaced): now the streams are held on /dev/full, and the report fails with
+      exit 4."""
+    e = dict(os.environ)
+    asan = b"libasan" in subprocess.run(["ldd", PM], capture_output=True).stdout
+    run(["gen", "--output", path("lim.h5"), "--records", 2000000, "--seed", 5])
+    if not asan:  # AddressSanitizer reserves terabytes of address space: no ulimit -v
+        for mb in [300, 340, 360, 380, 420, 450]:
+            def limit(mb=mb):
+                resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
+
+            out = path("lim.kb")
+            try:
+                p = subprocess.run([PM, "ingest", "--input", path("lim.h5"), "--output", out,
+                                    "--threads", "2", "--quiet"], capture_output=True,
+                                   preexec_fn=limit, timeout=120, env=e)
+            except subprocess.TimeoutExpired:
+                fail("ulimit -v %d MB: ingest hung" % mb)
+                continue
+            err = p.stderr.decode(errors="replace")
+            if p.returncode == 0:
+                n = run(["count", out]).stdout
+                check(n == b"2000000\n", "ulimit -v %d MB: count %r" % (mb, n))
+            else:
+                check(p.returncode == 6 and err.count("\n") == 1 and "out of memory" in err,
+                      "ulimit -v %d MB: exit %d: %s" % (mb, p.returncode, err[-300:]))
+                check(not os.path.exists(out), "ulimit -v %d MB: left %s" % (mb, out))
+            if os.path.exists(out):
+                os.unlink(out)
+            no_temp_files("ulimit -v %d MB" % mb)
+
+    def fsize():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    for args, out in [(["gen", "--records", 200000, "--quiet"], "fz.h5"),
+                      (["ingest", "--input", path("lim.h5"), "--quiet"], "fz.kb")]:
+        p = subprocess.run([PM] + [str(a) for a in args] + ["--output", path(out)],
+                           capture_output=True, preexec_fn=fsize, env=e)
+        err = p.stderr.decode(errors="replace")
+        check(p.returncode == 4 and path(out) in err and "too large" in err,
+              "%s past ulimit -f: exit %d: %s" % (args[0], p.returncode, err[-300:]))
+        check(not os.path.exists(path(out)), "%s past ulimit -f: left its output" % args[0])
+        no_temp_files("%s past ulimit -f" % args[0])
+    # stderr closed: the KB is right; stdout closed: a report to it fails, exit 4
+    run(["ingest", "--input", path("lim.h5"), "--output", path("ref.kb"), "--quiet"])
+    p = subprocess.run([PM, "ingest", "--input", path("lim.h5"), "--output", path("se.kb")],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e,
+                       preexec_fn=lambda: os.close(2))
+    check(p.returncode == 0 and digest("se.kb") == digest("ref.kb"),
+          "stderr closed: exit %d or another KB" % p.returncode)
+    p = subprocess.run([PM, "ingest", "--input", path("lim.h5"), "--output", path("so.kb"),
+                        "--quiet", "--report", "/proc/self/fd/1"], stderr=subprocess.PIPE,
+                       env=e, preexec_fn=lambda: os.close(1))
+    check(p.returncode == 4 and b"report" in p.stderr,
+          "a report to a closed stdout: exit %d: %r" % (p.returncode, p.stderr))
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
-             damaged_strings, concurrent_updates]
+             damaged_strings, concurrent_updates, limits_and_streams]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
