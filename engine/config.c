@@ -56,7 +56,7 @@ static const struct option options[] = {
     {"batch-records", K_U64, OFF(batch_records), "from --memory (at most 2097152)",
      "records per batch (rounded to whole HDF5 chunks)"},
     {"memory", K_SIZE, OFF(memory),
-     "a quarter of physical memory, or of the cgroup's limit if lower",
+     "a quarter of physical memory, or of the cgroup's limit or ulimit -v if lower",
      "memory for the batches in flight (hash scheme, last value: 3/4 of it, and 1/4 "
      "for sorted runs held back before they go into the map), and for the KB image when "
      "it is built in parallel (above it, the KB is written serially), e.g. 512M, 4G; "

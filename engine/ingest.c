@@ -1003,7 +1003,8 @@ static void plan_print(FILE *f, const struct pme_config *c, const struct run *x,
 	fprintf(f, "  policy     %s%s\n", pme_policy_name(c->on_duplicate),
 		c->sort ? "" : ", unsorted batches");
 	fprintf(f, "  memory     %.1f MiB for batches in flight (%s)\n", (double)memory / 1048576.0,
-		c->memory ? "--memory" : "a quarter of physical memory or of the cgroup's limit");
+		c->memory ? "--memory"
+			  : "a quarter of physical memory or of the cgroup's limit or ulimit -v");
 	fprintf(f, "  batches    up to %llu records\n", (unsigned long long)batch);
 }
 
@@ -1139,6 +1140,9 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 								 : omp_get_num_procs());
 	if (x.nthreads < 1)
 		x.nthreads = 1;
+	if (x.nthreads > 4096) /* --threads' own bound; libgomp aborts or crashes far above */
+		return pme_seterr(err, PME_EUSAGE,
+				  "OMP_NUM_THREADS asks for %d threads: at most 4096", x.nthreads);
 	x.nparts = c->partitions ? c->partitions : default_partitions(x.nthreads);
 	if (x.nparts < 1 || x.nparts > PME_MAX_PARTITIONS ||
 	    (c->scheme == PME_SCHEME_HASH && (x.nparts & (x.nparts - 1))))

@@ -7,13 +7,15 @@
  * physical memory is killed by the kernel's OOM killer with no message of its own. So the
  * defaults that scale with memory start from the lowest limit on the process's cgroup path:
  * cgroup v2's memory.max, or cgroup v1's memory.limit_in_bytes, in the cgroup and in each of
- * its ancestors (a parent's limit binds its children; v1 does not show it in the child).
+ * its ancestors (a parent's limit binds its children; v1 does not show it in the child), and
+ * from the address-space limit (ulimit -v) when it is lower.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ingest_internal.h"
@@ -116,6 +118,12 @@ uint64_t pme_memory_limit(void)
 	uint64_t phys =
 	    pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : (uint64_t)1 << 32;
 	uint64_t cg = pme_cgroup_limit("/sys/fs/cgroup", "/proc/self/cgroup");
+	struct rlimit rl;
 
-	return cg < phys ? cg : phys;
+	if (cg < phys)
+		phys = cg;
+	/* an address-space limit (ulimit -v, set by some sites) binds as well */
+	if (!getrlimit(RLIMIT_AS, &rl) && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < phys)
+		phys = rl.rlim_cur;
+	return phys;
 }
