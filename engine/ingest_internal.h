@@ -96,6 +96,7 @@ struct pme_router {
 	size_t tmp_cap;		/* records tmp holds */
 	size_t *start;		/* nbuckets + 1 bucket starts in idx */
 	size_t *hist;		/* nchunks * nbuckets histogram / scatter cursors */
+	uint32_t *cnt;		/* the key sorts' counters, a block a thread (not on its stack) */
 	size_t lcp;		/* common prefix length of the batch's keys (sort) */
 	const uint8_t *lcp_key; /* those lcp bytes (in the routed batch) */
 	bool sorted;		/* kp[] follows idx[] (the batch was sorted) */

@@ -48,6 +48,13 @@ uint32_t pme_prefix_partition(const struct pme_router *r, uint64_t dprefix)
 #define ROUTE_CHUNKS_PER_THREAD 8
 #define ROUTE_HIST_MAX ((size_t)1 << 20)
 
+#define RADIX_MIN 64   /* slices this long are split by their first key bits before the sort */
+#define RADIX_BUCKET 2 /* ... into about this many records a bucket */
+#define RADIX_BITS 14  /* ... on at most this many bits */
+#define RADIX_CNT                                                                                  \
+	((1u << RADIX_BITS) + 1) /* counters of a split (64 KiB: off the stack,                    \
+				    which OMP_STACKSIZE may make small) */
+
 static size_t route_chunks(int nthreads, uint32_t nbuckets)
 {
 	size_t c = nthreads > 1 ? (size_t)nthreads * ROUTE_CHUNKS_PER_THREAD : 1;
@@ -68,6 +75,7 @@ void pme_router_free(struct pme_router *r)
 	free(r->tmp);
 	free(r->start);
 	free(r->hist);
+	free(r->cnt);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -85,7 +93,8 @@ int pme_router_init(struct pme_router *r, enum pme_scheme scheme, uint32_t npart
 		return PM_EINVAL;
 	r->start = calloc((size_t)r->nbuckets + 1, sizeof(*r->start));
 	r->hist = calloc((size_t)r->nbuckets * r->nchunks, sizeof(*r->hist));
-	if (!r->start || !r->hist)
+	r->cnt = malloc((size_t)r->nthreads * RADIX_CNT * sizeof(*r->cnt));
+	if (!r->start || !r->hist || !r->cnt)
 		goto out_nomem;
 	if (scheme == PME_SCHEME_PREFIX) {
 		r->splits = malloc((size_t)nparts * sizeof(*r->splits));
@@ -214,22 +223,17 @@ static void sort_slice(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, 
 		memcpy(v, src, n * sizeof(*v));
 }
 
-#define RADIX_MIN 64   /* slices this long are split by their first key bits before the sort */
-#define RADIX_BUCKET 2 /* ... into about this many records a bucket */
-#define RADIX_BITS 14  /* ... on at most this many bits */
-
 /*
  * Sorts a partition's slice v[0..n) by key (in place) and writes its record indices, in that
- * order, to idx[0..n); t[0..n) is scratch. rec_less is a total order (ties by record index), so the
- * result is the one sort_slice gives: long slices are first scattered by the first bits of
- * k0 that differ in the slice (one counting pass; 8 to RADIX_BITS bits, so that random keys
- * leave about RADIX_BUCKET records a bucket), which leaves sort_slice short buckets, cheaper
- * than merging the whole slice.
+ * order, to idx[0..n); t[0..n) and cnt[0..RADIX_CNT) are scratch. rec_less is a total order
+ * (ties by record index), so the result is the one sort_slice gives: long slices are first
+ * scattered by the first bits of k0 that differ in the slice (one counting pass; 8 to RADIX_BITS
+ * bits, so that random keys leave about RADIX_BUCKET records a bucket), which leaves sort_slice
+ * short buckets, cheaper than merging the whole slice.
  */
 static void sort_part(const struct pme_rbatch *bt, size_t l, struct pme_kp *v, struct pme_kp *t,
-		      size_t n, uint32_t *idx)
+		      size_t n, uint32_t *idx, uint32_t *cnt)
 {
-	uint32_t cnt[(1u << RADIX_BITS) + 1];
 	unsigned bits = 8, c, nb, skip;
 	uint64_t diff;
 	size_t i;
@@ -322,7 +326,8 @@ static int sort_buckets(struct pme_router *r, const struct pme_rbatch *b)
 		    shared ? r->tmp + s : r->tmp + most * (size_t)omp_get_thread_num();
 
 		if (e - s > 1)
-			sort_part(b, r->lcp, r->kp + s, t, e - s, r->idx + s);
+			sort_part(b, r->lcp, r->kp + s, t, e - s, r->idx + s,
+				  r->cnt + (size_t)omp_get_thread_num() * RADIX_CNT);
 	}
 	return 0;
 }
