@@ -1305,6 +1305,24 @@ int pme_cmd_subtract(int argc, char **argv)
 
 #define EXPORT_BATCH 65536
 
+/* The exit status of an HDF5 writer's failure: content its types cannot hold is refused
+ * (5), not an output that cannot be written (4). */
+static int export_exit(int rc)
+{
+	switch (rc) {
+	case PIO_ENOMEM:
+		return PME_EXIT_NOMEM;
+	case PIO_EINVAL:
+		return PME_EXIT_USAGE;
+	case PIO_EVALUE:
+		return PME_EXIT_DATA;
+	case PIO_ECANCELED:
+		return PME_EXIT_INTERRUPTED;
+	default:
+		return PME_EXIT_OUTPUT;
+	}
+}
+
 int pme_cmd_export(int argc, char **argv)
 {
 	struct opt o[] = {{"output", true, NULL}, {"layout", true, NULL}, {"dataset", true, NULL},
@@ -1422,6 +1440,7 @@ int pme_cmd_export(int argc, char **argv)
 	key_off = malloc((EXPORT_BATCH + 1) * sizeof(*key_off));
 	vals = malloc(EXPORT_BATCH * sizeof(*vals));
 	if (!key_off || !vals || pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it)) {
+		snprintf(msg, sizeof(msg), "%s: out of memory", wo.file);
 		status = PME_EXIT_NOMEM;
 		goto out;
 	}
@@ -1429,9 +1448,7 @@ int pme_cmd_export(int argc, char **argv)
 	rc = pio_writer_open(&wo, &in->key_type, &in->value_type, &w, &perr);
 	if (rc) {
 		fprintf(stderr, "pmingest export: %s\n", perr.msg);
-		status = rc == PIO_ENOMEM   ? PME_EXIT_NOMEM
-			 : rc == PIO_EINVAL ? PME_EXIT_USAGE
-					    : PME_EXIT_OUTPUT;
+		status = export_exit(rc);
 		goto out;
 	}
 	prog = pme_progress_start("export", "export", "keys", in->count,
@@ -1450,6 +1467,7 @@ int pme_cmd_export(int argc, char **argv)
 				uint8_t *nk = realloc(keys, nc);
 
 				if (!nk) {
+					snprintf(msg, sizeof(msg), "%s: out of memory", wo.file);
 					status = PME_EXIT_NOMEM;
 					goto out;
 				}
@@ -1469,6 +1487,7 @@ int pme_cmd_export(int argc, char **argv)
 					goto out;
 				}
 				if (pkb_heap_append(&heap, &hlen, &hcap, d, dl, &word)) {
+					snprintf(msg, sizeof(msg), "%s: out of memory", wo.file);
 					status = PME_EXIT_NOMEM;
 					goto out;
 				}
@@ -1482,9 +1501,9 @@ int pme_cmd_export(int argc, char **argv)
 				goto out;
 			}
 			rc = pio_writer_append(w, n, keys, key_off, vals, heap, hlen, &perr);
-			if (rc) { /* content the type cannot hold is refused, not unwritable */
+			if (rc) {
 				snprintf(msg, sizeof(msg), "%s", perr.msg);
-				status = rc == PIO_EVALUE ? PME_EXIT_DATA : PME_EXIT_OUTPUT;
+				status = export_exit(rc);
 				goto out;
 			}
 			written += n;
@@ -1504,7 +1523,7 @@ int pme_cmd_export(int argc, char **argv)
 	w = NULL;
 	if (rc) {
 		snprintf(msg, sizeof(msg), "%s", perr.msg);
-		status = PME_EXIT_OUTPUT;
+		status = export_exit(rc);
 	}
 out:
 	pme_progress_end(prog);

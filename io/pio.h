@@ -93,8 +93,8 @@ enum pio_errclass {
 	PIO_CLASS_USAGE,  /* bad argument or option: PIO_EINVAL */
 	PIO_CLASS_INPUT,  /* an input cannot be read: PIO_ENOENT .. PIO_EREAD */
 	PIO_CLASS_OUTPUT, /* an output cannot be written: PIO_EWRITE, PIO_EVALUE */
-	PIO_CLASS_NOMEM,  /* PIO_ENOMEM */
-	PIO_CLASS_OTHER,  /* PIO_ETHREAD, PIO_ECANCELED and unknown codes */
+	PIO_CLASS_NOMEM,  /* PIO_ENOMEM, PIO_ETHREAD (out of the process's resources) */
+	PIO_CLASS_OTHER,  /* PIO_ECANCELED and unknown codes */
 };
 
 /* Returns a static, constant, one-line English name of an error code ("unknown pio error"

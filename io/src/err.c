@@ -74,6 +74,7 @@ enum pio_errclass pio_error_class(int rc)
 	case PIO_EVALUE:
 		return PIO_CLASS_OUTPUT;
 	case PIO_ENOMEM:
+	case PIO_ETHREAD: /* a thread's stack or a thread: the process's resources */
 		return PIO_CLASS_NOMEM;
 	default:
 		return PIO_CLASS_OTHER;
@@ -93,6 +94,7 @@ void pio_silence_hdf5(void)
 struct walk {
 	char desc[256]; /* the innermost description seen */
 	bool found;	/* desc holds something */
+	bool nomem;	/* an entry says HDF5 could not allocate memory */
 };
 
 /*
@@ -121,6 +123,9 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 	struct walk *w = data;
 
 	(void)n;
+	if (e->maj_num == H5E_RESOURCE &&
+	    (e->min_num == H5E_CANTALLOC || e->min_num == H5E_NOSPACE))
+		w->nomem = true;
 	/* Walking upward, the first entry is the innermost one: the place the error arose. */
 	if (!w->found && e->desc && e->desc[0]) {
 		os_error_desc(e->desc, w->desc, sizeof(w->desc));
@@ -155,7 +160,7 @@ bool pio_hdf5_says(const char *text)
 int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, const char *fmt,
 	       ...)
 {
-	struct walk w = {.found = false};
+	struct walk w = {.found = false, .nomem = false};
 	char text[512];
 	va_list ap;
 	size_t len;
@@ -163,6 +168,10 @@ int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, 
 
 	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
 	H5Eclear2(H5E_DEFAULT);
+	/* a read or write that failed for want of memory is out of memory, not damage or an
+	 * output error (HDF5: "memory allocation failed for chunk") */
+	if (w.nomem && (rc == PIO_EREAD || rc == PIO_EWRITE || rc == PIO_ECORRUPT))
+		rc = PIO_ENOMEM;
 	if (!err)
 		return rc;
 	va_start(ap, fmt);

@@ -28,7 +28,8 @@ struct field {
 
 /* Sets err to "FILE: dataset DSET: <formatted text>" (the dataset part left out when dset is
  * NULL), with " (HDF5: innermost message)" appended when HDF5's error stack holds one, which
- * is then cleared. Returns rc so callers write `return seterr(...)`. */
+ * is then cleared. Returns rc so callers write `return seterr(...)`, or PIO_ENOMEM in place of
+ * PIO_EREAD, PIO_EWRITE or PIO_ECORRUPT when the stack says HDF5 ran out of memory. */
 int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, const char *fmt,
 	       ...) __attribute__((format(printf, 5, 6)));
 

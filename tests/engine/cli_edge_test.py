@@ -889,6 +889,22 @@ def limits_and_streams():
             if os.path.exists(out):
                 os.unlink(out)
             no_temp_files("ulimit -v %d MB" % mb)
+        # export: an allocation that failed gave exit 6 with no message, and one inside
+        # HDF5 exit 4 ("memory allocation failed for chunk"): now exit 6, one line
+        run(["ingest", "--input", path("lim.h5"), "--output", path("lim.kb"), "--quiet"])
+        for mb in [60, 70, 80, 90, 100, 120]:
+            def limit(mb=mb):
+                resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
+
+            p = subprocess.run([PM, "export", path("lim.kb"), "--output", path("lim2.h5"),
+                                "--quiet"], capture_output=True, preexec_fn=limit,
+                               timeout=120, env=e)
+            err = p.stderr.decode(errors="replace")
+            check(p.returncode == 0 or (p.returncode == 6 and err.count("\n") == 1),
+                  "export under ulimit -v %d MB: exit %d: %r" % (mb, p.returncode, err))
+            if os.path.exists(path("lim2.h5")):
+                os.unlink(path("lim2.h5"))
+            no_temp_files("export under ulimit -v %d MB" % mb)
 
     def fsize():
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
