@@ -930,6 +930,13 @@ def limits_and_streams():
                        env=e, preexec_fn=lambda: os.close(1))
     check(p.returncode == 4 and b"report" in p.stderr,
           "a report to a closed stdout: exit %d: %r" % (p.returncode, p.stderr))
+    # the plan of --dry-run lost on a full stdout was exit 0
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([PM, "ingest", "--input", path("lim.h5"), "--output",
+                            path("dr.kb"), "--dry-run"], stdout=full, stderr=subprocess.PIPE,
+                           env=e)
+    check(p.returncode == 4 and b"standard output" in p.stderr,
+          "--dry-run to a full stdout: exit %d: %r" % (p.returncode, p.stderr))
 
 
 def main():
