@@ -909,10 +909,12 @@ def limits_and_streams():
     def fsize():
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
+    # HDF5 1.10 keeps (leaks) the buffers of a file whose close failed (as in run())
+    ef = dict(e, ASAN_OPTIONS=(e.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":"))
     for args, out in [(["gen", "--records", 200000, "--quiet"], "fz.h5"),
                       (["ingest", "--input", path("lim.h5"), "--quiet"], "fz.kb")]:
         p = subprocess.run([PM] + [str(a) for a in args] + ["--output", path(out)],
-                           capture_output=True, preexec_fn=fsize, env=e)
+                           capture_output=True, preexec_fn=fsize, env=ef)
         err = p.stderr.decode(errors="replace")
         check(p.returncode == 4 and path(out) in err and "too large" in err,
               "%s past ulimit -f: exit %d: %s" % (args[0], p.returncode, err[-300:]))
