@@ -317,7 +317,6 @@ static void put_json_str(FILE *f, const uint8_t *p, size_t n)
 	putc('"', f);
 }
 
-/* Shortest text that reads back to the same value of the given float width. */
 /* d rounded to the nearest float16 (ties to even), as a double: what a float16 holds for it.
  * A float16 has 11 significant bits and normal exponents down to -14; below 2^-14 its steps
  * are 2^-24; from 65520 on it is infinite. */
@@ -335,6 +334,7 @@ static double half_round(double d)
 	return copysign(nearbyint(a / q) * q, d);
 }
 
+/* Shortest text that reads back to the same value of the given float width. */
 static void format_float(char *buf, size_t size, double d, unsigned width)
 {
 	int prec;
@@ -1117,18 +1117,6 @@ static bool parse_u32(const char *s, uint32_t *out)
 	return true;
 }
 
-struct lock_wait {
-	const char *cmd, *path;
-};
-
-static void lock_waiting(void *arg)
-{
-	const struct lock_wait *w = arg;
-
-	fprintf(stderr, "pmingest %s: waiting for %s: another job is replacing it\n", w->cmd,
-		w->path);
-}
-
 static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 {
 	struct opt o[] = {{"output", true, NULL},   {"on-duplicate", true, NULL},
@@ -1140,7 +1128,6 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	char **pos = calloc((size_t)argc + 1, sizeof(char *));
 	struct pkb **kbs = NULL;
 	struct pkb_lock *lock = NULL;
-	struct lock_wait lw;
 	struct pkb_err err;
 	struct pkb_write_opts wo = {.cancel = &pme_stop};
 	enum pkb_dup dup = op == PKB_OP_MERGE ? PKB_DUP_LAST : PKB_DUP_FIRST;
@@ -1225,9 +1212,7 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	for (i = 0; i < npos && !pme_same_file(out, pos[i]); i++)
 		;
 	if (i < npos) { /* C is an input: C's update lock, held until C is replaced */
-		lw.cmd = cmd;
-		lw.path = out;
-		rc = pkb_lock_update(out, &pme_stop, lock_waiting, &lw, &lock, &err);
+		rc = pkb_lock_update(out, &pme_stop, pme_lock_waiting, (void *)cmd, &lock, &err);
 		if (rc == PKB_ENOLOCK) {
 			fprintf(stderr,
 				"pmingest %s: warning: %s; a job that replaces it at the same time "
@@ -1440,9 +1425,7 @@ int pme_cmd_export(int argc, char **argv)
 	key_off = malloc((EXPORT_BATCH + 1) * sizeof(*key_off));
 	vals = malloc(EXPORT_BATCH * sizeof(*vals));
 	if (!key_off || !vals || pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it)) {
-		snprintf(msg, sizeof(msg), "%s: out of memory", wo.file);
-		status = PME_EXIT_NOMEM;
-		goto out;
+		goto out_nomem;
 	}
 	pme_catch_signals();
 	rc = pio_writer_open(&wo, &in->key_type, &in->value_type, &w, &perr);
@@ -1467,9 +1450,7 @@ int pme_cmd_export(int argc, char **argv)
 				uint8_t *nk = realloc(keys, nc);
 
 				if (!nk) {
-					snprintf(msg, sizeof(msg), "%s: out of memory", wo.file);
-					status = PME_EXIT_NOMEM;
-					goto out;
+					goto out_nomem;
 				}
 				keys = nk;
 				kcap = nc;
@@ -1487,9 +1468,7 @@ int pme_cmd_export(int argc, char **argv)
 					goto out;
 				}
 				if (pkb_heap_append(&heap, &hlen, &hcap, d, dl, &word)) {
-					snprintf(msg, sizeof(msg), "%s: out of memory", wo.file);
-					status = PME_EXIT_NOMEM;
-					goto out;
+					goto out_nomem;
 				}
 			}
 			vals[n++] = word;
@@ -1525,6 +1504,10 @@ int pme_cmd_export(int argc, char **argv)
 		snprintf(msg, sizeof(msg), "%s", perr.msg);
 		status = export_exit(rc);
 	}
+	goto out;
+out_nomem:
+	snprintf(msg, sizeof(msg), "%s: out of memory", wo.file);
+	status = PME_EXIT_NOMEM;
 out:
 	pme_progress_end(prog);
 	if (msg[0])

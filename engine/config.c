@@ -273,7 +273,7 @@ int pme_config_set(struct pme_config *c, const char *name, const char *value, st
 		break;
 	case K_INT:
 		rc = parse_u64(value, &u);
-		if (rc || u > 4096)
+		if (rc || u > PME_MAX_THREADS) /* threads: the only K_INT */
 			goto bad;
 		*(int *)(void *)field = (int)u;
 		break;

@@ -1081,10 +1081,10 @@ static bool cancelled(const struct pme_config *c)
 	return c->cancel && *c->cancel;
 }
 
-static void lock_waiting(void *arg)
+void pme_lock_waiting(void *cmd, const char *path)
 {
-	fprintf(stderr, "pmingest ingest: waiting for %s: another job is replacing it\n",
-		(const char *)arg);
+	fprintf(stderr, "pmingest %s: waiting for %s: another job is replacing it\n",
+		(const char *)cmd, path);
 }
 
 int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pme_err *err)
@@ -1140,9 +1140,10 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 								 : omp_get_num_procs());
 	if (x.nthreads < 1)
 		x.nthreads = 1;
-	if (x.nthreads > 4096) /* --threads' own bound; libgomp aborts or crashes far above */
+	if (x.nthreads > PME_MAX_THREADS)
 		return pme_seterr(err, PME_EUSAGE,
-				  "OMP_NUM_THREADS asks for %d threads: at most 4096", x.nthreads);
+				  "OMP_NUM_THREADS asks for %d threads: at most %d", x.nthreads,
+				  PME_MAX_THREADS);
 	x.nparts = c->partitions ? c->partitions : default_partitions(x.nthreads);
 	if (x.nparts < 1 || x.nparts > PME_MAX_PARTITIONS ||
 	    (c->scheme == PME_SCHEME_HASH && (x.nparts & (x.nparts - 1))))
@@ -1202,7 +1203,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		struct pio_type kt, vt;
 
 		if (!c->dry_run && pme_same_file(c->output, c->into)) {
-			rc = pkb_lock_update(c->into, c->cancel, lock_waiting, (void *)c->into,
+			rc = pkb_lock_update(c->into, c->cancel, pme_lock_waiting, "ingest",
 					     &x.lock, &ke);
 			if (rc == PKB_ECANCELED) {
 				rc = pme_seterr(err, PME_ECANCELED, "interrupted");

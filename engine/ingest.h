@@ -47,6 +47,8 @@
 
 #include "pme_partition.h"
 
+#define PME_MAX_THREADS 4096 /* --threads and OMP_NUM_THREADS (libgomp fails far above) */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -178,6 +180,8 @@ void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_repo
 /* Whether paths a and b name one file: the same inode when both exist, else (neither exists
  * yet: outputs) the same name in the same directory. */
 bool pme_same_file(const char *a, const char *b);
+/* pkb_lock_update's waiting callback for command cmd (a const char *): one line on stderr. */
+void pme_lock_waiting(void *cmd, const char *path);
 /* Maps a code returned by the engine to a PME_EXIT_* status. */
 int pme_exit_status(int rc);
 /* Static description of an engine code (or any code that passes through). */

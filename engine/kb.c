@@ -2859,8 +2859,9 @@ struct pkb_lock {
 	int fd;
 };
 
-int pkb_lock_update(const char *path, volatile sig_atomic_t *cancel, void (*waiting)(void *arg),
-		    void *arg, struct pkb_lock **out, struct pkb_err *err)
+int pkb_lock_update(const char *path, volatile sig_atomic_t *cancel,
+		    void (*waiting)(void *arg, const char *path), void *arg, struct pkb_lock **out,
+		    struct pkb_err *err)
 {
 	bool told = false;
 	struct stat a, b;
@@ -2885,7 +2886,7 @@ int pkb_lock_update(const char *path, volatile sig_atomic_t *cancel, void (*wait
 				return PKB_ENOLOCK;
 			}
 			if (!told && waiting)
-				waiting(arg);
+				waiting(arg, path);
 			told = true;
 			if (cancel && *cancel) {
 				close(fd);

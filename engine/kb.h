@@ -382,13 +382,14 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
  * regular file at path: nothing to lock, and the caller's open reports it); PKB_ECANCELED
  * when *cancel is raised while it waits; PKB_ENOLOCK (*out NULL, err says why) when the file
  * system cannot lock (a parallel file system mounted without flock, say): the caller goes on
- * without the lock, after a warning. waiting(arg), if given, is called once, when another
+ * without the lock, after a warning. waiting(arg, path), if given, is called once, when another
  * job holds the lock. The lock is released by pkb_unlock (NULL is a no-op), or by the kernel
  * when the process ends, however it ends.
  */
 struct pkb_lock;
-int pkb_lock_update(const char *path, volatile sig_atomic_t *cancel, void (*waiting)(void *arg),
-		    void *arg, struct pkb_lock **out, struct pkb_err *err);
+int pkb_lock_update(const char *path, volatile sig_atomic_t *cancel,
+		    void (*waiting)(void *arg, const char *path), void *arg, struct pkb_lock **out,
+		    struct pkb_err *err);
 void pkb_unlock(struct pkb_lock *l);
 
 #ifdef __cplusplus
