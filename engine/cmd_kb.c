@@ -1334,7 +1334,7 @@ int pme_cmd_export(int argc, char **argv)
 	uint64_t word;
 	const char *v;
 	bool blob;
-	int npos, status, rc;
+	int npos, status, rc, got; /* got: the key iterator's result */
 
 	if (!pos)
 		return PME_EXIT_NOMEM;
@@ -1438,13 +1438,13 @@ int pme_cmd_export(int argc, char **argv)
 				  optval(o, NOPT(o), "quiet"), false);
 	key_off[0] = 0;
 	for (;;) {
-		rc = pm_snap_iter_next(it, &k, &len, &word);
-		if (rc < 0) {
+		got = pm_snap_iter_next(it, &k, &len, &word);
+		if (got < 0) {
 			snprintf(msg, sizeof(msg), "%s: corrupt KB (damaged trie)", pos[0]);
 			status = PME_EXIT_INPUT;
 			goto out;
 		}
-		if (rc == 1) {
+		if (got == 1) {
 			if (key_off[n] + len > kcap) {
 				size_t nc = (key_off[n] + len) * 2 + 4096;
 				uint8_t *nk = realloc(keys, nc);
@@ -1473,7 +1473,7 @@ int pme_cmd_export(int argc, char **argv)
 			}
 			vals[n++] = word;
 		}
-		if (n && (n == EXPORT_BATCH || rc == 0)) {
+		if (n && (n == EXPORT_BATCH || got == 0)) {
 			if (pme_stop) {
 				status = PME_EXIT_INTERRUPTED;
 				snprintf(msg, sizeof(msg), "interrupted, nothing written");
@@ -1490,7 +1490,7 @@ int pme_cmd_export(int argc, char **argv)
 			n = 0;
 			hlen = 0;
 		}
-		if (rc == 0)
+		if (got == 0)
 			break;
 	}
 	if (pme_stop) {

@@ -902,6 +902,11 @@ def limits_and_streams():
             err = p.stderr.decode(errors="replace")
             check(p.returncode == 0 or (p.returncode == 6 and err.count("\n") == 1),
                   "export under ulimit -v %d MB: exit %d: %r" % (mb, p.returncode, err))
+            if p.returncode == 0:
+                import h5py
+                with h5py.File(path("lim2.h5"), "r") as f:
+                    check(len(f["/data"]) == 2000000, "export under ulimit -v %d MB: %d "
+                          "records" % (mb, len(f["/data"])))
             if os.path.exists(path("lim2.h5")):
                 os.unlink(path("lim2.h5"))
             no_temp_files("export under ulimit -v %d MB" % mb)
@@ -941,9 +946,37 @@ def limits_and_streams():
           "--dry-run to a full stdout: exit %d: %r" % (p.returncode, p.stderr))
 
 
+def export_batches():
+    """export wrote the first 65536 keys (one batch of its loop) and exited 0: the status of
+    a batch's write ended the loop. Now every key, whatever the batch and chunk sizes: a
+    KB of 3 batches and a bit, exported in both layouts and ingested back, scans the same,
+    with int64 and with string values (a heap)."""
+    import h5py
+    n = 3 * 65536 + 17
+    for vt in ["int64", "string"]:
+        run(["gen", "--output", path("xb.h5"), "--records", n, "--value-type", vt,
+             "--dup-ratio", 0.1, "--quiet"])
+        run(["ingest", "--input", path("xb.h5"), "--output", path("xb.kb"), "--quiet"])
+        keys = int(run(["count", path("xb.kb")]).stdout)
+        ref = run(["scan", path("xb.kb")]).stdout
+        for layout, opts in [("compound", ["--input", path("xo.h5")]),
+                             ("pair", ["--input", path("xo.h5"), "--keys", "/keys",
+                                       "--values", "/values"])]:
+            for chunk in [[], ["--chunk", 1000]]:
+                what = "export %s %s %s" % (vt, layout, chunk)
+                run(["export", path("xb.kb"), "--output", path("xo.h5"), "--layout", layout,
+                     "--quiet"] + chunk)
+                with h5py.File(path("xo.h5"), "r") as f:
+                    got = len(f["/data"] if layout == "compound" else f["/keys"])
+                check(got == keys, "%s: %d records, the KB has %d" % (what, got, keys))
+                run(["ingest", "--output", path("xr.kb"), "--quiet"] + opts)
+                check(run(["scan", path("xr.kb")]).stdout == ref, "%s: ingested back, "
+                      "differs" % what)
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
-             config_files, export_dataset, gen_interrupted, empty_output, ignored_options,
+             config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams]
     only = sys.argv[3:]  # step names to run (all by default)
