@@ -1498,6 +1498,10 @@ int pme_cmd_export(int argc, char **argv)
 		snprintf(msg, sizeof(msg), "interrupted, nothing written");
 		goto out;
 	}
+	if (pkb_lost()) { /* the KB changed under the export (main says so): nothing in place */
+		status = PME_EXIT_INPUT;
+		goto out;
+	}
 	rc = pio_writer_commit(w, &perr);
 	w = NULL;
 	if (rc) {

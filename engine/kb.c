@@ -96,6 +96,9 @@ const char *pkb_strerror(int rc)
 		return "a sum leaves the 64-bit integer range";
 	case PKB_ENOLOCK:
 		return "the file system cannot lock the file";
+	case PKB_ELOST:
+		return "changed or unreadable while being read (truncated or rewritten in place by "
+		       "another program, or a read error); no result of this run is valid";
 	default:
 		if (rc < 0 && rc > -4096)
 			return strerror(-rc);
@@ -106,7 +109,7 @@ const char *pkb_strerror(int rc)
 bool pkb_is_input_error(int rc)
 {
 	return rc == PKB_ECORRUPT || rc == PKB_EFOREIGN || rc == PKB_EVERSION || rc == PKB_ETRUNC ||
-	       rc == PKB_ECHECKSUM;
+	       rc == PKB_ECHECKSUM || rc == PKB_ELOST;
 }
 
 #if defined(__GNUC__)
@@ -274,6 +277,120 @@ static int meta_check(const struct pkb_meta *m, const char *path, struct pkb_err
 			return PKB_EINVAL;
 		}
 	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Guard of the mapped KBs
+ *
+ * A KB is read through a shared mapping of its file. When another program truncates the file
+ * in place (cp or a shell redirection over it, truncate), or the file system cannot read a
+ * page (network file systems), the next access to a page past the end raises SIGBUS, which
+ * would kill the process with no word of which file. The handler below looks for the
+ * address in the table of mapped KBs. There, it maps zeros over the rest of that KB's
+ * mapping, so that the access completes and reads damaged bytes (which the readers' checks
+ * refuse or, at worst, take as data), and marks the KB lost. A lost KB voids every result
+ * of the process: pkb_writer_commit refuses to put its file in place, and the commands ask
+ * pkb_lost() before they succeed. An address outside the table is a fault of the program:
+ * the handler restores the default action, and the access faults again and ends it.
+ *
+ * The table is written by pkb_open and pkb_close (any thread) under map_lock, and read by
+ * the handler without it: a slot's fields are published by the release store of its base.
+ */
+#define MAP_SLOTS 64 /* KBs mapped at once that the guard covers (more go unguarded) */
+
+static struct {
+	const uint8_t *_Atomic base; /* NULL: a free slot */
+	size_t len;
+	char *path; /* a copy */
+} map_slot[MAP_SLOTS];
+static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction map_old; /* the action the guard replaced */
+static bool map_guarded;
+static char lost_path[PATH_MAX];
+static volatile sig_atomic_t lost, lost_told;
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	const uint8_t *a = si->si_addr;
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE); /* async-signal-safe */
+	int i;
+
+	(void)ctx;
+	for (i = 0; i < MAP_SLOTS; i++) {
+		const uint8_t *b = atomic_load_explicit(&map_slot[i].base, memory_order_acquire);
+		uintptr_t from, to;
+		size_t n;
+
+		if (!b || a < b || a >= b + map_slot[i].len)
+			continue;
+		from = (uintptr_t)a & ~(pg - 1);
+		to = ((uintptr_t)b + map_slot[i].len + pg - 1) & ~(pg - 1);
+		if (mmap((void *)from, to - from, PROT_READ,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+			break;
+		if (!lost) {
+			for (n = 0; map_slot[i].path[n] && n < sizeof(lost_path) - 1; n++)
+				lost_path[n] = map_slot[i].path[n];
+			lost_path[n] = 0;
+			lost = 1;
+		}
+		return;
+	}
+	sigaction(sig, &map_old, NULL);
+}
+
+static void guard_map(const uint8_t *base, size_t len, const char *path)
+{
+	struct sigaction sa;
+	int i;
+
+	pthread_mutex_lock(&map_lock);
+	if (!map_guarded) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = on_sigbus;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		map_guarded = !sigaction(SIGBUS, &sa, &map_old);
+	}
+	for (i = 0; i < MAP_SLOTS; i++)
+		if (!atomic_load_explicit(&map_slot[i].base, memory_order_relaxed)) {
+			map_slot[i].len = len;
+			map_slot[i].path = strdup(path);
+			if (!map_slot[i].path)
+				break; /* unguarded */
+			atomic_store_explicit(&map_slot[i].base, base, memory_order_release);
+			break;
+		}
+	pthread_mutex_unlock(&map_lock);
+}
+
+static void unguard_map(const uint8_t *base)
+{
+	int i;
+
+	pthread_mutex_lock(&map_lock);
+	for (i = 0; i < MAP_SLOTS; i++)
+		if (atomic_load_explicit(&map_slot[i].base, memory_order_relaxed) == base) {
+			atomic_store_explicit(&map_slot[i].base, NULL, memory_order_release);
+			free(map_slot[i].path);
+			map_slot[i].path = NULL;
+		}
+	pthread_mutex_unlock(&map_lock);
+}
+
+const char *pkb_lost(void)
+{
+	return lost ? lost_path : NULL;
+}
+
+bool pkb_lost_report(const char *cmd)
+{
+	if (!lost)
+		return false;
+	if (!lost_told)
+		fprintf(stderr, "pmingest %s: %s: %s\n", cmd, lost_path, pkb_strerror(PKB_ELOST));
+	lost_told = 1;
+	return true;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1020,6 +1137,12 @@ int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 	if (w->cancel && *w->cancel) {
 		rc = PKB_ECANCELED;
 		seterr(err, "%s: interrupted, nothing written", w->path);
+		goto out_abort;
+	}
+	if (lost) { /* a KB read for this result changed under it */
+		rc = PKB_ELOST;
+		seterr(err, "%s: %s", lost_path, pkb_strerror(rc));
+		lost_told = 1;
 		goto out_abort;
 	}
 	if (!w->tmp) {
@@ -2004,8 +2127,10 @@ void pkb_close(struct pkb *kb)
 {
 	if (!kb)
 		return;
-	if (kb->mapped)
+	if (kb->mapped) {
+		unguard_map(kb->base);
 		munmap((void *)kb->base, kb->len);
+	}
 	free(kb->inputs);
 	free(kb->names);
 	free(kb->path);
@@ -2317,10 +2442,14 @@ int pkb_open(const char *path, unsigned flags, struct pkb **out, struct pkb_err 
 		}
 	}
 	close(fd);
+	if (p) /* from now: pkb_open_mem may read the whole file (checksums) */
+		guard_map(p, (size_t)st.st_size, path);
 	rc = pkb_open_mem(p, (size_t)st.st_size, path, flags, &kb, err);
 	if (rc) {
-		if (p)
+		if (p) {
+			unguard_map(p);
 			munmap(p, (size_t)st.st_size);
+		}
 		return rc;
 	}
 	kb->mapped = p != NULL;

@@ -32,8 +32,9 @@
  * pkb_strerror() names both. Calls that touch a file take a struct pkb_err * (may be NULL)
  * that receives one line naming the file and the problem.
  *
- * Threads: no global state. An open struct pkb is read-only: any number of threads may query
- * it at once (each with its own pm_snap iterators). A writer is used by one thread.
+ * Threads: an open struct pkb is read-only: any number of threads may query it at once (each
+ * with its own pm_snap iterators). A writer is used by one thread. The one global state is
+ * the guard of the mappings (pkb_lost).
  */
 #ifndef PKB_H
 #define PKB_H
@@ -69,7 +70,19 @@ enum {
 	PKB_EROUTE = -2011,    /* pkb_write: the map holds a path outside its partition layout */
 	PKB_ESUM = -2012,      /* an integer sum leaves the 64-bit range of its class */
 	PKB_ENOLOCK = -2013,   /* pkb_lock_update: the file system cannot lock the file */
+	PKB_ELOST = -2014,     /* a mapped KB shrank or failed to read while in use (SIGBUS) */
 };
+
+/* A KB file that another program truncates in place while it is mapped (or that the file
+ * system fails to read) raises SIGBUS on the next access past its end. pkb_open installs a
+ * handler that maps zeros in place of the missing pages, so the access reads damaged bytes
+ * instead of killing the process, and marks the KB lost: then pkb_writer_commit fails with
+ * PKB_ELOST (nothing is put in place), and a command must not report success.
+ * pkb_lost: the path of the first KB lost, or NULL. pkb_lost_report: false when none is;
+ * else prints "pmingest CMD: PATH: what happened" to stderr unless a writer's error has
+ * already said it, and returns true (the program's input exit status). */
+const char *pkb_lost(void);
+bool pkb_lost_report(const char *cmd);
 
 /* Static description of a code (PKB_E*, -errno, PM_E*). Never NULL. */
 const char *pkb_strerror(int rc);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ingest.h"
+#include "kb.h"
 #include "pme_cmd.h"
 #include "pme_malloc.h"
 
@@ -114,6 +115,7 @@ static void restart_without_retain(char **argv)
 int main(int argc, char **argv)
 {
 	size_t i;
+	int status;
 
 	hold_std_streams();
 	restart_without_retain(argv);
@@ -126,9 +128,13 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return PME_EXIT_OK;
 	}
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		status = commands[i].fn(argc - 1, argv + 1);
+		/* a KB changed under the command (pkb_lost): whatever it printed is void */
+		return pkb_lost_report(argv[1]) ? PME_EXIT_INPUT : status;
+	}
 	fprintf(stderr, "pmingest: unknown command '%s' (see pmingest --help)\n", argv[1]);
 	return PME_EXIT_USAGE;
 }

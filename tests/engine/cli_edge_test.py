@@ -974,11 +974,63 @@ def export_batches():
                       "differs" % what)
 
 
+def truncated_while_read():
+    """A KB truncated in place while a command read it (cp or a redirection over it, or a
+    read error of a network file system) killed the command with SIGBUS (exit 135, no word
+    of which file; export and merge left their temporary files). Now the command ends with
+    exit 3 naming the KB, and puts no output in place."""
+    import h5py
+    run(["gen", "--output", path("tw.h5"), "--records", 1000000, "--quiet"])
+    run(["ingest", "--input", path("tw.h5"), "--output", path("tw.kb"), "--quiet"])
+    e = dict(os.environ, OMP_NUM_THREADS="2")
+
+    def lost(p, err, what):
+        check(p.returncode == 3 and "tv.kb: changed or unreadable while being read" in err,
+              "%s: exit %d: %s" % (what, p.returncode, err[-400:]))
+
+    # scan: blocked on a full pipe, then the KB cut to one page
+    shutil.copy(path("tw.kb"), path("tv.kb"))
+    p = subprocess.Popen([PM, "scan", path("tv.kb")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=e)
+    p.stdout.read(4096)
+    os.truncate(path("tv.kb"), 4096)
+    out, err = p.communicate()
+    lost(p, err.decode(errors="replace"), "scan of a KB cut while read")
+    # writers: the KB cut as soon as it is mapped (the checksum pass reads all of it)
+    for args, out in [(["export", path("tv.kb"), "--output", path("tv.h5")], "tv.h5"),
+                      (["merge", path("tv.kb"), path("tw.kb"), "--output", path("tm.kb")],
+                       "tm.kb"),
+                      (["ingest", "--input", path("tw.h5"), "--into", path("tv.kb"),
+                        "--output", path("tm.kb")], "tm.kb")]:
+        shutil.copy(path("tw.kb"), path("tv.kb"))
+        p = subprocess.Popen([PM] + args + ["--quiet"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=e)
+        t = time.time() + 30
+        while p.poll() is None and time.time() < t:
+            try:
+                with open("/proc/%d/maps" % p.pid) as f:
+                    if path("tv.kb") in f.read():
+                        os.truncate(path("tv.kb"), 4096)
+                        break
+            except OSError:
+                pass
+        err = p.communicate()[1].decode(errors="replace")
+        if p.returncode == 0:  # done before the cut (a fast machine)
+            check(os.path.exists(path(out)), "%s: exit 0, no output" % args[0])
+            print("note: %s ended before the KB was cut" % args[0])
+        else:
+            lost(p, err, "%s of a KB cut while read" % args[0])
+            check(not os.path.exists(path(out)), "%s of a KB cut: left %s" % (args[0], out))
+        if os.path.exists(path(out)):
+            os.unlink(path(out))
+        no_temp_files("%s of a KB cut while read" % args[0])
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
-             damaged_strings, concurrent_updates, limits_and_streams]
+             damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
