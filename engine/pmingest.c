@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -101,8 +102,10 @@ static void restart_without_retain(char **argv)
 		unsetenv(RESTARTED);
 		return;
 	}
+	/* AT_BASE 0: no interpreter loaded us, the dynamic loader is the program itself
+	 * (ld.so ./pmingest ...) and /proc/self/exe is the loader: no restart */
 	if (strcmp(pme_allocator_name(), "jemalloc") || getrlimit(RLIMIT_AS, &rl) ||
-	    rl.rlim_cur == RLIM_INFINITY)
+	    rl.rlim_cur == RLIM_INFINITY || !getauxval(AT_BASE))
 		return;
 	if (asprintf(&conf, "retain:false%s%s", mc && *mc ? "," : "", mc ? mc : "") < 0)
 		return;
