@@ -2980,7 +2980,9 @@ out_free:
  * SLURM would stay and need removing by hand). The holder replaces the file by a rename, so
  * the lock a waiter obtains may be on a file the path no longer names: the waiter then
  * checks the path and locks the file it names now. Waiting polls (LOCK_NB), so that a cancel
- * (SIGINT, SIGTERM from a job's time limit) ends it.
+ * (SIGINT, SIGTERM from a job's time limit) ends it. On NFS, Linux emulates flock by a
+ * whole-file fcntl lock, released only with the descriptor that took it (as flock), but an
+ * exclusive one needs the file open for writing: the file is opened so where permitted.
  */
 #define LOCK_POLL_NS 100000000L /* 0.1 s */
 
@@ -2998,7 +3000,11 @@ int pkb_lock_update(const char *path, volatile sig_atomic_t *cancel,
 
 	*out = NULL;
 	for (;;) {
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		/* for writing where allowed: NFS clients lock by fcntl, which wants a writable
+		 * descriptor for an exclusive lock (EBADF, no lock, from a read-only one) */
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+			fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0)
 			return 0; /* nothing to lock: the open that follows says why */
 		if (fstat(fd, &a) || !S_ISREG(a.st_mode)) {
