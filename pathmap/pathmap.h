@@ -381,8 +381,11 @@ int64_t pm_wz_count_delta(const pm_wz *z);
 
 /* Creates a head over m. m must outlive the head. Returns 0 or PM_ENOMEM. */
 int pm_head_create(pm_map *m, pm_head **out);
-/* Releases every live zipper (putting their subtries back) and destroys the head. */
-void pm_head_destroy(pm_head *h);
+/* Releases every live zipper (putting their subtries back) and destroys the head. Returns 0,
+ * or PM_ENOMEM when a write zipper's subtrie could not be put back: its content is then
+ * missing from m (which stays valid, its count true). Release the write zippers first with
+ * pm_head_release(), which can be retried, to lose nothing. */
+int pm_head_destroy(pm_head *h);
 
 /*
  * Checked: creates an exclusive write zipper at path. Returns 0, PM_ECONFLICT when path is

@@ -450,6 +450,10 @@ static int zc_seek(struct zcore *z, const uint8_t *p, size_t n)
 		return rc;
 	if (zc_value(z, NULL))
 		return 1;
+	if (z->stale) { /* out of memory rebuilding the cursor: not "no value here" */
+		zc_truncate(z, z->base);
+		return PM_ENOMEM;
+	}
 	rc = zc_step(z, 1);
 	if (rc != 1)
 		zc_truncate(z, z->base);
@@ -844,7 +848,8 @@ int pm_wz_remove_branches(pm_wz *w)
 	pm_node *leaf = NULL;
 	uint64_t v;
 
-	if (zc_value(&w->z, &v)) {
+	/* the trie itself, not the cursor: a cursor that fails to rebuild reads "absent" */
+	if (tr_get(*w->z.rootp, w->z.path, w->z.len, &v)) {
 		leaf = node_make_leaf(&w->z.ctx, NULL, 0, v);
 		if (!leaf)
 			return PM_ENOMEM;
@@ -960,6 +965,36 @@ static bool overlaps(pm_node *n, const uint8_t *key, size_t len)
 	return false;
 }
 
+/* Whether two paths overlap: one is a prefix of the other (or they are equal). */
+static bool related(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	size_t n = al < bl ? al : bl;
+
+	return !n || !memcmp(a, b, n);
+}
+
+/*
+ * Whether path overlaps the path of a live checked writer (or of a live reader, with
+ * readers). The tries wpaths and rpaths answer first: they hold every live path, but a
+ * release that ran out of memory taking its path out of them (track() may allocate) leaves
+ * it there; so an overlap they report is confirmed here, on the zippers themselves. That
+ * costs O(live zippers), on the refusal path only.
+ */
+static bool live_overlap(const pm_head *h, const uint8_t *path, size_t len, bool readers)
+{
+	const pm_wz *w;
+	const pm_rz *r;
+
+	for (w = h->writers; w; w = w->next)
+		if (w->checked && related(w->hpath, w->hlen, path, len))
+			return true;
+	if (readers)
+		for (r = h->readers; r; r = r->next)
+			if (related(r->z.path, r->z.base, path, len))
+				return true;
+	return false;
+}
+
 static int track(pm_head *h, pm_node **t, const uint8_t *path, size_t len, int64_t d)
 {
 	uint64_t v = 0;
@@ -978,7 +1013,8 @@ static int head_writer(pm_head *h, const uint8_t *path, size_t len, bool checked
 
 	if (!path && len)
 		return PM_EINVAL;
-	if (checked && (overlaps(h->wpaths, path, len) || overlaps(h->rpaths, path, len)))
+	if (checked && (overlaps(h->wpaths, path, len) || overlaps(h->rpaths, path, len)) &&
+	    live_overlap(h, path, len, true))
 		return PM_ECONFLICT;
 	rc = wz_make(h->m, NULL, NULL, 0, &w);
 	if (rc)
@@ -1035,7 +1071,7 @@ int pm_head_read_zipper(pm_head *h, const uint8_t *path, size_t len, pm_rz **out
 
 	if (!path && len)
 		return PM_EINVAL;
-	if (overlaps(h->wpaths, path, len))
+	if (overlaps(h->wpaths, path, len) && live_overlap(h, path, len, false))
 		return PM_ECONFLICT;
 	rc = pm_rz_create_at(h->m, path, len, &r);
 	if (rc)
@@ -1067,7 +1103,7 @@ int pm_head_release(pm_head *h, pm_wz *w)
 		return rc;
 	w->z.own = NULL;
 	h->m->count = (size_t)((int64_t)h->m->count + w->delta);
-	if (w->checked)
+	if (w->checked) /* out of memory: the path stays recorded (see live_overlap) */
 		track(h, &h->wpaths, w->hpath, w->hlen, -1);
 	if (w->prev)
 		w->prev->next = w->next;
@@ -1087,7 +1123,7 @@ void pm_head_release_reader(pm_head *h, pm_rz *r)
 	if (!r || r->head != h)
 		return;
 	len = r->z.base;
-	track(h, &h->rpaths, r->z.path, len, -1);
+	track(h, &h->rpaths, r->z.path, len, -1); /* may fail: see live_overlap */
 	if (r->prev)
 		r->prev->next = r->next;
 	else
@@ -1103,22 +1139,24 @@ size_t pm_head_live(const pm_head *h)
 	return h->live;
 }
 
-void pm_head_destroy(pm_head *h)
+int pm_head_destroy(pm_head *h)
 {
 	pm_ctx c;
+	int rc = 0;
 
 	if (!h)
-		return;
+		return 0;
 	c = h->m->ctx;
 	while (h->writers) {
 		pm_wz *w = h->writers;
 
 		if (pm_head_release(h, w)) {
 			/* Out of memory putting a subtrie back: its content is lost, the map stays
-			 * valid. Keep the count true to the map. */
+			 * valid, and the caller is told. Keep the count true to the map. */
 			h->m->count = node_count(h->m->root);
 			h->writers = w->next;
 			wz_free(w);
+			rc = PM_ENOMEM;
 		}
 	}
 	while (h->readers)
@@ -1126,4 +1164,5 @@ void pm_head_destroy(pm_head *h)
 	node_unref(&c, h->wpaths);
 	node_unref(&c, h->rpaths);
 	pm_xalloc(&c, h, sizeof(*h), 0);
+	return rc;
 }

@@ -695,6 +695,148 @@ static void test_sweep_set_many(void)
 	}
 }
 
+/*
+ * Zipper calls that read before they write, and head bookkeeping, under a failure at each
+ * allocation in turn (each found by an adversarial pass):
+ * - pm_wz_remove_branches at a focus holding a value and children read the value through
+ *   the cursor, which reads "absent" when its rebuild fails: the value went too, rc 0;
+ * - pm_head_release returned 0 when taking the path out of the head's record failed, and
+ *   the path then conflicted with every later zipper at, above or below it;
+ * - pm_head_destroy lost a live writer's subtrie without a word.
+ * pm_rz_seek, which reads the same way before it moves, is held to its contract too.
+ */
+static void test_zipper_reads_under_failure(void)
+{
+	long fail_at;
+	size_t failures = 0;
+
+	for (fail_at = 0; fail_at < 100000; fail_at++) {
+		struct model ea;
+		pm_map *a;
+		pm_wz *w;
+		pm_rz *r;
+		size_t len;
+		const uint8_t *fp;
+		int rc;
+
+		/* the root holds the empty key's value (5) and every other key */
+		FA.countdown = -1;
+		a = build(&base_model);
+		FA.injected = false;
+		FA.countdown = fail_at;
+		rc = pm_wz_create(a, NULL, 0, &w);
+		if (!rc) {
+			rc = pm_wz_remove_branches(w);
+			pm_wz_destroy(w);
+		}
+		FA.countdown = -1;
+		CU_ASSERT(valid(a));
+		if (rc == 0) {
+			model_init(&ea);
+			model_set(&ea, NULL, 0, 5, NULL);
+			CU_ASSERT(model_matches(&ea, a));
+			model_free(&ea);
+		} else {
+			CU_ASSERT(rc == PM_ENOMEM && FA.injected);
+			CU_ASSERT(model_matches(&base_model, a));
+		}
+		pm_map_destroy(a);
+		/* seek to a key present: that key, or PM_ENOMEM */
+		a = build(&base_model);
+		CU_ASSERT_EQUAL_FATAL(pm_rz_create(a, &r), 0);
+		CU_ASSERT_EQUAL(pm_rz_descend(r, (const uint8_t *)"zz", 2), 0);
+		FA.countdown = fail_at;
+		rc = pm_rz_seek(r, (const uint8_t *)"z\x06", 2);
+		FA.countdown = -1;
+		fp = pm_rz_path(r, &len);
+		if (rc == 1) {
+			CU_ASSERT(len == 2 && !memcmp(fp, "z\x06", 2));
+		} else {
+			CU_ASSERT(rc == PM_ENOMEM);
+		}
+		pm_rz_destroy(r);
+		pm_map_destroy(a);
+		CU_ASSERT_EQUAL(FA.live, 0);
+		if (!FA.injected)
+			break;
+		failures++;
+	}
+	CU_ASSERT(failures > 0);
+	printf("\n    %-28s %zu failures injected", "zipper reads", failures);
+}
+
+static void test_head_release_under_failure(void)
+{
+	static const uint8_t p1[] = "path/number/one", p2[] = "path/number/two";
+	long fail_at;
+	size_t failures = 0;
+
+	for (fail_at = 0; fail_at < 100000; fail_at++) {
+		pm_map *a;
+		pm_head *h;
+		pm_wz *w1, *w2, *w3;
+		pm_rz *r;
+		int rc;
+
+		FA.countdown = -1;
+		a = build(&base_model);
+		CU_ASSERT_EQUAL_FATAL(pm_head_create(a, &h), 0);
+		CU_ASSERT_EQUAL_FATAL(pm_head_write_zipper(h, p1, sizeof(p1) - 1, &w1), 0);
+		CU_ASSERT_EQUAL_FATAL(pm_head_write_zipper(h, p2, sizeof(p2) - 1, &w2), 0);
+		FA.injected = false;
+		FA.countdown = fail_at;
+		rc = pm_head_release(h, w1);
+		FA.countdown = -1;
+		if (rc == 0) { /* released: its path is free again, and taken by the new zipper */
+			CU_ASSERT_EQUAL(pm_head_write_zipper(h, p1, sizeof(p1) - 1, &w1), 0);
+			CU_ASSERT_EQUAL(pm_head_write_zipper(h, p1, 4, &w3), PM_ECONFLICT);
+		} else { /* still live */
+			CU_ASSERT(rc == PM_ENOMEM && FA.injected);
+			CU_ASSERT_EQUAL(pm_head_write_zipper(h, p1, sizeof(p1) - 1, &w3),
+					PM_ECONFLICT);
+		}
+		CU_ASSERT_EQUAL(pm_head_release(h, w1), 0);
+		CU_ASSERT_EQUAL(pm_head_read_zipper(h, p2, 4, &r), PM_ECONFLICT);
+		CU_ASSERT_EQUAL(pm_head_release(h, w2), 0);
+		CU_ASSERT_EQUAL(pm_head_destroy(h), 0);
+		CU_ASSERT(valid(a));
+		CU_ASSERT(model_matches(&base_model, a));
+		pm_map_destroy(a);
+		CU_ASSERT_EQUAL(FA.live, 0);
+		if (!FA.injected)
+			break;
+		failures++;
+	}
+	CU_ASSERT(failures > 0);
+	printf("\n    %-28s %zu failures injected", "head release", failures);
+	/* destroy with a live writer: its subtrie is put back, or PM_ENOMEM says it is lost */
+	for (fail_at = 0; fail_at < 100000; fail_at++) {
+		pm_map *a;
+		pm_head *h;
+		pm_wz *w;
+		int rc;
+
+		FA.countdown = -1;
+		a = build(&base_model);
+		CU_ASSERT_EQUAL_FATAL(pm_head_create(a, &h), 0);
+		CU_ASSERT_EQUAL_FATAL(pm_head_write_zipper(h, (const uint8_t *)"a/", 2, &w), 0);
+		FA.injected = false;
+		FA.countdown = fail_at;
+		rc = pm_head_destroy(h);
+		FA.countdown = -1;
+		CU_ASSERT(valid(a));
+		if (rc == 0) {
+			CU_ASSERT(model_matches(&base_model, a));
+		} else {
+			CU_ASSERT(rc == PM_ENOMEM && FA.injected);
+		}
+		pm_map_destroy(a);
+		CU_ASSERT_EQUAL(FA.live, 0);
+		if (!FA.injected)
+			break;
+	}
+}
+
 static void test_some_failures_injected(void)
 {
 	/* The sweep proves nothing if the hook never failed. */
@@ -728,6 +870,8 @@ int main(void)
 	CU_add_test(s, "graft, take, zipper join", test_sweep_graft_take);
 	CU_add_test(s, "algebra and iteration", test_sweep_algebra);
 	CU_add_test(s, "zipper head", test_sweep_head);
+	CU_add_test(s, "zipper reads before writes", test_zipper_reads_under_failure);
+	CU_add_test(s, "head release and destroy", test_head_release_under_failure);
 	CU_add_test(s, "failures were injected", test_some_failures_injected);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
