@@ -263,7 +263,8 @@ int pm_rz_fork(const pm_rz *z, pm_rz **out);
 /* Destroys a read zipper. NULL is a no-op. */
 void pm_rz_destroy(pm_rz *z);
 
-/* Moves the focus down by one byte / by a path. Returns 0 or PM_ENOMEM. */
+/* Moves the focus down by one byte / by a path. Returns 0, PM_ENOMEM, or PM_EINVAL (a NULL
+ * path of nonzero length). */
 int pm_rz_descend_byte(pm_rz *z, uint8_t b);
 int pm_rz_descend(pm_rz *z, const uint8_t *path, size_t len);
 /* Moves the focus up by n bytes (at most to the root). Returns the number of bytes moved. */
@@ -273,7 +274,10 @@ void pm_rz_reset(pm_rz *z);
 
 /* The focus path relative to the zipper's root; valid until the zipper next moves. */
 const uint8_t *pm_rz_path(const pm_rz *z, size_t *len);
-/* True when the focus path lies in the map (a value at it, or below it). */
+/* True when the focus path lies in the map (a value at it, or below it). This and the other
+ * questions about the focus (value, children, count) rebuild the zipper's node stack after
+ * a move: when that runs out of memory they answer "absent" (false, 0), and the next call
+ * tries again. */
 bool pm_rz_exists(const pm_rz *z);
 /* True and *val when the focus has a value. */
 bool pm_rz_value(const pm_rz *z, uint64_t *val);
@@ -294,7 +298,8 @@ int pm_rz_next_value(pm_rz *z);
 int pm_rz_prev_value(pm_rz *z);
 /*
  * Moves the focus to the first path holding a value that is >= path (in key order, paths
- * relative to the zipper's root). Returns 1, 0 (none: focus at the root) or PM_ENOMEM.
+ * relative to the zipper's root). Returns 1, 0 (none: focus at the root), PM_ENOMEM or
+ * PM_EINVAL (a NULL path of nonzero length).
  */
 int pm_rz_seek(pm_rz *z, const uint8_t *path, size_t len);
 

@@ -162,8 +162,11 @@ static void zc_fini(struct zcore *z)
 static int zc_descend(struct zcore *z, const uint8_t *p, size_t n)
 {
 	bool at_end = !z->stale && z->depth && z->exist == z->len;
-	int rc = zc_reserve(z, n);
+	int rc;
 
+	if (!p && n)
+		return PM_EINVAL;
+	rc = zc_reserve(z, n);
 	if (rc)
 		return rc;
 	if (n)
@@ -444,6 +447,8 @@ static int zc_seek(struct zcore *z, const uint8_t *p, size_t n)
 {
 	int rc;
 
+	if (!p && n)
+		return PM_EINVAL;
 	zc_truncate(z, z->base);
 	rc = zc_descend(z, p, n);
 	if (rc)

@@ -282,6 +282,12 @@ static void test_read_zipper(void)
 	p = pm_rz_path(z, &len);
 	CU_ASSERT_TRUE(len == 4 && !memcmp(p, "help", 4));
 	CU_ASSERT_EQUAL(pm_rz_seek(z, K("x")), 0);
+	/* a NULL path of nonzero length is refused, the focus stays (it read from NULL) */
+	pm_rz_descend(z, K("he"));
+	CU_ASSERT_EQUAL(pm_rz_descend(z, NULL, 3), PM_EINVAL);
+	CU_ASSERT_EQUAL(pm_rz_seek(z, NULL, 3), PM_EINVAL);
+	p = pm_rz_path(z, &len);
+	CU_ASSERT_TRUE(len == 2 && !memcmp(p, "he", 2));
 	/* fork: a zipper rooted at the focus */
 	pm_rz_reset(z);
 	pm_rz_descend(z, K("hel"));
@@ -322,6 +328,7 @@ static void test_write_zipper(void)
 	CU_ASSERT_TRUE(pm_wz_get_at(w, K("/x"), &v));
 	CU_ASSERT_EQUAL(v, 1);
 	pm_wz_descend(w, K("/q"));
+	CU_ASSERT_EQUAL(pm_wz_descend(w, NULL, 2), PM_EINVAL);
 	CU_ASSERT_FALSE(pm_wz_exists(w));
 	CU_ASSERT_EQUAL(pm_wz_set_value(w, 6, NULL), 1);
 	CU_ASSERT_TRUE(pm_wz_exists(w));
