@@ -295,6 +295,8 @@ int pme_cmd_gen(int argc, char **argv)
 	}
 	if (dataset && pme_out_dataset("gen", dataset, &o.out, kpath, vpath))
 		return PME_EXIT_USAGE;
+	if (!o.out.chunk_records)
+		o.out.chunk_records = PIO_CHUNK_DEFAULT;
 	if (o.out.chunk_records > o.records) /* a chunk past the data: space written for nothing */
 		o.out.chunk_records = o.records ? o.records : 1;
 	rc = pkb_check_output(o.out.file, &kerr); /* now, not after writing the whole file */

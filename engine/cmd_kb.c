@@ -1172,10 +1172,12 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 		else
 			printf(
 			    "Inputs must have keys of one class (integer keys of one width) and\n"
-			    "values of one class (exit 3 otherwise). C's types are widened as one\n"
-			    "ingest over all their inputs (and ingest --into) widen them: the\n"
-			    "larger width, a vlen string over a fixed one, UTF-8 over ASCII, A's\n"
-			    "byte order.\n");
+			    "values of one class, opaque keys and values of one size (exit 3\n"
+			    "otherwise). C's types are widened as one ingest over all their "
+			    "inputs\n"
+			    "(and ingest --into) widen them: the larger width, a vlen string over "
+			    "a\n"
+			    "fixed one, UTF-8 over ASCII, A's byte order.\n");
 		printf("Their schemes and partition counts may differ (records are re-routed).\n"
 		       "C takes the scheme and P of A unless --scheme/--partitions say otherwise,\n"
 		       "and lists the inputs of all.\n"
@@ -1357,7 +1359,9 @@ int pme_cmd_export(int argc, char **argv)
 		    "A key or value that the KB's type cannot hold in HDF5 stops it, naming\n"
 		    "the record (exit 5): a NUL byte in a variable-length string (a KB that\n"
 		    "joined fixed strings holding NUL with variable-length ones, or built from\n"
-		    "TSV), a trailing pad byte under a fixed string's padding.\n"
+		    "TSV), a trailing pad byte under a fixed string's padding; so do values\n"
+		    "of kb-build's variable-length opaque type (\"opaque vlen\"), which HDF5\n"
+		    "has no type for here.\n"
 		    "Checksums are verified first. The file is written under a temporary name\n"
 		    "and renamed when complete. Progress (keys written) goes to stderr: a bar on\n"
 		    "a terminal, a line every 10 s otherwise; --quiet silences it.\n");
@@ -1418,6 +1422,8 @@ int pme_cmd_export(int argc, char **argv)
 		goto out;
 	}
 	in = pkb_info(kb);
+	if (!wo.chunk_records)
+		wo.chunk_records = PIO_CHUNK_DEFAULT;
 	if (wo.chunk_records > in->count) /* a chunk past the data is space written for nothing */
 		wo.chunk_records = in->count ? in->count : 1;
 	pkb_prefetch(kb);
@@ -1680,8 +1686,10 @@ static bool parse_num(const struct pio_type *t, const char *s, uint64_t *w)
 
 		if (!*s || *end)
 			return false;
-		if (t->width == 4)
+		if (t->width == 4) /* the value the type holds, as ingest stores it */
 			d = (float)d;
+		else if (t->width == 2)
+			d = half_round(d);
 		memcpy(w, &d, sizeof(d));
 	}
 	return true;

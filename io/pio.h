@@ -151,13 +151,14 @@ struct pio_type {
 
 /* Writes a short name of t into buf (at most size bytes, NUL-terminated) and returns buf:
  * "int32", "uint8", "float16", "float64be", "string[16] nullpad ascii", "string vlen utf8",
- * "opaque[8]", "opaque[8] tag=TAG", "uint8[16]", "int8[16]". Thread-safe. */
+ * "opaque[8]", "opaque[8] tag=TAG", "opaque vlen", "uint8[16]", "int8[16]". Thread-safe. */
 char *pio_type_name(const struct pio_type *t, char *buf, size_t size);
 
 /*
  * Widens m by t, as a job reads an input of type m and then one of type t: the type the
  * job's records take (pio_reader_types). The classes must agree, and for a key (key true)
- * an integer's width too; else returns PIO_EMIXED and leaves m as it was. A variable-length
+ * an integer's width too, and an opaque type's size for keys and values; else returns
+ * PIO_EMIXED and leaves m as it was. A variable-length
  * string wins over a fixed one, the larger width wins, UTF-8 wins over ASCII; everything
  * else (padding, byte order, opaque tag) stays m's, the first input's. Ingest --into and the
  * KB combinations (merge, intersect, subtract) widen by the same rule, so that their result
@@ -326,6 +327,8 @@ enum pio_layout {
 	PIO_LAYOUT_PAIR,     /* two datasets: keys and values (1-D; 2-D for uint8 rows) */
 };
 
+#define PIO_CHUNK_DEFAULT 65536 /* records per chunk of a written dataset */
+
 struct pio_writer_opts {
 	const char *file;	 /* final path of the file to write (replaced on commit) */
 	enum pio_layout layout;	 /* compound or pair */
@@ -334,7 +337,7 @@ struct pio_writer_opts {
 	const char *value_field; /* compound: NULL means "value" */
 	const char *keys;	 /* pair: keys dataset path; NULL means "/keys" */
 	const char *values;	 /* pair: values dataset path; NULL means "/values" */
-	uint64_t chunk_records;	 /* records per chunk; 0 means 65536 */
+	uint64_t chunk_records;	 /* records per chunk; 0 means PIO_CHUNK_DEFAULT */
 	int gzip;		 /* deflate level 0..9; 0 means no compression */
 	bool shuffle;		 /* add the shuffle filter (before deflate) */
 };

@@ -33,6 +33,8 @@ char *pio_type_name(const struct pio_type *t, char *buf, size_t size)
 	case PIO_V_OPAQUE:
 		if (t->u8rows)
 			snprintf(buf, size, "%s[%u]", t->u8signed ? "int8" : "uint8", t->width);
+		else if (!t->width) /* a KB's only (kb-build --value-type opaque): no HDF5 type */
+			snprintf(buf, size, "opaque vlen");
 		else if (t->tag[0])
 			snprintf(buf, size, "opaque[%u] tag=%s", t->width, t->tag);
 		else

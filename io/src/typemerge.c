@@ -10,7 +10,9 @@ int pio_type_merge(struct pio_type *m, const struct pio_type *t, bool key)
 {
 	bool num = m->cls == PIO_V_INT || m->cls == PIO_V_UINT;
 
-	if (m->cls != t->cls || (key && num && m->width != t->width))
+	/* an opaque record is its bytes: one of another size would not fit, nor pad */
+	if (m->cls != t->cls || (key && num && m->width != t->width) ||
+	    (m->cls == PIO_V_OPAQUE && m->width != t->width))
 		return PIO_EMIXED;
 	if (m->cls == PIO_V_STRING) {
 		m->vlen = m->vlen || t->vlen;

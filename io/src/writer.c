@@ -139,7 +139,7 @@ static hid_t create_dataset(struct pio_writer *w, const char *path, hid_t ft, si
 			    size_t recsize, const struct pio_writer_opts *o)
 {
 	hsize_t dims[2] = {0, rowlen}, maxd[2] = {H5S_UNLIMITED, rowlen}, chunk[2];
-	uint64_t c = o->chunk_records ? o->chunk_records : 65536;
+	uint64_t c = o->chunk_records ? o->chunk_records : PIO_CHUNK_DEFAULT;
 	int rank = rowlen ? 2 : 1;
 	hid_t sp, dcpl, d = H5I_INVALID_HID;
 
@@ -271,10 +271,10 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 				  "exists and is not a regular file (a directory, device, FIFO or "
 				  "socket is not replaced)");
 	if (!type_ok(key_type) || key_type->cls == PIO_V_FLOAT)
-		return pio_seterr(err, PIO_EINVAL, o->file, NULL, "cannot write keys of type %s",
+		return pio_seterr(err, PIO_EVALUE, o->file, NULL, "cannot write keys of type %s",
 				  pio_type_name(key_type, name, sizeof(name)));
 	if (!type_ok(value_type))
-		return pio_seterr(err, PIO_EINVAL, o->file, NULL, "cannot write values of type %s",
+		return pio_seterr(err, PIO_EVALUE, o->file, NULL, "cannot write values of type %s",
 				  pio_type_name(value_type, name, sizeof(name)));
 	w = calloc(1, sizeof(*w));
 	if (!w)

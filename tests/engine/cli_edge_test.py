@@ -1044,11 +1044,74 @@ def truncated_while_read():
         no_temp_files("%s of a KB cut while read" % args[0])
 
 
+def types_that_do_not_fit():
+    """Found by an exploratory pass:
+    - opaque keys (or values) of different sizes were joined by ingest, ingest --into and
+      merge into one opaque type of the larger size, holding keys of the smaller: a KB that
+      verify called corrupt and export refused. Now refused as types of different classes
+      (exit 3), as integer keys of different widths are;
+    - kb-build --value-type float16 kept its values unrounded (scan printed 1e+300 where
+      export wrote inf); now rounded as HDF5 would store them;
+    - export of kb-build's variable-length opaque values was exit 2 (bad command line); now
+      exit 5 (content HDF5 cannot hold here), nothing written;
+    - gen and export wrote 65536-record chunks for a 1-record dataset (1.5 MB)."""
+    import h5py
+    import numpy as np
+    for w in (2, 3):
+        with h5py.File(path("ok%d.h5" % w), "w") as f:
+            f["keys"] = np.frombuffer(bytes(range(1, 1 + 2 * w)), dtype="V%d" % w)
+            f["values"] = np.array([1, 2], dtype="i8")
+        with h5py.File(path("ov%d.h5" % w), "w") as f:
+            f["keys"] = np.array([w, w + 10], dtype="i8")
+            f["values"] = np.frombuffer(bytes(range(1, 1 + 2 * w)), dtype="V%d" % w)
+    pair = ["--keys", "/keys", "--values", "/values", "--quiet"]
+    for x in ["ok", "ov"]:
+        for w in (2, 3):
+            run(["ingest", "--input", path("%s%d.h5" % (x, w)), "--output",
+                 path("%s%d.kb" % (x, w))] + pair)
+        for args in [["merge", path(x + "2.kb"), path(x + "3.kb")],
+                     ["ingest", "--input", path(x + "2.h5"), "--input", path(x + "3.h5")] + pair,
+                     ["ingest", "--input", path(x + "3.h5"), "--into", path(x + "2.kb")] + pair]:
+            p = run(args + ["--output", path("mix.kb")], expect=3)
+            check("differ" in p.stderr.decode(errors="replace") or "match" in
+                  p.stderr.decode(errors="replace"), "%s, opaque sizes 2 and 3: %s"
+                  % (args[0], p.stderr))
+            check(not os.path.exists(path("mix.kb")), "%s of mixed opaque sizes: output"
+                  % args[0])
+    with open(path("f16.tsv"), "w") as f:
+        f.write("a\t0.1\nb\t1e300\nc\t-65519\nd\t6e-8\ne\t1e-8\n")
+    run(["kb-build", path("f16.tsv"), "--output", path("f16.kb"), "--value-type", "float16"])
+    got = run(["scan", path("f16.kb")]).stdout.decode().split()[1::2]
+    with np.errstate(over="ignore"):
+        want = [np.float16(x) for x in [0.1, 1e300, -65519, 6e-8, 1e-8]]
+        # scan prints the shortest text that reads back as the same float16
+        check([np.float16(x) for x in got] == want and "inf" in got,
+              "kb-build float16: %s, HDF5 holds %s" % (got, want))
+    run(["export", path("f16.kb"), "--output", path("f16.h5"), "--quiet"])
+    run(["ingest", "--input", path("f16.h5"), "--output", path("f16b.kb"), "--quiet"])
+    check(run(["scan", path("f16b.kb")]).stdout == run(["scan", path("f16.kb")]).stdout,
+          "kb-build float16: export and ingest back differ")
+    with open(path("vo.tsv"), "w") as f:
+        f.write("a\t0001\n")
+    run(["kb-build", path("vo.tsv"), "--output", path("vo.kb"), "--value-type", "opaque"])
+    p = run(["export", path("vo.kb"), "--output", path("vo.h5")], expect=5)
+    check("opaque vlen" in p.stderr.decode(errors="replace"), "export opaque vlen: %s"
+          % p.stderr)
+    check(not os.path.exists(path("vo.h5")), "export opaque vlen: left an output")
+    run(["gen", "--output", path("one.h5"), "--records", 1, "--quiet"])
+    run(["ingest", "--input", path("one.h5"), "--output", path("one.kb"), "--quiet"])
+    run(["export", path("one.kb"), "--output", path("one2.h5"), "--quiet"])
+    for f in ["one.h5", "one2.h5"]:
+        check(os.path.getsize(path(f)) < 100000, "%s of 1 record: %d bytes"
+              % (f, os.path.getsize(path(f))))
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
-             damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read]
+             damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
+             types_that_do_not_fit]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
