@@ -158,6 +158,7 @@ int pme_cmd_gen(int argc, char **argv)
 	const char *dataset = NULL;
 	char kpath[PME_DSET_MAX], vpath[PME_DSET_MAX];
 	bool have_records = false, quiet = false;
+	char *target;
 	struct pme_progress *prog;
 	uint64_t u;
 	int rc;
@@ -299,9 +300,16 @@ int pme_cmd_gen(int argc, char **argv)
 		o.out.chunk_records = PIO_CHUNK_DEFAULT;
 	if (o.out.chunk_records > o.records) /* a chunk past the data: space written for nothing */
 		o.out.chunk_records = o.records ? o.records : 1;
+	target = pkb_out_target(o.out.file); /* a symbolic link's file, replaced in place */
+	if (!target) {
+		fprintf(stderr, "pmingest gen: out of memory\n");
+		return PME_EXIT_NOMEM;
+	}
+	o.out.file = target;
 	rc = pkb_check_output(o.out.file, &kerr); /* now, not after writing the whole file */
 	if (rc) {
 		fprintf(stderr, "pmingest gen: %s\n", kerr.msg);
+		free(target);
 		return rc == PKB_ENOMEM ? PME_EXIT_NOMEM : PME_EXIT_OUTPUT;
 	}
 	pme_catch_signals(); /* pme_stop is read between slices */
@@ -311,6 +319,7 @@ int pme_cmd_gen(int argc, char **argv)
 	o.progress_arg = prog;
 	rc = pio_generate(&o, &err);
 	pme_progress_end(prog);
+	free(target);
 	if (rc) {
 		fprintf(stderr, "pmingest gen: %s\n", err.msg);
 		return exit_status(rc);

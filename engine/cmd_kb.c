@@ -1319,7 +1319,7 @@ int pme_cmd_export(int argc, char **argv)
 	struct pme_progress *prog = NULL;
 	char msg[1200] = ""; /* the error, printed once the progress line is finished */
 	uint64_t written = 0;
-	char **pos = calloc((size_t)argc + 1, sizeof(char *));
+	char **pos = calloc((size_t)argc + 1, sizeof(char *)), *target = NULL;
 	struct pkb *kb = NULL;
 	struct pio_writer *w = NULL;
 	struct pio_writer_opts wo;
@@ -1415,6 +1415,10 @@ int pme_cmd_export(int argc, char **argv)
 	status = open_kb("export", pos[0], PKB_OPEN_CHECKSUM, &kb);
 	if (status)
 		goto out;
+	target = pkb_out_target(wo.file); /* a symbolic link's file, replaced in place */
+	if (!target)
+		goto out_nomem;
+	wo.file = target;
 	rc = pkb_check_output(wo.file, &kerr); /* now, not after writing the whole file */
 	if (rc) {
 		fprintf(stderr, "pmingest export: %s\n", kerr.msg);
@@ -1530,6 +1534,7 @@ out:
 	free(vals);
 	free(heap);
 	free(pos);
+	free(target);
 	return status;
 }
 

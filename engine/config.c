@@ -66,7 +66,8 @@ static const struct option options[] = {
     {"sort", K_BOOL, OFF(sort), "true", "sort each partition's batch by key before filling"},
     {"report", K_STR, OFF(report), "(none)",
      "write a JSON report of the run to this file (a new name or a regular file is "
-     "replaced whole; /dev/stdout or a FIFO is written in place)"},
+     "replaced whole; /dev/stdout, /dev/stderr or a FIFO is written in place, after what "
+     "the stream holds)"},
     {"allocator", K_STR, OFF(allocator), "(the linked one)",
      "jemalloc | glibc: refuse to run unless this allocator serves malloc"},
     {"quiet", K_BOOL, OFF(quiet), "false", "no progress and no summary on stderr/stdout"},

@@ -1465,24 +1465,55 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-/* Whether the report goes to path in place: a terminal, /dev/stdout, a FIFO (nothing there
- * to replace; renaming over such a file would remove it). */
+/* The standard stream (1 or 2) whose file path names, or -1: /dev/stdout, /proc/self/fd/2,
+ * or the file the stream was sent to (a batch job's log). The report is written through the
+ * stream there, where it stands: reopening the file would truncate the log, and renaming a
+ * file over /dev/stdout (a link) would replace the system's link. */
+static int report_stream(const char *path)
+{
+	struct stat a, b;
+	int fd;
+
+	if (stat(path, &a))
+		return -1;
+	for (fd = 1; fd <= 2; fd++)
+		if (!fstat(fd, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			return fd;
+	return -1;
+}
+
+/* Whether the report goes to path in place: a terminal, a FIFO (nothing there to replace;
+ * renaming over such a file would remove it), or a standard stream. */
 static bool report_in_place(const char *path)
 {
 	struct stat st;
 
-	return !stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+	return report_stream(path) >= 0 ||
+	       (!stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode));
 }
 
-/* Opens the report for writing: its temporary file (name in *tmp, malloc'd), or path itself
- * (*tmp NULL) when report_in_place. Returns 0 or -errno (message in err). */
-static int report_open(const char *path, char **tmp, FILE **f, struct pme_err *err)
+/* Opens the report for writing: a standard stream's duplicate or path itself (*tmp NULL)
+ * when report_in_place, else a temporary file beside the file path names (a symbolic
+ * link's target; name in *tmp, malloc'd, and that file's name in *final). Returns 0 or
+ * -errno (message in err). */
+static int report_open(const char *path, char **tmp, char **final, FILE **f, struct pme_err *err)
 {
-	size_t tl = strlen(path) + 32;
-	int rc;
+	int rc, fd = report_stream(path);
+	size_t tl;
 
+	*tmp = *final = NULL;
+	if (fd >= 0) {
+		fflush(fd == 1 ? stdout : stderr); /* what the stream holds goes first */
+		fd = dup(fd);
+		*f = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (*f)
+			return 0;
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(-rc));
+	}
 	if (report_in_place(path)) {
-		*tmp = NULL;
 		*f = fopen(path, "w");
 		if (*f)
 			return 0;
@@ -1490,27 +1521,37 @@ static int report_open(const char *path, char **tmp, FILE **f, struct pme_err *e
 		return pme_seterr(err, rc, "%s: cannot write the report (%s)", path,
 				  strerror(errno));
 	}
-	*tmp = malloc(tl);
-	if (!*tmp)
+	*final = pkb_out_target(path);
+	if (!*final)
 		return pme_seterr(err, -ENOMEM, "out of memory");
-	snprintf(*tmp, tl, "%s.tmp.%ld", path, (long)getpid());
+	tl = strlen(*final) + 32;
+	*tmp = malloc(tl);
+	if (!*tmp) {
+		free(*final);
+		*final = NULL;
+		return pme_seterr(err, -ENOMEM, "out of memory");
+	}
+	snprintf(*tmp, tl, "%s.tmp.%ld", *final, (long)getpid());
 	*f = fopen(*tmp, "w");
 	if (*f)
 		return 0;
 	rc = -errno;
 	pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
 	free(*tmp);
-	*tmp = NULL;
+	free(*final);
+	*tmp = *final = NULL;
 	return rc;
 }
 
 int pme_report_check(const char *path, struct pme_err *err)
 {
 	struct stat st;
-	char *tmp;
+	char *tmp, *final;
 	FILE *f;
 	int rc;
 
+	if (report_stream(path) >= 0)
+		return 0;
 	if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
 		if (S_ISDIR(st.st_mode))
 			return pme_seterr(err, -EISDIR, "%s: cannot write the report (%s)", path,
@@ -1522,11 +1563,13 @@ int pme_report_check(const char *path, struct pme_err *err)
 					  strerror(errno));
 		return 0;
 	}
-	rc = report_open(path, &tmp, &f, err);
+	rc = report_open(path, &tmp, &final, &f, err);
 	if (!rc) {
 		fclose(f);
-		unlink(tmp);
+		if (tmp)
+			unlink(tmp);
 		free(tmp);
+		free(final);
 	}
 	return rc;
 }
@@ -1535,10 +1578,10 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 		     struct pme_err *err)
 {
 	double rate = r->t_total > 0 ? (double)r->records / r->t_total : 0;
-	char *tmp;
+	char *tmp, *final;
 	size_t i;
 	FILE *f;
-	int rc = report_open(path, &tmp, &f, err);
+	int rc = report_open(path, &tmp, &final, &f, err);
 
 	if (rc)
 		return rc;
@@ -1577,12 +1620,13 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 		pme_seterr(err, rc, "%s: cannot write the report", path);
 		if (tmp)
 			unlink(tmp);
-	} else if (tmp && rename(tmp, path)) {
+	} else if (tmp && rename(tmp, final)) {
 		rc = -errno;
 		pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
 		unlink(tmp);
 	}
 	free(tmp);
+	free(final);
 	return rc;
 }
 

@@ -636,6 +636,16 @@ static int heap_put(struct pkb_writer *w, const void *data, size_t len)
 	return 0;
 }
 
+char *pkb_out_target(const char *path)
+{
+	struct stat st;
+	char *r;
+
+	if (!lstat(path, &st) && S_ISLNK(st.st_mode) && (r = realpath(path, NULL)))
+		return r;
+	return strdup(path);
+}
+
 /* Splits path into a directory (for the temporary files) and a base name. */
 static char *dir_of(const char *path)
 {
@@ -710,16 +720,24 @@ static int replaceable(const char *path, struct pkb_err *err)
 	return -EEXIST;
 }
 
-int pkb_check_output(const char *path, struct pkb_err *err)
+int pkb_check_output(const char *out, struct pkb_err *err)
 {
-	char *dir, *tmp;
-	int rc = replaceable(path, err);
+	char *path = pkb_out_target(out), *dir, *tmp;
+	int rc;
 
-	if (rc)
+	if (!path) {
+		seterr(err, "%s: out of memory", out);
+		return PKB_ENOMEM;
+	}
+	rc = replaceable(path, err);
+	if (rc) {
+		free(path);
 		return rc;
+	}
 	dir = dir_of(path);
 	if (!dir) {
-		seterr(err, "%s: out of memory", path);
+		free(path);
+		seterr(err, "%s: out of memory", out);
 		return PKB_ENOMEM;
 	}
 	rc = open_temp(dir, path, &tmp);
@@ -734,6 +752,7 @@ int pkb_check_output(const char *path, struct pkb_err *err)
 		rc = 0;
 	}
 	free(dir);
+	free(path);
 	return rc;
 }
 
@@ -791,8 +810,8 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 		if (opts->sync_step)
 			w->sync_step = opts->sync_step;
 	}
-	w->path = strdup(path);
-	dir = dir_of(path);
+	w->path = pkb_out_target(path);
+	dir = w->path ? dir_of(w->path) : NULL;
 	w->trie_xs = XXH3_createState();
 	w->heap_xs = XXH3_createState();
 	if (!w->path || !dir || !w->trie_xs || !w->heap_xs)
@@ -808,7 +827,7 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 	rc = pm_snap_builder_create(NULL, NULL, trie_sink, w, &w->b);
 	if (rc)
 		goto out_nomem;
-	rc = open_temp(dir, path, &w->tmp);
+	rc = open_temp(dir, w->path, &w->tmp);
 	if (rc < 0) {
 		seterr(err, "%s: cannot create a temporary file in %s: %s", path, dir,
 		       pkb_strerror(rc));
@@ -819,7 +838,7 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 		w->hbuf = malloc(HEAP_BUF);
 		if (!w->hbuf)
 			goto out_nomem;
-		rc = open_temp(dir, path, &htmp);
+		rc = open_temp(dir, w->path, &htmp);
 		if (rc < 0) {
 			seterr(err, "%s: cannot create a temporary file in %s: %s", path, dir,
 			       pkb_strerror(rc));

@@ -172,6 +172,11 @@ typedef int (*pkb_blob_fn)(void *ud, uint64_t w, const uint8_t **data, size_t *l
 int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, pkb_blob_fn blob,
 	      void *blob_ud, const struct pkb_write_opts *opts, struct pkb_err *err);
 
+/* The file an output path names: where a symbolic link points (realpath, malloc'd), else a
+ * copy of path; NULL when out of memory. Writers replace that file and leave the link (a KB
+ * kept on scratch space, linked from a project directory); a dangling link is replaced. */
+char *pkb_out_target(const char *path);
+
 /* Checks, before the work that leads to a write, that path can be written as pkb_write and
  * pkb_writer_open write it: not a directory, and a temporary file can be made beside it
  * (made and removed). Returns 0, PKB_ENOMEM or -errno (the message names path and the OS

@@ -1106,12 +1106,57 @@ def types_that_do_not_fit():
               % (f, os.path.getsize(path(f))))
 
 
+def outputs_through_links():
+    """Found by a newcomer's pass: --report /dev/stdout, with stdout sent to a file (every
+    batch job's log), wrote the report to a temporary file renamed over the link: as root
+    it replaced /dev/stdout with a regular file, and the log got nothing. Now the report
+    goes through the stream, after what it holds. And an output named by a symbolic link
+    (a KB on scratch space linked from a project directory) replaced the link with the new
+    file: now the file the link points to is replaced, and the link stays."""
+    import json
+    run(["gen", "--output", path("ol.h5"), "--records", 1000, "--quiet"])
+    so = path("so")  # this test's own /dev/stdout: never the system's
+    os.symlink("/proc/self/fd/1", so)
+    with open(path("log.txt"), "w") as f:
+        f.write("before\n")
+    with open(path("log.txt"), "a") as log:
+        p = subprocess.run([PM, "ingest", "--input", path("ol.h5"), "--output",
+                            path("ol.kb"), "--report", so], stdout=log,
+                           stderr=subprocess.PIPE)
+    check(p.returncode == 0, "--report to stdout in a file: exit %d: %s"
+          % (p.returncode, p.stderr))
+    check(os.path.islink(so), "--report to stdout in a file replaced the link")
+    with open(path("log.txt")) as f:
+        text = f.read()
+    check(text.startswith("before\ningested 1000 records"), "log: %r" % text[:200])
+    try:
+        rep = json.loads(text[text.index("{"):])
+        check(rep["records"] == 1000, "the report in the log: %r" % rep)
+    except ValueError:
+        fail("no report in the log: %r" % text)
+    os.makedirs(path("real"), exist_ok=True)
+    for name in ["r.kb", "r.json", "r.h5", "g.h5", "m.kb"]:
+        with open(path("real/" + name), "w") as f:
+            f.write("old\n")
+        os.symlink("real/" + name, path("l" + name))
+    run(["ingest", "--input", path("ol.h5"), "--output", path("lr.kb"), "--report",
+         path("lr.json"), "--quiet"])
+    run(["export", path("lr.kb"), "--output", path("lr.h5"), "--quiet"])
+    run(["gen", "--output", path("lg.h5"), "--records", 10, "--quiet"])
+    run(["merge", path("lr.kb"), path("ol.kb"), "--output", path("lm.kb"), "--quiet"])
+    for name in ["r.kb", "r.json", "r.h5", "g.h5", "m.kb"]:
+        check(os.path.islink(path("l" + name)), "output link l%s replaced" % name)
+        check(os.path.getsize(path("real/" + name)) > 4, "real/%s not written" % name)
+    check(run(["count", path("real/r.kb")]).stdout == b"1000\n", "the linked KB")
+    no_temp_files("outputs through links")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
-             types_that_do_not_fit]
+             types_that_do_not_fit, outputs_through_links]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
