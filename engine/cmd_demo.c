@@ -55,6 +55,30 @@ static int pick_keys(const char *kbp, char *mid, char *run, char *cell, size_t c
 	return 0;
 }
 
+/* mkdir -p: makes dir and its missing parents. Returns 0, or -1 with errno set. */
+static int make_dirs(const char *dir)
+{
+	char *p = strdup(dir), *s;
+	int rc = 0;
+
+	if (!p)
+		return -1;
+	for (s = p + 1; rc == 0; s++) {
+		if (*s && *s != '/')
+			continue;
+		char c = *s;
+
+		*s = 0;
+		if (mkdir(p, 0777) && errno != EEXIST)
+			rc = -1;
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return rc;
+}
+
 int pme_cmd_demo(int argc, char **argv)
 {
 	char tmpl[] = "/tmp/pmingest-demo.XXXXXX", h5[4096], kbp[4096], input[4200];
@@ -89,7 +113,8 @@ int pme_cmd_demo(int argc, char **argv)
 			    "usage: pmingest demo [--records N] [--dir DIR]\n"
 			    "Writes N generated hierarchical path keys with int64 values (10%% "
 			    "repeated)\nto DIR/demo.h5 (default N = 2000000, DIR a new temporary "
-			    "directory;\na DIR that does not exist is made),\nruns `pmingest "
+			    "directory;\na DIR that does not exist is made, with its "
+			    "parents),\nruns `pmingest "
 			    "ingest` on it with all cores into "
 			    "DIR/demo.kb, then prints\nthe run's summary and runs `pmingest "
 			    "stats`, "
@@ -111,7 +136,7 @@ int pme_cmd_demo(int argc, char **argv)
 			perror("pmingest demo: mkdtemp");
 			return PME_EXIT_OUTPUT;
 		}
-	} else if (mkdir(dir, 0777) && errno != EEXIST) { /* a new DIR is made (not its parents) */
+	} else if (make_dirs(dir)) { /* a new DIR is made, and its parents */
 		fprintf(stderr, "pmingest demo: cannot create the directory %s: %s\n", dir,
 			strerror(errno));
 		return PME_EXIT_OUTPUT;

@@ -219,6 +219,29 @@ grep -q "OMP_NUM_THREADS=$cpus OMP_PROC_BIND=close OMP_PLACES=cores" "$tmp"/work
 	fail "ingest.sbatch did not set the OpenMP environment from SLURM_CPUS_PER_TASK"
 say "ingest.sbatch: ok ($n keys)"
 
+# ---- 1a. a job file: its input, output, report and memory are used (they were overridden by
+# a generated demo input, the script's own output, report and --memory) ----------------------
+cfg=$tmp/work/cfg
+mkdir -p "$cfg"
+"$PMINGEST" gen --output "$cfg/in.h5" --records 5000 --seed 3 >/dev/null ||
+	fail "pmingest gen of $cfg/in.h5 failed"
+printf '[ingest]\ninput = %s\noutput = %s\nreport = %s\nmemory = 64M\nthreads = 1\n' \
+	"$cfg/in.h5:/data" "$cfg/out.kb" "$cfg/out.json" >"$cfg/job.ini"
+submit_wait --cpus-per-task="$cpus" --mem=512M --output="$tmp/work/cfg-%j.out" \
+	"--export=ALL,PM_OUTDIR=$cfg/dir,PM_CONFIG=$cfg/job.ini" \
+	"$SRC/configs/slurm/ingest.sbatch" >/dev/null ||
+	fail "ingest.sbatch with PM_CONFIG did not succeed (sbatch --wait status $?)"
+n=$("$PMINGEST" count "$cfg/out.kb" 2>/dev/null || true)
+[[ $n == 5000 ]] || fail "PM_CONFIG: the config's output holds '$n' keys, expected 5000"
+[[ -z $(ls "$cfg/dir" 2>/dev/null) ]] || fail "PM_CONFIG: a demo was made: $(ls "$cfg/dir")"
+/usr/bin/python3 - "$cfg/out.json" "$cpus" <<'EOF' || fail "PM_CONFIG: the report is not as expected"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["threads"] == int(sys.argv[2]), "threads %r, expected %s" % (r["threads"], sys.argv[2])
+assert r["memory_budget_bytes"] == 64 << 20, "memory %r" % r["memory_budget_bytes"]
+EOF
+say "ingest.sbatch with PM_CONFIG: ok"
+
 # ---- 1b. the early TERM of --signal=B:TERM@120 stops the ingest cleanly -----------------------
 # scancel --batch --signal=TERM delivers what --signal=B:TERM does near the time limit: TERM to
 # the batch shell only, which must pass it on to pmingest (exit 130, no KB left).
