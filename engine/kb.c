@@ -306,13 +306,14 @@ static struct {
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction map_old; /* the action the guard replaced */
 static bool map_guarded;
+static uintptr_t map_page; /* the page size, read before the handler may need it */
 static char lost_path[PATH_MAX];
 static volatile sig_atomic_t lost, lost_told;
 
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
 	const uint8_t *a = si->si_addr;
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE); /* async-signal-safe */
+	uintptr_t pg = map_page;
 	int i;
 
 	(void)ctx;
@@ -350,6 +351,7 @@ static void guard_map(const uint8_t *base, size_t len, const char *path)
 		sa.sa_sigaction = on_sigbus;
 		sa.sa_flags = SA_SIGINFO;
 		sigemptyset(&sa.sa_mask);
+		map_page = (uintptr_t)sysconf(_SC_PAGESIZE);
 		map_guarded = !sigaction(SIGBUS, &sa, &map_old);
 	}
 	for (i = 0; i < MAP_SLOTS; i++)
