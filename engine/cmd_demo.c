@@ -63,6 +63,11 @@ static int make_dirs(const char *dir)
 
 	if (!p)
 		return -1;
+	if (!*p) {
+		free(p);
+		errno = ENOENT;
+		return -1;
+	}
 	for (s = p + 1; rc == 0; s++) {
 		if (*s && *s != '/')
 			continue;

@@ -288,27 +288,47 @@ static int meta_check(const struct pkb_meta *m, const char *path, struct pkb_err
  * would kill the process with no word of which file. The handler below looks for the
  * address in the table of mapped KBs. There, it maps zeros over the rest of that KB's
  * mapping, so that the access completes and reads damaged bytes (which the readers' checks
- * refuse or, at worst, take as data), and marks the KB lost. A lost KB voids every result
+ * refuse or, at worst, take as data), and marks the KB lost. A cut inside the file's last
+ * page raises no SIGBUS (the page reads zeros past the new end), and a file rewritten in
+ * place may raise none: so pkb_close and pkb_writer_commit also look at the file itself
+ * (same file, shorter or modified since it was mapped: lost). A lost KB voids every result
  * of the process: pkb_writer_commit refuses to put its file in place, and the commands ask
- * pkb_lost() before they succeed. An address outside the table is a fault of the program:
- * the handler restores the default action, and the access faults again and ends it.
+ * pkb_lost() before they succeed. An address outside the table, or a SIGBUS another process
+ * sent, is not ours: the handler restores the action it replaced and raises it again.
  *
  * The table is written by pkb_open and pkb_close (any thread) under map_lock, and read by
  * the handler without it: a slot's fields are published by the release store of its base.
  */
-#define MAP_SLOTS 64 /* KBs mapped at once that the guard covers (more go unguarded) */
+#define MAP_SLOTS 4096 /* KBs mapped at once that the guard covers (more go unguarded) */
 
 static struct {
 	const uint8_t *_Atomic base; /* NULL: a free slot */
 	size_t len;
-	char *path; /* a copy */
+	char *path;	       /* a copy */
+	dev_t dev;	       /* the file mapped */
+	ino_t ino;	       /* ... */
+	struct timespec mtime; /* ... when it was mapped */
 } map_slot[MAP_SLOTS];
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction map_old; /* the action the guard replaced */
 static bool map_guarded;
 static uintptr_t map_page; /* the page size, read before the handler may need it */
 static char lost_path[PATH_MAX];
+static atomic_int lost_claim; /* the first KB lost claims lost_path */
 static volatile sig_atomic_t lost, lost_told;
+
+/* Records path as the KB lost, unless one is already (async-signal-safe). */
+static void mark_lost(const char *path)
+{
+	size_t n;
+
+	if (atomic_exchange(&lost_claim, 1))
+		return;
+	for (n = 0; path[n] && n < sizeof(lost_path) - 1; n++)
+		lost_path[n] = path[n];
+	lost_path[n] = 0;
+	lost = 1;
+}
 
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
@@ -317,10 +337,9 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 	int i;
 
 	(void)ctx;
-	for (i = 0; i < MAP_SLOTS; i++) {
+	for (i = 0; si->si_code > 0 && i < MAP_SLOTS; i++) { /* si_code <= 0: sent, not a fault */
 		const uint8_t *b = atomic_load_explicit(&map_slot[i].base, memory_order_acquire);
 		uintptr_t from, to;
-		size_t n;
 
 		if (!b || a < b || a >= b + map_slot[i].len)
 			continue;
@@ -329,18 +348,32 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 		if (mmap((void *)from, to - from, PROT_READ,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
 			break;
-		if (!lost) {
-			for (n = 0; map_slot[i].path[n] && n < sizeof(lost_path) - 1; n++)
-				lost_path[n] = map_slot[i].path[n];
-			lost_path[n] = 0;
-			lost = 1;
-		}
+		mark_lost(map_slot[i].path);
 		return;
 	}
 	sigaction(sig, &map_old, NULL);
+	if (si->si_code <= 0)
+		raise(sig);
 }
 
-static void guard_map(const uint8_t *base, size_t len, const char *path)
+/* Marks slot i's KB lost when its file is still at its path and is shorter, or was
+ * modified, since it was mapped. A file replaced by a rename, or removed, leaves the
+ * mapping whole. Under map_lock. */
+static void check_slot(int i)
+{
+	struct stat st;
+
+	if (!atomic_load_explicit(&map_slot[i].base, memory_order_relaxed) ||
+	    stat(map_slot[i].path, &st) || st.st_dev != map_slot[i].dev ||
+	    st.st_ino != map_slot[i].ino)
+		return;
+	if ((uint64_t)st.st_size < map_slot[i].len ||
+	    st.st_mtim.tv_sec != map_slot[i].mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != map_slot[i].mtime.tv_nsec)
+		mark_lost(map_slot[i].path);
+}
+
+static void guard_map(const uint8_t *base, const struct stat *st, const char *path)
 {
 	struct sigaction sa;
 	int i;
@@ -349,14 +382,17 @@ static void guard_map(const uint8_t *base, size_t len, const char *path)
 	if (!map_guarded) {
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_sigaction = on_sigbus;
-		sa.sa_flags = SA_SIGINFO;
+		sa.sa_flags = SA_SIGINFO | SA_RESTART;
 		sigemptyset(&sa.sa_mask);
 		map_page = (uintptr_t)sysconf(_SC_PAGESIZE);
 		map_guarded = !sigaction(SIGBUS, &sa, &map_old);
 	}
 	for (i = 0; i < MAP_SLOTS; i++)
 		if (!atomic_load_explicit(&map_slot[i].base, memory_order_relaxed)) {
-			map_slot[i].len = len;
+			map_slot[i].len = (size_t)st->st_size;
+			map_slot[i].dev = st->st_dev;
+			map_slot[i].ino = st->st_ino;
+			map_slot[i].mtime = st->st_mtim;
 			map_slot[i].path = strdup(path);
 			if (!map_slot[i].path)
 				break; /* unguarded */
@@ -373,6 +409,7 @@ static void unguard_map(const uint8_t *base)
 	pthread_mutex_lock(&map_lock);
 	for (i = 0; i < MAP_SLOTS; i++)
 		if (atomic_load_explicit(&map_slot[i].base, memory_order_relaxed) == base) {
+			check_slot(i);
 			atomic_store_explicit(&map_slot[i].base, NULL, memory_order_release);
 			free(map_slot[i].path);
 			map_slot[i].path = NULL;
@@ -380,14 +417,26 @@ static void unguard_map(const uint8_t *base)
 	pthread_mutex_unlock(&map_lock);
 }
 
+/* Looks at the files of every KB mapped now (check_slot). */
+static void check_maps(void)
+{
+	int i;
+
+	pthread_mutex_lock(&map_lock);
+	for (i = 0; i < MAP_SLOTS; i++)
+		check_slot(i);
+	pthread_mutex_unlock(&map_lock);
+}
+
 const char *pkb_lost(void)
 {
+	check_maps();
 	return lost ? lost_path : NULL;
 }
 
 bool pkb_lost_report(const char *cmd)
 {
-	if (!lost)
+	if (!pkb_lost())
 		return false;
 	if (!lost_told)
 		fprintf(stderr, "pmingest %s: %s: %s\n", cmd, lost_path, pkb_strerror(PKB_ELOST));
@@ -1160,7 +1209,7 @@ int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 		seterr(err, "%s: interrupted, nothing written", w->path);
 		goto out_abort;
 	}
-	if (lost) { /* a KB read for this result changed under it */
+	if (pkb_lost()) { /* a KB read for this result changed under it */
 		rc = PKB_ELOST;
 		seterr(err, "%s: %s", lost_path, pkb_strerror(rc));
 		lost_told = 1;
@@ -2464,7 +2513,7 @@ int pkb_open(const char *path, unsigned flags, struct pkb **out, struct pkb_err 
 	}
 	close(fd);
 	if (p) /* from now: pkb_open_mem may read the whole file (checksums) */
-		guard_map(p, (size_t)st.st_size, path);
+		guard_map(p, &st, path);
 	rc = pkb_open_mem(p, (size_t)st.st_size, path, flags, &kb, err);
 	if (rc) {
 		if (p) {

@@ -76,8 +76,10 @@ enum {
 /* A KB file that another program truncates in place while it is mapped (or that the file
  * system fails to read) raises SIGBUS on the next access past its end. pkb_open installs a
  * handler that maps zeros in place of the missing pages, so the access reads damaged bytes
- * instead of killing the process, and marks the KB lost: then pkb_writer_commit fails with
- * PKB_ELOST (nothing is put in place), and a command must not report success.
+ * instead of killing the process, and marks the KB lost; pkb_close and pkb_lost also mark
+ * lost a KB whose file is shorter, or was modified, since it was mapped (a cut inside the
+ * last page raises no SIGBUS). Then pkb_writer_commit fails with PKB_ELOST (nothing is put
+ * in place), and a command must not report success.
  * pkb_lost: the path of the first KB lost, or NULL. pkb_lost_report: false when none is;
  * else prints "pmingest CMD: PATH: what happened" to stderr unless a writer's error has
  * already said it, and returns true (the program's input exit status). */

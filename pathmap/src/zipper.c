@@ -1160,6 +1160,9 @@ int pm_head_destroy(pm_head *h)
 			 * valid, and the caller is told. Keep the count true to the map. */
 			h->m->count = node_count(h->m->root);
 			h->writers = w->next;
+			if (w->next)
+				w->next->prev = NULL;
+			h->live--;
 			wz_free(w);
 			rc = PM_ENOMEM;
 		}
