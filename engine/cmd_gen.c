@@ -300,6 +300,13 @@ int pme_cmd_gen(int argc, char **argv)
 		o.out.chunk_records = PIO_CHUNK_DEFAULT;
 	if (o.out.chunk_records > o.records) /* a chunk past the data: space written for nothing */
 		o.out.chunk_records = o.records ? o.records : 1;
+	if (o.words_file && pme_same_file(o.out.file, o.words_file)) {
+		fprintf(stderr,
+			"pmingest gen: --output %s is the --words file: it would be "
+			"replaced\n",
+			o.out.file);
+		return PME_EXIT_USAGE;
+	}
 	target = pkb_out_target(o.out.file); /* a symbolic link's file, replaced in place */
 	if (!target) {
 		fprintf(stderr, "pmingest gen: out of memory\n");

@@ -166,6 +166,18 @@ int pme_cmd_ingest(int argc, char **argv)
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
+	for (i = 0; config && i < 2; i++) { /* an output over the config file read */
+		const char *o = i ? c.report : c.output;
+
+		if (o && pme_same_file(o, config)) {
+			fprintf(
+			    stderr,
+			    "pmingest ingest: --%s %s is the config file: it would be replaced\n",
+			    i ? "report" : "output", o);
+			status = PME_EXIT_USAGE;
+			goto out;
+		}
+	}
 	if (c.report && pme_report_check(c.report, &err)) {
 		fprintf(stderr, "pmingest ingest: %s\n", err.msg);
 		status = PME_EXIT_OUTPUT;

@@ -37,7 +37,8 @@ struct option {
 
 static const struct option options[] = {
     {"input", K_LIST, OFF(inputs), "(required)",
-     "FILE[:/dataset] to read; repeatable; a glob is expanded (dataset default /data)"},
+     "FILE[:/dataset] to read; repeatable; a glob is expanded unless a file of that very "
+     "name exists (dataset default /data)"},
     {"key-field", K_STR, OFF(key_field), "key", "compound layout: name of the key field"},
     {"value-field", K_STR, OFF(value_field), "value", "compound layout: name of the value field"},
     {"keys", K_STR, OFF(keys), "(none)", "two-dataset layout: path of the keys dataset"},

@@ -254,7 +254,9 @@ static int inputs_add(struct inputs *x, const struct pme_config *c, const char *
 }
 
 /* Expands "FILE[:/dataset]" specs (FILE may be a glob) into x. The dataset part starts at
- * the last ":/" of the spec. */
+ * the last ":/" of the spec. A FILE that exists as written is that file, not a pattern: a
+ * name holding '[', '*', '?' or a backslash (a shell expanded it already) would else match others.
+ */
 static int inputs_expand(struct inputs *x, const struct pme_config *c, struct pme_err *err)
 {
 	size_t i, j;
@@ -282,13 +284,17 @@ static int inputs_expand(struct inputs *x, const struct pme_config *c, struct pm
 			free(spec);
 			return rc;
 		}
-		if (glob(spec, GLOB_NOCHECK, NULL, &g) != 0) {
-			free(spec);
-			return pme_seterr(err, PM_ENOMEM, "out of memory");
+		if (!access(spec, F_OK) || !strpbrk(spec, "[*?\\")) {
+			rc = inputs_add(x, c, spec, dset);
+		} else {
+			if (glob(spec, GLOB_NOCHECK, NULL, &g) != 0) {
+				free(spec);
+				return pme_seterr(err, PM_ENOMEM, "out of memory");
+			}
+			for (j = 0; j < g.gl_pathc && !rc; j++)
+				rc = inputs_add(x, c, g.gl_pathv[j], dset);
+			globfree(&g);
 		}
-		for (j = 0; j < g.gl_pathc && !rc; j++)
-			rc = inputs_add(x, c, g.gl_pathv[j], dset);
-		globfree(&g);
 		free(spec);
 		if (rc)
 			return pme_seterr(err, rc, "out of memory");
@@ -1524,14 +1530,14 @@ static int report_open(const char *path, char **tmp, char **final, FILE **f, str
 	*final = pkb_out_target(path);
 	if (!*final)
 		return pme_seterr(err, -ENOMEM, "out of memory");
-	tl = strlen(*final) + 32;
+	tl = strlen(*final) + 48;
 	*tmp = malloc(tl);
 	if (!*tmp) {
 		free(*final);
 		*final = NULL;
 		return pme_seterr(err, -ENOMEM, "out of memory");
 	}
-	snprintf(*tmp, tl, "%s.tmp.%ld", *final, (long)getpid());
+	pio_tmp_name(*tmp, tl, *final, false, (long)getpid(), 0);
 	*f = fopen(*tmp, "w");
 	if (*f)
 		return 0;

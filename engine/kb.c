@@ -715,7 +715,6 @@ static char *dir_of(const char *path)
  * ".BASE.tmp.PID[.N]" (*tmp gets its name, to rename or unlink). */
 static int open_temp(const char *dir, const char *path, char **tmp)
 {
-	const char *base = strrchr(path, '/');
 	int fd, i;
 
 	*tmp = NULL;
@@ -726,17 +725,13 @@ static int open_temp(const char *dir, const char *path, char **tmp)
 	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
 		return -errno;
 #endif
-	base = base ? base + 1 : path;
 	for (i = 0; i < 100; i++) {
-		size_t n = strlen(dir) + strlen(base) + 48;
+		size_t n = strlen(path) + 48;
 		char *t = malloc(n);
 
 		if (!t)
 			return PKB_ENOMEM;
-		if (i)
-			snprintf(t, n, "%s/.%s.tmp.%ld.%d", dir, base, (long)getpid(), i);
-		else
-			snprintf(t, n, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
+		pio_tmp_name(t, n, path, true, (long)getpid(), i);
 		fd = open(t, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0666);
 		if (fd >= 0) {
 			*tmp = t;
@@ -1219,24 +1214,14 @@ int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 		/* Anonymous file: give it a temporary name, then rename it into place (linkat
 		 * cannot replace an existing name). */
 		char proc[64];
-		char *dir = dir_of(w->path);
-		const char *base = strrchr(w->path, '/');
-		size_t n;
+		size_t n = strlen(w->path) + 48;
 
-		if (!dir) {
-			rc = PKB_ENOMEM;
-			goto out_io;
-		}
-		base = base ? base + 1 : w->path;
-		n = strlen(dir) + strlen(base) + 48;
 		w->tmp = malloc(n);
 		if (!w->tmp) {
-			free(dir);
 			rc = PKB_ENOMEM;
 			goto out_io;
 		}
-		snprintf(w->tmp, n, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
-		free(dir);
+		pio_tmp_name(w->tmp, n, w->path, true, (long)getpid(), 0);
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->fd);
 		unlink(w->tmp);
 		if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW)) {

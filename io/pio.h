@@ -59,6 +59,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -328,6 +330,26 @@ enum pio_layout {
 };
 
 #define PIO_CHUNK_DEFAULT 65536 /* records per chunk of a written dataset */
+
+/* The name of an output's temporary file beside it: DIR/[.]BASE.tmp.PID[.N] (hidden: the
+ * leading dot; N when not 0), BASE cut to PIO_TMP_BASE bytes so that the name stays within
+ * NAME_MAX (255) for any valid output name. size: at least strlen(path) + 48. */
+#define PIO_TMP_BASE 200
+static inline void pio_tmp_name(char *buf, size_t size, const char *path, bool hidden, long pid,
+				int n)
+{
+	const char *base = strrchr(path, '/');
+	int dl = base ? (int)(base + 1 - path) : 0, bl;
+
+	base = base ? base + 1 : path;
+	bl = strlen(base) > PIO_TMP_BASE ? PIO_TMP_BASE : (int)strlen(base);
+	if (n)
+		snprintf(buf, size, "%.*s%s%.*s.tmp.%ld.%d", dl, path, hidden ? "." : "", bl, base,
+			 pid, n);
+	else
+		snprintf(buf, size, "%.*s%s%.*s.tmp.%ld", dl, path, hidden ? "." : "", bl, base,
+			 pid);
+}
 
 struct pio_writer_opts {
 	const char *file;	 /* final path of the file to write (replaced on commit) */

@@ -283,7 +283,7 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 	w->layout = o->layout;
 	w->kt = *key_type;
 	w->vt = *value_type;
-	len = strlen(o->file) + 32;
+	len = strlen(o->file) + 48;
 	w->final = dupstr(o->file);
 	w->tmp = malloc(len);
 	if (o->layout == PIO_LAYOUT_COMPOUND) {
@@ -299,7 +299,7 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 		rc = pio_seterr(err, PIO_ENOMEM, o->file, NULL, "out of memory");
 		goto out_free;
 	}
-	snprintf(w->tmp, len, "%s.tmp.%ld", o->file, (long)getpid());
+	pio_tmp_name(w->tmp, len, o->file, false, (long)getpid(), 0);
 	w->memk = mem_type(&w->kt, o->layout == PIO_LAYOUT_PAIR, &w->ksize);
 	w->memv = mem_type(&w->vt, o->layout == PIO_LAYOUT_PAIR, &w->vsize);
 	if (w->memk < 0 || w->memv < 0) {

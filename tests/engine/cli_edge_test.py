@@ -1162,12 +1162,56 @@ def outputs_through_links():
     no_temp_files("outputs through links")
 
 
+def names_and_globs():
+    """Found by a pass in a hostile environment:
+    - an output name of 240-255 bytes (valid) failed, after all the work for a KB: its
+      temporary file's name (.NAME.tmp.PID) passed NAME_MAX. Now the temporary name keeps
+      at most 200 bytes of the output's;
+    - --input was globbed again: a file named 'x[1].h5' (as a shell expands it) read x1.h5
+      instead, exit 0. A name that exists is now taken as it is;
+    - --output or --report over the -c config file, and gen --output over its --words
+      list, replaced them (exit 0): now refused, exit 2."""
+    d = path("nm")
+    os.makedirs(d, exist_ok=True)
+    long = "n" * 250
+    run(["gen", "--output", "%s/%s.h5" % (d, long[:247]), "--records", 100, "--quiet"])
+    run(["ingest", "--input", "%s/%s.h5" % (d, long[:247]), "--output",
+         "%s/%s.kb" % (d, long[:252]), "--report", "%s/%s.js" % (d, long[:252]), "--quiet"])
+    run(["export", "%s/%s.kb" % (d, long[:252]), "--output", "%s/%s.h5" % (d, long[:252]),
+         "--quiet"])
+    run(["merge", "%s/%s.kb" % (d, long[:252]), "--output", "%s/m%s.kb" % (d, long[:251]),
+         "--quiet"])
+    check(run(["count", "%s/m%s.kb" % (d, long[:251])]).stdout == b"100\n",
+          "outputs of 255-byte names")
+    run(["gen", "--output", "%s/x[1].h5" % d, "--records", 10, "--seed", 5, "--quiet"])
+    run(["gen", "--output", "%s/x1.h5" % d, "--records", 20, "--seed", 6, "--quiet"])
+    for spec, n in [("x[1].h5", 10), ("x[0-9].h5", 20), ("x*.h5", 30)]:
+        run(["ingest", "--input", "%s/%s" % (d, spec), "--output", path("g.kb"), "--quiet"])
+        got = run(["count", path("g.kb")]).stdout
+        check(got == b"%d\n" % n, "--input %s: %r keys, expected %d" % (spec, got, n))
+    with open(path("self.ini"), "w") as f:
+        f.write("input = %s/x1.h5\noutput = %s\n" % (d, path("self.ini")))
+    with open(path("self2.ini"), "w") as f:
+        f.write("input = %s/x1.h5\noutput = %s\nreport = %s\n"
+                % (d, path("s2.kb"), path("self2.ini")))
+    with open(path("w.txt"), "w") as f:
+        f.write("alpha\nbeta\n")
+    for args, keep in [(["ingest", "-c", path("self.ini")], "self.ini"),
+                       (["ingest", "-c", path("self2.ini")], "self2.ini"),
+                       (["gen", "--output", path("w.txt"), "--records", 10, "--key-kind",
+                         "words", "--words", path("w.txt")], "w.txt")]:
+        before = digest(keep)
+        run(args + ["--quiet"], expect=2)
+        check(digest(keep) == before, "%s replaced %s" % (args[0], keep))
+    no_temp_files("names and globs")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
-             types_that_do_not_fit, outputs_through_links]
+             types_that_do_not_fit, outputs_through_links, names_and_globs]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
