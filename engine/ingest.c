@@ -1585,6 +1585,7 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 {
 	double rate = r->t_total > 0 ? (double)r->records / r->t_total : 0;
 	char *tmp, *final;
+	struct stat st;
 	size_t i;
 	FILE *f;
 	int rc = report_open(path, &tmp, &final, &f, err);
@@ -1621,6 +1622,8 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    r->partitions, r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_stem,
 	    r->prefix_depth, r->zippers, pme_policy_name(c->on_duplicate),
 	    c->sort ? "true" : "false", r->allocator, r->huge_pages);
+	if (tmp && !stat(final, &st) && S_ISREG(st.st_mode)) /* a replaced file's permissions */
+		(void)fchmod(fileno(f), st.st_mode & 0777);
 	if (ferror(f) | fclose(f)) {
 		rc = -EIO;
 		pme_seterr(err, rc, "%s: cannot write the report", path);

@@ -689,12 +689,30 @@ static int heap_put(struct pkb_writer *w, const void *data, size_t len)
 
 char *pkb_out_target(const char *path)
 {
+	char *p = strdup(path), *n, buf[PATH_MAX];
 	struct stat st;
-	char *r;
+	int hops;
+	ssize_t k;
 
-	if (!lstat(path, &st) && S_ISLNK(st.st_mode) && (r = realpath(path, NULL)))
-		return r;
-	return strdup(path);
+	/* by hand, not realpath: the last link's file may not exist yet (it is then made) */
+	for (hops = 0; p && hops < 40 && !lstat(p, &st) && S_ISLNK(st.st_mode); hops++) {
+		const char *slash = strrchr(p, '/');
+		size_t dl;
+
+		k = readlink(p, buf, sizeof(buf) - 1);
+		if (k <= 0 || k == (ssize_t)sizeof(buf) - 1)
+			break;
+		buf[k] = 0;
+		dl = buf[0] == '/' || !slash ? 0 : (size_t)(slash + 1 - p);
+		n = malloc(dl + (size_t)k + 1);
+		if (n) { /* a relative target is relative to the link's directory */
+			memcpy(n, p, dl);
+			memcpy(n + dl, buf, (size_t)k + 1);
+		}
+		free(p);
+		p = n;
+	}
+	return p;
 }
 
 /* Splits path into a directory (for the temporary files) and a base name. */

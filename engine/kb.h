@@ -174,9 +174,10 @@ typedef int (*pkb_blob_fn)(void *ud, uint64_t w, const uint8_t **data, size_t *l
 int pkb_write(const char *path, const pm_map *map, const struct pkb_meta *meta, pkb_blob_fn blob,
 	      void *blob_ud, const struct pkb_write_opts *opts, struct pkb_err *err);
 
-/* The file an output path names: where a symbolic link points (realpath, malloc'd), else a
- * copy of path; NULL when out of memory. Writers replace that file and leave the link (a KB
- * kept on scratch space, linked from a project directory); a dangling link is replaced. */
+/* The file an output path names: where a symbolic link (or a chain of them) points, else
+ * path; malloc'd, NULL when out of memory. Writers replace that file and leave the link (a
+ * KB kept on scratch space, linked from a project directory); the file of a dangling link
+ * is made, as a shell's redirection makes it. */
 char *pkb_out_target(const char *path);
 
 /* Checks, before the work that leads to a write, that path can be written as pkb_write and

@@ -615,6 +615,7 @@ static int sync_file(const char *path)
 
 int pio_writer_commit(struct pio_writer *w, struct pio_err *err)
 {
+	struct stat st;
 	bool ok = true;
 	int rc = 0;
 
@@ -633,6 +634,10 @@ int pio_writer_commit(struct pio_writer *w, struct pio_err *err)
 	if (!ok)
 		rc = pio_seterr(err, PIO_EWRITE, w->final, NULL,
 				"cannot write the file (disk full or I/O error)");
+	else if (!stat(w->final, &st) && S_ISREG(st.st_mode) && chmod(w->tmp, st.st_mode & 0777))
+		/* a file replaced keeps its permissions (a private file stays private) */
+		rc = pio_seterr(err, PIO_EWRITE, w->final, NULL, "cannot set the mode of %s: %s",
+				w->tmp, strerror(errno));
 	else if (sync_file(w->tmp) != 0)
 		rc = pio_seterr(err, PIO_EWRITE, w->final, NULL, "cannot flush %s: %s", w->tmp,
 				strerror(errno));

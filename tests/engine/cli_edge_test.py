@@ -1123,7 +1123,8 @@ def outputs_through_links():
     it replaced /dev/stdout with a regular file, and the log got nothing. Now the report
     goes through the stream, after what it holds. And an output named by a symbolic link
     (a KB on scratch space linked from a project directory) replaced the link with the new
-    file: now the file the link points to is replaced, and the link stays."""
+    file: now the file the link points to is replaced (made, for a dangling link), and the
+    link stays. A replaced report or HDF5 output lost its permissions (0600 became 0644)."""
     import json
     run(["gen", "--output", path("ol.h5"), "--records", 1000, "--quiet"])
     so = path("so")  # this test's own /dev/stdout: never the system's
@@ -1159,6 +1160,22 @@ def outputs_through_links():
         check(os.path.islink(path("l" + name)), "output link l%s replaced" % name)
         check(os.path.getsize(path("real/" + name)) > 4, "real/%s not written" % name)
     check(run(["count", path("real/r.kb")]).stdout == b"1000\n", "the linked KB")
+    # a dangling link: its file is made (the link was replaced); chains of links
+    os.symlink("real/new.kb", path("dangling.kb"))
+    os.symlink("dangling.kb", path("chain.kb"))
+    run(["merge", path("ol.kb"), "--output", path("chain.kb"), "--quiet"])
+    check(os.path.islink(path("dangling.kb")) and os.path.islink(path("chain.kb")) and
+          run(["count", path("real/new.kb")]).stdout == b"1000\n", "dangling output link")
+    # a replaced report or HDF5 file keeps its permissions, as a KB does (became 0644)
+    for name, args in [("p.json", ["ingest", "--input", path("ol.h5"), "--output",
+                                   path("p.kb"), "--report", path("p.json")]),
+                       ("p.h5", ["gen", "--output", path("p.h5"), "--records", 5])]:
+        with open(path(name), "w") as f:
+            f.write("old\n")
+        os.chmod(path(name), 0o600)
+        run(args + ["--quiet"])
+        mode = os.stat(path(name)).st_mode & 0o777
+        check(mode == 0o600 and os.path.getsize(path(name)) > 4, "%s: mode %o" % (name, mode))
     no_temp_files("outputs through links")
 
 
