@@ -250,73 +250,6 @@ static void put_csv(FILE *f, const uint8_t *p, size_t n)
 	putc('"', f);
 }
 
-static bool valid_utf8(const uint8_t *p, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		uint8_t c = p[i];
-		size_t k, j;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			k = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			k = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			k = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i <= k)
-			return false;
-		for (j = 1; j <= k; j++) {
-			if ((p[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i + j] & 0x3f);
-		}
-		if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
-
-/* A JSON string of valid UTF-8 bytes. */
-static void put_json_str(FILE *f, const uint8_t *p, size_t n)
-{
-	size_t i;
-
-	putc('"', f);
-	for (i = 0; i < n; i++) {
-		uint8_t c = p[i];
-
-		if (c == '"' || c == '\\') {
-			putc('\\', f);
-			putc(c, f);
-		} else if (c == '\n') {
-			fputs("\\n", f);
-		} else if (c == '\r') {
-			fputs("\\r", f);
-		} else if (c == '\t') {
-			fputs("\\t", f);
-		} else if (c < 0x20 || c == 0x7f) {
-			fprintf(f, "\\u%04x", c);
-		} else {
-			putc(c, f);
-		}
-	}
-	putc('"', f);
-}
-
 /* d rounded to the nearest float16 (ties to even), as a double: what a float16 holds for it.
  * A float16 has 11 significant bits and normal exponents down to -14; below 2^-14 its steps
  * are 2^-24; from 65520 on it is infinite. */
@@ -400,8 +333,8 @@ static int print_value(FILE *f, const struct pkb *kb, uint64_t w, enum fmt fmt)
 			put_tsv(f, d, n);
 		else if (fmt == FMT_CSV)
 			put_csv(f, d, n);
-		else if (valid_utf8(d, n))
-			put_json_str(f, d, n);
+		else if (pme_valid_utf8(d, n))
+			pme_json_str(f, d, n);
 		else {
 			fputs("null, \"value_hex\": \"", f);
 			put_hex(f, d, n);
@@ -432,9 +365,9 @@ static void print_key(FILE *f, const struct pkb *kb, const uint8_t *k, size_t le
 		if (is_int_key(t)) {
 			fputs(", \"key\": ", f);
 			print_int_key(f, t, k, len);
-		} else if (valid_utf8(k, len)) {
+		} else if (pme_valid_utf8(k, len)) {
 			fputs(", \"key\": ", f);
-			put_json_str(f, k, len);
+			pme_json_str(f, k, len);
 		}
 		fputs(", \"value\": ", f);
 		return;
@@ -840,7 +773,7 @@ static const char *scheme_name(enum pme_scheme s)
 
 static void json_plain_str(FILE *f, const char *s)
 {
-	put_json_str(f, (const uint8_t *)s, strlen(s));
+	pme_json_str(f, (const uint8_t *)s, strlen(s));
 }
 
 /* Progress of pkb_verify's passes (and of stats' partition count after them): the bar starts

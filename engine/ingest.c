@@ -1455,20 +1455,83 @@ out:
 /* ------------------------------------------------------------------------------------------ */
 /* Report */
 
-static void json_str(FILE *f, const char *s)
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, at most U+10FFFF), 0 when the bytes there are not one. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
 {
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
+	uint8_t c = p[0];
+	uint32_t cp;
+	size_t k, j;
 
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		k = 1;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		k = 2;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		k = 3;
+		cp = c & 0x07;
+	} else {
+		return 0;
 	}
-	fputc('"', f);
+	if (n <= k)
+		return 0;
+	for (j = 1; j <= k; j++) {
+		if ((p[j] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[j] & 0x3f);
+	}
+	if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return k + 1;
+}
+
+bool pme_valid_utf8(const void *s, size_t n)
+{
+	const uint8_t *p = s;
+	size_t i = 0, k;
+
+	for (; i < n; i += k)
+		if (!(k = utf8_seq(p + i, n - i)))
+			return false;
+	return true;
+}
+
+void pme_json_str(FILE *f, const void *s, size_t n)
+{
+	const uint8_t *p = s;
+	size_t i = 0, k;
+
+	putc('"', f);
+	for (; i < n; i += k) {
+		uint8_t c = p[i];
+
+		k = 1;
+		if (c == '"' || c == '\\') {
+			putc('\\', f);
+			putc(c, f);
+		} else if (c == '\n') {
+			fputs("\\n", f);
+		} else if (c == '\r') {
+			fputs("\\r", f);
+		} else if (c == '\t') {
+			fputs("\\t", f);
+		} else if (c < 0x20 || c == 0x7f) {
+			fprintf(f, "\\u%04x", c);
+		} else if (c < 0x80) {
+			putc(c, f);
+		} else if ((k = utf8_seq(p + i, n - i)) != 0) {
+			fwrite(p + i, 1, k, f);
+		} else {
+			fputs("\\ufffd", f); /* not UTF-8: JSON cannot hold the byte */
+			k = 1;
+		}
+	}
+	putc('"', f);
 }
 
 /* The standard stream (1 or 2) whose file path names, or -1: /dev/stdout, /proc/self/fd/2,
@@ -1593,11 +1656,11 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	if (rc)
 		return rc;
 	fprintf(f, "{\n  \"output\": ");
-	json_str(f, c->output);
+	pme_json_str(f, c->output, strlen(c->output));
 	fprintf(f, ",\n  \"inputs\": [");
 	for (i = 0; i < c->n_inputs; i++) {
 		fprintf(f, "%s", i ? ", " : "");
-		json_str(f, c->inputs[i]);
+		pme_json_str(f, c->inputs[i], strlen(c->inputs[i]));
 	}
 	fprintf(
 	    f,

@@ -180,6 +180,13 @@ void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_repo
 /* Whether paths a and b name one file: the same inode when both exist, else (neither exists
  * yet: outputs) the same name in the same directory. */
 bool pme_same_file(const char *a, const char *b);
+
+/* JSON text (the report, stats --json, scan --format jsonl). pme_valid_utf8: whether the n
+ * bytes at s are well-formed UTF-8. pme_json_str: writes them as a JSON string, escaped; a
+ * byte that is not part of a UTF-8 sequence becomes U+FFFD (JSON holds only Unicode text:
+ * callers that must keep such bytes add them in hex, as scan does). */
+bool pme_valid_utf8(const void *s, size_t n);
+void pme_json_str(FILE *f, const void *s, size_t n);
 /* pkb_lock_update's waiting callback for command cmd (a const char *): one line on stderr. */
 void pme_lock_waiting(void *cmd, const char *path);
 /* Maps a code returned by the engine to a PME_EXIT_* status. */

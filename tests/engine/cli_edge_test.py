@@ -1187,7 +1187,8 @@ def names_and_globs():
     - --input was globbed again: a file named 'x[1].h5' (as a shell expands it) read x1.h5
       instead, exit 0. A name that exists is now taken as it is;
     - --output or --report over the -c config file, and gen --output over its --words
-      list, replaced them (exit 0): now refused, exit 2."""
+      list, replaced them (exit 0): now refused, exit 2;
+    - a file name that is not UTF-8 made the report and stats --json invalid JSON."""
     d = path("nm")
     os.makedirs(d, exist_ok=True)
     long = "n" * 250
@@ -1220,6 +1221,22 @@ def names_and_globs():
         before = digest(keep)
         run(args + ["--quiet"], expect=2)
         check(digest(keep) == before, "%s replaced %s" % (args[0], keep))
+    # a file name that is not UTF-8: the report and stats --json were not JSON (raw bytes)
+    import json
+    bad = os.path.join(d.encode(), b"bad\xff.h5")
+    shutil.copy(os.path.join(d, "x1.h5").encode(), bad)
+    p = subprocess.run([PM.encode(), b"ingest", b"--input", bad, b"--output",
+                        path("bad.kb").encode(), b"--report", path("bad.json").encode(),
+                        b"--quiet"], capture_output=True)
+    check(p.returncode == 0, "non-UTF-8 input name: exit %d %r" % (p.returncode, p.stderr))
+    try:
+        with open(path("bad.json"), "rb") as f:
+            rep = json.loads(f.read().decode("utf-8"))
+        check(rep["inputs"][0].endswith("bad\ufffd.h5"), "report inputs %r" % rep["inputs"])
+        st = json.loads(run(["stats", path("bad.kb"), "--json"]).stdout.decode("utf-8"))
+        check("bad\ufffd.h5" in st["inputs"][0]["name"], "stats inputs %r" % st["inputs"])
+    except (ValueError, KeyError, IndexError) as e:
+        fail("non-UTF-8 input name: JSON: %s" % e)
     no_temp_files("names and globs")
 
 
