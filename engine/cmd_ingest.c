@@ -26,7 +26,9 @@ static void ingest_usage(FILE *f)
 	       "  -c, --config FILE      INI file (one): keys in the global section or in\n"
 	       "                         [ingest]; an unknown key is an error, and so is a\n"
 	       "                         key set twice (but input, which repeats); a value\n"
-	       "                         in double quotes is read without them\n");
+	       "                         in double quotes is read without them; ';' after\n"
+	       "                         a space starts a comment, quoted or not (give a\n"
+	       "                         value holding \" ;\" on the command line)\n");
 	pme_config_help(f);
 	fprintf(
 	    f,
