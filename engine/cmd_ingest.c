@@ -201,7 +201,8 @@ int pme_cmd_ingest(int argc, char **argv)
 		goto out;
 	if (!c.quiet)
 		pme_report_print(stdout, &c, &rep);
-	if (c.report && pme_report_write(c.report, &c, &rep, &err)) {
+	if (c.report && pme_report_in_place(c.report) &&
+	    pme_report_write(c.report, &c, &rep, &err)) {
 		fprintf(stderr, "pmingest ingest: %s\n", err.msg);
 		status = PME_EXIT_OUTPUT;
 	}

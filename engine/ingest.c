@@ -394,32 +394,48 @@ static int zinsert(struct ztable *t, uint64_t k, pm_wz *z)
 /* ------------------------------------------------------------------------------------------ */
 /* The run */
 
+/* A report written but not yet in place (report_stage): its temporary file and the name it
+ * takes; tmp NULL: nothing staged (written in place, or none). */
+struct staged_report {
+	char *tmp;
+	char *final;
+};
+
+static int report_stage(const char *path, const struct pme_config *c, const struct pme_report *r,
+			struct staged_report *s, struct pme_err *err);
+static int report_commit(const char *path, struct staged_report *s, struct pme_err *err);
+static void report_discard(struct staged_report *s);
+static bool report_in_place(const char *path);
+
 struct run {
-	const struct pme_config *c; /* configuration */
-	struct pme_err *err;	    /* message */
-	int nthreads;		    /* OpenMP threads */
-	uint32_t nparts;	    /* P */
-	pm_map *map;		    /* the result, internal paths */
-	pm_map *short_map;	    /* prefix scheme: keys shorter than the depth */
-	pm_head *head;		    /* hands out the zippers */
-	pm_wz **wz;		    /* hash: P zippers */
-	struct ztable zt;	    /* prefix: zippers by d-prefix */
-	struct pme_router r;	    /* routing scratch */
-	struct pme_part *parts;	    /* nbuckets partition states */
-	uint64_t *order;	    /* fill order of the buckets, largest first */
-	uint32_t *home;		    /* fill: nbuckets + nthreads + 1 (home lists, their starts) */
-	_Atomic uint32_t *home_cur; /* fill: nthreads cursors into the home lists */
-	struct pme_fill_buf *fbuf;  /* fill: each thread's scratch */
-	struct pme_fill_ctx fc;	    /* policy, value class */
-	struct pme_report rep;	    /* measurements */
-	struct inputs inp;	    /* expanded inputs */
-	struct pkb *into;	    /* --into KB */
-	struct pkb_lock *lock;	    /* its update lock, when it is the output too */
-	uint64_t ordinal;	    /* job-wide index of the next record */
-	uint64_t key_bytes;	    /* key bytes of all records (duplicates included) */
-	uint32_t zippers;	    /* zippers made */
-	struct pme_progress *prog;  /* progress, or NULL */
-	_Atomic uint64_t flushed;   /* fill of the held runs: records done */
+	const struct pme_config *c;  /* configuration */
+	struct pme_err *err;	     /* message */
+	int nthreads;		     /* OpenMP threads */
+	uint32_t nparts;	     /* P */
+	pm_map *map;		     /* the result, internal paths */
+	pm_map *short_map;	     /* prefix scheme: keys shorter than the depth */
+	pm_head *head;		     /* hands out the zippers */
+	pm_wz **wz;		     /* hash: P zippers */
+	struct ztable zt;	     /* prefix: zippers by d-prefix */
+	struct pme_router r;	     /* routing scratch */
+	struct pme_part *parts;	     /* nbuckets partition states */
+	uint64_t *order;	     /* fill order of the buckets, largest first */
+	uint32_t *home;		     /* fill: nbuckets + nthreads + 1 (home lists, their starts) */
+	_Atomic uint32_t *home_cur;  /* fill: nthreads cursors into the home lists */
+	struct pme_fill_buf *fbuf;   /* fill: each thread's scratch */
+	struct pme_fill_ctx fc;	     /* policy, value class */
+	struct pme_report rep;	     /* measurements */
+	struct inputs inp;	     /* expanded inputs */
+	struct pkb *into;	     /* --into KB */
+	struct pkb_lock *lock;	     /* its update lock, when it is the output too */
+	uint64_t ordinal;	     /* job-wide index of the next record */
+	uint64_t key_bytes;	     /* key bytes of all records (duplicates included) */
+	uint32_t zippers;	     /* zippers made */
+	struct pme_progress *prog;   /* progress, or NULL */
+	_Atomic uint64_t flushed;    /* fill of the held runs: records done */
+	double t_start;		     /* when the run started */
+	double t_write;		     /* when its write phase started */
+	struct staged_report report; /* --report, written before the KB is put in place */
 };
 
 static int take_zipper(struct run *x, const uint8_t *path, size_t len, pm_wz **out)
@@ -1093,6 +1109,61 @@ void pme_lock_waiting(void *cmd, const char *path)
 		(const char *)cmd, path);
 }
 
+/* The report's fields known once the map is complete; imbalance: the largest bucket (the
+ * prefix scheme's keys outside its partitions included: one thread writes them) against the
+ * mean partition. */
+static void report_fields(struct run *x, uint64_t memory, unsigned depth, size_t stem_len)
+{
+	uint64_t most = 0, sum = 0, dups = 0;
+	uint32_t p;
+
+	for (p = 0; p < x->r.nbuckets; p++) {
+		sum += x->parts[p].records;
+		dups += x->parts[p].dups;
+		if (x->parts[p].records > most)
+			most = x->parts[p].records;
+	}
+	x->rep.duplicates = dups;
+	x->rep.imbalance = sum ? (double)most / ((double)sum / x->nparts) : 1.0;
+	x->rep.distinct = pm_map_count(x->map);
+	x->rep.threads = x->nthreads;
+	x->rep.partitions = x->nparts;
+	x->rep.prefix_depth = depth;
+	x->rep.prefix_stem = (uint32_t)stem_len;
+	x->rep.zippers = x->zippers;
+	x->rep.scheme = x->c->scheme;
+	x->rep.allocator = pme_allocator_name();
+	x->rep.huge_pages = pme_allocator_thp();
+	x->rep.memory = memory;
+}
+
+/* The report's times and peak memory, at the end of the write phase. */
+static void report_times(struct run *x)
+{
+	double t = now();
+
+	x->rep.t_write = t - x->t_write;
+	x->rep.t_total = t - x->t_start;
+	x->rep.peak_rss = pme_peak_rss();
+}
+
+/* pkb_write's before_commit: the KB is complete and flushed; the report is written beside
+ * its final name now, so that a report that cannot be written (disk full, permissions)
+ * fails the run before the KB replaces anything. The times end here (the KB's rename and
+ * the report's follow). */
+static int stage_report(void *arg, struct pkb_err *ke)
+{
+	struct run *x = arg;
+	struct pme_err pe;
+	int rc;
+
+	report_times(x);
+	rc = report_stage(x->c->report, x->c, &x->rep, &x->report, &pe);
+	if (rc)
+		snprintf(ke->msg, sizeof(ke->msg), "%.*s", (int)sizeof(ke->msg) - 1, pe.msg);
+	return rc;
+}
+
 int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pme_err *err)
 {
 	struct run x;
@@ -1109,12 +1180,13 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	uint8_t stem[PME_STEM_MAX];
 	size_t stem_len = 0;
 	unsigned depth = 0;
-	double t_start = now(), t;
+	double t;
 	uint32_t p;
 	size_t i;
 	int rc;
 
 	memset(&x, 0, sizeof(x));
+	x.t_start = now();
 	x.c = c;
 	x.err = err;
 	pe.msg[0] = '\0';
@@ -1359,7 +1431,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	}
 
 	/* finalize */
-	t = now();
+	x.t_write = now();
 	rc = release_all(&x);
 	if (rc)
 		goto out_nomem;
@@ -1401,6 +1473,11 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		rc = pme_seterr(err, PME_ECANCELED, "interrupted");
 		goto out;
 	}
+	report_fields(&x, memory, depth, stem_len);
+	if (c->report && !c->dry_run && !report_in_place(c->report)) {
+		wo.before_commit = stage_report; /* the report ready before the KB is in place */
+		wo.commit_arg = &x;
+	}
 	rc = pkb_write(c->output, x.map, &meta, x.fc.blob ? pme_blob_get : NULL, &x.fc, &wo, &ke);
 	if (rc) {
 		if (rc == PKB_ECANCELED)
@@ -1408,34 +1485,16 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		pme_seterr(err, rc, "%s", ke.msg);
 		goto out;
 	}
-	x.rep.t_write = now() - t;
-
-	/* report; imbalance: the largest bucket (the prefix scheme's keys outside its partitions
-	 * included: one thread writes them) against the mean partition */
-	{
-		uint64_t most = 0, sum = 0, dups = 0;
-
-		for (p = 0; p < x.r.nbuckets; p++) {
-			sum += x.parts[p].records;
-			dups += x.parts[p].dups;
-			if (x.parts[p].records > most)
-				most = x.parts[p].records;
-		}
-		x.rep.duplicates = dups;
-		x.rep.imbalance = sum ? (double)most / ((double)sum / x.nparts) : 1.0;
+	if (!wo.before_commit)
+		report_times(&x);
+	rc = report_commit(c->report, &x.report, err);
+	if (rc) { /* rare: the rename of a file made in the same directory a moment before */
+		pme_seterr(err, rc,
+			   "%s: the KB %s is in place, but its report could not be put "
+			   "in place",
+			   c->report, c->output);
+		goto out;
 	}
-	x.rep.distinct = pm_map_count(x.map);
-	x.rep.threads = x.nthreads;
-	x.rep.partitions = x.nparts;
-	x.rep.prefix_depth = depth;
-	x.rep.prefix_stem = (uint32_t)stem_len;
-	x.rep.zippers = x.zippers;
-	x.rep.scheme = c->scheme;
-	x.rep.allocator = pme_allocator_name();
-	x.rep.huge_pages = pme_allocator_thp();
-	x.rep.peak_rss = pme_peak_rss();
-	x.rep.memory = memory;
-	x.rep.t_total = now() - t_start;
 	if (rep)
 		*rep = x.rep;
 	rc = 0;
@@ -1443,6 +1502,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 out_nomem:
 	rc = pme_seterr(err, PM_ENOMEM, "out of memory");
 out:
+	report_discard(&x.report);
 	pme_progress_end(x.prog);
 	pio_prefetch_stop(pf);
 	pio_reader_close(rd);
@@ -1561,6 +1621,15 @@ static bool report_in_place(const char *path)
 	       (!stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode));
 }
 
+static void report_discard(struct staged_report *s)
+{
+	if (s->tmp)
+		unlink(s->tmp);
+	free(s->tmp);
+	free(s->final);
+	s->tmp = s->final = NULL;
+}
+
 /* Opens the report for writing: a standard stream's duplicate or path itself (*tmp NULL)
  * when report_in_place, else a temporary file beside the file path names (a symbolic
  * link's target; name in *tmp, malloc'd, and that file's name in *final). Returns 0 or
@@ -1634,24 +1703,32 @@ int pme_report_check(const char *path, struct pme_err *err)
 	}
 	rc = report_open(path, &tmp, &final, &f, err);
 	if (!rc) {
+		struct pkb_err ke;
+
 		fclose(f);
 		if (tmp)
 			unlink(tmp);
+		rc = pkb_check_replace(final, &ke);
+		if (rc)
+			pme_seterr(err, rc, "%s", ke.msg);
 		free(tmp);
 		free(final);
 	}
 	return rc;
 }
 
-int pme_report_write(const char *path, const struct pme_config *c, const struct pme_report *r,
-		     struct pme_err *err)
+/* Writes the report: in place (report_in_place; s->tmp NULL), or to a temporary file beside
+ * the file path names, complete and flushed, that report_commit puts in place (s->tmp, and
+ * s->final its final name). Returns 0 or -errno (message in err; nothing left). */
+static int report_stage(const char *path, const struct pme_config *c, const struct pme_report *r,
+			struct staged_report *s, struct pme_err *err)
 {
 	double rate = r->t_total > 0 ? (double)r->records / r->t_total : 0;
-	char *tmp, *final;
 	struct stat st;
+	bool bad;
 	size_t i;
 	FILE *f;
-	int rc = report_open(path, &tmp, &final, &f, err);
+	int rc = report_open(path, &s->tmp, &s->final, &f, err);
 
 	if (rc)
 		return rc;
@@ -1685,21 +1762,45 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	    r->partitions, r->scheme == PME_SCHEME_HASH ? "hash" : "prefix", r->prefix_stem,
 	    r->prefix_depth, r->zippers, pme_policy_name(c->on_duplicate),
 	    c->sort ? "true" : "false", r->allocator, r->huge_pages);
-	if (tmp && !stat(final, &st) && S_ISREG(st.st_mode)) /* a replaced file's permissions */
+	if (s->tmp && !stat(s->final, &st) && S_ISREG(st.st_mode)) /* keep its permissions */
 		(void)fchmod(fileno(f), st.st_mode & 0777);
-	if (ferror(f) | fclose(f)) {
+	bad = ferror(f) || fflush(f) || (s->tmp && fsync(fileno(f)));
+	if (fclose(f) || bad) {
 		rc = -EIO;
-		pme_seterr(err, rc, "%s: cannot write the report", path);
-		if (tmp)
-			unlink(tmp);
-	} else if (tmp && rename(tmp, final)) {
+		pme_seterr(err, rc, "%s: cannot write the report (disk full or I/O error)", path);
+		report_discard(s);
+	}
+	return rc;
+}
+
+/* Puts a staged report in place. Returns 0 or -errno (message in err). */
+static int report_commit(const char *path, struct staged_report *s, struct pme_err *err)
+{
+	int rc = 0;
+
+	if (s->tmp && rename(s->tmp, s->final)) {
 		rc = -errno;
 		pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
-		unlink(tmp);
+	} else {
+		free(s->tmp); /* in place now */
+		s->tmp = NULL;
 	}
-	free(tmp);
-	free(final);
+	report_discard(s);
 	return rc;
+}
+
+int pme_report_write(const char *path, const struct pme_config *c, const struct pme_report *r,
+		     struct pme_err *err)
+{
+	struct staged_report s;
+	int rc = report_stage(path, c, r, &s, err);
+
+	return rc ? rc : report_commit(path, &s, err);
+}
+
+bool pme_report_in_place(const char *path)
+{
+	return report_in_place(path);
 }
 
 void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_report *r)

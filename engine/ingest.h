@@ -172,6 +172,11 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 /* Checks that a report can be written to path (creates and removes its temporary file), so
  * that a run is not made only to fail there. Returns 0 or -errno. */
 int pme_report_check(const char *path, struct pme_err *err);
+/* Whether a report to path is written in place (a standard stream, a FIFO, a terminal): the
+ * run cannot make it ready before the KB is in place, so the caller writes it after the run
+ * (pme_report_write). Any other report is written by pme_ingest_run before it puts the KB in
+ * place, and a report that cannot be written fails the run with the KB untouched. */
+bool pme_report_in_place(const char *path);
 /* Writes rep as JSON to path (temporary file + rename). Returns 0 or -errno. */
 int pme_report_write(const char *path, const struct pme_config *c, const struct pme_report *rep,
 		     struct pme_err *err);

@@ -455,6 +455,8 @@ struct pkb_writer {
 	bool blob;		       /* value type is string/opaque */
 	bool no_sync;		       /* skip fsync */
 	volatile sig_atomic_t *cancel; /* abort flag, or NULL */
+	pkb_commit_fn before_commit;   /* pkb_write_opts' */
+	void *commit_arg;	       /* ... */
 	enum pme_scheme scheme;	       /* header fields */
 	uint32_t partitions;	       /* ... */
 	uint8_t *meta;		       /* encoded meta section, padded */
@@ -769,10 +771,26 @@ static int open_temp(const char *dir, const char *path, char **tmp)
  */
 static int replaceable(const char *path, struct pkb_err *err)
 {
-	struct stat st;
+	struct stat st, d;
+	char *dir;
 
-	if (stat(path, &st) || S_ISREG(st.st_mode))
+	if (stat(path, &st))
 		return 0;
+	if (S_ISREG(st.st_mode)) {
+		/* in a sticky directory (/tmp) only the file's owner, the directory's or root may
+		 * replace it: else the rename fails, after all the work */
+		dir = dir_of(path);
+		if (dir && !stat(dir, &d) && (d.st_mode & S_ISVTX) && geteuid() != 0 &&
+		    st.st_uid != geteuid() && d.st_uid != geteuid()) {
+			seterr(err,
+			       "cannot replace %s: another user's file in a sticky directory (%s)",
+			       path, dir);
+			free(dir);
+			return -EPERM;
+		}
+		free(dir);
+		return 0;
+	}
 	if (S_ISDIR(st.st_mode)) {
 		seterr(err, "cannot write %s: %s", path, strerror(EISDIR));
 		return -EISDIR;
@@ -782,6 +800,11 @@ static int replaceable(const char *path, struct pkb_err *err)
 	       "socket is not replaced)",
 	       path);
 	return -EEXIST;
+}
+
+int pkb_check_replace(const char *path, struct pkb_err *err)
+{
+	return replaceable(path, err);
 }
 
 int pkb_check_output(const char *out, struct pkb_err *err)
@@ -871,6 +894,8 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 	if (opts) {
 		w->cancel = opts->cancel;
 		w->no_sync = opts->no_sync;
+		w->before_commit = opts->before_commit;
+		w->commit_arg = opts->commit_arg;
 		if (opts->sync_step)
 			w->sync_step = opts->sync_step;
 	}
@@ -1227,6 +1252,11 @@ int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 		seterr(err, "%s: %s", lost_path, pkb_strerror(rc));
 		lost_told = 1;
 		goto out_abort;
+	}
+	if (w->before_commit) {
+		rc = w->before_commit(w->commit_arg, err);
+		if (rc)
+			goto out_abort;
 	}
 	if (!w->tmp) {
 		/* Anonymous file: give it a temporary name, then rename it into place (linkat

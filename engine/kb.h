@@ -122,6 +122,8 @@ struct pkb_meta {
 /* True when the value type's words are offsets of heap entries (strings, opaque). */
 bool pkb_type_is_blob(const struct pio_type *t);
 
+typedef int (*pkb_commit_fn)(void *arg, struct pkb_err *err); /* see before_commit */
+
 struct pkb_write_opts {
 	volatile sig_atomic_t *cancel; /* if non-NULL: abort with PKB_ECANCELED once *cancel
 					  is non-zero (set it from a signal handler) */
@@ -148,6 +150,12 @@ struct pkb_write_opts {
 			      pme_hash_partition itself). The KB's content does not depend on
 			      it: a key held by two partitions, or outside the partition
 			      paths, still fails */
+	/* if non-NULL: called once the file is complete and flushed, just before it is put in
+	 * place; a nonzero return (a negative code, message in err) abandons the write:
+	 * nothing is put in place, and the call returns that code (a job's other outputs are
+	 * made ready here, so that none fails after the KB is in place) */
+	pkb_commit_fn before_commit;
+	void *commit_arg; /* ... its first argument */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -185,6 +193,9 @@ char *pkb_out_target(const char *path);
  * (made and removed). Returns 0, PKB_ENOMEM or -errno (the message names path and the OS
  * error). */
 int pkb_check_output(const char *path, struct pkb_err *err);
+/* The part of pkb_check_output that needs no temporary file: path, if it exists, can be
+ * replaced by a rename (a regular file, not another user's in a sticky directory). */
+int pkb_check_replace(const char *path, struct pkb_err *err);
 
 /* A streaming writer: keys in strictly increasing user-key order. */
 struct pkb_writer;

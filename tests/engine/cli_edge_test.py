@@ -1240,12 +1240,78 @@ def names_and_globs():
     no_temp_files("names and globs")
 
 
+def report_before_kb():
+    """Found by a pass in a hostile environment: the report was written after the KB was
+    put in place, so a report that could not be written (a full disk, another user's file
+    of its name in a sticky directory) gave exit 4 with the KB already replaced: a retry of
+    the failed --into job counted its records twice. Now the report is written (flushed)
+    before the KB is renamed into place, and names that cannot be replaced are refused
+    before the run."""
+    run(["gen", "--output", path("rb.h5"), "--records", 1000, "--quiet"])
+    run(["ingest", "--input", path("rb.h5"), "--output", path("rb.kb"), "--quiet"])
+    before = digest("rb.kb")
+    mnt = path("rbmnt")
+    os.makedirs(mnt, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt],
+                      capture_output=True).returncode == 0:
+        try:
+            with open(os.path.join(mnt, "fill"), "wb") as f:
+                try:
+                    f.write(b"\0" * 65536)
+                except OSError:
+                    pass
+            p = run(["ingest", "--input", path("rb.h5"), "--into", path("rb.kb"), "--output",
+                     path("rb.kb"), "--report", os.path.join(mnt, "r.json"), "--quiet"],
+                    expect=4)
+            check(b"r.json" in p.stderr, "report on a full disk: %r" % p.stderr)
+            check(digest("rb.kb") == before, "report on a full disk: the KB was replaced")
+            check(os.listdir(mnt) == ["fill"], "full disk: left %s" % os.listdir(mnt))
+        finally:
+            subprocess.run(["umount", mnt])
+    else:
+        print("note: no tmpfs mount here: the full-disk report case is not run")
+    st = path("sticky")
+    os.makedirs(st, exist_ok=True)
+    os.chmod(st, 0o1777)
+    shutil.copy(path("rb.h5"), os.path.join(st, "in.h5"))
+    os.chmod(os.path.join(st, "in.h5"), 0o644)
+    for name in ["run.json", "taken.kb"]:
+        with open(os.path.join(st, name), "w") as f:
+            f.write("root's\n")
+        os.chmod(os.path.join(st, name), 0o666)
+    nobody = ["runuser", "-u", "nobody", "--", PM]
+    if (os.geteuid() == 0 and shutil.which("runuser") and
+            subprocess.run(nobody + ["--help"], capture_output=True).returncode == 0 and
+            subprocess.run(["runuser", "-u", "nobody", "--", "test", "-r", path("rb.h5")],
+                           capture_output=True).returncode == 0):
+        p = subprocess.run(nobody + ["ingest", "--input", os.path.join(st, "in.h5"), "--output",
+                                     os.path.join(st, "run.kb"), "--quiet"], capture_output=True)
+        check(p.returncode == 0, "ingest as nobody: %r" % p.stderr)
+        kb = os.path.join(st, "run.kb")
+        with open(kb, "rb") as f:
+            was = f.read()
+        for extra, out in [(["--into", kb, "--report", os.path.join(st, "run.json")], kb),
+                           ([], os.path.join(st, "taken.kb"))]:
+            p = subprocess.run(nobody + ["ingest", "--input", os.path.join(st, "in.h5"),
+                                         "--output", out, "--quiet"] + extra,
+                               capture_output=True)
+            check(p.returncode == 4 and b"sticky directory" in p.stderr,
+                  "another user's file in a sticky directory: exit %d: %r"
+                  % (p.returncode, p.stderr))
+        with open(kb, "rb") as f:
+            check(f.read() == was, "sticky directory: the KB was replaced")
+    else:
+        print("note: nobody cannot run %s here: the sticky directory case is not run" % PM)
+    no_temp_files("report before the KB")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
-             types_that_do_not_fit, outputs_through_links, names_and_globs]
+             types_that_do_not_fit, outputs_through_links, names_and_globs,
+             report_before_kb]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
