@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <glob.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1109,6 +1110,40 @@ void pme_lock_waiting(void *cmd, const char *path)
 		(const char *)cmd, path);
 }
 
+static void *probe_wait(void *arg)
+{
+	char c;
+
+	(void)!read(*(int *)arg, &c, 1); /* until the pipe is closed */
+	return NULL;
+}
+
+/* How many of n more threads the process can run at once (RLIMIT_NPROC, a cgroup's pids
+ * limit): libgomp ends the process with exit 1 when it cannot make its threads. The probe
+ * threads wait together, so that they count together, and end. */
+static int probe_threads(int n)
+{
+	pthread_t *t = calloc((size_t)n, sizeof(*t));
+	pthread_attr_t at;
+	int fd[2], k = 0, i;
+
+	if (!t || pipe(fd)) {
+		free(t);
+		return n;
+	}
+	pthread_attr_init(&at);
+	pthread_attr_setstacksize(&at, 65536);
+	while (k < n && !pthread_create(&t[k], &at, probe_wait, &fd[0]))
+		k++;
+	pthread_attr_destroy(&at);
+	close(fd[1]);
+	for (i = 0; i < k; i++)
+		pthread_join(t[i], NULL);
+	close(fd[0]);
+	free(t);
+	return k;
+}
+
 /* The report's fields known once the map is complete; imbalance: the largest bucket (the
  * prefix scheme's keys outside its partitions included: one thread writes them) against the
  * mean partition. */
@@ -1222,6 +1257,19 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		return pme_seterr(err, PME_EUSAGE,
 				  "OMP_NUM_THREADS asks for %d threads: at most %d", x.nthreads,
 				  PME_MAX_THREADS);
+	if (x.nthreads > 1) {
+		/* OpenMP's nthreads - 1, the reader's and the KB writer's flusher */
+		int more = probe_threads(x.nthreads + 1);
+
+		if (more < x.nthreads + 1) {
+			fprintf(stderr,
+				"pmingest ingest: warning: %d threads asked for, but only %d more "
+				"can start now (ulimit -u, or the cgroup's pids limit): running "
+				"with %d\n",
+				x.nthreads, more, more > 2 ? more - 1 : 1);
+			x.nthreads = more > 2 ? more - 1 : 1;
+		}
+	}
 	x.nparts = c->partitions ? c->partitions : default_partitions(x.nthreads);
 	if (x.nparts < 1 || x.nparts > PME_MAX_PARTITIONS ||
 	    (c->scheme == PME_SCHEME_HASH && (x.nparts & (x.nparts - 1))))

@@ -1305,13 +1305,40 @@ def report_before_kb():
     no_temp_files("report before the KB")
 
 
+def few_threads():
+    """Under ulimit -u (RLIMIT_NPROC; root is not bound by it) a run of 4 threads ended with
+    libgomp's 'Thread creation failed' and exit 1, the status of a key not found. Now the
+    run probes the threads it can start, says so, and runs with fewer: the same KB."""
+    nobody = ["runuser", "-u", "nobody", "--"]
+    d = path("np")
+    os.makedirs(d, exist_ok=True)
+    run(["gen", "--output", path("np/in.h5"), "--records", 20000, "--quiet"])
+    run(["ingest", "--input", path("np/in.h5"), "--output", path("np/ref.kb"), "--quiet"])
+    os.chown(d, 65534, 65534)
+    if not (os.geteuid() == 0 and shutil.which("runuser") and
+            subprocess.run(nobody + [PM, "--help"], capture_output=True).returncode == 0):
+        print("note: nobody cannot run %s here: ulimit -u is not tried" % PM)
+        return
+    for env in [["--threads", "4"], []]:
+        p = subprocess.run(nobody + ["bash", "-c", 'ulimit -u 3; OMP_NUM_THREADS=4 exec "$@"',
+                                     "sh", PM, "ingest", "--input", path("np/in.h5"),
+                                     "--output", path("np/o.kb"), "--quiet"] + env,
+                           capture_output=True)
+        err = p.stderr.decode(errors="replace")
+        check(p.returncode == 0 and "running with" in err,
+              "ulimit -u 3 %s: exit %d: %s" % (env, p.returncode, err[-300:]))
+        if p.returncode == 0:
+            check(run(["scan", path("np/o.kb")]).stdout == run(["scan", path("np/ref.kb")]).stdout,
+                  "ulimit -u 3 %s: another KB" % env)
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
              types_that_do_not_fit, outputs_through_links, names_and_globs,
-             report_before_kb]
+             report_before_kb, few_threads]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
