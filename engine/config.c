@@ -88,6 +88,9 @@ int pme_seterr(struct pme_err *err, int rc, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
+		for (char *p = err->msg; *p; p++) /* one line, whatever a file's name holds */
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
 	}
 	return rc;
 }

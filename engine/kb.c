@@ -125,6 +125,9 @@ seterr(struct pkb_err *err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
+	for (char *p = err->msg; *p; p++) /* one line, whatever a file's name holds */
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
 }
 
 static uint64_t get_le(const uint8_t *p, unsigned n)

@@ -1237,6 +1237,11 @@ def names_and_globs():
         check("bad\ufffd.h5" in st["inputs"][0]["name"], "stats inputs %r" % st["inputs"])
     except (ValueError, KeyError, IndexError) as e:
         fail("non-UTF-8 input name: JSON: %s" % e)
+    # a newline in a name made a two-line error
+    for args in [["count", path("no\nsuch.kb")], ["merge", path("no\nsuch.kb"), "--output",
+                                                   path("nl.kb")]]:
+        p = run(args, expect=3)
+        check(p.stderr.count(b"\n") == 1, "%s: %r" % (args[0], p.stderr))
     no_temp_files("names and globs")
 
 
