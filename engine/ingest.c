@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* RTLD_DEFAULT, glob */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <omp.h>
 #include <pthread.h>
@@ -1718,10 +1719,18 @@ static int report_open(const char *path, char **tmp, char **final, FILE **f, str
 		return pme_seterr(err, -ENOMEM, "out of memory");
 	}
 	pio_tmp_name(*tmp, tl, *final, false, (long)getpid(), 0);
-	*f = fopen(*tmp, "w");
+	/* a new file, not one found there (a link planted in a shared directory would have
+	 * its target truncated): what is at the name goes first (a link, not its target) */
+	unlink(*tmp);
+	fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	*f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (*f)
 		return 0;
 	rc = -errno;
+	if (fd >= 0) {
+		close(fd);
+		unlink(*tmp);
+	}
 	pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
 	free(*tmp);
 	free(*final);

@@ -309,7 +309,11 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 	fcpl = H5Pcreate(H5P_FILE_CREATE);
 	if (fcpl >= 0)
 		H5Pset_obj_track_times(fcpl, 0);
-	w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl >= 0 ? fcpl : H5P_DEFAULT, H5P_DEFAULT);
+	/* a new file (EXCL), not one found at the name: a link planted there in a shared
+	 * directory would have its target truncated; what is there goes (a link, not its
+	 * target) */
+	unlink(w->tmp);
+	w->file = H5Fcreate(w->tmp, H5F_ACC_EXCL, fcpl >= 0 ? fcpl : H5P_DEFAULT, H5P_DEFAULT);
 	if (fcpl >= 0)
 		H5Pclose(fcpl);
 	if (w->file < 0) {

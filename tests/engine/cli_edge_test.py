@@ -1177,6 +1177,19 @@ def outputs_through_links():
         mode = os.stat(path(name)).st_mode & 0o777
         check(mode == 0o600 and os.path.getsize(path(name)) > 4, "%s: mode %o" % (name, mode))
     no_temp_files("outputs through links")
+    # a link planted at the temporary name (NAME.tmp.PID, predictable in a shared
+    # directory): the report and gen truncated and wrote its target
+    with open(path("victim"), "w") as f:
+        f.write("precious\n")
+    for cmd in ['ln -s victim pl.json.tmp.$$ && exec "$0" ingest --input ol.h5 --output '
+                'pl.kb --report pl.json --quiet',
+                'ln -s victim pl.h5.tmp.$$ && exec "$0" gen --output pl.h5 --records 5 '
+                '--quiet']:
+        p = subprocess.run(["bash", "-c", cmd, PM], cwd=WORK, capture_output=True)
+        check(p.returncode == 0, "planted link: %s: %r" % (cmd, p.stderr))
+        with open(path("victim"), "rb") as f:
+            check(f.read() == b"precious\n", "planted link: the target was written (%s)"
+                  % cmd)
 
 
 def names_and_globs():
