@@ -1254,6 +1254,12 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 								 : omp_get_num_procs());
 	if (x.nthreads < 1)
 		x.nthreads = 1;
+	if (!c->threads && getenv("OMP_NUM_THREADS") && /* libgomp reads one past int as 1 */
+	    strtoull(getenv("OMP_NUM_THREADS"), NULL, 10) > PME_MAX_THREADS)
+		return pme_seterr(err, PME_EUSAGE, "OMP_NUM_THREADS=%s: at most %d threads",
+				  getenv("OMP_NUM_THREADS"), PME_MAX_THREADS);
+	if (x.nthreads > omp_get_thread_limit()) /* OMP_THREAD_LIMIT */
+		x.nthreads = omp_get_thread_limit();
 	if (x.nthreads > PME_MAX_THREADS)
 		return pme_seterr(err, PME_EUSAGE,
 				  "OMP_NUM_THREADS asks for %d threads: at most %d", x.nthreads,

@@ -115,6 +115,16 @@ static void restart_without_retain(char **argv)
 	free(conf);
 }
 
+/* Success, unless what a command printed was lost (stdout closed or full): exit 4. */
+static int stdout_status(const char *cmd)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return PME_EXIT_OK;
+	fprintf(stderr, "pmingest%s%s: cannot write the standard output: %s\n", cmd ? " " : "",
+		cmd ? cmd : "", strerror(errno));
+	return PME_EXIT_OUTPUT;
+}
+
 int main(int argc, char **argv)
 {
 	size_t i;
@@ -129,14 +139,16 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
-		return PME_EXIT_OK;
+		return stdout_status(NULL);
 	}
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(argv[1], commands[i].name))
 			continue;
 		status = commands[i].fn(argc - 1, argv + 1);
 		/* a KB changed under the command (pkb_lost): whatever it printed is void */
-		return pkb_lost_report(argv[1]) ? PME_EXIT_INPUT : status;
+		if (pkb_lost_report(argv[1]))
+			return PME_EXIT_INPUT;
+		return status ? status : stdout_status(argv[1]);
 	}
 	fprintf(stderr, "pmingest: unknown command '%s' (see pmingest --help)\n", argv[1]);
 	return PME_EXIT_USAGE;

@@ -1350,13 +1350,34 @@ def few_threads():
                   "ulimit -u 3 %s: another KB" % env)
 
 
+def thread_counts():
+    """Found by a pass in a hostile environment: OMP_NUM_THREADS past 2^31 ran one thread
+    without a word (libgomp reads it as 1; past 4096 is refused), OMP_THREAD_LIMIT=1 made
+    the report say the threads asked for, and --help to a full stdout exited 0."""
+    import json
+    run(["gen", "--output", path("tc.h5"), "--records", 1000, "--quiet"])
+    for n in ["5000", "3000000000"]:
+        p = run(["ingest", "--input", path("tc.h5"), "--output", path("tc.kb"), "--quiet"],
+                expect=2, env={"OMP_NUM_THREADS": n})
+        check(b"OMP_NUM_THREADS" in p.stderr, "OMP_NUM_THREADS=%s: %r" % (n, p.stderr))
+    run(["ingest", "--input", path("tc.h5"), "--output", path("tc.kb"), "--threads", 4,
+         "--report", path("tc.json"), "--quiet"], env={"OMP_THREAD_LIMIT": "1"})
+    with open(path("tc.json")) as f:
+        t = json.load(f)["threads"]
+    check(t == 1, "OMP_THREAD_LIMIT=1: the report says %d threads" % t)
+    with open("/dev/full", "w") as full:
+        for args in [["--help"], ["ingest", "--help"], ["count", path("tc.kb")]]:
+            p = subprocess.run([PM] + args, stdout=full, stderr=subprocess.PIPE)
+            check(p.returncode == 4, "%s to a full stdout: exit %d" % (args, p.returncode))
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
              types_that_do_not_fit, outputs_through_links, names_and_globs,
-             report_before_kb, few_threads]
+             report_before_kb, few_threads, thread_counts]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
