@@ -698,6 +698,24 @@ static void test_sweep_set_many(void)
 	}
 }
 
+/* The end of one step of a failure sweep: a is destroyed, and nothing may be left allocated.
+ * Returns whether a failure was injected (the sweep goes on), and counts it. */
+static bool step_end(pm_map *a, size_t *failures)
+{
+	pm_map_destroy(a);
+	CU_ASSERT_EQUAL(FA.live, 0);
+	if (!FA.injected)
+		return false;
+	(*failures)++;
+	return true;
+}
+
+static void sweep_done(const char *name, size_t failures)
+{
+	CU_ASSERT(failures > 0);
+	printf("\n    %-28s %zu failures injected", name, failures);
+}
+
 /*
  * Zipper calls that read before they write, and head bookkeeping, under a failure at each
  * allocation in turn (each found by an adversarial pass):
@@ -758,14 +776,10 @@ static void test_zipper_reads_under_failure(void)
 			CU_ASSERT(rc == PM_ENOMEM);
 		}
 		pm_rz_destroy(r);
-		pm_map_destroy(a);
-		CU_ASSERT_EQUAL(FA.live, 0);
-		if (!FA.injected)
+		if (!step_end(a, &failures))
 			break;
-		failures++;
 	}
-	CU_ASSERT(failures > 0);
-	printf("\n    %-28s %zu failures injected", "zipper reads", failures);
+	sweep_done("zipper reads", failures);
 }
 
 static void test_head_release_under_failure(void)
@@ -804,14 +818,10 @@ static void test_head_release_under_failure(void)
 		CU_ASSERT_EQUAL(pm_head_destroy(h), 0);
 		CU_ASSERT(valid(a));
 		CU_ASSERT(model_matches(&base_model, a));
-		pm_map_destroy(a);
-		CU_ASSERT_EQUAL(FA.live, 0);
-		if (!FA.injected)
+		if (!step_end(a, &failures))
 			break;
-		failures++;
 	}
-	CU_ASSERT(failures > 0);
-	printf("\n    %-28s %zu failures injected", "head release", failures);
+	sweep_done("head release", failures);
 	/* destroy with live writers at new paths (putting them back allocates): their
 	 * subtries are put back, or PM_ENOMEM says some are lost (the writer after a failed
 	 * one was left linked to the freed one: ASan) */
@@ -848,14 +858,10 @@ static void test_head_release_under_failure(void)
 			CU_ASSERT(!pm_map_get(a, (const uint8_t *)"new/1", 5, &v) || v == 7);
 			CU_ASSERT(!pm_map_get(a, (const uint8_t *)"new/2", 5, &v) || v == 8);
 		}
-		pm_map_destroy(a);
-		CU_ASSERT_EQUAL(FA.live, 0);
-		if (!FA.injected)
+		if (!step_end(a, &failures))
 			break;
-		failures++;
 	}
-	CU_ASSERT(failures > 0);
-	printf("\n    %-28s %zu failures injected", "head destroy", failures);
+	sweep_done("head destroy", failures);
 }
 
 static void test_some_failures_injected(void)
