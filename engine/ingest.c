@@ -1115,28 +1115,26 @@ static void *probe_wait(void *arg)
 {
 	char c;
 
-	(void)!read(*(int *)arg, &c, 1); /* until the pipe is closed */
+	while (read(*(int *)arg, &c, 1) < 0 && errno == EINTR) /* until the pipe is closed */
+		;
 	return NULL;
 }
 
 /* How many of n more threads the process can run at once (RLIMIT_NPROC, a cgroup's pids
- * limit): libgomp ends the process with exit 1 when it cannot make its threads. The probe
- * threads wait together, so that they count together, and end. */
+ * limit, RLIMIT_AS for their stacks): libgomp ends the process with exit 1 when it cannot
+ * make its threads. The probe threads have the default stack, as libgomp's (unless
+ * OMP_STACKSIZE says otherwise), wait together, so that they count together, and end. */
 static int probe_threads(int n)
 {
 	pthread_t *t = calloc((size_t)n, sizeof(*t));
-	pthread_attr_t at;
 	int fd[2], k = 0, i;
 
-	if (!t || pipe(fd)) {
+	if (!t || pipe2(fd, O_CLOEXEC)) {
 		free(t);
 		return n;
 	}
-	pthread_attr_init(&at);
-	pthread_attr_setstacksize(&at, 65536);
-	while (k < n && !pthread_create(&t[k], &at, probe_wait, &fd[0]))
+	while (k < n && !pthread_create(&t[k], NULL, probe_wait, &fd[0]))
 		k++;
-	pthread_attr_destroy(&at);
 	close(fd[1]);
 	for (i = 0; i < k; i++)
 		pthread_join(t[i], NULL);
@@ -1264,19 +1262,6 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		return pme_seterr(err, PME_EUSAGE,
 				  "OMP_NUM_THREADS asks for %d threads: at most %d", x.nthreads,
 				  PME_MAX_THREADS);
-	if (x.nthreads > 1) {
-		/* OpenMP's nthreads - 1, the reader's and the KB writer's flusher */
-		int more = probe_threads(x.nthreads + 1);
-
-		if (more < x.nthreads + 1) {
-			fprintf(stderr,
-				"pmingest ingest: warning: %d threads asked for, but only %d more "
-				"can start now (ulimit -u, or the cgroup's pids limit): running "
-				"with %d\n",
-				x.nthreads, more, more > 2 ? more - 1 : 1);
-			x.nthreads = more > 2 ? more - 1 : 1;
-		}
-	}
 	x.nparts = c->partitions ? c->partitions : default_partitions(x.nthreads);
 	if (x.nparts < 1 || x.nparts > PME_MAX_PARTITIONS ||
 	    (c->scheme == PME_SCHEME_HASH && (x.nparts & (x.nparts - 1))))
@@ -1284,6 +1269,20 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 				  x.nparts, c->scheme == PME_SCHEME_HASH ? "hash" : "prefix",
 				  c->scheme == PME_SCHEME_HASH ? "a power of two from 1 to 65536"
 							       : "1 to 65536");
+	if (x.nthreads > 1) {
+		/* OpenMP's nthreads - 1, the reader's and the KB writer's flusher; after P is
+		 * chosen, so that the KB's header does not depend on the threads free now */
+		int more = probe_threads(x.nthreads + 1);
+
+		if (more < x.nthreads + 1) {
+			fprintf(stderr,
+				"pmingest ingest: warning: %d threads asked for, but only %d more "
+				"can start now (ulimit -u or -v, the cgroup's pids limit): running "
+				"with %d\n",
+				x.nthreads, more, more > 2 ? more - 1 : 1);
+			x.nthreads = more > 2 ? more - 1 : 1;
+		}
+	}
 	memory = c->memory ? c->memory : pme_memory_limit() / 4;
 	/* the hash scheme's fast path (last value, sorted batches) holds sorted runs back in a
 	 * quarter of the budget; the batches have the rest (values that turn out to be strings
@@ -1724,11 +1723,14 @@ static int report_open(const char *path, char **tmp, char **final, FILE **f, str
 		*final = NULL;
 		return pme_seterr(err, -ENOMEM, "out of memory");
 	}
-	pio_tmp_name(*tmp, tl, *final, false, (long)getpid(), 0);
-	/* a new file, not one found there (a link planted in a shared directory would have
-	 * its target truncated): what is at the name goes first (a link, not its target) */
-	unlink(*tmp);
-	fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	/* a new file, never one found at the name (a link planted in a shared directory would
+	 * have its target truncated; another output's temporary file would be lost) */
+	for (int i = 0; i < 100; i++) {
+		pio_tmp_name(*tmp, tl, *final, false, (long)getpid(), i);
+		fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
 	*f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (*f)
 		return 0;

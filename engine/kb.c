@@ -881,8 +881,12 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 		return PKB_EINVAL;
 	}
 	rc = meta_check(meta, path, err);
-	if (!rc)
-		rc = replaceable(path, err);
+	if (!rc) { /* the file a link names is the one replaced, in its directory */
+		char *t = pkb_out_target(path);
+
+		rc = replaceable(t ? t : path, err);
+		free(t);
+	}
 	if (rc)
 		return rc;
 	w = calloc(1, sizeof(*w));
@@ -1272,14 +1276,17 @@ int pkb_writer_commit(struct pkb_writer *w, struct pkb_err *err)
 			rc = PKB_ENOMEM;
 			goto out_io;
 		}
-		pio_tmp_name(w->tmp, n, w->path, true, (long)getpid(), 0);
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->fd);
-		unlink(w->tmp);
-		if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW)) {
-			rc = -errno;
-			free(w->tmp);
-			w->tmp = NULL;
-			goto out_io;
+		for (int i = 0;; i++) { /* a new name: never one found there (another file's) */
+			pio_tmp_name(w->tmp, n, w->path, true, (long)getpid(), i);
+			if (!linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW))
+				break;
+			if (errno != EEXIST || i == 99) {
+				rc = -errno;
+				free(w->tmp);
+				w->tmp = NULL;
+				goto out_io;
+			}
 		}
 	}
 	if (rename(w->tmp, w->path)) {

@@ -258,7 +258,7 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 	struct stat st;
 	size_t len;
 	hid_t fcpl;
-	int rc;
+	int rc, i;
 
 	pio_silence_hdf5();
 	if (!o || !o->file || !o->file[0] || !key_type || !value_type || !out)
@@ -299,7 +299,15 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 		rc = pio_seterr(err, PIO_ENOMEM, o->file, NULL, "out of memory");
 		goto out_free;
 	}
-	pio_tmp_name(w->tmp, len, o->file, false, (long)getpid(), 0);
+	/* a new file (EXCL), never one found at the name: a link planted there in a shared
+	 * directory would have its target truncated, another output's temporary file lost */
+	for (i = 0; i < 100; i++) {
+		struct stat ls;
+
+		pio_tmp_name(w->tmp, len, o->file, false, (long)getpid(), i);
+		if (lstat(w->tmp, &ls))
+			break;
+	}
 	w->memk = mem_type(&w->kt, o->layout == PIO_LAYOUT_PAIR, &w->ksize);
 	w->memv = mem_type(&w->vt, o->layout == PIO_LAYOUT_PAIR, &w->vsize);
 	if (w->memk < 0 || w->memv < 0) {
@@ -309,10 +317,6 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 	fcpl = H5Pcreate(H5P_FILE_CREATE);
 	if (fcpl >= 0)
 		H5Pset_obj_track_times(fcpl, 0);
-	/* a new file (EXCL), not one found at the name: a link planted there in a shared
-	 * directory would have its target truncated; what is there goes (a link, not its
-	 * target) */
-	unlink(w->tmp);
 	w->file = H5Fcreate(w->tmp, H5F_ACC_EXCL, fcpl >= 0 ? fcpl : H5P_DEFAULT, H5P_DEFAULT);
 	if (fcpl >= 0)
 		H5Pclose(fcpl);

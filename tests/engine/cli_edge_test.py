@@ -1268,6 +1268,15 @@ def report_before_kb():
     run(["gen", "--output", path("rb.h5"), "--records", 1000, "--quiet"])
     run(["ingest", "--input", path("rb.h5"), "--output", path("rb.kb"), "--quiet"])
     before = digest("rb.kb")
+    # the report named as the KB's temporary file (.K beside K): the KB's rename removed the
+    # staged report, exit 4 with the KB in place (or, without O_TMPFILE, the report
+    # renamed over the KB)
+    for extra in [[], ["--into", path("rb.kb")]]:
+        run(["ingest", "--input", path("rb.h5"), "--output", path("rb.kb"), "--report",
+             path(".rb.kb"), "--quiet"] + extra)
+        check(os.path.exists(path(".rb.kb")) and run(["count", path("rb.kb")]).stdout ==
+              b"1000\n", "report .K beside the KB K %s" % extra)
+    before = digest("rb.kb")
     mnt = path("rbmnt")
     os.makedirs(mnt, exist_ok=True)
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt],
@@ -1318,6 +1327,19 @@ def report_before_kb():
                   % (p.returncode, p.stderr))
         with open(kb, "rb") as f:
             check(f.read() == was, "sticky directory: the KB was replaced")
+        # a link in the sticky directory to a file elsewhere: that file's directory decides
+        # (the writer checked the link's and refused after the run)
+        ww = path("ww")
+        os.makedirs(ww, exist_ok=True)
+        os.chmod(ww, 0o777)
+        with open(os.path.join(ww, "t.kb"), "w") as f:
+            f.write("root's\n")
+        os.chmod(os.path.join(ww, "t.kb"), 0o666)
+        os.symlink(os.path.join(ww, "t.kb"), os.path.join(st, "lnk.kb"))
+        p = subprocess.run(nobody + ["ingest", "--input", os.path.join(st, "in.h5"), "--output",
+                                     os.path.join(st, "lnk.kb"), "--quiet"], capture_output=True)
+        check(p.returncode == 0, "a sticky directory's link to a free file: exit %d: %r"
+              % (p.returncode, p.stderr))
     else:
         print("note: nobody cannot run %s here: the sticky directory case is not run" % PM)
     no_temp_files("report before the KB")
