@@ -57,7 +57,7 @@ static void usage(FILE *f)
 		   "  3  an input cannot be read (missing, not HDF5, wrong dataset/field/type, "
 		   "corrupt KB;\n"
 		   "     inputs whose keys or values are of different classes; an HDF5 file\n"
-		   "     that a writer holds open)\n"
+		   "     that a writer holds open; a KB cut or rewritten in place while read)\n"
 		   "  4  an output cannot be written (permission, disk full, I/O error)\n"
 		   "  5  the input's content is refused (duplicate key under --on-duplicate error, "
 		   "...)\n"
