@@ -1089,7 +1089,12 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 			    "(numbers;\n"
 			    "sum makes C's values int64, uint64 or float64: sums are 64-bit, and\n"
 			    "one that leaves the integer range fails, exit 5; KBs of counts, from\n"
-			    "ingest --on-duplicate count, add up by sum).\n");
+			    "ingest --on-duplicate count, add up by sum). sum, min and max "
+			    "combine\n"
+			    "the values the KBs hold (each its own result), not their records: "
+			    "the\n"
+			    "README says where that differs from one ingest over all the "
+			    "inputs.\n");
 		else if (op == PKB_OP_INTERSECT)
 			printf(
 			    "Writes C holding the keys present in every input (meet), valued by\n"
