@@ -777,8 +777,12 @@ static int replaceable(const char *path, struct pkb_err *err)
 	struct stat st, d;
 	char *dir;
 
-	if (stat(path, &st))
-		return 0;
+	if (stat(path, &st)) {
+		if (errno != ELOOP)
+			return 0;					   /* nothing there yet */
+		seterr(err, "cannot write %s: %s", path, strerror(ELOOP)); /* a loop of links */
+		return -ELOOP;
+	}
 	if (S_ISREG(st.st_mode)) {
 		/* in a sticky directory (/tmp) only the file's owner, the directory's or root may
 		 * replace it: else the rename fails, after all the work */

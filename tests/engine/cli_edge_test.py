@@ -1193,6 +1193,17 @@ def outputs_through_links():
     for x in os.listdir(WORK):  # the planted links (not pmingest's)
         if x.startswith("pl.") and ".tmp." in x:
             os.unlink(path(x))
+    # a loop of links as an output was replaced by the output (as if nothing were there)
+    os.symlink("loopb", path("loopa"))
+    os.symlink("loopa", path("loopb"))
+    for args in [["ingest", "--input", path("ol.h5"), "--output", path("loopa")],
+                 ["ingest", "--input", path("ol.h5"), "--output", path("lo.kb"), "--report",
+                  path("loopa")],
+                 ["gen", "--output", path("loopa"), "--records", 5]]:
+        p = run(args + ["--quiet"], expect=4)
+        check(b"symbolic links" in p.stderr, "%s into a loop of links: %r" % (args[0], p.stderr))
+        check(os.path.islink(path("loopa")) and os.path.islink(path("loopb")),
+              "%s replaced a link of a loop" % args[0])
 
 
 def names_and_globs():
