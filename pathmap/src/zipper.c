@@ -1097,6 +1097,19 @@ int pm_head_read_zipper(pm_head *h, const uint8_t *path, size_t len, pm_rz **out
 	return 0;
 }
 
+/* Takes w off the head's list of live writers and frees it. */
+static void head_drop_writer(pm_head *h, pm_wz *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		h->writers = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	h->live--;
+	wz_free(w);
+}
+
 int pm_head_release(pm_head *h, pm_wz *w)
 {
 	int rc;
@@ -1110,14 +1123,7 @@ int pm_head_release(pm_head *h, pm_wz *w)
 	h->m->count = (size_t)((int64_t)h->m->count + w->delta);
 	if (w->checked) /* out of memory: the path stays recorded (see live_overlap) */
 		track(h, &h->wpaths, w->hpath, w->hlen, -1);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		h->writers = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	h->live--;
-	wz_free(w);
+	head_drop_writer(h, w);
 	return 0;
 }
 
@@ -1159,11 +1165,7 @@ int pm_head_destroy(pm_head *h)
 			/* Out of memory putting a subtrie back: its content is lost, the map stays
 			 * valid, and the caller is told. Keep the count true to the map. */
 			h->m->count = node_count(h->m->root);
-			h->writers = w->next;
-			if (w->next)
-				w->next->prev = NULL;
-			h->live--;
-			wz_free(w);
+			head_drop_writer(h, w);
 			rc = PM_ENOMEM;
 		}
 	}
