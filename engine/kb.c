@@ -777,10 +777,10 @@ static int replaceable(const char *path, struct pkb_err *err)
 	struct stat st, d;
 	char *dir;
 
-	if (stat(path, &st)) {
+	if (stat(path, &st)) { /* nothing there yet, or a loop of links */
 		if (errno != ELOOP)
-			return 0;					   /* nothing there yet */
-		seterr(err, "cannot write %s: %s", path, strerror(ELOOP)); /* a loop of links */
+			return 0;
+		seterr(err, "cannot write %s: %s", path, strerror(ELOOP));
 		return -ELOOP;
 	}
 	if (S_ISREG(st.st_mode)) {
@@ -876,8 +876,8 @@ void pkb_writer_abort(struct pkb_writer *w)
 int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 		    const struct pkb_write_opts *opts, struct pkb_writer **out, struct pkb_err *err)
 {
-	struct pkb_writer *w;
-	char *dir = NULL, *htmp = NULL;
+	struct pkb_writer *w = NULL;
+	char *dir = NULL, *htmp = NULL, *target;
 	int rc;
 
 	if (!path || !meta || !out) {
@@ -885,17 +885,21 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 		return PKB_EINVAL;
 	}
 	rc = meta_check(meta, path, err);
-	if (!rc) { /* the file a link names is the one replaced, in its directory */
-		char *t = pkb_out_target(path);
-
-		rc = replaceable(t ? t : path, err);
-		free(t);
-	}
 	if (rc)
 		return rc;
-	w = calloc(1, sizeof(*w));
-	if (!w)
+	target = pkb_out_target(path); /* the file a link names is replaced, in its directory */
+	if (!target)
 		goto out_nomem;
+	rc = replaceable(target, err);
+	if (rc) {
+		free(target);
+		return rc;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		free(target);
+		goto out_nomem;
+	}
 	w->fd = -1;
 	w->hfd = -1;
 	w->scheme = meta->scheme;
@@ -910,11 +914,11 @@ int pkb_writer_open(const char *path, const struct pkb_meta *meta,
 		if (opts->sync_step)
 			w->sync_step = opts->sync_step;
 	}
-	w->path = pkb_out_target(path);
-	dir = w->path ? dir_of(w->path) : NULL;
+	w->path = target;
+	dir = dir_of(w->path);
 	w->trie_xs = XXH3_createState();
 	w->heap_xs = XXH3_createState();
-	if (!w->path || !dir || !w->trie_xs || !w->heap_xs)
+	if (!dir || !w->trie_xs || !w->heap_xs)
 		goto out_nomem;
 	XXH3_64bits_reset(w->trie_xs);
 	XXH3_64bits_reset(w->heap_xs);
