@@ -407,7 +407,6 @@ static int report_stage(const char *path, const struct pme_config *c, const stru
 			struct staged_report *s, struct pme_err *err);
 static int report_commit(const char *path, struct staged_report *s, struct pme_err *err);
 static void report_discard(struct staged_report *s);
-static bool report_in_place(const char *path);
 
 struct run {
 	const struct pme_config *c;  /* configuration */
@@ -1528,7 +1527,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 		goto out;
 	}
 	report_fields(&x, memory, depth, stem_len);
-	if (c->report && !c->dry_run && !report_in_place(c->report)) {
+	if (c->report && !c->dry_run && !pme_report_in_place(c->report)) {
 		wo.before_commit = stage_report; /* the report ready before the KB is in place */
 		wo.commit_arg = &x;
 	}
@@ -1667,7 +1666,7 @@ static int report_stream(const char *path)
 
 /* Whether the report goes to path in place: a terminal, a FIFO (nothing there to replace;
  * renaming over such a file would remove it), or a standard stream. */
-static bool report_in_place(const char *path)
+bool pme_report_in_place(const char *path)
 {
 	struct stat st;
 
@@ -1684,16 +1683,16 @@ static void report_discard(struct staged_report *s)
 	s->tmp = s->final = NULL;
 }
 
-/* Opens the report for writing: a standard stream's duplicate or path itself (*tmp NULL)
- * when report_in_place, else a temporary file beside the file path names (a symbolic
- * link's target; name in *tmp, malloc'd, and that file's name in *final). Returns 0 or
- * -errno (message in err). */
-static int report_open(const char *path, char **tmp, char **final, FILE **f, struct pme_err *err)
+/* Opens the report for writing: a standard stream's duplicate or path itself (s->tmp NULL)
+ * when pme_report_in_place, else a temporary file beside the file path names (a symbolic
+ * link's target; s->tmp its name, s->final that file's). Returns 0 or -errno (message in
+ * err; nothing staged). */
+static int report_open(const char *path, struct staged_report *s, FILE **f, struct pme_err *err)
 {
 	int rc, fd = report_stream(path);
 	size_t tl;
 
-	*tmp = *final = NULL;
+	s->tmp = s->final = NULL;
 	if (fd >= 0) {
 		fflush(fd == 1 ? stdout : stderr); /* what the stream holds goes first */
 		fd = dup(fd);
@@ -1705,7 +1704,7 @@ static int report_open(const char *path, char **tmp, char **final, FILE **f, str
 			close(fd);
 		return pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(-rc));
 	}
-	if (report_in_place(path)) {
+	if (pme_report_in_place(path)) {
 		*f = fopen(path, "w");
 		if (*f)
 			return 0;
@@ -1713,21 +1712,18 @@ static int report_open(const char *path, char **tmp, char **final, FILE **f, str
 		return pme_seterr(err, rc, "%s: cannot write the report (%s)", path,
 				  strerror(errno));
 	}
-	*final = pkb_out_target(path);
-	if (!*final)
-		return pme_seterr(err, -ENOMEM, "out of memory");
-	tl = strlen(*final) + 48;
-	*tmp = malloc(tl);
-	if (!*tmp) {
-		free(*final);
-		*final = NULL;
+	s->final = pkb_out_target(path);
+	tl = s->final ? strlen(s->final) + 48 : 0;
+	s->tmp = s->final ? malloc(tl) : NULL;
+	if (!s->tmp) {
+		report_discard(s);
 		return pme_seterr(err, -ENOMEM, "out of memory");
 	}
 	/* a new file, never one found at the name (a link planted in a shared directory would
 	 * have its target truncated; another output's temporary file would be lost) */
 	for (int i = 0; i < 100; i++) {
-		pio_tmp_name(*tmp, tl, *final, false, (long)getpid(), i);
-		fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		pio_tmp_name(s->tmp, tl, s->final, false, (long)getpid(), i);
+		fd = open(s->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -1735,21 +1731,21 @@ static int report_open(const char *path, char **tmp, char **final, FILE **f, str
 	if (*f)
 		return 0;
 	rc = -errno;
+	pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(-rc));
 	if (fd >= 0) {
 		close(fd);
-		unlink(*tmp);
+	} else { /* nothing made: nothing for report_discard to remove */
+		free(s->tmp);
+		s->tmp = NULL;
 	}
-	pme_seterr(err, rc, "%s: cannot write the report (%s)", path, strerror(errno));
-	free(*tmp);
-	free(*final);
-	*tmp = *final = NULL;
+	report_discard(s);
 	return rc;
 }
 
 int pme_report_check(const char *path, struct pme_err *err)
 {
+	struct staged_report s;
 	struct stat st;
-	char *tmp, *final;
 	FILE *f;
 	int rc;
 
@@ -1759,30 +1755,27 @@ int pme_report_check(const char *path, struct pme_err *err)
 		if (S_ISDIR(st.st_mode))
 			return pme_seterr(err, -EISDIR, "%s: cannot write the report (%s)", path,
 					  strerror(EISDIR));
-		/* written in place (report_in_place): not opened now, a FIFO would wait for
+		/* written in place (pme_report_in_place): not opened now, a FIFO would wait for
 		 * its reader */
 		if (access(path, W_OK))
 			return pme_seterr(err, -errno, "%s: cannot write the report (%s)", path,
 					  strerror(errno));
 		return 0;
 	}
-	rc = report_open(path, &tmp, &final, &f, err);
+	rc = report_open(path, &s, &f, err);
 	if (!rc) {
 		struct pkb_err ke;
 
 		fclose(f);
-		if (tmp)
-			unlink(tmp);
-		rc = pkb_check_replace(final, &ke);
+		rc = pkb_check_replace(s.final, &ke);
 		if (rc)
 			pme_seterr(err, rc, "%s", ke.msg);
-		free(tmp);
-		free(final);
+		report_discard(&s);
 	}
 	return rc;
 }
 
-/* Writes the report: in place (report_in_place; s->tmp NULL), or to a temporary file beside
+/* Writes the report: in place (pme_report_in_place; s->tmp NULL), or to a temporary file beside
  * the file path names, complete and flushed, that report_commit puts in place (s->tmp, and
  * s->final its final name). Returns 0 or -errno (message in err; nothing left). */
 static int report_stage(const char *path, const struct pme_config *c, const struct pme_report *r,
@@ -1793,7 +1786,7 @@ static int report_stage(const char *path, const struct pme_config *c, const stru
 	bool bad;
 	size_t i;
 	FILE *f;
-	int rc = report_open(path, &s->tmp, &s->final, &f, err);
+	int rc = report_open(path, s, &f, err);
 
 	if (rc)
 		return rc;
@@ -1861,11 +1854,6 @@ int pme_report_write(const char *path, const struct pme_config *c, const struct 
 	int rc = report_stage(path, c, r, &s, err);
 
 	return rc ? rc : report_commit(path, &s, err);
-}
-
-bool pme_report_in_place(const char *path)
-{
-	return report_in_place(path);
 }
 
 void pme_report_print(FILE *f, const struct pme_config *c, const struct pme_report *r)
