@@ -64,6 +64,18 @@ def run(args, expect=0, fsize=None, timeout=None, pass_fds=(), env=None, cwd=Non
     return p
 
 
+NOBODY = ["runuser", "-u", "nobody", "--"]
+
+
+def nobody_can_run(readable):
+    """Whether the steps that need an unprivileged user can run: this test runs as root,
+    and nobody can run pmingest and read the file readable (else they are skipped)."""
+    return (os.geteuid() == 0 and shutil.which("runuser") is not None and
+            subprocess.run(NOBODY + [PM, "--help"], capture_output=True).returncode == 0 and
+            subprocess.run(NOBODY + ["test", "-r", readable],
+                           capture_output=True).returncode == 0)
+
+
 def no_temp_files(what):
     left = [x for x in os.listdir(WORK) if ".tmp." in x]
     check(not left, "%s left temporary files: %s" % (what, left))
@@ -1320,11 +1332,8 @@ def report_before_kb():
         with open(os.path.join(st, name), "w") as f:
             f.write("root's\n")
         os.chmod(os.path.join(st, name), 0o666)
-    nobody = ["runuser", "-u", "nobody", "--", PM]
-    if (os.geteuid() == 0 and shutil.which("runuser") and
-            subprocess.run(nobody + ["--help"], capture_output=True).returncode == 0 and
-            subprocess.run(["runuser", "-u", "nobody", "--", "test", "-r", path("rb.h5")],
-                           capture_output=True).returncode == 0):
+    nobody = NOBODY + [PM]
+    if nobody_can_run(path("rb.h5")):
         p = subprocess.run(nobody + ["ingest", "--input", os.path.join(st, "in.h5"), "--output",
                                      os.path.join(st, "run.kb"), "--quiet"], capture_output=True)
         check(p.returncode == 0, "ingest as nobody: %r" % p.stderr)
@@ -1363,18 +1372,16 @@ def few_threads():
     """Under ulimit -u (RLIMIT_NPROC; root is not bound by it) a run of 4 threads ended with
     libgomp's 'Thread creation failed' and exit 1, the status of a key not found. Now the
     run probes the threads it can start, says so, and runs with fewer: the same KB."""
-    nobody = ["runuser", "-u", "nobody", "--"]
     d = path("np")
     os.makedirs(d, exist_ok=True)
     run(["gen", "--output", path("np/in.h5"), "--records", 20000, "--quiet"])
     run(["ingest", "--input", path("np/in.h5"), "--output", path("np/ref.kb"), "--quiet"])
     os.chown(d, 65534, 65534)
-    if not (os.geteuid() == 0 and shutil.which("runuser") and
-            subprocess.run(nobody + [PM, "--help"], capture_output=True).returncode == 0):
+    if not nobody_can_run(path("np/in.h5")):
         print("note: nobody cannot run %s here: ulimit -u is not tried" % PM)
         return
     for env in [["--threads", "4"], []]:
-        p = subprocess.run(nobody + ["bash", "-c", 'ulimit -u 3; OMP_NUM_THREADS=4 exec "$@"',
+        p = subprocess.run(NOBODY + ["bash", "-c", 'ulimit -u 3; OMP_NUM_THREADS=4 exec "$@"',
                                      "sh", PM, "ingest", "--input", path("np/in.h5"),
                                      "--output", path("np/o.kb"), "--quiet"] + env,
                            capture_output=True)
