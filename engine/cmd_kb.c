@@ -1388,7 +1388,7 @@ int pme_cmd_export(int argc, char **argv)
 	for (;;) {
 		got = pm_snap_iter_next(it, &k, &len, &word);
 		if (got < 0) {
-			snprintf(msg, sizeof(msg), "%s: corrupt KB (damaged trie)", pos[0]);
+			pio_msgf(msg, sizeof(msg), "%s: corrupt KB (damaged trie)", pos[0]);
 			status = PME_EXIT_INPUT;
 			goto out;
 		}
@@ -1411,7 +1411,7 @@ int pme_cmd_export(int argc, char **argv)
 				size_t dl;
 
 				if (pkb_blob(kb, word, &d, &dl)) {
-					snprintf(msg, sizeof(msg), "%s: corrupt KB (heap)", pos[0]);
+					pio_msgf(msg, sizeof(msg), "%s: corrupt KB (heap)", pos[0]);
 					status = PME_EXIT_INPUT;
 					goto out;
 				}
@@ -1458,7 +1458,7 @@ int pme_cmd_export(int argc, char **argv)
 	}
 	goto out;
 out_nomem:
-	snprintf(msg, sizeof(msg), "%s: out of memory", wo.file);
+	pio_msgf(msg, sizeof(msg), "%s: out of memory", wo.file);
 	status = PME_EXIT_NOMEM;
 out:
 	pme_progress_end(prog);

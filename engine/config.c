@@ -86,11 +86,8 @@ int pme_seterr(struct pme_err *err, int rc, const char *fmt, ...)
 
 	if (err) {
 		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		pio_vmsgf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
-		for (char *p = err->msg; *p; p++) /* one line, whatever a file's name holds */
-			if (*p == '\n' || *p == '\r')
-				*p = ' ';
 	}
 	return rc;
 }

@@ -747,44 +747,52 @@ static void dup_message(struct run *x, const uint8_t *key, size_t len, uint64_t 
 {
 	struct pio_reader *rd = NULL;
 	struct pio_batch b;
-	char kt[256], pos[600] = "", last[300] = "";
-	size_t o = 0, shown = 0, i;
-	uint64_t ord = x->rep.kb_records;
+	char kt[256], *pos = NULL;
+	size_t plen = 0, shown = 0, i;
+	uint64_t ord = x->rep.kb_records, lord = 0;
+	const char *lname = NULL;
+	FILE *m = open_memstream(&pos, &plen); /* without it, no positions */
 
 	pkb_key_text(key, len, kt, sizeof(kt));
-	if (x->into && pkb_get(x->into, key, len, &(uint64_t){0}) == 0)
-		o += (size_t)snprintf(pos + o, sizeof(pos) - o, " %s (the --into KB),", x->c->into);
+	if (m && x->into && pkb_get(x->into, key, len, &(uint64_t){0}) == 0)
+		fprintf(m, " %s (the --into KB),", x->c->into);
 	pio_batch_init(&b);
-	if (pio_reader_open(x->inp.in, x->inp.n, NULL, &rd, NULL) == 0) {
+	if (m && pio_reader_open(x->inp.in, x->inp.n, NULL, &rd, NULL) == 0) {
 		while (ord <= upto && pio_reader_next(rd, &b, NULL) == 1) {
 			for (i = 0; i < b.n && ord <= upto; i++, ord++) {
 				size_t l = b.key_off[i + 1] - b.key_off[i];
 
 				if (l != len || memcmp(b.keys + b.key_off[i], key, len))
 					continue;
-				snprintf(last, sizeof(last), " %s#%llu,", x->inp.name[b.source],
-					 (unsigned long long)(b.first_record + i));
-				if (shown++ < 8 && o < sizeof(pos) - 1)
-					o += (size_t)snprintf(pos + o, sizeof(pos) - o, "%s", last);
+				lname = x->inp.name[b.source];
+				lord = b.first_record + i;
+				if (shown++ < 8)
+					fprintf(m, " %s#%llu,", lname, (unsigned long long)lord);
 			}
 		}
 	}
 	pio_batch_free(&b);
 	pio_reader_close(rd);
-	if (shown > 8 && o < sizeof(pos) - 1)
-		o += (size_t)snprintf(pos + o, sizeof(pos) - o, " ...%s", last);
-	if (o && o < sizeof(pos))
-		pos[o - 1] = '\0';
+	if (m && shown > 8)
+		fprintf(m, " ... %s#%llu,", lname, (unsigned long long)lord);
+	if (m && fclose(m)) {
+		free(pos);
+		pos = NULL;
+	}
+	if (pos && plen)
+		pos[plen - 1] = '\0'; /* the last comma */
+	/* a long message keeps its end, the offending record, when pme_seterr cuts it */
 	if (rc == PME_ESUM)
 		pme_seterr(x->err, PME_ESUM,
 			   "the sum of key \"%s\" (%zu bytes) leaves the %s range under "
 			   "--on-duplicate sum (integers do not wrap); its records up to the one "
 			   "that overflows:%s",
-			   kt, len, x->fc.vclass == PIO_V_INT ? "int64" : "uint64", pos);
+			   kt, len, x->fc.vclass == PIO_V_INT ? "int64" : "uint64", pos ? pos : "");
 	else
 		pme_seterr(x->err, PME_EDUP,
 			   "duplicate key \"%s\" (%zu bytes) under --on-duplicate error, at%s", kt,
-			   len, pos);
+			   len, pos ? pos : "");
+	free(pos);
 }
 
 static int batch_error(struct run *x, const struct pme_rbatch *b, int rc)
@@ -1193,7 +1201,7 @@ static int stage_report(void *arg, struct pkb_err *ke)
 	report_times(x);
 	rc = report_stage(x->c->report, x->c, &x->rep, &x->report, &pe);
 	if (rc)
-		snprintf(ke->msg, sizeof(ke->msg), "%.*s", (int)sizeof(ke->msg) - 1, pe.msg);
+		pio_msgf(ke->msg, sizeof(ke->msg), "%s", pe.msg);
 	return rc;
 }
 

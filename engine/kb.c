@@ -123,11 +123,8 @@ seterr(struct pkb_err *err, const char *fmt, ...)
 	if (!err)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	pio_vmsgf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
-	for (char *p = err->msg; *p; p++) /* one line, whatever a file's name holds */
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
 }
 
 static uint64_t get_le(const uint8_t *p, unsigned n)

@@ -56,6 +56,7 @@
 #define PIO_H
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -112,6 +113,17 @@ enum pio_errclass pio_error_class(int rc);
 struct pio_err {
 	char msg[768]; /* "FILE: dataset DSET: problem (HDF5: innermost message)" */
 };
+
+/*
+ * Formats a one-line message into dst[size] (size > 0), as vsnprintf does, except that a
+ * message too long for dst (one naming a file of thousands of bytes) keeps about its first
+ * third and its last two thirds, joined by "..." and cut between UTF-8 characters, so the
+ * reason at its end survives (vsnprintf's plain truncation when size is 16 or less, or
+ * when memory for the whole message is lacking). Line breaks become spaces. The engine's
+ * and the KB layer's messages are made by it too. Thread-safe.
+ */
+void pio_vmsgf(char *dst, size_t size, const char *fmt, va_list ap);
+void pio_msgf(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---------------------------------------------------------------------------------------
  * Types

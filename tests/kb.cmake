@@ -28,7 +28,8 @@ if(TARGET pmengine)
   file(GLOB PKB_FUZZ_LIB ${CMAKE_SOURCE_DIR}/pathmap/src/*.c)
   pm_add_fuzz_run(kb 45 65536 -fopenmp=libomp -I${CMAKE_SOURCE_DIR}/pathmap
     -I${CMAKE_SOURCE_DIR}/pathmap/src -I${CMAKE_SOURCE_DIR}/engine -I${CMAKE_SOURCE_DIR}/io
-    ${CMAKE_SOURCE_DIR}/engine/kb.c ${CMAKE_SOURCE_DIR}/io/src/typemerge.c ${PKB_FUZZ_LIB}
+    ${CMAKE_SOURCE_DIR}/engine/kb.c ${CMAKE_SOURCE_DIR}/io/src/typemerge.c
+    ${CMAKE_SOURCE_DIR}/io/src/msg.c ${PKB_FUZZ_LIB}
     -lxxhash)
 endif()
 

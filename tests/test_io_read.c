@@ -404,6 +404,98 @@ static void test_api_edges(void)
 	CU_ASSERT(pio_reader_next(NULL, &b, &err) == PIO_EINVAL);
 }
 
+/* Whether s is well-formed UTF-8 (the shortest forms are not checked: a cut cannot make
+ * them). */
+static bool utf8_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		int n; /* continuation bytes */
+
+		if (*p < 0x80)
+			n = 0;
+		else if ((*p & 0xE0) == 0xC0)
+			n = 1;
+		else if ((*p & 0xF0) == 0xE0)
+			n = 2;
+		else if ((*p & 0xF8) == 0xF0)
+			n = 3;
+		else
+			return false;
+		for (p++; n > 0; n--, p++)
+			if ((*p & 0xC0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+static bool ends_with(const char *s, const char *end)
+{
+	size_t a = strlen(s), b = strlen(end);
+
+	return a >= b && strcmp(s + a - b, end) == 0;
+}
+
+/* pio_msgf as snprintf for what fits; a longer message keeps its head and its end (the
+ * reason), joined by "...", cut between characters; pio_seterr's messages too. */
+static void test_messages(void)
+{
+	char buf[64], name[2101], *path;
+	struct pio_reader *r = NULL;
+	struct pio_input in;
+	struct pio_err err;
+	size_t i, size;
+
+	pio_msgf(buf, sizeof(buf), "%s: %d", "short", 7);
+	CU_ASSERT_STRING_EQUAL(buf, "short: 7");
+	pio_msgf(buf, sizeof(buf), "a\nb\rc");
+	CU_ASSERT_STRING_EQUAL(buf, "a b c");
+	pio_msgf(buf, 8, "%s", "abcdefghij"); /* too small to cut: truncated */
+	CU_ASSERT_STRING_EQUAL(buf, "abcdefg");
+
+	memset(name, 'n', 200);
+	name[0] = '/';
+	name[199] = 'Z';
+	name[200] = 0;
+	pio_msgf(buf, sizeof(buf), "%s: cannot open: No such file", name);
+	CU_ASSERT(strlen(buf) == sizeof(buf) - 1);
+	CU_ASSERT(strncmp(buf, "/nnn", 4) == 0);
+	CU_ASSERT(strstr(buf, "n...n") != NULL);
+	CU_ASSERT(ends_with(buf, "nZ: cannot open: No such file"));
+
+	for (i = 0; i < 100; i++) { /* "é" a hundred times */
+		name[2 * i] = (char)0xC3;
+		name[2 * i + 1] = (char)0xA9;
+	}
+	name[200] = 0;
+	for (size = 17; size <= sizeof(buf); size++) {
+		pio_msgf(buf, size, "%s: x", name);
+		CU_ASSERT(utf8_ok(buf));
+		CU_ASSERT(strlen(buf) < size && strlen(buf) + 4 >= size);
+		CU_ASSERT(strstr(buf, "...") != NULL);
+		CU_ASSERT(ends_with(buf, "\xC3\xA9: x"));
+	}
+
+	/* the reader's message of a missing file of 2100 bytes' name */
+	memset(name, 'd', sizeof(name) - 1);
+	for (i = 0; i + 1 < sizeof(name); i += 100)
+		name[i] = '/';
+	memcpy(name + sizeof(name) - 8, "miss.h5", 8);
+	path = name;
+	memset(&in, 0, sizeof(in));
+	in.file = path;
+	in.dataset = "/data";
+	in.count = PIO_TO_END;
+	err.msg[0] = 0;
+	CU_ASSERT(pio_reader_open(&in, 1, NULL, &r, &err) == PIO_ENOENT);
+	CU_ASSERT(r == NULL);
+	CU_ASSERT(strncmp(err.msg, "/ddd", 4) == 0);
+	CU_ASSERT(strstr(err.msg, "...") != NULL);
+	CU_ASSERT(strstr(err.msg, "dmiss.h5: dataset /data: ") != NULL);
+	CU_ASSERT(ends_with(err.msg, "No such file or directory"));
+}
+
 /* pio_type_merge against the rule spelled out field by field. */
 static void test_type_merge(void)
 {
@@ -594,6 +686,7 @@ int main(void)
 	CU_add_test(s, "several inputs and files in one job", test_multi_input);
 	CU_add_test(s, "prefetch (double buffering) equals direct reads", test_prefetch);
 	CU_add_test(s, "API edges: codes, NULLs", test_api_edges);
+	CU_add_test(s, "long messages keep their reason", test_messages);
 	CU_add_test(s, "type widening of a job's inputs (pio_type_merge)", test_type_merge);
 	CU_add_test(s, "h5py's LZF chunks, with and without their size", test_lzf);
 	CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pio_internal.h"
@@ -161,10 +162,10 @@ int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, 
 	       ...)
 {
 	struct walk w = {.found = false, .nomem = false};
-	char text[512];
+	char text[512], *all = NULL;
 	va_list ap;
 	size_t len;
-	char *p;
+	int n;
 
 	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
 	H5Eclear2(H5E_DEFAULT);
@@ -175,19 +176,21 @@ int pio_seterr(struct pio_err *err, int rc, const char *file, const char *dset, 
 	if (!err)
 		return rc;
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	if (n >= (int)sizeof(text) && (all = malloc((size_t)n + 1))) { /* names a file too */
+		va_start(ap, fmt);
+		vsnprintf(all, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
 	if (dset)
-		snprintf(err->msg, sizeof(err->msg), "%s: dataset %s: %s", file ? file : "?", dset,
-			 text);
+		pio_msgf(err->msg, sizeof(err->msg), "%s: dataset %s: %s", file ? file : "?", dset,
+			 all ? all : text);
 	else
-		snprintf(err->msg, sizeof(err->msg), "%s: %s", file ? file : "?", text);
+		pio_msgf(err->msg, sizeof(err->msg), "%s: %s", file ? file : "?", all ? all : text);
+	free(all);
 	len = strlen(err->msg);
-	if (w.found && len + 16 < sizeof(err->msg))
-		snprintf(err->msg + len, sizeof(err->msg) - len, " (HDF5: %s)", w.desc);
-	/* One line, whatever the file name or HDF5 said. */
-	for (p = err->msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	if (w.found && len + 16 < sizeof(err->msg)) /* one line, whatever HDF5 said */
+		pio_msgf(err->msg + len, sizeof(err->msg) - len, " (HDF5: %s)", w.desc);
 	return rc;
 }

@@ -1414,13 +1414,59 @@ def thread_counts():
             check(p.returncode == 4, "%s to a full stdout: exit %d" % (args, p.returncode))
 
 
+def long_names():
+    """A message about a file of a long name (thousands of bytes, in directories with UTF-8
+    names) used to be cut at the end of its buffer, reason and all ("pmingest ingest:
+    /dir/dir/...dir/ddd" and no more): now the middle of the line gives way, cut between
+    characters, and the line still ends with what is wrong."""
+    d = path("ln")
+    for i in range(24):
+        d = os.path.join(d, "r\u00e9pertoire-%02d-%s" % (i, "x" * 100))
+    os.makedirs(d)
+    h5, kb = os.path.join(d, "in.h5"), os.path.join(d, "o.kb")
+    run(["gen", "--output", h5, "--records", 1000, "--seed", 1])
+    run(["ingest", "--input", h5, "--output", kb, "--quiet"])
+    bad = os.path.join(d, "bad.kb")
+    with open(kb, "rb") as f, open(bad, "wb") as g:
+        g.write(f.read()[:100])
+    out = os.path.join(d, "x.kb")
+    cases = [
+        (["ingest", "--input", os.path.join(d, "missing.h5"), "--output", out], 3,
+         "/missing.h5: dataset /data: cannot open: No such file or directory"),
+        (["ingest", "--input", h5 + ":/nope", "--output", out], 3,
+         "/in.h5: dataset /nope: not found"),
+        (["ingest", "--input", h5, "--key-field", "zz", "--output", out], 3,
+         "has no field 'zz' (its fields: key, value)"),
+        (["ingest", "--input", h5, "--input", h5, "--on-duplicate", "error", "--output", out],
+         5, "/in.h5:/data#0"),
+        (["verify", bad], 3, "/bad.kb: truncated KB file (100 bytes, header needs 256)"),
+        (["merge", kb, "--output", os.path.join(d, "no", "m.kb")], 4,
+         "/no: No such file or directory"),
+        (["ingest", "--input", h5, "--output", out, "--report", os.path.join(d, "no", "r.json")],
+         4, "/r.json: cannot write the report (No such file or directory)"),
+    ]
+    for args, status, end in cases:
+        err = run(args, expect=status).stderr
+        check(err.count(b"\n") == 1 and err.endswith(b"\n"), "%s: not one line" % args[0])
+        try:
+            line = err.decode("utf-8").rstrip("\n")
+        except UnicodeDecodeError:
+            fail("%s: the message is not UTF-8 (cut inside a character)" % args[0])
+            continue
+        check(line.endswith(end), "%s %s: the message lost its end: ...%s" % (
+            args[0], args[1], line[-160:]))
+        check("x..." in line or "...x" in line or "\u00e9..." in line or "...r" in line,
+              "%s: no cut in the middle of the name: %s" % (args[0], line[:160]))
+    check(not os.path.exists(out), "a failed run left %s" % out)
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
              types_that_do_not_fit, outputs_through_links, names_and_globs,
-             report_before_kb, few_threads, thread_counts]
+             report_before_kb, few_threads, thread_counts, long_names]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
