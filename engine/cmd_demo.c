@@ -100,11 +100,8 @@ int pme_cmd_demo(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--records") && i + 1 < argc) {
 			const char *v = argv[++i];
-			char *end;
 
-			errno = 0;
-			n = strtoull(v, &end, 10);
-			if (errno || !*v || *end || *v == '-' || *v == '+') {
+			if (pme_parse_count(v, &n)) {
 				fprintf(stderr,
 					"pmingest demo: --records needs a non-negative integer, "
 					"not '%s'\n",

@@ -82,18 +82,8 @@ int pme_out_dataset(const char *cmd, const char *path, struct pio_writer_opts *o
 
 static int parse_u64(const char *opt, const char *s, uint64_t *out)
 {
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	if (!s || !*s || *s == '-')
-		goto bad;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		goto bad;
-	*out = v;
-	return 0;
-bad:
+	if (!pme_parse_count(s, out))
+		return 0;
 	fprintf(stderr, "pmingest gen: %s needs a non-negative integer, not '%s'\n", opt,
 		s ? s : "");
 	return -1;

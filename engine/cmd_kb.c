@@ -127,26 +127,17 @@ static bool encode_int_key(const struct pio_type *t, const char *s, uint8_t *out
 {
 	unsigned w = t->width, i;
 	uint64_t u;
-	char *end;
 
-	errno = 0;
 	if (t->cls == PIO_V_INT) {
-		long long v = strtoll(s, &end, 10);
-		int64_t lo = w == 8 ? INT64_MIN : -((int64_t)1 << (8 * w - 1));
+		int64_t v, lo = w == 8 ? INT64_MIN : -((int64_t)1 << (8 * w - 1));
 		int64_t hi = w == 8 ? INT64_MAX : ((int64_t)1 << (8 * w - 1)) - 1;
 
-		if (errno || !*s || *end || v < lo || v > hi)
+		if (pme_parse_int(s, &v) || v < lo || v > hi)
 			return false;
 		u = (uint64_t)v ^ ((uint64_t)1 << (8 * w - 1));
 	} else {
-		unsigned long long v;
-
-		if (*s == '-')
+		if (pme_parse_count(s, &u) || (w < 8 && u >> (8 * w)))
 			return false;
-		v = strtoull(s, &end, 10);
-		if (errno || !*s || *end || (w < 8 && v >> (8 * w)))
-			return false;
-		u = v;
 	}
 	for (i = 0; i < w; i++)
 		out[i] = (uint8_t)(u >> (8 * (w - 1 - i)));
@@ -609,7 +600,7 @@ int pme_cmd_scan(int argc, char **argv)
 	pm_snap_iter *it = NULL;
 	uint8_t *prefix = NULL, *from = NULL;
 	size_t plen = 0, flen = 0;
-	unsigned long long limit = ULLONG_MAX;
+	uint64_t limit = UINT64_MAX;
 	enum fmt fmt = FMT_TSV;
 	const char *v;
 	int npos, status, rc;
@@ -646,11 +637,7 @@ int pme_cmd_scan(int argc, char **argv)
 	}
 	v = optval(o, NOPT(o), "limit");
 	if (v) {
-		char *end;
-
-		errno = 0;
-		limit = strtoull(v, &end, 10);
-		if (errno || !*v || *end || *v == '-') {
+		if (pme_parse_count(v, &limit)) {
 			fprintf(stderr, "pmingest scan: bad --limit '%s'\n", v);
 			status = PME_EXIT_USAGE;
 			goto out;
@@ -1039,12 +1026,9 @@ static bool parse_scheme(const char *s, enum pme_scheme *out)
 
 static bool parse_u32(const char *s, uint32_t *out)
 {
-	char *end;
-	unsigned long v;
+	uint64_t v;
 
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || !*s || *end || *s == '-' || v > UINT32_MAX)
+	if (pme_parse_count(s, &v) || v > UINT32_MAX)
 		return false;
 	*out = (uint32_t)v;
 	return true;
@@ -1610,20 +1594,17 @@ static bool parse_num(const struct pio_type *t, const char *s, uint64_t *w)
 
 	errno = 0;
 	if (t->cls == PIO_V_INT) {
-		long long v = strtoll(s, &end, 10);
+		int64_t v;
 
-		if (errno || !*s || *end)
+		if (pme_parse_int(s, &v))
 			return false;
 		if (t->width < 8 &&
 		    (v < -(1LL << (8 * t->width - 1)) || v >= (1LL << (8 * t->width - 1))))
 			return false;
 		*w = (uint64_t)v;
 	} else if (t->cls == PIO_V_UINT) {
-		unsigned long long v = strtoull(s, &end, 10);
-
-		if (errno || !*s || *end || *s == '-' || (t->width < 8 && v >> (8 * t->width)))
+		if (pme_parse_count(s, w) || (t->width < 8 && *w >> (8 * t->width)))
 			return false;
-		*w = v;
 	} else {
 		double d = strtod(s, &end);
 
@@ -1788,8 +1769,11 @@ int pme_cmd_kb_build(int argc, char **argv)
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
-	if ((v = optval(o, NOPT(o), "seed")))
-		seed = strtoull(v, NULL, 0);
+	if ((v = optval(o, NOPT(o), "seed")) && pme_parse_count(v, &seed)) {
+		fprintf(stderr, "pmingest kb-build: bad --seed '%s' (a non-negative integer)\n", v);
+		status = PME_EXIT_USAGE;
+		goto out;
+	}
 	v = optval(o, NOPT(o), "order");
 	if (v && strcmp(v, "input") && strcmp(v, "reverse") && strcmp(v, "shuffle")) {
 		fprintf(stderr, "pmingest kb-build: bad --order '%s'\n", v);

@@ -4,6 +4,7 @@
  * name and the help lists them all with their defaults.
  */
 #define _POSIX_C_SOURCE 200809L /* strdup */
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -140,15 +141,30 @@ const char *pme_policy_name(enum pme_policy p)
 	return (unsigned)p < sizeof(policy_names) / sizeof(policy_names[0]) ? policy_names[p] : "?";
 }
 
-static int parse_u64(const char *s, uint64_t *out)
+int pme_parse_count(const char *s, uint64_t *out)
 {
 	unsigned long long v;
 	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (!s || !isdigit((unsigned char)*s))
 		return PME_EUSAGE;
 	errno = 0;
 	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return PME_EUSAGE;
+	*out = v;
+	return 0;
+}
+
+int pme_parse_int(const char *s, int64_t *out)
+{
+	long long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)s[*s == '-']))
+		return PME_EUSAGE;
+	errno = 0;
+	v = strtoll(s, &end, 10);
 	if (errno || *end)
 		return PME_EUSAGE;
 	*out = v;
@@ -161,11 +177,11 @@ int pme_parse_size(const char *s, uint64_t *out)
 	unsigned shift = 0;
 	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (!s || !isdigit((unsigned char)*s))
 		return PME_EUSAGE;
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || end == s)
+	if (errno)
 		return PME_EUSAGE;
 	switch (*end) {
 	case '\0':
@@ -274,19 +290,19 @@ int pme_config_set(struct pme_config *c, const char *name, const char *value, st
 		rc = set_string((char **)(void *)field, value);
 		break;
 	case K_INT:
-		rc = parse_u64(value, &u);
+		rc = pme_parse_count(value, &u);
 		if (rc || u > PME_MAX_THREADS) /* threads: the only K_INT */
 			goto bad;
 		*(int *)(void *)field = (int)u;
 		break;
 	case K_U32:
-		rc = parse_u64(value, &u);
+		rc = pme_parse_count(value, &u);
 		if (rc || u > UINT32_MAX)
 			goto bad;
 		*(uint32_t *)(void *)field = (uint32_t)u;
 		break;
 	case K_U64:
-		rc = parse_u64(value, &u);
+		rc = pme_parse_count(value, &u);
 		if (rc)
 			goto bad;
 		*(uint64_t *)(void *)field = u;

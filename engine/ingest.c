@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE /* RTLD_DEFAULT, glob */
 #include <dlfcn.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -673,6 +674,24 @@ static int first_error(const struct run *x, uint64_t *ord)
 	return rc;
 }
 
+/* Whether OMP_NUM_THREADS asks for more than PME_MAX_THREADS at its first level (libgomp
+ * reads a number past int as 1); a value libgomp cannot read is left to its warning. */
+static bool omp_env_too_big(void)
+{
+	const char *s = getenv("OMP_NUM_THREADS");
+	unsigned long long v;
+
+	if (!s)
+		return false;
+	while (isspace((unsigned char)*s))
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtoull(s, NULL, 10);
+	return errno == ERANGE || v > PME_MAX_THREADS;
+}
+
 /*
  * Whether holding sorted runs back pays: from two batches on (building the trie once from
  * the merged runs costs less than merging the second batch into grown nodes; 4 M keys in
@@ -1259,8 +1278,7 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 								 : omp_get_num_procs());
 	if (x.nthreads < 1)
 		x.nthreads = 1;
-	if (!c->threads && getenv("OMP_NUM_THREADS") && /* libgomp reads one past int as 1 */
-	    strtoull(getenv("OMP_NUM_THREADS"), NULL, 10) > PME_MAX_THREADS)
+	if (!c->threads && omp_env_too_big())
 		return pme_seterr(err, PME_EUSAGE, "OMP_NUM_THREADS=%s: at most %d threads",
 				  getenv("OMP_NUM_THREADS"), PME_MAX_THREADS);
 	if (x.nthreads > omp_get_thread_limit()) /* OMP_THREAD_LIMIT */

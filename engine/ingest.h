@@ -164,6 +164,12 @@ int pme_policy_parse(const char *s, enum pme_policy *out);
 const char *pme_policy_name(enum pme_policy p);
 /* Parses "123", "64K", "512M", "2G", "1T" (powers of 1024). Returns 0 or PME_EUSAGE. */
 int pme_parse_size(const char *s, uint64_t *out);
+/* Parses a decimal count: digits only (no sign, space or suffix), at most UINT64_MAX.
+ * Returns 0 or PME_EUSAGE. Every command's count options go through it: strtoull alone
+ * skips spaces and takes " -1" for 2^64 - 1. */
+int pme_parse_count(const char *s, uint64_t *out);
+/* Parses a decimal integer: an optional '-', then digits. Returns 0 or PME_EUSAGE. */
+int pme_parse_int(const char *s, int64_t *out);
 
 /* Run */
 

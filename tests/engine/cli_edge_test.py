@@ -1460,13 +1460,56 @@ def long_names():
     check(not os.path.exists(out), "a failed run left %s" % out)
 
 
+def signed_counts():
+    """A count given as " -1" (a space before the sign, as a quoted config value or a shell
+    variable can hold) passed the parsers' check of the first character and strtoull made it
+    2^64 - 1: `gen --records " -1"` wrote until the disk was full, --memory " -1" was a budget
+    of 16 EiB, scan --limit " -1" no limit, `get` of the uint64 key " -1" found key 2^64 - 1.
+    Now every count is digits only; OMP_NUM_THREADS=-1 is libgomp's to warn about."""
+    h5, kb = path("sc.h5"), path("sc.kb")
+    run(["gen", "--output", h5, "--records", 100, "--seed", 2])
+    run(["ingest", "--input", h5, "--output", kb, "--quiet"])
+    out = path("sc-out")
+    with open(path("sc.tsv"), "w") as f:
+        f.write("5\t3\n18446744073709551615\t4\n")
+    for args in (["gen", "--output", out, "--records", " -1"],
+                 ["gen", "--output", out, "--records", "+10"],
+                 ["demo", "--dir", out, "--records", " -1"],
+                 ["ingest", "--input", h5, "--output", out, "--memory", " -1"],
+                 ["ingest", "--input", h5, "--output", out, "--memory", "-1G"],
+                 ["ingest", "--input", h5, "--output", out, "--batch-records", " -1"],
+                 ["ingest", "--input", h5, "--output", out, "--partitions", " 8"],
+                 ["scan", kb, "--limit", " -1"],
+                 ["kb-build", "--output", out, "--seed", "0x10", path("sc.tsv")]):
+        p = run(args, expect=2, fsize=1 << 24, timeout=60)
+        check(p.stderr.count(b"\n") == 1 and b"'" in p.stderr,
+              "%s: not one line naming the value: %r" % (args, p.stderr[-300:]))
+        check(not os.path.exists(out), "%s left %s" % (args, out))
+    with open(path("sc.ini"), "w") as f:
+        f.write('[ingest]\nmemory = " -1"\n')
+    run(["ingest", "-c", path("sc.ini"), "--input", h5, "--output", out], expect=2)
+    ukb = path("sc-u.kb")
+    run(["kb-build", "--key-type", "uint64", "--value-type", "uint64", "--output", ukb,
+         path("sc.tsv")])
+    check(run(["get", ukb, "18446744073709551615"]).stdout.strip() == b"4", "get of 2^64-1")
+    run(["get", ukb, " -1"], expect=2)
+    with open(path("sc2.tsv"), "w") as f:
+        f.write("5\t -1\n")
+    run(["kb-build", "--key-type", "uint64", "--value-type", "uint64", "--output", out,
+         path("sc2.tsv")], expect=3)
+    check(not os.path.exists(out), "kb-build of a bad value left %s" % out)
+    p = run(["ingest", "--input", h5, "--output", out, "--quiet"], env={"OMP_NUM_THREADS": "-1"})
+    check(b"at most" not in p.stderr, "OMP_NUM_THREADS=-1 called too many threads")
+    os.unlink(out)
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
              types_that_do_not_fit, outputs_through_links, names_and_globs,
-             report_before_kb, few_threads, thread_counts, long_names]
+             report_before_kb, few_threads, thread_counts, long_names, signed_counts]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
