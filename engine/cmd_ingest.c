@@ -25,9 +25,12 @@ static void ingest_usage(FILE *f)
 	       "  -c, --config FILE      INI file (one): keys in the global section or in\n"
 	       "                         [ingest]; an unknown key is an error, and so is a\n"
 	       "                         key set twice (but input, which repeats); a value\n"
-	       "                         in double quotes is read without them; ';' after\n"
-	       "                         a space starts a comment, quoted or not (give a\n"
-	       "                         value holding \" ;\" on the command line)\n");
+	       "                         in double or single quotes is read without them;\n"
+	       "                         ';' or '#' after a space starts a comment, quoted\n"
+	       "                         or not; lines of at most 199 bytes (give longer\n"
+	       "                         values, or ones holding \" ;\" or \" #\", on the\n"
+	       "                         command line); relative paths are relative to the\n"
+	       "                         working directory, not to the file\n");
 	pme_config_help(f);
 	fprintf(
 	    f,
@@ -138,8 +141,13 @@ int pme_cmd_ingest(int argc, char **argv)
 		if (!strncmp(argv[i], "--config=", 9))
 			continue;
 		if (strncmp(argv[i], "--", 2)) {
-			fprintf(stderr, "pmingest ingest: unexpected argument '%s' (see --help)\n",
-				argv[i]);
+			bool known, yes_no = i > 1 && !strncmp(argv[i - 1], "--", 2) &&
+					     !strchr(argv[i - 1], '=') &&
+					     pme_config_is_flag(argv[i - 1] + 2, &known);
+
+			fprintf(stderr, "pmingest ingest: unexpected argument '%s' (%s)\n", argv[i],
+				yes_no ? "a yes/no flag takes a value as --flag=VALUE"
+				       : "see --help");
 			status = PME_EXIT_USAGE;
 			goto out;
 		}

@@ -351,12 +351,15 @@ struct ini_ctx {
 /*
  * libinih's line reader. inih reads into a buffer of num bytes (200 as Debian builds it) and
  * would take the rest of a longer line as the next line, or silently cut a value: such a line
- * is refused here, by number.
+ * is refused here, by number. A line's indentation is dropped (inih would join an indented
+ * line to the value above it: an indented "threads = 1" became part of that value, an
+ * indented file name a second input), and " #" starts a comment as " ;" does in inih.
  */
 static char *read_line(char *str, int num, void *user)
 {
 	struct ini_ctx *x = user;
 	size_t len;
+	char *p;
 	int ch;
 
 	if (x->rc)
@@ -369,16 +372,29 @@ static char *read_line(char *str, int num, void *user)
 	}
 	x->line++;
 	len = strlen(str);
-	if (len < (size_t)num - 1 || str[len - 1] == '\n')
-		return str;
-	ch = getc(x->f); /* the buffer is full: the line fits if it ends here */
-	if (ch == '\r')
-		ch = getc(x->f);
-	if (ch == '\n' || ch == EOF)
-		return str;
-	x->rc = pme_seterr(x->err, PME_EUSAGE, "%s:%d: line longer than %d bytes", x->path, x->line,
-			   num - 1);
-	return NULL;
+	if (len == (size_t)num - 1 && str[len - 1] != '\n') {
+		ch = getc(x->f); /* the buffer is full: the line fits if it ends here */
+		if (ch == '\r')
+			ch = getc(x->f);
+		if (ch != '\n' && ch != EOF) {
+			x->rc = pme_seterr(x->err, PME_EUSAGE,
+					   "%s:%d: line longer than %d bytes (give longer values "
+					   "on the command line)",
+					   x->path, x->line, num - 1);
+			return NULL;
+		}
+	}
+	p = str + strspn(str, " \t");
+	if (p > str)
+		memmove(str, p, strlen(p) + 1);
+	for (p = str + 1; *str && *p; p++) {
+		if (*p == '#' && (p[-1] == ' ' || p[-1] == '\t')) {
+			p[0] = '\n';
+			p[1] = '\0';
+			break;
+		}
+	}
+	return str;
 }
 
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
@@ -393,15 +409,15 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	if (x->rc)
 		return 0;
 	if (*section && strcmp(section, "ingest")) {
-		x->rc = pme_seterr(x->err, PME_EUSAGE, "%s: unknown section [%s] (use [ingest])",
-				   x->path, section);
+		x->rc = pme_seterr(x->err, PME_EUSAGE, "%s:%d: unknown section [%s] (use [ingest])",
+				   x->path, x->line, section);
 		return 0;
 	}
 	o = find_option(name);
 	if (!o) {
-		x->rc =
-		    pme_seterr(x->err, PME_EUSAGE,
-			       "%s: unknown key '%s' (see pmingest ingest --help)", x->path, name);
+		x->rc = pme_seterr(x->err, PME_EUSAGE,
+				   "%s:%d: unknown key '%s' (see pmingest ingest --help)", x->path,
+				   x->line, name);
 		return 0;
 	}
 	if (o->kind != K_LIST && x->seen[o - options]) {
@@ -411,7 +427,8 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	}
 	x->seen[o - options] = x->line;
 	len = strlen(value);
-	if (len >= 2 && value[0] == '"' && value[len - 1] == '"') { /* "a value": a value */
+	if (len >= 2 && (value[0] == '"' || value[0] == '\'') && value[len - 1] == value[0]) {
+		/* "a value" or 'a value': a value */
 		unquoted = strndup(value + 1, len - 2);
 		if (!unquoted) {
 			x->rc = pme_seterr(x->err, -ENOMEM, "out of memory");
@@ -421,7 +438,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	rc = pme_config_set(x->c, name, unquoted ? unquoted : value, &e);
 	free(unquoted);
 	if (rc) {
-		x->rc = pme_seterr(x->err, rc, "%s: %s", x->path, e.msg);
+		x->rc = pme_seterr(x->err, rc, "%s:%d: %s", x->path, x->line, e.msg);
 		return 0;
 	}
 	return 1;
@@ -441,7 +458,10 @@ int pme_config_load(struct pme_config *c, const char *path, struct pme_err *err)
 	if (x.rc)
 		return x.rc;
 	if (line)
-		return pme_seterr(err, PME_EUSAGE, "%s:%d: syntax error", path, line);
+		return pme_seterr(
+		    err, PME_EUSAGE,
+		    "%s:%d: syntax error (lines are KEY = VALUE, [ingest] or comments)", path,
+		    line);
 	return 0;
 }
 

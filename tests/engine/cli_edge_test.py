@@ -5,6 +5,7 @@ regression test named for the bug it pins: the exit status and the one-line mess
 STEP names run only those steps (all by default).
 """
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -220,7 +221,25 @@ def config_files():
     job(ok, 0)
     job(ok + "threads = 1\nthreads = 2\n", 2, "c.ini:5: 'threads' is already set on line 4")
     job(ok + "output = %s\n" % path("other.kb"), 2, "'output' is already set on line 2")
-    job(ok + "threads = 1\n  2\n", 2, "c.ini:5: 'threads' is already set")
+    # an indented line was joined to the value above it: a second input, silently, or an
+    # indented key read as part of a file name; indentation means nothing now
+    job(ok + "threads = 1\n  2\n", 2, "c.ini:5: syntax error")
+    job(ok.replace("input = %s\n" % path("cfg.h5"),
+                   "input = %s\n  %s\n" % (path("cfg.h5"), path("cfg.h5"))), 2,
+        "c.ini:2: syntax error")
+    job(ok.replace("quiet", "  report = %s\n\tquiet" % path("ind.json")), 0)
+    check(json.load(open(path("ind.json")))["records"] == 100, "indented keys: the report")
+    # " #" started no comment: the output was a file named 'cfg2.kb   # the KB'; a value in
+    # single quotes kept them
+    job(ok.replace(path("cfg.kb"), path("cfg2.kb") + "   # the KB") + "# done\n", 0)
+    check(os.path.exists(path("cfg2.kb")), "an inline # comment: no cfg2.kb")
+    job(ok.replace(path("cfg.kb"), "'%s'" % path("cfg3.kb")), 0)
+    check(os.path.exists(path("cfg3.kb")), "a value in single quotes: no cfg3.kb")
+    check(not [n for n in os.listdir(WORK) if "#" in n or "'" in n],
+          "files named with the comment or the quotes: %s" % os.listdir(WORK))
+    # a key or value refused names its line
+    job(ok + "colour = blue\n", 2, "c.ini:4: unknown key 'colour'")
+    job(ok + "threads = many\n", 2, "c.ini:4: invalid value 'many' for threads")
     job(ok + "input = %s\n" % path("cfg.h5"), 0)
     # a quoted value was taken with its quotes (a report named "r.json", quotes included)
     job(ok + 'report = "%s"\n' % path("q r.json"), 0)
