@@ -240,7 +240,23 @@ r = json.load(open(sys.argv[1]))
 assert r["threads"] == int(sys.argv[2]), "threads %r, expected %s" % (r["threads"], sys.argv[2])
 assert r["memory_budget_bytes"] == 64 << 20, "memory %r" % r["memory_budget_bytes"]
 EOF
+grep -q "memory=$cfg/job.ini's" "$tmp"/work/cfg-*.out ||
+	fail "PM_CONFIG: the log does not say the config decides the memory"
 say "ingest.sbatch with PM_CONFIG: ok"
+
+# ---- 1a'. a glob as PM_INPUT: the KB was named after the glob ('part-*.kb') -------------------
+mkdir -p "$cfg/g"
+for s in 1 2; do
+	"$PMINGEST" gen --output "$cfg/g/part-$s.h5" --records 1000 --key-kind random --seed "$s" \
+		>/dev/null || fail "pmingest gen of $cfg/g/part-$s.h5 failed"
+done
+submit_wait --cpus-per-task="$cpus" --mem=512M --output="$tmp/work/glob-%j.out" \
+	"--export=ALL,PM_OUTDIR=$cfg/gout,PM_INPUT=$cfg/g/part-*.h5:/data" \
+	"$SRC/configs/slurm/ingest.sbatch" >/dev/null ||
+	fail "ingest.sbatch with a glob did not succeed (sbatch --wait status $?)"
+n=$("$PMINGEST" count "$cfg/gout/part.kb" 2>/dev/null || true)
+[[ $n == 2000 ]] || fail "a glob: $cfg/gout/part.kb holds '$n' keys, expected 2000 ($(ls "$cfg/gout"))"
+say "ingest.sbatch with a glob as input: ok (part.kb)"
 
 # ---- 1b. the early TERM of --signal=B:TERM@120 stops the ingest cleanly -----------------------
 # scancel --batch --signal=TERM delivers what --signal=B:TERM does near the time limit: TERM to
