@@ -110,7 +110,7 @@ int pme_cmd_demo(int argc, char **argv)
 			}
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
 			dir = argv[++i];
-		} else if (!strcmp(argv[i], "--help")) {
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf(
 			    "usage: pmingest demo [--records N] [--dir DIR]\n"
 			    "Writes N generated hierarchical path keys with int64 values (10%% "

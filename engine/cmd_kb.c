@@ -1061,7 +1061,8 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 	pme_catch_signals();
 	if (optval(o, NOPT(o), "help")) {
 		printf("usage: pmingest %s A B... --output C [--on-duplicate POLICY]\n"
-		       "                [--scheme hash|prefix] [--partitions P] [--quiet]\n\n",
+		       "                [--scheme hash|prefix] [--partitions P] [--no-sync] "
+		       "[--quiet]\n\n",
 		       cmd);
 		if (op == PKB_OP_MERGE)
 			printf(
@@ -1106,6 +1107,8 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 		       "Streams the inputs in key order: memory does not grow with their size.\n"
 		       "Every input's checksums are verified first. C is written to a temporary\n"
 		       "file, flushed and renamed: an interrupted run leaves C as it was.\n"
+		       "--no-sync skips the flush (faster, for scratch KBs: after a crash of the\n"
+		       "system, not of the program, C may be empty or damaged).\n"
 		       "When C is also an input, jobs replacing C at the same time take turns\n"
 		       "(a lock on C: the others wait, and say so).\n"
 		       "Progress (keys read from the inputs) goes to stderr: a bar on a terminal,\n"
@@ -1269,7 +1272,7 @@ int pme_cmd_export(int argc, char **argv)
 		printf(
 		    "usage: pmingest export KB --output OUT.h5 [--layout compound|pair]\n"
 		    "                         [--dataset PATH] [--chunk N] [--gzip LEVEL]\n"
-		    "                         [--shuffle] [--quiet]\n\n"
+		    "                         [--shuffle] [--check] [--quiet]\n\n"
 		    "Writes the keys and values back as HDF5, in key order, with the KB's key and\n"
 		    "value types (as the inputs declared them): one compound dataset {key, value}\n"
 		    "(default \"/data\") or two datasets \"/keys\" and \"/values\" (--layout "
@@ -1284,7 +1287,8 @@ int pme_cmd_export(int argc, char **argv)
 		    "TSV), a trailing pad byte under a fixed string's padding; so do values\n"
 		    "of kb-build's variable-length opaque type (\"opaque vlen\"), which HDF5\n"
 		    "has no type for here.\n"
-		    "Checksums are verified first. The file is written under a temporary name\n"
+		    "Checksums are verified first (--check, which get, scan and count take,\n"
+		    "asks for nothing more here). The file is written under a temporary name\n"
 		    "and renamed when complete. Progress (keys written) goes to stderr: a bar on\n"
 		    "a terminal, a line every 10 s otherwise; --quiet silences it.\n");
 		goto out;
@@ -1646,7 +1650,8 @@ static uint8_t *internal_path(enum pme_scheme sc, uint32_t parts, const uint8_t 
 static const char build_help[] =
     "usage: pmingest kb-build [--input] FILE.tsv... --output KB [--scheme hash|prefix]\n"
     "           [--partitions P] [--key-type T] [--value-type T] [--on-duplicate POLICY]\n"
-    "           [--order input|reverse|shuffle] [--seed N] [--split-join] [--input-name NAME]\n\n"
+    "           [--order input|reverse|shuffle] [--seed N] [--split-join] [--input-name NAME]\n"
+    "           [--no-sync]\n\n"
     "For tests and demos: builds a KB from a text file. The ingest engine is\n"
     "`pmingest ingest` (HDF5 inputs, parallel); this command is serial and simple.\n\n"
     "Inputs are read in order (later records win under --on-duplicate last, as for\n"
@@ -1661,7 +1666,10 @@ static const char build_help[] =
     "  --scheme, --partitions   as for ingest (default hash, 256)\n"
     "  --order, --seed, --split-join   insert the records into the map in another order\n"
     "                (reverse, or shuffled by seed), or build two maps from alternate\n"
-    "                records and join them: the KB bytes must not change (canonical test)\n";
+    "                records and join them: the KB bytes must not change (canonical test)\n"
+    "  --input-name  with one input: the name the KB records for it (default: its path)\n"
+    "  --no-sync     no flush before the KB is renamed into place (faster; after a crash\n"
+    "                of the system, not of the program, the KB may be empty or damaged)\n";
 
 int pme_cmd_kb_build(int argc, char **argv)
 {

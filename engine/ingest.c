@@ -1281,8 +1281,14 @@ int pme_ingest_run(const struct pme_config *c, struct pme_report *rep, struct pm
 	if (!c->threads && omp_env_too_big())
 		return pme_seterr(err, PME_EUSAGE, "OMP_NUM_THREADS=%s: at most %d threads",
 				  getenv("OMP_NUM_THREADS"), PME_MAX_THREADS);
-	if (x.nthreads > omp_get_thread_limit()) /* OMP_THREAD_LIMIT */
+	if (x.nthreads > omp_get_thread_limit()) { /* OMP_THREAD_LIMIT */
+		if (c->threads > 0)
+			fprintf(stderr,
+				"pmingest ingest: warning: --threads %d, but OMP_THREAD_LIMIT=%d: "
+				"%d threads\n",
+				c->threads, omp_get_thread_limit(), omp_get_thread_limit());
 		x.nthreads = omp_get_thread_limit();
+	}
 	if (x.nthreads > PME_MAX_THREADS)
 		return pme_seterr(err, PME_EUSAGE,
 				  "OMP_NUM_THREADS asks for %d threads: at most %d", x.nthreads,

@@ -137,6 +137,15 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return PME_EXIT_USAGE;
 	}
+	if (!strcmp(argv[1], "help") && argc > 2) { /* pmingest help COMMAND */
+		for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+			char *args[] = {argv[2], "--help", NULL};
+
+			if (!strcmp(argv[2], commands[i].name))
+				return commands[i].fn(2, args) ? PME_EXIT_USAGE
+							       : stdout_status(argv[2]);
+		}
+	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return stdout_status(NULL);

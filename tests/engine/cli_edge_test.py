@@ -1522,13 +1522,34 @@ def signed_counts():
     os.unlink(out)
 
 
+def help_pages():
+    """`pmingest help CMD` printed the list of commands, not CMD's page; options that the
+    commands take were missing from their pages (--no-sync of merge, intersect, subtract and
+    kb-build; --check of export); --threads above OMP_THREAD_LIMIT was cut without a word."""
+    for cmd in ["ingest", "demo", "gen", "get", "scan", "count", "stats", "export", "merge",
+                "intersect", "subtract", "verify", "kb-build"]:
+        a, b, c = run(["help", cmd]), run([cmd, "--help"]), run([cmd, "-h"])
+        check(a.stdout == b.stdout == c.stdout and
+              a.stdout.startswith(b"usage: pmingest " + cmd.encode()),
+              "pmingest help %s, %s --help and -h differ: %r" % (cmd, cmd, a.stdout[:80]))
+    for cmd in ["merge", "intersect", "subtract", "kb-build"]:
+        check(b"--no-sync" in run([cmd, "--help"]).stdout, "%s --help: no --no-sync" % cmd)
+    check(b"--check" in run(["export", "--help"]).stdout, "export --help: no --check")
+    h5 = path("hp.h5")
+    run(["gen", "--output", h5, "--records", 100])
+    p = run(["ingest", "--input", h5, "--output", path("hp.kb"), "--threads", 2, "--dry-run"],
+            env={"OMP_THREAD_LIMIT": "1"})
+    check(b"OMP_THREAD_LIMIT=1" in p.stderr, "--threads over OMP_THREAD_LIMIT: no warning")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
              fifos, replaced_mode, special_outputs, busy_inputs, stored_elsewhere,
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
              types_that_do_not_fit, outputs_through_links, names_and_globs,
-             report_before_kb, few_threads, thread_counts, long_names, signed_counts]
+             report_before_kb, few_threads, thread_counts, long_names, signed_counts,
+             help_pages]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
