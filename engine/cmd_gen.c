@@ -157,9 +157,20 @@ int pme_cmd_gen(int argc, char **argv)
 	o.seed = 1;
 	o.out.layout = PIO_LAYOUT_COMPOUND;
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
+		const char *a = argv[i], *eq = strchr(a, '=');
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		bool takes = true;
+		bool takes = true; /* a takes the next argument as its value */
+		char name[32];
+
+		if (!strncmp(a, "--", 2) && eq && (size_t)(eq - a) < sizeof(name)) { /* --opt=V */
+			memcpy(name, a, (size_t)(eq - a));
+			name[eq - a] = '\0';
+			if (takes_value(name)) {
+				a = name;
+				v = eq + 1;
+				takes = false;
+			}
+		}
 
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			gen_usage(stdout);

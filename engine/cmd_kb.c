@@ -501,7 +501,8 @@ int pme_cmd_get(int argc, char **argv)
 		goto out;
 	}
 	if (npos < 2) {
-		fprintf(stderr, "usage: pmingest get KB KEY... [--key-hex] [--check]\n");
+		fprintf(stderr,
+			"usage: pmingest get KB KEY... [--key-hex] [--check] (see --help)\n");
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
@@ -615,8 +616,10 @@ int pme_cmd_scan(int argc, char **argv)
 		goto out;
 	}
 	if (npos < 1 || npos > 2 || (npos == 2 && optval(o, NOPT(o), "prefix-hex"))) {
-		fprintf(stderr, "usage: pmingest scan KB [PREFIX | --prefix-hex HEX] [--from KEY] "
-				"[--limit N] [--format tsv|csv|jsonl]\n");
+		fprintf(stderr,
+			"usage: pmingest scan KB [PREFIX | --prefix-hex HEX] [--from KEY] "
+			"[--limit N]\n"
+			"       [--format tsv|csv|jsonl] [--check] [--key-hex] (see --help)\n");
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
@@ -723,7 +726,8 @@ int pme_cmd_count(int argc, char **argv)
 	}
 	v = optval(o, NOPT(o), "prefix-hex");
 	if (npos < 1 || npos > 2 || (npos == 2 && v)) {
-		fprintf(stderr, "usage: pmingest count KB [PREFIX | --prefix-hex HEX]\n");
+		fprintf(stderr,
+			"usage: pmingest count KB [PREFIX | --prefix-hex HEX] (see --help)\n");
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
@@ -833,7 +837,7 @@ int pme_cmd_stats(int argc, char **argv)
 		goto out;
 	}
 	if (npos != 1) {
-		fprintf(stderr, "usage: pmingest stats KB [--json] [--quiet]\n");
+		fprintf(stderr, "usage: pmingest stats KB [--json] [--quiet] (see --help)\n");
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
@@ -978,7 +982,7 @@ int pme_cmd_verify(int argc, char **argv)
 		goto out;
 	}
 	if (npos < 1) {
-		fprintf(stderr, "usage: pmingest verify KB... [--quiet]\n");
+		fprintf(stderr, "usage: pmingest verify KB... [--quiet] (see --help)\n");
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
@@ -1060,14 +1064,15 @@ static int algebra(const char *cmd, enum pkb_op op, int argc, char **argv)
 		goto out;
 	pme_catch_signals();
 	if (optval(o, NOPT(o), "help")) {
-		printf("usage: pmingest %s A B... --output C [--on-duplicate POLICY]\n"
+		printf("usage: pmingest %s %s --output C [--on-duplicate POLICY]\n"
 		       "                [--scheme hash|prefix] [--partitions P] [--no-sync] "
 		       "[--quiet]\n\n",
-		       cmd);
+		       cmd, op == PKB_OP_MERGE ? "A [B...]" : "A B...");
 		if (op == PKB_OP_MERGE)
 			printf(
-			    "Writes C holding every key of any input (join). A key held by "
-			    "several\n"
+			    "Writes C holding every key of any input (join; of one input: its "
+			    "copy,\n"
+			    "re-routed by --scheme/--partitions). A key held by several\n"
 			    "inputs takes a value by POLICY: last (default: the last input's "
 			    "value),\n"
 			    "first, error (exit 5 if the values differ), sum, min, max "
@@ -1294,7 +1299,7 @@ int pme_cmd_export(int argc, char **argv)
 		goto out;
 	}
 	if (npos != 1 || !optval(o, NOPT(o), "output")) {
-		fprintf(stderr, "usage: pmingest export KB --output OUT.h5\n");
+		fprintf(stderr, "usage: pmingest export KB --output OUT.h5 (see --help)\n");
 		status = PME_EXIT_USAGE;
 		goto out;
 	}

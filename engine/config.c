@@ -56,13 +56,14 @@ static const struct option options[] = {
     {"partitions", K_U32, OFF(partitions), "power of two >= 8 x threads (min 256)",
      "partition count P (hash: a power of two <= 65536; prefix: 1..65536)"},
     {"batch-records", K_U64, OFF(batch_records), "from --memory (at most 2097152)",
-     "records per batch (rounded to whole HDF5 chunks)"},
+     "records per batch (rounded to whole HDF5 chunks); given, it wins over --memory"},
     {"memory", K_SIZE, OFF(memory),
      "a quarter of physical memory, or of the cgroup's limit or ulimit -v if lower",
      "memory for the batches in flight (hash scheme, last value: 3/4 of it, and 1/4 "
      "for sorted runs held back before they go into the map), and for the KB image when "
-     "it is built in parallel (above it, the KB is written serially), e.g. 512M, 4G; "
-     "the map itself is not counted"},
+     "it is built in parallel (above it, the KB is written serially): bytes, or with K, "
+     "M, G or T (powers of 1024; also as KB, KiB, ...), e.g. 512M, 4G; the map itself "
+     "is not counted"},
     {"on-duplicate", K_POLICY, OFF(on_duplicate), "last",
      "last | first | error | sum | min | max | count"},
     {"sort", K_BOOL, OFF(sort), "true", "sort each partition's batch by key before filling"},
@@ -281,6 +282,9 @@ int pme_config_set(struct pme_config *c, const char *name, const char *value, st
 	field = (char *)c + o->off;
 	switch (o->kind) {
 	case K_LIST:
+		if (!*value)
+			return pme_seterr(err, PME_EUSAGE, "option '%s' needs a non-empty value",
+					  name);
 		rc = append_input(c, value);
 		break;
 	case K_STR:

@@ -1540,6 +1540,14 @@ def help_pages():
     p = run(["ingest", "--input", h5, "--output", path("hp.kb"), "--threads", 2, "--dry-run"],
             env={"OMP_THREAD_LIMIT": "1"})
     check(b"OMP_THREAD_LIMIT=1" in p.stderr, "--threads over OMP_THREAD_LIMIT: no warning")
+    # a usage error says where help is; gen takes --opt=VALUE as the other commands do;
+    # an empty --input is a usage error (it was exit 3, ": dataset /data: cannot open")
+    for cmd in ["get", "scan", "count", "stats", "verify", "export"]:
+        check(b"--help" in run([cmd], expect=2).stderr, "%s: usage without --help" % cmd)
+    run(["gen", "--output=" + path("hp2.h5"), "--records=100"])
+    check(digest("hp.h5") == digest("hp2.h5"), "gen --records=100 is not gen --records 100")
+    p = run(["ingest", "--input", "", "--output", path("hp.kb")], expect=2)
+    check(b"'input' needs a non-empty value" in p.stderr, "--input '': %r" % p.stderr)
 
 
 def main():
