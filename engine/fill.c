@@ -386,7 +386,8 @@ static size_t hold_run(const struct pme_rbatch *b, const struct pme_router *r, s
 
 	if (r->lcp + PME_KP_SHORT > sizeof(kbuf) || !pme_held_begin(h))
 		return from;
-	memcpy(kbuf, r->lcp_key, r->lcp);
+	if (r->lcp) /* lcp_key may be NULL then */
+		memcpy(kbuf, r->lcp_key, r->lcp);
 	for (i = from; i < to; i++) {
 		const uint8_t *k;
 		uint64_t v;
@@ -536,7 +537,8 @@ void pme_fill_run(const struct pme_fill_ctx *fc, const struct pme_rbatch *b,
 	/* sorted records carry their first key bytes: short keys need no batch read */
 	if (r->sorted && r->lcp + PME_KP_SHORT <= sizeof(kbuf)) {
 		kp = r->kp;
-		memcpy(kbuf, r->lcp_key, r->lcp);
+		if (r->lcp) /* lcp_key may be NULL then */
+			memcpy(kbuf, r->lcp_key, r->lcp);
 	}
 	for (i = from; i < to; i++) {
 		const uint8_t *k;
