@@ -122,6 +122,34 @@ static bool is_int_key(const struct pio_type *t)
 	return t->cls == PIO_V_INT || t->cls == PIO_V_UINT;
 }
 
+/* A PREFIX argument of scan and count is the keys' first bytes as typed: of integer keys,
+ * their big-endian bytes, which "5" is not (it counted the keys starting with byte 0x35,
+ * silently). Returns 0, or PME_EXIT_USAGE with a message. */
+static int text_prefix_ok(const char *cmd, const struct pkb *kb, const char *prefix)
+{
+	const struct pio_type *t = &pkb_info(kb)->key_type;
+	char name[64];
+
+	if (!prefix || !is_int_key(t))
+		return 0;
+	fprintf(stderr,
+		"pmingest %s: %s has integer keys (%s): a PREFIX is their first big-endian "
+		"bytes, give it with --prefix-hex\n",
+		cmd, pkb_path(kb), pio_type_name(t, name, sizeof(name)));
+	return PME_EXIT_USAGE;
+}
+
+/* Parses --prefix-hex HEX into *prefix (malloc'd) and *plen; 0, or PME_EXIT_USAGE with a
+ * message. */
+static int prefix_hex(const char *cmd, const char *hex, uint8_t **prefix, size_t *plen)
+{
+	if (unhex(hex, prefix, plen))
+		return 0;
+	fprintf(stderr, "pmingest %s: --prefix-hex '%s' is not hex (two digits a byte)\n", cmd,
+		hex);
+	return PME_EXIT_USAGE;
+}
+
 /* Encodes a decimal integer key of type t (big-endian, sign bit flipped for signed). */
 static bool encode_int_key(const struct pio_type *t, const char *s, uint8_t *out)
 {
@@ -647,11 +675,8 @@ int pme_cmd_scan(int argc, char **argv)
 		}
 	}
 	v = optval(o, NOPT(o), "prefix-hex");
-	if (v && !unhex(v, &prefix, &plen)) {
-		fprintf(stderr, "pmingest scan: --prefix-hex '%s' is not hex\n", v);
-		status = PME_EXIT_USAGE;
+	if (v && (status = prefix_hex("scan", v, &prefix, &plen)))
 		goto out;
-	}
 	if (npos == 2) {
 		plen = strlen(pos[1]);
 		prefix = malloc(plen + 1);
@@ -662,6 +687,8 @@ int pme_cmd_scan(int argc, char **argv)
 		memcpy(prefix, pos[1], plen + 1);
 	}
 	status = open_kb("scan", pos[0], optval(o, NOPT(o), "check") ? PKB_OPEN_CHECKSUM : 0, &kb);
+	if (!status)
+		status = text_prefix_ok("scan", kb, npos == 2 ? pos[1] : NULL);
 	if (status)
 		goto out;
 	v = optval(o, NOPT(o), "from");
@@ -731,12 +758,11 @@ int pme_cmd_count(int argc, char **argv)
 		status = PME_EXIT_USAGE;
 		goto out;
 	}
-	if (v && !unhex(v, &prefix, &plen)) {
-		fprintf(stderr, "pmingest count: --prefix-hex '%s' is not hex\n", v);
-		status = PME_EXIT_USAGE;
+	if (v && (status = prefix_hex("count", v, &prefix, &plen)))
 		goto out;
-	}
 	status = open_kb("count", pos[0], optval(o, NOPT(o), "check") ? PKB_OPEN_CHECKSUM : 0, &kb);
+	if (!status)
+		status = text_prefix_ok("count", kb, npos == 2 ? pos[1] : NULL);
 	if (status)
 		goto out;
 	if (pm_snap_count_prefix(pkb_snap(kb), npos == 2 ? (const uint8_t *)pos[1] : prefix,

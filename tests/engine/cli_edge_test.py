@@ -1550,6 +1550,24 @@ def help_pages():
     check(b"'input' needs a non-empty value" in p.stderr, "--input '': %r" % p.stderr)
 
 
+def integer_prefixes():
+    """`count KB 5` of a KB of integer keys counted the keys whose first byte is '5' (0x35),
+    not those of the decimal 5 (0 of them, exit 0): a PREFIX of integer keys is refused and
+    --prefix-hex named."""
+    tsv, kb = path("ip.tsv"), path("ip.kb")
+    with open(tsv, "w") as f:
+        f.write("".join("%d\t%d\n" % (k, k) for k in [5, 6, 0x35000000, 300]))
+    run(["kb-build", "--key-type", "uint32", "--output", kb, tsv])
+    for cmd in ["count", "scan"]:
+        p = run([cmd, kb, "5"], expect=2)
+        check(b"integer keys (uint32" in p.stderr and b"--prefix-hex" in p.stderr,
+              "%s of an integer prefix: %r" % (cmd, p.stderr))
+    check(run(["count", kb, "--prefix-hex", "000001"]).stdout == b"1\n", "count --prefix-hex")
+    check(run(["count", kb, "--prefix-hex", "35"]).stdout == b"1\n", "count --prefix-hex 35")
+    p = run(["count", kb, "--prefix-hex", "0"], expect=2)
+    check(b"two digits a byte" in p.stderr, "an odd --prefix-hex: %r" % p.stderr)
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
@@ -1557,7 +1575,7 @@ def main():
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
              types_that_do_not_fit, outputs_through_links, names_and_globs,
              report_before_kb, few_threads, thread_counts, long_names, signed_counts,
-             help_pages]
+             help_pages, integer_prefixes]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
