@@ -3033,10 +3033,13 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 				goto out_free;
 			}
 			if (rc) {
+				char kt[256];
+
+				pkb_key_text(mk, ml, kt, sizeof(kt));
 				seterr(err,
-				       "%s: a key is in %s and %s with different values "
-				       "(--on-duplicate error)",
-				       path, kbs[first]->path, kbs[i]->path);
+				       "%s: key \"%s\" (%zu bytes) is in %s and %s with different "
+				       "values (--on-duplicate error)",
+				       path, kt, ml, kbs[first]->path, kbs[i]->path);
 				goto out_free;
 			}
 		}

@@ -357,8 +357,11 @@ check(all(-2**63 <= v < 2**63 for v in summ.values()), "B' overflowed a sum")
 run("merge", kb, path("bs.kb"), "--output", path("ms.kb"), "--on-duplicate", "sum")
 check([(a, int(b)) for a, b in parse_tsv(run("scan", path("ms.kb")).stdout)] ==
       sorted(summ.items()), "merge --on-duplicate sum")
-run("merge", kb, kb_b, "--output", path("me.kb"), "--on-duplicate", "error", expect=5)
+p = run("merge", kb, kb_b, "--output", path("me.kb"), "--on-duplicate", "error", expect=5)
 check(not os.path.exists(path("me.kb")), "failed merge left a file")
+clash = min(k for k in ref if k in refb and ref[k] != refb[k])
+check(b'key "' in p.stderr and b"(%d bytes) is in" % len(clash) in p.stderr,
+      "merge --on-duplicate error does not name the key: %r" % p.stderr)
 run("intersect", kb, kb_b, "--output", path("i.kb"))
 check([(a, int(b)) for a, b in parse_tsv(run("scan", path("i.kb")).stdout)] ==
       sorted((k, ref[k]) for k in ref if k in refb), "intersect")
