@@ -126,8 +126,12 @@ int pme_cmd_demo(int argc, char **argv)
 			    "exit status: 0 success, 2 bad command line, 3 cannot read back, 4 "
 			    "cannot write,\n6 out of memory, 130 interrupted by SIGINT/SIGTERM\n");
 			return PME_EXIT_OK;
+		} else if (!strcmp(argv[i], "--records") || !strcmp(argv[i], "--dir")) {
+			fprintf(stderr, "pmingest demo: %s needs a value (see --help)\n", argv[i]);
+			return PME_EXIT_USAGE;
 		} else {
-			fprintf(stderr, "pmingest demo: unknown argument '%s'\n", argv[i]);
+			fprintf(stderr, "pmingest demo: unknown argument '%s' (see --help)\n",
+				argv[i]);
 			return PME_EXIT_USAGE;
 		}
 	}

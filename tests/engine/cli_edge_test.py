@@ -1546,6 +1546,8 @@ def help_pages():
         check(b"--help" in run([cmd], expect=2).stderr, "%s: usage without --help" % cmd)
     run(["gen", "--output=" + path("hp2.h5"), "--records=100"])
     check(digest("hp.h5") == digest("hp2.h5"), "gen --records=100 is not gen --records 100")
+    p = run(["demo", "--records"], expect=2)
+    check(b"--records needs a value" in p.stderr, "demo --records: %r" % p.stderr)
     p = run(["ingest", "--input", "", "--output", path("hp.kb")], expect=2)
     check(b"'input' needs a non-empty value" in p.stderr, "--input '': %r" % p.stderr)
 
