@@ -84,9 +84,20 @@ static int make_dirs(const char *dir)
 	return rc;
 }
 
+/* A run that failed or was stopped before its KB was complete removes the temporary
+ * directory it made, and what it wrote there (a DIR given by the user stays as it is). */
+static void drop_tmp(bool made, const char *dir, const char *h5, const char *kb)
+{
+	if (!made)
+		return;
+	unlink(h5);
+	unlink(kb);
+	rmdir(dir);
+}
+
 int pme_cmd_demo(int argc, char **argv)
 {
-	char tmpl[] = "/tmp/pmingest-demo.XXXXXX", h5[4096], kbp[4096], input[4200];
+	char tmpl[4096], h5[4096], kbp[4096], input[4200];
 	char mid[256], run[256], cell[256];
 	const char *dir = NULL;
 	uint64_t n = 2000000;
@@ -96,6 +107,7 @@ int pme_cmd_demo(int argc, char **argv)
 	struct pme_report rep;
 	struct pme_err err;
 	int i, rc, status = PME_EXIT_OK;
+	bool made = false; /* dir is the temporary directory made here */
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--records") && i + 1 < argc) {
@@ -115,7 +127,8 @@ int pme_cmd_demo(int argc, char **argv)
 			    "usage: pmingest demo [--records N] [--dir DIR]\n"
 			    "Writes N generated hierarchical path keys with int64 values (10%% "
 			    "repeated)\nto DIR/demo.h5 (default N = 2000000, DIR a new temporary "
-			    "directory;\na DIR that does not exist is made, with its "
+			    "directory\nin $TMPDIR or /tmp;\na DIR that does not exist is made, "
+			    "with its "
 			    "parents),\nruns `pmingest "
 			    "ingest` on it with all cores into "
 			    "DIR/demo.kb, then prints\nthe run's summary and runs `pmingest "
@@ -124,7 +137,9 @@ int pme_cmd_demo(int argc, char **argv)
 			    "key "
 			    "on purpose).\n"
 			    "exit status: 0 success, 2 bad command line, 3 cannot read back, 4 "
-			    "cannot write,\n6 out of memory, 130 interrupted by SIGINT/SIGTERM\n");
+			    "cannot write,\n6 out of memory, 130 interrupted by SIGINT, "
+			    "SIGTERM or SIGHUP\n(before the queries, a DIR made by demo is "
+			    "removed)\n");
 			return PME_EXIT_OK;
 		} else if (!strcmp(argv[i], "--records") || !strcmp(argv[i], "--dir")) {
 			fprintf(stderr, "pmingest demo: %s needs a value (see --help)\n", argv[i]);
@@ -137,6 +152,14 @@ int pme_cmd_demo(int argc, char **argv)
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0); /* keep the commands' stdout and stderr in order */
 	if (!dir) {
+		const char *td = getenv("TMPDIR");
+
+		made = true;
+		if (snprintf(tmpl, sizeof(tmpl), "%s/pmingest-demo.XXXXXX",
+			     td && *td ? td : "/tmp") >= (int)sizeof(tmpl)) {
+			fprintf(stderr, "pmingest demo: TMPDIR is too long\n");
+			return PME_EXIT_USAGE;
+		}
 		dir = mkdtemp(tmpl);
 		if (!dir) {
 			perror("pmingest demo: mkdtemp");
@@ -166,6 +189,7 @@ int pme_cmd_demo(int argc, char **argv)
 	rc = pio_generate(&g, &pe);
 	if (rc) {
 		fprintf(stderr, "pmingest demo: %s\n", pe.msg);
+		drop_tmp(made, dir, h5, kbp);
 		return rc == PIO_ECANCELED ? PME_EXIT_INTERRUPTED : PME_EXIT_OUTPUT;
 	}
 
@@ -182,6 +206,7 @@ int pme_cmd_demo(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "pmingest demo: %s\n", err.msg);
 		pme_config_free(&c);
+		drop_tmp(made, dir, h5, kbp);
 		return pme_exit_status(rc);
 	}
 	pme_report_print(stdout, &c, &rep);
@@ -211,6 +236,10 @@ int pme_cmd_demo(int argc, char **argv)
 		for (j = 0; j < sizeof(q) / sizeof(q[0]); j++) {
 			int a, st;
 
+			if (pme_stop) { /* the files are complete: they stay, and are named */
+				status = PME_EXIT_INTERRUPTED;
+				break;
+			}
 			printf("\n$ pmingest");
 			for (a = 0; a < q[j].argc; a++)
 				printf(" %s", q[j].argv[a]);

@@ -52,7 +52,8 @@ static void gen_usage(FILE *f)
 		"  --help              this text\n"
 		"\n"
 		"exit status: 0 success, 2 bad command line, 4 output cannot be written,\n"
-		"6 out of memory, 130 interrupted by SIGINT/SIGTERM (no output left behind)\n");
+		"6 out of memory, 130 interrupted by SIGINT, SIGTERM or SIGHUP (no output left\n"
+		"behind)\n");
 }
 
 int pme_out_dataset(const char *cmd, const char *path, struct pio_writer_opts *o, char *kpath,

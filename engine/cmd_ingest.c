@@ -57,8 +57,8 @@ static void ingest_usage(FILE *f)
 	    "exit status: 0 success, 2 bad command line or configuration, 3 an input cannot be\n"
 	    "read (or --into KB is damaged or of other types), 4 the output cannot be written,\n"
 	    "5 the input's content is refused (duplicate under error, sum/min/max of strings,\n"
-	    "an integer sum past 64 bits), 6 out of memory, 130 interrupted by SIGINT/SIGTERM\n"
-	    "(no output left behind)\n");
+	    "an integer sum past 64 bits), 6 out of memory, 130 interrupted by SIGINT, SIGTERM\n"
+	    "or SIGHUP (no output left behind)\n");
 }
 
 /* Splits "--name=value" / "--name value" at argv[*i]. Returns 0 or -1 (message printed). */
@@ -198,7 +198,6 @@ int pme_cmd_ingest(int argc, char **argv)
 	c.cancel = &pme_stop;
 	c.leave_map = true; /* the process ends after the run */
 	rc = pme_ingest_run(&c, &rep, &err);
-	pme_restore_signals();
 	if (rc) {
 		fprintf(stderr, "pmingest ingest: %s\n", err.msg);
 		status = pme_exit_status(rc);

@@ -615,6 +615,8 @@ static int scan_visit(const uint8_t *k, size_t len, uint64_t w, void *arg)
 	if (rc)
 		return rc;
 	fputs(so->fmt == FMT_JSONL ? "}\n" : "\n", stdout);
+	if (ferror(stdout)) /* a reader gone (SIGPIPE ignored), a full disk: stop now */
+		return 1;
 	return --so->left ? 0 : 1;
 }
 
@@ -700,7 +702,7 @@ int pme_cmd_scan(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (plen == 0 && limit == ULLONG_MAX)
+	if (plen == 0 && limit == UINT64_MAX)
 		pkb_prefetch(kb); /* a full scan: read-ahead */
 	rc = pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it);
 	if (!rc)

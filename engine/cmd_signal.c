@@ -1,19 +1,24 @@
 /*
- * cmd_signal.c - how every subcommand of pmingest stops on SIGINT and SIGTERM: the signal
- * raises pme_stop, and the long loops (reading, generating, writing) poll it and end cleanly
- * with nothing left behind (exit 130). A second signal, a second or more later, kills the
- * process.
+ * cmd_signal.c - how every subcommand of pmingest stops on SIGINT, SIGTERM and SIGHUP: from
+ * the start of main until a command that writes takes them over, the signal ends the process
+ * at once with exit 130 (nothing is written yet: the commands that only read keep it so);
+ * once taken over, the signal raises pme_stop, and the long loops (reading, generating,
+ * writing) poll it and end cleanly with nothing left behind (exit 130). A second signal, a
+ * second or more later, kills the process. A SIGHUP ignored when pmingest started (nohup)
+ * stays ignored.
  */
 #define _POSIX_C_SOURCE 200809L /* sigaction */
 #include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pme_cmd.h"
 
 volatile sig_atomic_t pme_stop;
 
-static struct sigaction old_int, old_term; /* the actions pme_catch_signals replaced */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+static int hup_ignored; /* SIGHUP was ignored at the start (nohup) */
 
 /* The first signal asks for a clean stop; a second one, for a run that has not stopped,
  * ends the process at once by the signal itself. One stop request can arrive as two
@@ -42,21 +47,36 @@ static void on_signal(int sig)
 	}
 }
 
-void pme_catch_signals(void)
+static void on_early_signal(int sig)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask); /* one handler at a time: first_signal is set before pme_stop */
-	sigaddset(&sa.sa_mask, SIGINT);
-	sigaddset(&sa.sa_mask, SIGTERM);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
+	(void)sig;
+	_exit(PME_EXIT_INTERRUPTED);
 }
 
-void pme_restore_signals(void)
+static void set_handlers(void (*fn)(int))
 {
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	struct sigaction sa;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask); /* one handler at a time: first_signal is set before pme_stop */
+	for (i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		sigaddset(&sa.sa_mask, stop_signals[i]);
+	for (i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		if (stop_signals[i] != SIGHUP || !hup_ignored)
+			sigaction(stop_signals[i], &sa, NULL);
+}
+
+void pme_early_signals(void)
+{
+	struct sigaction old;
+
+	hup_ignored = sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
+	set_handlers(on_early_signal);
+}
+
+void pme_catch_signals(void)
+{
+	set_handlers(on_signal);
 }

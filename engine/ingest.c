@@ -584,6 +584,11 @@ static void fill_bucket(struct run *x, const struct pme_rbatch *b, uint32_t q,
 		fill_prefix_part(x, b, q, fb);
 }
 
+static bool cancelled(const struct pme_config *c)
+{
+	return c->cancel && *c->cancel;
+}
+
 /*
  * The fill's schedule, over the nfill buckets of x->order: those of batch b, or with b NULL
  * the partitions' held runs (flushed). Bucket q has a home thread, q mod T, the same in every
@@ -637,7 +642,8 @@ static void fill_batch(struct run *x, const struct pme_rbatch *b, uint32_t nfill
 				uint32_t j =
 				    atomic_fetch_add_explicit(&cur[v], 1, memory_order_relaxed);
 
-				if (j >= cnt[v + 1])
+				/* a stopped run leaves the rest: it writes nothing */
+				if (j >= cnt[v + 1] || cancelled(x->c))
 					break;
 				if (b) {
 					fill_bucket(x, b, list[j], &x->fbuf[me]);
@@ -750,6 +756,8 @@ static int do_batch(struct run *x, const struct pme_rbatch *b)
 	nfill = fill_order(x, false);
 	t1 = now();
 	x->rep.t_route += t1 - t0;
+	if (cancelled(x->c))
+		return 0; /* the caller stops */
 	fill_batch(x, b, nfill);
 	x->rep.t_fill += now() - t1;
 	rc = first_error(x, &ord);
@@ -1124,11 +1132,6 @@ static int release_all(struct run *x)
 			return PM_ENOMEM;
 	}
 	return 0;
-}
-
-static bool cancelled(const struct pme_config *c)
-{
-	return c->cancel && *c->cancel;
 }
 
 void pme_lock_waiting(void *cmd, const char *path)

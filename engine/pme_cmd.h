@@ -21,7 +21,7 @@ enum {
 	PME_EXIT_DATA = 5,     /* the input was read but its content is refused (duplicate key
 				  under --on-duplicate error, numeric policy on text values) */
 	PME_EXIT_NOMEM = 6,    /* out of memory */
-	PME_EXIT_INTERRUPTED = 130, /* stopped by SIGINT or SIGTERM; no partial output left */
+	PME_EXIT_INTERRUPTED = 130, /* SIGINT, SIGTERM or SIGHUP: no partial output left */
 };
 
 typedef int (*pme_cmd_fn)(int argc, char **argv);
@@ -36,12 +36,13 @@ struct pio_writer_opts;
 int pme_out_dataset(const char *cmd, const char *path, struct pio_writer_opts *o, char *kpath,
 		    char *vpath);
 
-/* Raised by SIGINT and SIGTERM once pme_catch_signals() has run (cmd_signal.c). */
+/* Raised by SIGINT, SIGTERM and SIGHUP once pme_catch_signals() has run (cmd_signal.c). */
 extern volatile sig_atomic_t pme_stop;
-/* Makes SIGINT and SIGTERM raise pme_stop instead of ending the process. */
+/* Makes SIGINT, SIGTERM and SIGHUP end the process at once with PME_EXIT_INTERRUPTED
+ * (main, before any command runs; an ignored SIGHUP stays ignored). */
+void pme_early_signals(void);
+/* Makes them raise pme_stop instead: a command that writes, before it writes anything. */
 void pme_catch_signals(void);
-/* Gives SIGINT and SIGTERM back the actions they had before pme_catch_signals(). */
-void pme_restore_signals(void);
 
 int pme_cmd_gen(int argc, char **argv);
 int pme_cmd_demo(int argc, char **argv);

@@ -62,7 +62,7 @@ static void usage(FILE *f)
 		   "  5  the input's content is refused (duplicate key under --on-duplicate error, "
 		   "...)\n"
 		   "  6  out of memory\n"
-		   "  130 interrupted by SIGINT or SIGTERM (no partial output is left)\n");
+		   "  130 interrupted by SIGINT, SIGTERM or SIGHUP (no partial output is left)\n");
 }
 
 /*
@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 
 	hold_std_streams();
 	restart_without_retain(argv);
+	pme_early_signals();
 	signal(SIGXFSZ, SIG_IGN); /* past a file-size limit writes fail (EFBIG), reported */
 	if (argc < 2) {
 		usage(stderr);
