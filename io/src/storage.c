@@ -36,8 +36,9 @@
 
 /* ---- LZF ---- */
 
-/* One chunk through LZF. Decoding: h5py stores the chunk's size in the third parameter;
- * without it the output grows until the chunk fits. Encoding (tests write with it) keeps a
+/* One chunk through LZF. Decoding: h5py stores the chunk's size in the third parameter (a
+ * chunk that decodes to another size is damaged); without it the output grows until the
+ * chunk fits. Encoding (tests write with it) keeps a
  * chunk only if it shrinks: 0 otherwise, and HDF5 stores the chunk as it is when the filter
  * is optional, as h5py's is. */
 static size_t lzf_filter(unsigned flags, size_t nparams, const unsigned params[], size_t nbytes,
@@ -71,6 +72,10 @@ static size_t lzf_filter(unsigned flags, size_t nparams, const unsigned params[]
 			if (errno != E2BIG)
 				return 0;
 			cap *= 2;
+		}
+		if (nparams >= 3 && params[2] && got != params[2]) {
+			H5free_memory(out); /* damaged: it decodes short (the rest read as zeros) */
+			return 0;
 		}
 	}
 	H5free_memory(*buf);

@@ -571,6 +571,17 @@ def stored_elsewhere():
     check(want and want.count(b"\n") == n, "the plain dataset: %r" % want[:200])
     check(scan_of(plain + ":/lzf") == want, "LZF: not the plain dataset's records")
     check(scan_of(plain + ":/lzf", empty_plugins) == want, "LZF without plugins")
+    # an LZF chunk that decodes to half its size: the rest was read as zeros, exit 0
+    lit = a.tobytes()[:a.nbytes // 2]
+    lit = b"".join(bytes([len(lit[i:i + 32]) - 1]) + lit[i:i + 32]
+                   for i in range(0, len(lit), 32))  # LZF literal runs
+    with h5py.File(path("st/lzfshort.h5"), "w") as h:
+        d = h.create_dataset("data", shape=(n,), dtype=a.dtype, chunks=(n,), compression="lzf")
+        d.id.write_direct_chunk((0,), lit)
+    msg = run(["ingest", "--input", path("st/lzfshort.h5"), "--output", path("st/out.kb"),
+               "--quiet"], expect=3).stderr
+    check(b"lzfshort.h5" in msg and b"cannot read records 0..999" in msg,
+          "a short LZF chunk: %r" % msg)
     check(scan_of(plain + ":/lz4") == want, "LZ4 (hdf5-filter-plugin): not the records")
     refused(plain + ":/lz4", ["plain.h5", "/lz4", "filter 32004", "hdf5-filter-plugin",
                               "HDF5_PLUGIN_PATH"], empty_plugins)
