@@ -113,6 +113,27 @@ static int refuse(hid_t t, char *why, size_t whysize, const char *extra)
 	return PIO_ETYPE;
 }
 
+/* Whether float type t of w bytes (2, 4 or 8) has IEEE 754's layout, the one its memory type
+ * and the KB's float16/32/64 hold: a float of other fields (bfloat16, a 4-byte float with an
+ * 11-bit exponent) would be converted to one that cannot hold its values (inf, 0). */
+static bool ieee_float(hid_t t, size_t w)
+{
+	static const struct {
+		size_t spos, epos, esize, mpos, msize, ebias;
+	} ieee[3] = {{15, 10, 5, 0, 10, 15}, {31, 23, 8, 0, 23, 127}, {63, 52, 11, 0, 52, 1023}};
+	const int i = w == 2 ? 0 : w == 4 ? 1 : 2;
+	size_t spos, epos, esize, mpos, msize;
+
+	if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return false;
+	}
+	return spos == ieee[i].spos && epos == ieee[i].epos && esize == ieee[i].esize &&
+	       mpos == ieee[i].mpos && msize == ieee[i].msize && H5Tget_ebias(t) == ieee[i].ebias &&
+	       H5Tget_norm(t) == H5T_NORM_IMPLIED && H5Tget_offset(t) == 0 &&
+	       H5Tget_precision(t) == 8 * w;
+}
+
 static int classify_int(hid_t t, struct pio_type *pt, struct field *f, hid_t *mem)
 {
 	size_t w = H5Tget_size(t);
@@ -180,6 +201,10 @@ int pio_classify(hid_t t, hsize_t rows, struct pio_type *pt, struct field *f, hi
 	case H5T_FLOAT:
 		if (w != 2 && w != 4 && w != 8)
 			return refuse(t, why, whysize, "");
+		if (!ieee_float(t, w))
+			return refuse(t, why, whysize,
+				      " of a layout other than IEEE 754's (sign, exponent and "
+				      "mantissa bits, bias)");
 		pt->cls = PIO_V_FLOAT;
 		pt->width = (uint32_t)w;
 		pt->big_endian = H5Tget_order(t) == H5T_ORDER_BE;

@@ -1116,9 +1116,33 @@ def types_that_do_not_fit():
       export wrote inf); now rounded as HDF5 would store them;
     - export of kb-build's variable-length opaque values was exit 2 (bad command line); now
       exit 5 (content HDF5 cannot hold here), nothing written;
-    - gen and export wrote 65536-record chunks for a 1-record dataset (1.5 MB)."""
+    - gen and export wrote 65536-record chunks for a 1-record dataset (1.5 MB);
+    - floats of a layout other than IEEE 754's (bfloat16; 4 bytes with an 11-bit exponent)
+      were read through IEEE float16/float32: 1e20 became inf or 9.97e19, exit 0; refused
+      now (exit 3), while IEEE floats of either byte order still read."""
     import h5py
     import numpy as np
+    for name, fields, size, bias in [("bf16", (15, 7, 8, 0, 7), 2, 127),
+                                     ("cf32", (31, 20, 11, 0, 20), 4, 1023),
+                                     ("be16", None, 2, None)]:
+        t = h5py.h5t.IEEE_F16BE.copy() if fields is None else h5py.h5t.IEEE_F32LE.copy()
+        if fields:
+            t.set_fields(*fields)
+            t.set_size(size)
+            t.set_ebias(bias)
+        with h5py.File(path(name + ".h5"), "w") as f:
+            f["keys"] = np.array([0, 1, 2], "<i4")
+            ds = h5py.h5d.create(f.id, b"values", t, h5py.h5s.create_simple((3,)))
+            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array([1.0, 1e20 if fields else 1e4, -2.5]),
+                     mtype=h5py.h5t.NATIVE_DOUBLE)
+        p = run(["ingest", "--input", path(name + ".h5"), "--keys", "/keys", "--values",
+                 "/values", "--output", path(name + ".kb"), "--quiet"],
+                expect=3 if fields else 0)
+        if fields:
+            check(b"other than IEEE 754" in p.stderr, "%s: %r" % (name, p.stderr))
+        else:
+            check(float(run(["scan", path(name + ".kb")]).stdout.split()[3]) == 1e4,
+                  "a big-endian float16: %r" % run(["scan", path(name + ".kb")]).stdout)
     for w in (2, 3):
         with h5py.File(path("ok%d.h5" % w), "w") as f:
             f["keys"] = np.frombuffer(bytes(range(1, 1 + 2 * w)), dtype="V%d" % w)
