@@ -14,6 +14,7 @@
 #include "pio_internal.h"
 
 #define SLICE_RECORDS ((size_t)1 << 18) /* records converted and written per H5Dwrite */
+#define SLICE_BYTES ((size_t)64 << 20)	/* ... fewer when they would take more than this */
 
 struct pio_writer {
 	char *final;		 /* final file name */
@@ -31,7 +32,8 @@ struct pio_writer {
 	size_t kstride, vstride; /* bytes per record of the key and value buffers */
 	size_t krow, vrow;	 /* pair: row length of a 2-D uint8 dataset, else 0 */
 	uint64_t n;		 /* records written */
-	uint8_t *kbuf, *vbuf;	 /* conversion buffers of SLICE_RECORDS records */
+	uint8_t *kbuf, *vbuf;	 /* conversion buffers of slice records */
+	size_t slice;		 /* records a slice: SLICE_RECORDS, or fewer of long records */
 	char *sarena;		 /* NUL-terminated copies of the vlen strings of a slice */
 	size_t sarena_cap;	 /* its size */
 };
@@ -336,8 +338,10 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 	}
 	if (rc)
 		goto out_remove;
-	w->kbuf = malloc(SLICE_RECORDS * w->kstride);
-	w->vbuf = w->vstride ? malloc(SLICE_RECORDS * w->vstride) : NULL;
+	w->slice = SLICE_BYTES / (w->kstride + w->vstride + 1); /* 100 KiB strings: 26 GB */
+	w->slice = w->slice < 1 ? 1 : w->slice > SLICE_RECORDS ? SLICE_RECORDS : w->slice;
+	w->kbuf = malloc(w->slice * w->kstride);
+	w->vbuf = w->vstride ? malloc(w->slice * w->vstride) : NULL;
 	if (!w->kbuf || (w->vstride && !w->vbuf)) {
 		rc = pio_seterr(err, PIO_ENOMEM, o->file, NULL, "out of memory");
 		goto out_remove;
@@ -590,7 +594,7 @@ int pio_writer_append(struct pio_writer *w, size_t n, const uint8_t *keys, const
 	if (!w || (n && (!key_off || !vals)))
 		return pio_seterr(err, PIO_EINVAL, "pio", NULL, "writer: missing argument");
 	for (size_t done = 0; done < n;) {
-		size_t m = n - done < SLICE_RECORDS ? n - done : SLICE_RECORDS;
+		size_t m = n - done < w->slice ? n - done : w->slice;
 		int rc =
 		    write_slice(w, m, keys, key_off + done, vals + done, heap, heap_len, w->n, err);
 

@@ -1666,6 +1666,30 @@ def early_signals():
         check(os.listdir(td) == [], "demo, SIGINT at %s: left %s" % (pattern, os.listdir(td)))
 
 
+def long_records():
+    """export converted 262144 records at a time whatever their size: 7 records of 100 KiB
+    fixed strings asked for 52 GB (exit 6 under ulimit -v, an abort under AddressSanitizer).
+    Now a slice holds at most 64 MiB of records; the file reads back the same."""
+    import h5py
+    import numpy as np
+    a = np.zeros(7, dtype=[("key", "S102400"), ("value", "S102400")])
+    for i in range(7):
+        a["key"][i] = b"k%d" % i + b"x" * 1000
+        a["value"][i] = b"v" * 50000
+    with h5py.File(path("lr.h5"), "w") as f:
+        f["data"] = a
+    run(["ingest", "--input", path("lr.h5"), "--output", path("lr.kb"), "--quiet"])
+    asan = b"libasan" in subprocess.run(["ldd", PM], capture_output=True).stdout
+    p = subprocess.run([PM, "export", path("lr.kb"), "--output", path("lr2.h5"), "--quiet"],
+                       capture_output=True, timeout=300,
+                       preexec_fn=None if asan else lambda: resource.setrlimit(
+                           resource.RLIMIT_AS, (3 << 30, 3 << 30)))
+    check(p.returncode == 0, "export of 100 KiB records: exit %d: %r" % (p.returncode, p.stderr))
+    run(["ingest", "--input", path("lr2.h5"), "--output", path("lr2.kb"), "--quiet"])
+    check(run(["scan", path("lr.kb")]).stdout == run(["scan", path("lr2.kb")]).stdout,
+          "export of 100 KiB records: not the KB's records")
+
+
 def main():
     steps = [hdf5_write_fails, same_field, outputs_over_inputs, outputs_checked_first,
              config_files, export_dataset, export_batches, gen_interrupted, empty_output, ignored_options,
@@ -1673,7 +1697,7 @@ def main():
              damaged_strings, concurrent_updates, limits_and_streams, truncated_while_read,
              types_that_do_not_fit, outputs_through_links, names_and_globs,
              report_before_kb, few_threads, thread_counts, long_names, signed_counts,
-             help_pages, integer_prefixes, early_signals]
+             help_pages, integer_prefixes, early_signals, long_records]
     only = sys.argv[3:]  # step names to run (all by default)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
