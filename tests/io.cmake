@@ -57,4 +57,5 @@ set_tests_properties(fuzz_heap_replay PROPERTIES LABELS "fuzz;hdf5" TIMEOUT 300)
 list(TRANSFORM HDF5_INCLUDE_DIRS PREPEND -I OUTPUT_VARIABLE PIO_FUZZ_INCLUDES)
 pm_add_fuzz_run(heap 30 65536 -I${CMAKE_SOURCE_DIR}/io -I${CMAKE_SOURCE_DIR}/io/src
   ${PIO_FUZZ_INCLUDES} ${CMAKE_SOURCE_DIR}/io/src/heapcheck.c ${CMAKE_SOURCE_DIR}/io/src/err.c
+  ${CMAKE_SOURCE_DIR}/io/src/msg.c
   ${CMAKE_SOURCE_DIR}/io/src/batch.c ${HDF5_C_LIBRARIES})
