@@ -43,7 +43,8 @@ static void gen_usage(FILE *f)
 		"  --dataset NAME      compound: the dataset path (default /data); pair: the\n"
 		"                      datasets are NAME/keys and NAME/values (default /keys and\n"
 		"                      /values)\n"
-		"  --chunk N           records per chunk (default 65536; at most --records)\n"
+		"  --chunk N           records per chunk (default 65536, at most 64 MiB of them;\n"
+		"                      at most --records)\n"
 		"  --gzip LEVEL        deflate level 1..9, 0 = none (default 0)\n"
 		"  --shuffle           add the shuffle filter\n"
 		"  --seed S            random seed (default 1)\n"
@@ -298,6 +299,7 @@ int pme_cmd_gen(int argc, char **argv)
 	}
 	if (dataset && pme_out_dataset("gen", dataset, &o.out, kpath, vpath))
 		return PME_EXIT_USAGE;
+	o.out.chunk_default = !o.out.chunk_records;
 	if (!o.out.chunk_records)
 		o.out.chunk_records = PIO_CHUNK_DEFAULT;
 	if (o.out.chunk_records > o.records) /* a chunk past the data: space written for nothing */

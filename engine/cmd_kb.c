@@ -1311,7 +1311,8 @@ int pme_cmd_export(int argc, char **argv)
 		    "(default \"/data\") or two datasets \"/keys\" and \"/values\" (--layout "
 		    "pair;\n"
 		    "--dataset PATH: PATH/keys and PATH/values, as pmingest gen writes them).\n"
-		    "Datasets are chunked by --chunk records (default 65536), deflated with\n"
+		    "Datasets are chunked by --chunk records (default 65536, and at most 64 MiB\n"
+		    "of records, and the KB's count), deflated with\n"
 		    "--gzip LEVEL (1..9; default 0, none), after the shuffle filter with\n"
 		    "--shuffle.\n"
 		    "A key or value that the KB's type cannot hold in HDF5 stops it, naming\n"
@@ -1385,6 +1386,7 @@ int pme_cmd_export(int argc, char **argv)
 		goto out;
 	}
 	in = pkb_info(kb);
+	wo.chunk_default = !wo.chunk_records;
 	if (!wo.chunk_records)
 		wo.chunk_records = PIO_CHUNK_DEFAULT;
 	if (wo.chunk_records > in->count) /* a chunk past the data is space written for nothing */

@@ -372,6 +372,8 @@ struct pio_writer_opts {
 	const char *keys;	 /* pair: keys dataset path; NULL means "/keys" */
 	const char *values;	 /* pair: values dataset path; NULL means "/values" */
 	uint64_t chunk_records;	 /* records per chunk; 0 means PIO_CHUNK_DEFAULT */
+	bool chunk_default;	 /* chunk_records is a default (the records' count, say): a
+				    chunk of long records is cut to 64 MiB */
 	int gzip;		 /* deflate level 0..9; 0 means no compression */
 	bool shuffle;		 /* add the shuffle filter (before deflate) */
 };

@@ -34,6 +34,7 @@ struct pio_writer {
 	uint64_t n;		 /* records written */
 	uint8_t *kbuf, *vbuf;	 /* conversion buffers of slice records */
 	size_t slice;		 /* records a slice: SLICE_RECORDS, or fewer of long records */
+	uint64_t chunk;		 /* records a chunk (of the last dataset made) */
 	char *sarena;		 /* NUL-terminated copies of the vlen strings of a slice */
 	size_t sarena_cap;	 /* its size */
 };
@@ -136,6 +137,17 @@ static bool type_ok(const struct pio_type *t)
 	}
 }
 
+/* Records of w converted and written at once: SLICE_RECORDS, or as many as SLICE_BYTES
+ * hold (at least one). A default chunk holds no more, so that slices write whole chunks:
+ * a chunk written in parts is read back, and with a filter decoded and encoded again, for
+ * each part (17 times slower with gzip). */
+static size_t slice_records(const struct pio_writer *w)
+{
+	size_t n = SLICE_BYTES / (w->ksize + w->vsize + 1);
+
+	return n < 1 ? 1 : n > SLICE_RECORDS ? SLICE_RECORDS : n;
+}
+
 /* Creates one extendible chunked dataset of file type ft (rank 2 for u8 rows). */
 static hid_t create_dataset(struct pio_writer *w, const char *path, hid_t ft, size_t rowlen,
 			    size_t recsize, const struct pio_writer_opts *o)
@@ -148,8 +160,11 @@ static hid_t create_dataset(struct pio_writer *w, const char *path, hid_t ft, si
 	/* HDF5 chunks must stay under 4 GiB. */
 	if (recsize && c > ((uint64_t)1 << 31) / recsize)
 		c = ((uint64_t)1 << 31) / recsize;
+	if ((!o->chunk_records || o->chunk_default) && c > slice_records(w))
+		c = slice_records(w);
 	if (c == 0)
 		c = 1;
+	w->chunk = c;
 	chunk[0] = c;
 	chunk[1] = rowlen;
 	if (make_parents(w->file, path))
@@ -338,8 +353,9 @@ int pio_writer_open(const struct pio_writer_opts *opts, const struct pio_type *k
 	}
 	if (rc)
 		goto out_remove;
-	w->slice = SLICE_BYTES / (w->kstride + w->vstride + 1); /* 100 KiB strings: 26 GB */
-	w->slice = w->slice < 1 ? 1 : w->slice > SLICE_RECORDS ? SLICE_RECORDS : w->slice;
+	w->slice = slice_records(w); /* 7 records of 100 KiB strings asked for 52 GB */
+	if (w->chunk && w->slice >= w->chunk)
+		w->slice -= w->slice % w->chunk; /* whole chunks */
 	w->kbuf = malloc(w->slice * w->kstride);
 	w->vbuf = w->vstride ? malloc(w->slice * w->vstride) : NULL;
 	if (!w->kbuf || (w->vstride && !w->vbuf)) {
