@@ -27,11 +27,11 @@ static void ingest_usage(FILE *f)
 	       "                         [ingest]; an unknown key is an error, and so is a\n"
 	       "                         key set twice (but input, which repeats); a value\n"
 	       "                         in double or single quotes is read without them;\n"
-	       "                         ';' or '#' after a space starts a comment, quoted\n"
-	       "                         or not; lines of at most 199 bytes (give longer\n"
-	       "                         values, or ones holding \" ;\" or \" #\", on the\n"
-	       "                         command line); relative paths are relative to the\n"
-	       "                         working directory, not to the file\n");
+	       "                         '#' after a space starts a comment outside quotes,\n"
+	       "                         ';' after a space even within them; lines of at\n"
+	       "                         most 199 bytes (give longer values, or ones holding\n"
+	       "                         \" ;\", on the command line); relative paths are\n"
+	       "                         relative to the working directory, not to the file\n");
 	pme_config_help(f);
 	fprintf(
 	    f,

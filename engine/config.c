@@ -363,7 +363,7 @@ static char *read_line(char *str, int num, void *user)
 {
 	struct ini_ctx *x = user;
 	size_t len;
-	char *p;
+	char *p, q;
 	int ch;
 
 	if (x->rc)
@@ -391,8 +391,14 @@ static char *read_line(char *str, int num, void *user)
 	p = str + strspn(str, " \t");
 	if (p > str)
 		memmove(str, p, strlen(p) + 1);
-	for (p = str + 1; *str && *p; p++) {
-		if (*p == '#' && (p[-1] == ' ' || p[-1] == '\t')) {
+	for (p = str + 1, q = 0; *str && *p; p++) {
+		bool after_space = p[-1] == ' ' || p[-1] == '\t' || p[-1] == '=';
+
+		if (!q && (*p == '"' || *p == '\'') && after_space) {
+			q = *p; /* a quoted value: "run #3.kb" keeps its '#' */
+		} else if (q && *p == q) {
+			q = 0;
+		} else if (!q && *p == '#' && after_space && p[-1] != '=') {
 			p[0] = '\n';
 			p[1] = '\0';
 			break;
@@ -431,6 +437,14 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	}
 	x->seen[o - options] = x->line;
 	len = strlen(value);
+	if ((value[0] == '"' || value[0] == '\'') && (len < 2 || value[len - 1] != value[0])) {
+		x->rc =
+		    pme_seterr(x->err, PME_EUSAGE,
+			       "%s:%d: the value of '%s' has no closing quote (as libinih reads "
+			       "the file, ' ;' starts a comment even within quotes)",
+			       x->path, x->line, name);
+		return 0;
+	}
 	if (len >= 2 && (value[0] == '"' || value[0] == '\'') && value[len - 1] == value[0]) {
 		/* "a value" or 'a value': a value */
 		unquoted = strndup(value + 1, len - 2);

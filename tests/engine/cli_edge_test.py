@@ -237,6 +237,12 @@ def config_files():
     check(os.path.exists(path("cfg3.kb")), "a value in single quotes: no cfg3.kb")
     check(not [n for n in os.listdir(WORK) if "#" in n or "'" in n],
           "files named with the comment or the quotes: %s" % os.listdir(WORK))
+    # ... but a '#' within quotes is the value's; a quoted value that ' ;' cut (libinih
+    # does, within quotes too) lost its closing quote: refused, not taken as '"run'
+    job(ok.replace(path("cfg.kb"), '"%s"' % path("run #3.kb")) + "# done\n", 0)
+    check(os.path.exists(path("run #3.kb")), "a quoted '#': no 'run #3.kb'")
+    job(ok.replace(path("cfg.kb"), '"%s"' % path("run ;4.kb")), 2, "c.ini:2: the value of "
+        "'output' has no closing quote")
     # a key or value refused names its line
     job(ok + "colour = blue\n", 2, "c.ini:4: unknown key 'colour'")
     job(ok + "threads = many\n", 2, "c.ini:4: invalid value 'many' for threads")
