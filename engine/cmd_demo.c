@@ -138,8 +138,8 @@ int pme_cmd_demo(int argc, char **argv)
 			    "on purpose).\n"
 			    "exit status: 0 success, 2 bad command line, 3 cannot read back, 4 "
 			    "cannot write,\n6 out of memory, 130 interrupted by SIGINT, "
-			    "SIGTERM or SIGHUP\n(before the queries, a DIR made by demo is "
-			    "removed)\n");
+			    "SIGTERM or SIGHUP\n(before the queries, the temporary directory is "
+			    "removed; a --dir stays)\n");
 			return PME_EXIT_OK;
 		} else if (!strcmp(argv[i], "--records") || !strcmp(argv[i], "--dir")) {
 			fprintf(stderr, "pmingest demo: %s needs a value (see --help)\n", argv[i]);
@@ -151,6 +151,8 @@ int pme_cmd_demo(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0); /* keep the commands' stdout and stderr in order */
+	/* before a directory is made */
+	pme_catch_signals();
 	if (!dir) {
 		const char *td = getenv("TMPDIR");
 
@@ -182,7 +184,6 @@ int pme_cmd_demo(int argc, char **argv)
 	g.dup_ratio = 0.1;
 	g.value_kind = PIO_GEN_INT64;
 	g.seed = 42;
-	pme_catch_signals();
 	g.cancel = &pme_stop;
 	printf("generating %llu records into %s ...\n", (unsigned long long)n, h5);
 	fflush(stdout);
@@ -197,6 +198,7 @@ int pme_cmd_demo(int argc, char **argv)
 	if (pme_config_set(&c, "input", input, &err) || pme_config_set(&c, "output", kbp, &err)) {
 		fprintf(stderr, "pmingest demo: %s\n", err.msg);
 		pme_config_free(&c);
+		drop_tmp(made, dir, h5, kbp);
 		return PME_EXIT_NOMEM;
 	}
 	printf("pmingest ingest --input %s --output %s\n", input, kbp);

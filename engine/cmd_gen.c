@@ -317,13 +317,13 @@ int pme_cmd_gen(int argc, char **argv)
 		return PME_EXIT_NOMEM;
 	}
 	o.out.file = target;
+	pme_catch_signals(); /* before the check makes a file; read between slices */
 	rc = pkb_check_output(o.out.file, &kerr); /* now, not after writing the whole file */
 	if (rc) {
 		fprintf(stderr, "pmingest gen: %s\n", kerr.msg);
 		free(target);
 		return rc == PKB_ENOMEM ? PME_EXIT_NOMEM : PME_EXIT_OUTPUT;
 	}
-	pme_catch_signals(); /* pme_stop is read between slices */
 	o.cancel = &pme_stop;
 	prog = pme_progress_start("gen", "gen", "records", o.records, quiet, false);
 	o.progress = prog ? pme_progress_hook : NULL;

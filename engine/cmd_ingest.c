@@ -188,13 +188,12 @@ int pme_cmd_ingest(int argc, char **argv)
 			goto out;
 		}
 	}
+	pme_catch_signals(); /* before the report's check makes a file; read between batches */
 	if (c.report && pme_report_check(c.report, &err)) {
 		fprintf(stderr, "pmingest ingest: %s\n", err.msg);
 		status = PME_EXIT_OUTPUT;
 		goto out;
 	}
-
-	pme_catch_signals(); /* pme_stop is read between batches */
 	c.cancel = &pme_stop;
 	c.leave_map = true; /* the process ends after the run */
 	rc = pme_ingest_run(&c, &rep, &err);

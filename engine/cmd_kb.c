@@ -1379,6 +1379,8 @@ int pme_cmd_export(int argc, char **argv)
 	if (!target)
 		goto out_nomem;
 	wo.file = target;
+	/* before the check makes a file */
+	pme_catch_signals();
 	rc = pkb_check_output(wo.file, &kerr); /* now, not after writing the whole file */
 	if (rc) {
 		fprintf(stderr, "pmingest export: %s\n", kerr.msg);
@@ -1398,7 +1400,6 @@ int pme_cmd_export(int argc, char **argv)
 	if (!key_off || !vals || pm_snap_iter_create(pkb_snap(kb), NULL, NULL, &it)) {
 		goto out_nomem;
 	}
-	pme_catch_signals();
 	rc = pio_writer_open(&wo, &in->key_type, &in->value_type, &w, &perr);
 	if (rc) {
 		fprintf(stderr, "pmingest export: %s\n", perr.msg);

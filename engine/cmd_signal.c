@@ -4,11 +4,12 @@
  * at once with exit 130 (nothing is written yet: the commands that only read keep it so);
  * once taken over, the signal raises pme_stop, and the long loops (reading, generating,
  * writing) poll it and end cleanly with nothing left behind (exit 130). A second signal, a
- * second or more later, kills the process. A SIGHUP ignored when pmingest started (nohup)
- * stays ignored.
+ * second or more later, kills the process. A signal ignored when pmingest started stays
+ * ignored (SIGHUP under nohup, SIGINT of a background job in a script).
  */
 #define _POSIX_C_SOURCE 200809L /* sigaction */
 #include <signal.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,7 +19,7 @@
 volatile sig_atomic_t pme_stop;
 
 static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
-static int hup_ignored; /* SIGHUP was ignored at the start (nohup) */
+static bool ignored[sizeof(stop_signals) / sizeof(stop_signals[0])]; /* at the start */
 
 /* The first signal asks for a clean stop; a second one, for a run that has not stopped,
  * ends the process at once by the signal itself. One stop request can arrive as two
@@ -37,7 +38,7 @@ static void on_signal(int sig)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (!pme_stop) {
 		first_signal = now;
-		pme_stop = 1;
+		__atomic_store_n(&pme_stop, 1, __ATOMIC_RELEASE); /* after first_signal */
 		return;
 	}
 	ns = (now.tv_sec - first_signal.tv_sec) * 1000000000LL + now.tv_nsec - first_signal.tv_nsec;
@@ -64,15 +65,18 @@ static void set_handlers(void (*fn)(int))
 	for (i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
 		sigaddset(&sa.sa_mask, stop_signals[i]);
 	for (i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
-		if (stop_signals[i] != SIGHUP || !hup_ignored)
+		if (!ignored[i])
 			sigaction(stop_signals[i], &sa, NULL);
 }
 
 void pme_early_signals(void)
 {
 	struct sigaction old;
+	size_t i;
 
-	hup_ignored = sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
+	for (i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		ignored[i] =
+		    sigaction(stop_signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN;
 	set_handlers(on_early_signal);
 }
 

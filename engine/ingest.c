@@ -584,9 +584,10 @@ static void fill_bucket(struct run *x, const struct pme_rbatch *b, uint32_t q,
 		fill_prefix_part(x, b, q, fb);
 }
 
+/* Read by the fill's threads while a signal handler may set it: an atomic load. */
 static bool cancelled(const struct pme_config *c)
 {
-	return c->cancel && *c->cancel;
+	return c->cancel && __atomic_load_n(c->cancel, __ATOMIC_RELAXED);
 }
 
 /*
@@ -938,6 +939,10 @@ static int load_into(struct run *x, size_t batch)
 		size_t len;
 		uint64_t w;
 
+		if (cancelled(x->c)) {
+			rc = pme_seterr(x->err, PME_ECANCELED, "interrupted");
+			goto out;
+		}
 		more = pm_snap_iter_next(it, &k, &len, &w);
 		if (more < 0) {
 			rc = PKB_ECORRUPT;

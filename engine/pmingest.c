@@ -146,6 +146,8 @@ int main(int argc, char **argv)
 				return commands[i].fn(2, args) ? PME_EXIT_USAGE
 							       : stdout_status(argv[2]);
 		}
+		fprintf(stderr, "pmingest: unknown command '%s' (see pmingest --help)\n", argv[2]);
+		return PME_EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);

@@ -1582,6 +1582,7 @@ def help_pages():
         check(a.stdout == b.stdout == c.stdout and
               a.stdout.startswith(b"usage: pmingest " + cmd.encode()),
               "pmingest help %s, %s --help and -h differ: %r" % (cmd, cmd, a.stdout[:80]))
+    check(b"unknown command 'nope'" in run(["help", "nope"], expect=2).stderr, "help nope")
     for cmd in ["merge", "intersect", "subtract", "kb-build"]:
         check(b"--no-sync" in run([cmd, "--help"]).stdout, "%s --help: no --no-sync" % cmd)
     check(b"--check" in run(["export", "--help"]).stdout, "export --help: no --check")
@@ -1651,7 +1652,11 @@ def early_signals():
     p = subprocess.Popen([PM, "gen", "--output", path("nohup.h5"), "--records", "2000000"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-    time.sleep(0.3)
+    t = time.time()
+    while p.poll() is None and time.time() - t < 30 and not [
+            f for f in os.listdir(WORK) if f.startswith("nohup.h5.tmp.")]:
+        time.sleep(0.01)
+    check(p.poll() is None, "gen under nohup: finished before the signal could be sent")
     p.send_signal(signal.SIGHUP)
     check(p.wait(timeout=120) == 0 and os.path.exists(path("nohup.h5")),
           "gen under nohup stopped by SIGHUP (status %s)" % p.returncode)
