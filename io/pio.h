@@ -122,7 +122,8 @@ struct pio_err {
  * when memory for the whole message is lacking). Line breaks become spaces. The engine's
  * and the KB layer's messages are made by it too. Thread-safe.
  */
-void pio_vmsgf(char *dst, size_t size, const char *fmt, va_list ap);
+void pio_vmsgf(char *dst, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void pio_msgf(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---------------------------------------------------------------------------------------
