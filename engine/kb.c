@@ -3021,25 +3021,22 @@ int pkb_combine(enum pkb_op op, struct pkb *const *kbs, size_t n, enum pkb_dup d
 			} else {
 				rc = combine_num(dup, vt, &acc, c[i].val);
 			}
-			if (rc == PKB_ESUM) {
-				char kt[256];
-
-				pkb_key_text(mk, ml, kt, sizeof(kt));
-				seterr(err,
-				       "%s: the sum of key \"%s\" leaves the %s range when %s "
-				       "adds its value (--on-duplicate sum: integers do not wrap)",
-				       path, kt, vt->cls == PIO_V_INT ? "int64" : "uint64",
-				       kbs[i]->path);
-				goto out_free;
-			}
 			if (rc) {
 				char kt[256];
 
 				pkb_key_text(mk, ml, kt, sizeof(kt));
-				seterr(err,
-				       "%s: key \"%s\" (%zu bytes) is in %s and %s with different "
-				       "values (--on-duplicate error)",
-				       path, kt, ml, kbs[first]->path, kbs[i]->path);
+				if (rc == PKB_ESUM)
+					seterr(err,
+					       "%s: the sum of key \"%s\" leaves the %s range when "
+					       "%s adds its value (--on-duplicate sum: integers do "
+					       "not wrap)",
+					       path, kt, vt->cls == PIO_V_INT ? "int64" : "uint64",
+					       kbs[i]->path);
+				else
+					seterr(err,
+					       "%s: key \"%s\" (%zu bytes) is in %s and %s with "
+					       "different values (--on-duplicate error)",
+					       path, kt, ml, kbs[first]->path, kbs[i]->path);
 				goto out_free;
 			}
 		}
