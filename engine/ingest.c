@@ -939,10 +939,6 @@ static int load_into(struct run *x, size_t batch)
 		size_t len;
 		uint64_t w;
 
-		if (cancelled(x->c)) {
-			rc = pme_seterr(x->err, PME_ECANCELED, "interrupted");
-			goto out;
-		}
 		more = pm_snap_iter_next(it, &k, &len, &w);
 		if (more < 0) {
 			rc = PKB_ECORRUPT;
@@ -974,6 +970,10 @@ static int load_into(struct run *x, size_t batch)
 		if (n == batch || (!more && n)) {
 			struct pme_rbatch rb = {n, keys, off, vals, NULL, 0, x->ordinal, true};
 
+			if (cancelled(x->c)) { /* between batches, as for the inputs */
+				rc = pme_seterr(x->err, PME_ECANCELED, "interrupted");
+				goto out;
+			}
 			if (blob) {
 				/* copy the blobs into a batch heap: [u32 LE len][bytes] */
 				size_t i, hl = 0;
